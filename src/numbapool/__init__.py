@@ -1,0 +1,36 @@
+"""numbapool: fast pooling operators, called by name, built from a window rule and a reduction.
+
+>>> import numpy as np, numbapool
+>>> numbapool.pool("avg", np.ones((1, 1, 4, 4)), 2).shape
+(1, 1, 2, 2)
+"""
+
+from __future__ import annotations
+
+from .api import get, pool, pool_grad, poolers, register, unregister
+from .hookspecs import hookimpl
+from .pooler import Param, Pooler
+from .reduction import Reduction, Selection, Streaming
+from .windows import Adaptive, Global, Sliding, WindowRule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "pool",
+    "pool_grad",
+    "poolers",
+    "get",
+    "register",
+    "unregister",
+    "hookimpl",
+    "Pooler",
+    "Param",
+    "Reduction",
+    "Selection",
+    "Streaming",
+    "WindowRule",
+    "Sliding",
+    "Adaptive",
+    "Global",
+    "__version__",
+]

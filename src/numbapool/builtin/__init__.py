@@ -1,0 +1,30 @@
+"""The built-in poolers, registered through the same hook a third-party plugin implements."""
+
+from __future__ import annotations
+
+from ..hookspecs import hookimpl
+from ..pooler import Param, Pooler
+from ..windows import Adaptive, Global, Sliding
+from .reductions import AVG, LP, MAX, MIN, SUM
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else "must be positive"
+
+
+@hookimpl
+def register_poolers(register):
+    sliding, adaptive, glob = Sliding(), Adaptive(), Global()
+    register(Pooler("max", sliding, MAX, "maximum over each window (NaN propagates)"))
+    register(Pooler("min", sliding, MIN, "minimum over each window (NaN propagates)"))
+    register(Pooler("sum", sliding, SUM, "sum over each window (padding adds zero)"))
+    register(Pooler("avg", sliding, AVG, "mean over each window (count_include_pad, "
+                                          "divisor_override as in PyTorch)"))
+    register(Pooler("lp", sliding, LP, "power mean without the mean: (sum x**p)**(1/p), "
+                                        "PyTorch's lp_pool",
+                    parameters=(Param("p", 2.0, "the power", check=_positive),)))
+    register(Pooler("global_max", glob, MAX, "maximum over all spatial positions"))
+    register(Pooler("global_min", glob, MIN, "minimum over all spatial positions"))
+    register(Pooler("global_avg", glob, AVG, "mean over all spatial positions"))
+    register(Pooler("adaptive_max", adaptive, MAX, "maximum over PyTorch's adaptive bins"))
+    register(Pooler("adaptive_avg", adaptive, AVG, "mean over PyTorch's adaptive bins"))

@@ -1,0 +1,84 @@
+"""The built-in reductions, written exactly as a plugin would write its own."""
+
+from __future__ import annotations
+
+import numba
+
+from ..reduction import Selection, Streaming
+
+__all__ = ["MAX", "MIN", "SUM", "AVG", "LP"]
+
+_jit = numba.njit(cache=True, nogil=True)
+
+
+# Selection: NaN wins (PyTorch's rule: a NaN replaces the choice, so NaN propagates) -------
+@_jit
+def max_better(v, best):
+    return v > best or v != v
+
+
+@_jit
+def min_better(v, best):
+    return v < best or v != v
+
+
+# Sum and mean ------------------------------------------------------------------------------
+@_jit
+def sum_init(v, prm):
+    return v
+
+
+@_jit
+def sum_take(acc, v, prm):
+    return acc + v
+
+
+@_jit
+def sum_finish(acc, div, prm):
+    return acc
+
+
+@_jit
+def sum_grad(v, y, div, prm):
+    return 1.0
+
+
+@_jit
+def avg_finish(acc, div, prm):
+    return acc / div
+
+
+@_jit
+def avg_grad(v, y, div, prm):
+    return 1.0 / div
+
+
+# Power mean without the mean: (sum v**p) ** (1/p), PyTorch's lp_pool; prm[0] = p ---------
+@_jit
+def lp_init(v, prm):
+    return v ** prm[0]
+
+
+@_jit
+def lp_take(acc, v, prm):
+    return acc + v ** prm[0]
+
+
+@_jit
+def lp_finish(acc, div, prm):
+    return acc ** (1.0 / prm[0])
+
+
+@_jit
+def lp_grad(v, y, div, prm):
+    p = prm[0]
+    return v ** (p - 1.0) * y ** (1.0 - p)
+
+
+MAX = Selection("max", better=max_better)
+MIN = Selection("min", better=min_better)
+SUM = Streaming("sum", init=sum_init, take=sum_take, finish=sum_finish, grad=sum_grad,
+                integer_result="keep")
+AVG = Streaming("avg", init=sum_init, take=sum_take, finish=avg_finish, grad=avg_grad,
+                uses_divisor=True)
+LP = Streaming("lp", init=lp_init, take=lp_take, finish=lp_finish, grad=lp_grad)

@@ -1,0 +1,121 @@
+"""Turn (reduction, layout, variant) into a compiled, disk-cached Numba kernel.
+
+Why generated files?  A kernel that closes over the reduction's dispatchers, or receives them
+as arguments, misses Numba's on-disk cache in every new process (numba#6264), and first-class
+function types cost ~2.4x at run time.  Instead the template source is written once to a file
+in the numbapool cache directory, and executed with the reduction's dispatchers bound as module
+*globals*: Numba inlines them like any global jitted function, and ``cache=True`` finds its
+cache next to the file in every later process.
+
+The file name carries a hash of the template, the reduction's code and the library versions, so
+changing any of them builds (and caches) a new kernel.  Files are written atomically with a
+fixed modification time, so processes racing to create the same file agree on Numba's cache
+stamp.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from ..reduction import Reduction
+from .templates import DECORATOR, HEADER, kernel_source
+
+__all__ = ["cache_dir", "get_kernel", "kernel_path"]
+
+_FIXED_MTIME = 1_000_000_000  # any constant works; it only has to be the same everywhere
+_lock = threading.Lock()
+_kernels: dict[tuple[int, str, str], tuple[Reduction, Callable]] = {}
+
+
+def cache_dir() -> Path:
+    """Directory holding generated kernel sources (and Numba's cache beside them).
+
+    ``$NUMBAPOOL_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/numbapool`` or
+    ``~/.cache/numbapool``; falls back to a temporary directory when that is not writable.
+    """
+    env = os.environ.get("NUMBAPOOL_CACHE_DIR")
+    if env:
+        base = Path(env)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (Path(xdg) if xdg else Path.home() / ".cache") / "numbapool"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        if os.access(base, os.W_OK):
+            return base
+    except OSError:
+        pass
+    fallback = Path(tempfile.gettempdir()) / f"numbapool-{os.getuid()}"
+    fallback.mkdir(parents=True, exist_ok=True)
+    return fallback
+
+
+def _source(reduction: Reduction, layout: str, variant: str) -> tuple[str, str]:
+    body = DECORATOR + kernel_source(reduction.kind, layout, variant)
+    h = hashlib.sha256()
+    for part in (body, reduction.fingerprint(), numba.__version__, np.__version__):
+        h.update(part.encode())
+    key = h.hexdigest()[:20]
+    header = HEADER.format(name=reduction.name, kind=reduction.kind, layout=layout,
+                           variant=variant, key=key)
+    return header + body, key
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name)
+
+
+def kernel_path(reduction: Reduction, layout: str, variant: str) -> Path:
+    """Where the generated source of this kernel lives."""
+    _, key = _source(reduction, layout, variant)
+    return cache_dir() / f"np_{_safe(reduction.name)}_{layout}_{variant}_{key}.py"
+
+
+def _write_once(path: Path, text: str) -> None:
+    if path.exists() and path.read_text() == text:
+        return
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".py")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.utime(tmp, (_FIXED_MTIME, _FIXED_MTIME))
+    os.replace(tmp, path)
+
+
+def _load(reduction: Reduction, layout: str, variant: str) -> Callable:
+    text, _ = _source(reduction, layout, variant)
+    path = kernel_path(reduction, layout, variant)
+    _write_once(path, text)
+    namespace: dict[str, object] = {
+        "__name__": f"numbapool_generated.{path.stem}",
+        "__file__": str(path),
+    }
+    for role, fn in reduction.functions().items():
+        namespace[f"_{role}"] = fn
+    exec(compile(text, str(path), "exec"), namespace)  # noqa: S102 - our own template
+    return namespace["kernel"]  # type: ignore[return-value]
+
+
+def get_kernel(reduction: Reduction, layout: str, variant: str) -> Callable:
+    """The compiled-on-demand kernel for a reduction, layout and variant.
+
+    The dispatcher is built once per process; Numba compiles each argument-type
+    specialisation on first use and reloads it from disk in later processes.
+    """
+    key = (id(reduction), layout, variant)
+    entry = _kernels.get(key)
+    if entry is None:
+        with _lock:
+            entry = _kernels.get(key)
+            if entry is None:
+                # The entry keeps the reduction alive, so its id cannot be reused.
+                entry = (reduction, _load(reduction, layout, variant))
+                _kernels[key] = entry
+    return entry[1]

@@ -1,0 +1,108 @@
+"""Window rules: from user options to per-axis window tables.
+
+A window rule says which input positions feed each output position, independently per spatial
+axis.  It turns the geometry options a user passed into one
+:class:`~numbapool.geometry.AxisWindows` per spatial axis.  Rules are plain Python and run once
+per call, never inside a kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .geometry import AxisWindows, adaptive_axis, global_axis, same_padding, sliding_axis
+from .options import check_bool, check_output_size, per_axis_ints, per_axis_padding
+
+__all__ = ["WindowPlan", "WindowRule", "Sliding", "Adaptive", "Global"]
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """The windows of one call.
+
+    Attributes
+    ----------
+    axes : tuple of AxisWindows
+        One entry per spatial axis.
+    count_include_pad : bool
+        The default for ``count_include_pad`` implied by the padding (True for numeric padding,
+        as in PyTorch; False for ``"same"``, as in TensorFlow/Keras).
+    drop_spatial : bool
+        Whether the spatial axes are removed from the result (global pooling without keepdims).
+    """
+
+    axes: tuple[AxisWindows, ...]
+    count_include_pad: bool = True
+    drop_spatial: bool = False
+
+    @property
+    def out_spatial(self) -> tuple[int, ...]:
+        return tuple(a.out for a in self.axes)
+
+
+class WindowRule:
+    """Base class.  Subclasses set ``name`` and ``options`` (the option names they read, with
+    their defaults) and implement :meth:`plan`."""
+
+    name: str = ""
+    options: Mapping[str, object] = {}
+
+    def plan(self, spatial: tuple[int, ...], **options: object) -> WindowPlan:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Sliding(WindowRule):
+    """A kernel sliding with a stride, with padding, dilation and ceil mode."""
+
+    name = "sliding"
+    options = {"kernel_size": None, "stride": None, "padding": 0, "dilation": 1,
+               "ceil_mode": False}
+
+    def plan(self, spatial, *, kernel_size=None, stride=None, padding=0, dilation=1,
+             ceil_mode=False) -> WindowPlan:
+        rank = len(spatial)
+        if kernel_size is None:
+            raise ValueError("kernel_size is required for sliding-window pooling")
+        k = per_axis_ints(kernel_size, rank, "kernel_size")
+        s = k if stride is None else per_axis_ints(stride, rank, "stride")
+        d = per_axis_ints(dilation, rank, "dilation")
+        ceil_mode = check_bool(ceil_mode, "ceil_mode")
+        pads = per_axis_padding(padding, rank)
+        same = pads == "same"
+        if same:
+            if ceil_mode:
+                raise ValueError("ceil_mode=True cannot be combined with padding='same'")
+            pads = tuple(same_padding(*args) for args in zip(spatial, k, s, d))
+        axes = []
+        for axis, (length, kk, ss, (pb, pa), dd) in enumerate(zip(spatial, k, s, pads, d)):
+            try:
+                axes.append(sliding_axis(length, kk, ss, pb, pa, dd, ceil_mode))
+            except ValueError as exc:
+                raise ValueError(f"spatial axis {axis}: {exc}") from None
+        return WindowPlan(tuple(axes), count_include_pad=not same)
+
+
+class Adaptive(WindowRule):
+    """PyTorch's adaptive bins for a requested output size."""
+
+    name = "adaptive"
+    options = {"output_size": None}
+
+    def plan(self, spatial, *, output_size=None) -> WindowPlan:
+        sizes = check_output_size(output_size, spatial)
+        return WindowPlan(tuple(adaptive_axis(L, o) for L, o in zip(spatial, sizes)))
+
+
+class Global(WindowRule):
+    """One window over all spatial positions."""
+
+    name = "global"
+    options = {"keepdims": False}
+
+    def plan(self, spatial, *, keepdims=False) -> WindowPlan:
+        keepdims = check_bool(keepdims, "keepdims")
+        return WindowPlan(tuple(global_axis(L) for L in spatial), drop_spatial=not keepdims)
