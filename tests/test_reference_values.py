@@ -13,6 +13,8 @@ import sys
 import numpy as np
 import pytest
 
+import numbapool
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from reference import (  # noqa: E402
@@ -22,8 +24,6 @@ from reference import (  # noqa: E402
     ref_pool,
     ref_pool_grad,
 )
-
-numbapool = pytest.importorskip("numbapool")
 
 CF = "channels_first"
 CL = "channels_last"

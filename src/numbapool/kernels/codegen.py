@@ -18,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import sys
 import threading
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from .templates import DECORATOR, HEADER, kernel_source
 
 __all__ = ["cache_dir", "get_kernel", "kernel_path"]
 
+_CODEGEN_VERSION = "2"  # bump when the way files are generated or loaded changes
 _FIXED_MTIME = 1_000_000_000  # any constant works; it only has to be the same everywhere
 _lock = threading.Lock()
 _kernels: dict[tuple[int, str, str], tuple[Reduction, Callable]] = {}
@@ -61,7 +64,8 @@ def cache_dir() -> Path:
 def _source(reduction: Reduction, layout: str, variant: str) -> tuple[str, str]:
     body = DECORATOR + kernel_source(reduction.kind, layout, variant)
     h = hashlib.sha256()
-    for part in (body, reduction.fingerprint(), numba.__version__, np.__version__):
+    for part in (_CODEGEN_VERSION, body, reduction.fingerprint(), numba.__version__,
+                 np.__version__):
         h.update(part.encode())
     key = h.hexdigest()[:20]
     header = HEADER.format(name=reduction.name, kind=reduction.kind, layout=layout,
@@ -93,14 +97,15 @@ def _load(reduction: Reduction, layout: str, variant: str) -> Callable:
     text, _ = _source(reduction, layout, variant)
     path = kernel_path(reduction, layout, variant)
     _write_once(path, text)
-    namespace: dict[str, object] = {
-        "__name__": f"numbapool_generated.{path.stem}",
-        "__file__": str(path),
-    }
+    # A real module in sys.modules: Numba finds the kernel's globals through it, both when
+    # compiling and when it reloads a cached kernel in a later process.
+    module = types.ModuleType(f"numbapool_generated_{path.stem}")
+    module.__file__ = str(path)
     for role, fn in reduction.functions().items():
-        namespace[f"_{role}"] = fn
-    exec(compile(text, str(path), "exec"), namespace)  # noqa: S102 - our own template
-    return namespace["kernel"]  # type: ignore[return-value]
+        setattr(module, f"_{role}", fn)
+    sys.modules[module.__name__] = module
+    exec(compile(text, str(path), "exec"), module.__dict__)  # noqa: S102 - our own template
+    return module.kernel
 
 
 def get_kernel(reduction: Reduction, layout: str, variant: str) -> Callable:
