@@ -78,10 +78,10 @@ def _per_axis(draw, values, as_int_allowed=True):
 @st.composite
 def sliding_cases(draw, names=("max", "avg")):
     rank = draw(st.integers(1, 3))
-    max_len = 7 if rank < 3 else 5
+    max_len = 8 if rank < 3 else 5
     spatial = tuple(draw(st.integers(1, max_len)) for _ in range(rank))
-    kernel = tuple(draw(st.integers(1, 4)) for _ in range(rank))
-    dilation = tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    kernel = tuple(draw(st.sampled_from([1, 2, 2, 3, 3, 4])) for _ in range(rank))
+    dilation = tuple(draw(st.sampled_from([1, 1, 1, 2, 3])) for _ in range(rank))
     stride_t = tuple(draw(st.integers(1, 3)) for _ in range(rank))
     stride = None if draw(st.booleans()) else _per_axis(draw, stride_t)
     eff_half = [((k - 1) * d + 1) // 2 for k, d in zip(kernel, dilation)]

@@ -415,7 +415,7 @@ def test_sliding_options(name, spatial, opts):
 # a few option combos on ranks 1 and 3 and channels-last
 OPTION_CASES_OTHER = [
     ("max", (9,), CF, dict(kernel_size=3, stride=2, padding="same", dilation=2)),
-    ("avg", (9,), CF, dict(kernel_size=4, stride=3, padding=(1, 2),
+    ("avg", (9,), CF, dict(kernel_size=4, stride=3, padding=((1, 2),),
                            ceil_mode=True)),
     ("avg", (9,), CL, dict(kernel_size=3, stride=2, padding=1,
                            count_include_pad=False, ceil_mode=True)),

@@ -1,0 +1,39 @@
+"""Kernels must be reloaded from Numba's on-disk cache in a new process, not recompiled."""
+
+import json
+import os
+import subprocess
+import sys
+
+SCRIPT = r"""
+import json, numpy as np, numbapool
+from numbapool.kernels.codegen import get_kernel
+x = np.arange(2 * 3 * 6 * 5, dtype=np.float32).reshape(2, 3, 6, 5)
+numbapool.pool("max", x, 2)
+numbapool.pool("avg", x, 3, stride=2, padding=1)
+red = numbapool.get("max").reduction
+red_avg = numbapool.get("avg").reduction
+stats = [get_kernel(red, "channels_first", "forward").stats,
+         get_kernel(red_avg, "channels_first", "forward").stats]
+print(json.dumps({"hits": sum(sum(s.cache_hits.values()) for s in stats),
+                  "misses": sum(sum(s.cache_misses.values()) for s in stats)}))
+"""
+
+
+def _run(cache_dir):
+    env = dict(os.environ, NUMBAPOOL_CACHE_DIR=str(cache_dir))
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_second_process_loads_kernels_from_cache(tmp_path):
+    first = _run(tmp_path)
+    assert first == {"hits": 0, "misses": 2}
+    second = _run(tmp_path)
+    assert second == {"hits": 2, "misses": 0}
+    generated = sorted(p.name for p in tmp_path.glob("np_*.py"))
+    assert len(generated) == 2
+    # A third process writes no new files: the generated sources are stable.
+    _run(tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("np_*.py")) == generated
