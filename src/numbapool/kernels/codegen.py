@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import sys
+import tempfile
 import threading
 import types
 from collections.abc import Callable
