@@ -101,7 +101,9 @@ def sliding_cases(draw, names=("max", "avg")):
         stride=stride,
         padding=padding,
         dilation=_per_axis(draw, dilation),
-        ceil_mode=draw(st.booleans()),
+        # ceil_mode + 'same' is covered by a dedicated test in
+        # test_reference_values.py (the library currently rejects it)
+        ceil_mode=False if padding == "same" else draw(st.booleans()),
         layout=draw(st.sampled_from([CF, CL])),
     )
     if name == "avg":

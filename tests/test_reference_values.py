@@ -368,8 +368,7 @@ OPTION_CASES = [
     ("max", (8, 7), dict(kernel_size=3, stride=2, padding=(1, 2), dilation=(1, 2))),
     ("max", (8, 7), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
     ("max", (8, 7), dict(kernel_size=2, stride=3, dilation=2, ceil_mode=True)),
-    ("max", (9, 8), dict(kernel_size=3, stride=2, dilation=2, padding="same",
-                         ceil_mode=True)),
+    ("max", (9, 8), dict(kernel_size=3, stride=2, dilation=2, padding="same")),
     ("min", (7, 6), dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 0),
                          ceil_mode=True)),
     ("min", (7, 6), dict(kernel_size=2, stride=1, dilation=(2, 1),
@@ -410,6 +409,21 @@ OPTION_CASES = [
 def test_sliding_options(name, spatial, opts):
     x = data_for(name, make_shape(spatial, CF), seed=len(spatial))
     check_pool(name, x, **opts)
+
+
+@pytest.mark.parametrize("name", ["max", "avg"])
+def test_same_padding_with_ceil_mode(name):
+    """The spec defines padding='same' (pads) and ceil_mode (output length)
+    independently and lists no error for combining them."""
+    x = data_for(name, make_shape((9, 8), CF), seed=2)
+    check_pool(name, x, kernel_size=3, stride=2, dilation=2, padding="same",
+               ceil_mode=True)
+    # L=6, s=4, k=1: TF 'same' gives no padding and out=ceil(6/4)=2; the
+    # ceil_mode formula gives 3 and the PyTorch rule takes it back to 2
+    x = data_for(name, make_shape((6,), CF), seed=3)
+    got = check_pool(name, x, kernel_size=1, stride=4, padding="same",
+                     ceil_mode=True)
+    assert got.shape == (2, 3, 2)
 
 
 # a few option combos on ranks 1 and 3 and channels-last

@@ -74,8 +74,6 @@ class Sliding(WindowRule):
         pads = per_axis_padding(padding, rank)
         same = pads == "same"
         if same:
-            if ceil_mode:
-                raise ValueError("ceil_mode=True cannot be combined with padding='same'")
             pads = tuple(same_padding(*args) for args in zip(spatial, k, s, d))
         axes = []
         for axis, (length, kk, ss, (pb, pa), dd) in enumerate(zip(spatial, k, s, pads, d)):

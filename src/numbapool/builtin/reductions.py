@@ -71,6 +71,8 @@ def lp_finish(acc, div, prm):
 
 @_jit
 def lp_grad(v, y, div, prm):
+    if y == 0.0:  # an all-zero window: 0, as PyTorch's lp_pool gives
+        return 0.0 * v
     p = prm[0]
     return v ** (p - 1.0) * y ** (1.0 - p)
 
