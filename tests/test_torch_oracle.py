@@ -169,7 +169,12 @@ MAX_CASES = [
     (1, dict(kernel_size=3, stride=2, padding=1, dilation=2, ceil_mode=True)),
     (1, dict(kernel_size=4, stride=3, padding=2, ceil_mode=True)),
     (1, dict(kernel_size=3, stride=1)),
+    (1, dict(kernel_size=2, stride=3)),  # stride > kernel: gaps
+    (1, dict(kernel_size=13, padding=1)),  # kernel == padded length: one window
+    (1, dict(kernel_size=11, stride=4, ceil_mode=True)),  # kernel == input length
     (2, dict(kernel_size=2)),
+    (2, dict(kernel_size=(9, 8))),  # whole plane
+    (2, dict(kernel_size=2, stride=(3, 1), padding=(1, 0), ceil_mode=True)),
     (2, dict(kernel_size=3, stride=2, padding=1)),
     (2, dict(kernel_size=(3, 2), stride=(1, 2), padding=(1, 0), dilation=(2, 1))),
     (2, dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
@@ -255,6 +260,86 @@ def test_max_pool_integer_input():
     ev, ei = F.max_pool2d(T(x.astype(np.float64)), return_indices=True, **kw)
     v, i = numbapool.pool("max", x, return_indices=True, **kw)
     np.testing.assert_array_equal(np.asarray(v).astype(np.float64), to_np(ev))
+    same_indices(i, to_np(ei))
+
+
+TIE_CASES = [
+    (1, dict(kernel_size=3, stride=1, padding=1)),
+    (2, dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+    (2, dict(kernel_size=(2, 3), stride=1, dilation=(2, 1))),
+    (3, dict(kernel_size=2, stride=1)),
+]
+
+
+def _ties(shape, seed):
+    """Values in {0, 1, 2}: nearly every window has tied maxima and minima."""
+    return np.random.default_rng(seed).integers(0, 3, size=shape).astype(np.float64)
+
+
+@pytest.mark.parametrize("rank,kw,layout", with_layouts(TIE_CASES))
+def test_max_min_pool_ties_pick_torch_index(rank, kw, layout):
+    """Tied maxima: torch reports the first one in scan order."""
+    x = _ties(SHAPES[rank], seed=300 + rank)
+    ev, ei = tfun("max_pool", rank)(T(x), return_indices=True, **kw)
+    v, i = np_pool("max", x, layout, return_indices=True, **kw)
+    close(v, to_np(ev))
+    same_indices(i, to_np(ei))
+    ev, ei = tfun("max_pool", rank)(T(-x), return_indices=True, **kw)
+    v, i = np_pool("min", x, layout, return_indices=True, **kw)
+    close(v, -to_np(ev))
+    same_indices(i, to_np(ei))
+
+
+@pytest.mark.parametrize("rank,kw", TIE_CASES)
+def test_max_pool_grad_ties(rank, kw):
+    """With ties the whole gradient goes to torch's (first) argmax."""
+    x = _ties(SHAPES[rank], seed=310 + rank)
+    g, expected = torch_grad(lambda t: tfun("max_pool", rank)(t, **kw), x)
+    close(np_grad("max", x, g, "channels_first", **kw), expected)
+
+
+@pytest.mark.parametrize("shape,out", [((2, 3, 7, 10), (3, 4)), ((2, 3, 11), 4)])
+def test_adaptive_max_ties(shape, out):
+    rank = len(shape) - 2
+    x = _ties(shape, seed=320)
+    ev, ei = tfun("adaptive_max_pool", rank)(T(x), out, return_indices=True)
+    v, i = np_pool("adaptive_max", x, "channels_first", output_size=out, return_indices=True)
+    close(v, to_np(ev))
+    same_indices(i, to_np(ei))
+    g, expected = torch_grad(lambda t: tfun("adaptive_max_pool", rank)(t, out), x)
+    close(np_grad("adaptive_max", x, g, "channels_first", output_size=out), expected)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_max_pool_padding_is_not_zero(layout):
+    """Padding never wins a max: with all-negative input every output is negative."""
+    x = -rand(SHAPES[2], seed=330, positive=True)
+    kw = dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)
+    ev, ei = F.max_pool2d(T(x), return_indices=True, **kw)
+    v, i = np_pool("max", x, layout, return_indices=True, **kw)
+    assert np.all(v < 0)
+    close(v, to_np(ev))
+    same_indices(i, to_np(ei))
+    ev, ei = F.max_pool2d(T(x), return_indices=True, **kw)  # min of -x == -max(x)
+    v, i = np_pool("min", -x, layout, return_indices=True, **kw)
+    assert np.all(v > 0)
+    close(v, -to_np(ev))
+    same_indices(i, to_np(ei))
+
+
+def test_max_pool_all_minus_inf_window():
+    """A window holding only -inf: value -inf, index = torch's (first valid position)."""
+    x = rand((1, 2, 6, 6), seed=340)
+    x[0, 0, :3, :3] = -np.inf
+    x[0, 1, 2:5, 1:4] = -np.inf
+    kw = dict(kernel_size=3, stride=1, padding=1)
+    ev, ei = F.max_pool2d(T(x), return_indices=True, **kw)
+    v, i = np_pool("max", x, "channels_first", return_indices=True, **kw)
+    close(v, to_np(ev))
+    same_indices(i, to_np(ei))
+    # min over -x (windows of +inf) == -max over x
+    v, i = np_pool("min", -x, "channels_first", return_indices=True, **kw)
+    close(v, -to_np(ev))
     same_indices(i, to_np(ei))
 
 
@@ -356,6 +441,10 @@ AVG_BASE = [
     # last window hangs past the input with no padding at all
     (1, dict(kernel_size=2, stride=2, padding=0, ceil_mode=True)),
     (1, dict(kernel_size=3, stride=1, padding=1)),
+    (1, dict(kernel_size=2, stride=3, padding=1, ceil_mode=True)),  # stride > kernel
+    (1, dict(kernel_size=13, padding=1)),  # kernel == padded length: one window
+    (2, dict(kernel_size=(9, 8))),  # whole plane
+    (2, dict(kernel_size=2, stride=(3, 1), padding=(1, 0), ceil_mode=True)),
     # W: padded len 10, last window [8, 11) hangs past right padding
     (2, dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
     (2, dict(kernel_size=(4, 3), stride=(3, 2), padding=(2, 1), ceil_mode=True)),
@@ -390,7 +479,7 @@ def test_avg_pool_default_count_include_pad_is_true(rank, kw):
 CL_AVG_CASES = [
     (r, dict(kw, count_include_pad=cip, divisor_override=div))
     for (r, kw), cip, div in itertools.product(
-        [AVG_BASE[1], AVG_BASE[4], AVG_BASE[5], AVG_BASE[8]], [True, False], [None, 3]
+        [AVG_BASE[i] for i in (1, 8, 9, 12)], [True, False], [None, 3]
     )
 ]
 
@@ -403,7 +492,7 @@ def test_avg_pool_channels_last(rank, kw):
     close(v, to_np(expected))
 
 
-SUM_CASES = [AVG_BASE[1], AVG_BASE[2], AVG_BASE[4], AVG_BASE[5], AVG_BASE[8], AVG_BASE[9]]
+SUM_CASES = [AVG_BASE[i] for i in (1, 2, 4, 7, 8, 9, 11, 12, 13)]
 
 
 @pytest.mark.parametrize("rank,kw,layout", with_layouts(SUM_CASES))
@@ -648,7 +737,7 @@ def test_min_pool_grad(rank, kw):
 AVG_GRAD_CASES = [
     (r, dict(kw, count_include_pad=cip, divisor_override=div))
     for (r, kw), cip, div in itertools.product(
-        [AVG_BASE[1], AVG_BASE[2], AVG_BASE[4], AVG_BASE[5], AVG_BASE[8], AVG_BASE[9]],
+        [AVG_BASE[i] for i in (1, 2, 4, 7, 8, 9, 11, 12, 13)],
         [True, False],
         [None, 5],
     )
@@ -720,3 +809,28 @@ def test_float32_grads():
     kw = dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)
     g, expected = torch_grad(lambda t: F.avg_pool2d(t, **kw), x)
     close(np_grad("avg", x, g, "channels_first", **kw), expected, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- memory layouts
+
+
+@pytest.mark.parametrize("order", ["readonly", "fortran"])
+def test_readonly_and_fortran_inputs(order):
+    x = rand(SHAPES[2], seed=400)
+    kw = dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)
+    g, expected_grad = torch_grad(lambda t: F.max_pool2d(t, **kw), x)
+    ev, ei = F.max_pool2d(T(x), return_indices=True, **kw)
+    ea = F.avg_pool2d(T(x), **kw)
+    if order == "readonly":
+        xi = x.copy()
+        xi.setflags(write=False)
+        gi = g.copy()
+        gi.setflags(write=False)
+    else:
+        xi = np.asfortranarray(x)
+        gi = np.asfortranarray(g)
+    v, i = numbapool.pool("max", xi, return_indices=True, **kw)
+    close(v, to_np(ev))
+    same_indices(i, to_np(ei))
+    close(numbapool.pool("avg", xi, **kw), to_np(ea))
+    close(numbapool.pool_grad("max", xi, gi, **kw), expected_grad)
