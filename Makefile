@@ -19,7 +19,7 @@ install-test: $(PY)
 	$(PIP) install -q -e ".[test]"
 
 lint: install-test
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests tools
 
 test: install-test lint
 	$(PY) -m pytest -q
