@@ -43,7 +43,7 @@ def test_cli_demo_list_info():
     assert listing.split()[0] == "adaptive_avg"
     info = subprocess.run([sys.executable, "-m", "numbapool", "info", "lp"],
                           capture_output=True, text=True, check=True).stdout
-    assert "param p (default 2.0)" in info
+    assert "param p (float, default 2.0)" in info
     bad = subprocess.run([sys.executable, "-m", "numbapool", "info", "mx"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "did you mean 'max'" in bad.stderr

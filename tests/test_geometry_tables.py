@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from numbapool.geometry import (
     adaptive_axis,
+    explicit_axis,
     same_padding,
     sliding_axis,
     sliding_output_length,
@@ -55,13 +56,15 @@ def test_sliding_tables_match_enumeration(args):
     w = sliding_axis(*args)
     assert w.out == len(expected) == sliding_output_length(*args)
     for o, (real, padded) in enumerate(expected):
-        got = [int(w.start[o]) + j * w.step for j in range(int(w.count[o]))]
+        got = [int(w.start[0, o]) + j * w.step for j in range(int(w.count[0, o]))]
         assert got == real
-        assert w.padded_count[o] == padded
+        assert w.padded_count[0, o] == padded
+        # Tap numbers: the first real tap's index within the kernel.
+        assert w.first_tap[0, o] == next(j for j in range(k) if o * s - pb + j * d >= 0)
     # The inverse map lists, for every input position, exactly the windows that read it.
     for i in range(length):
         readers = [o for o, (real, _) in enumerate(expected) if i in real]
-        assert w.inv_win[w.inv_ptr[i]:w.inv_ptr[i + 1]].tolist() == readers
+        assert w.inv_win[w.inv_ptr[0, i]:w.inv_ptr[0, i + 1]].tolist() == readers
 
 
 @settings(max_examples=200, deadline=None)
@@ -71,8 +74,8 @@ def test_adaptive_bins(length, out):
     for o in range(out):
         lo = (o * length) // out
         hi = -(-((o + 1) * length) // out)
-        assert (w.start[o], w.count[o]) == (lo, hi - lo)
-    assert np.all(np.diff(w.inv_ptr) >= 1)  # every input position is read
+        assert (w.start[0, o], w.count[0, o]) == (lo, hi - lo)
+    assert np.all(np.diff(w.inv_ptr[0]) >= 1)  # every input position is read
 
 
 @settings(max_examples=200, deadline=None)
@@ -82,3 +85,31 @@ def test_same_padding_tensorflow_rule(length, k, s, d):
     assert pa - pb in (0, 1)  # the odd extra pad goes at the end
     out = sliding_output_length(length, k, s, pb, pa, d, False)
     assert out == math.ceil(length / s)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 4), st.integers(1, 3), st.data())
+def test_explicit_per_plane_tables_and_inverse(length, planes, step, data):
+    """Per-plane windows (as fractional pooling uses): the inverse map of every plane lists
+    exactly the windows of that plane that read each position."""
+    out = data.draw(st.integers(1, 5))
+    starts, counts = [], []
+    for _ in range(planes):
+        row_s, row_c = [], []
+        for _ in range(out):
+            s0 = data.draw(st.integers(0, length - 1))
+            c_max = (length - 1 - s0) // step + 1
+            row_s.append(s0)
+            row_c.append(data.draw(st.integers(1, c_max)))
+        starts.append(row_s)
+        counts.append(row_c)
+    w = explicit_axis(length, starts, counts, step)
+    assert w.planes == planes and w.out == out
+    for p in range(planes):
+        for i in range(length):
+            readers = [o for o in range(out)
+                       if i in range(starts[p][o], starts[p][o] + counts[p][o] * step, step)]
+            got = w.inv_win[w.inv_ptr[p, i]:w.inv_ptr[p, i + 1]].tolist()
+            assert got == readers
+    with pytest.raises(ValueError, match="inside an axis"):
+        explicit_axis(length, [length], [1])

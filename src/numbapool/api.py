@@ -11,11 +11,12 @@ import numpy as np
 
 from .geometry import SINGLETON, AxisWindows
 from .kernels import cpu
+from .kernels.templates import native_channels_last
 from .options import check_array, check_bool, check_layout
-from .pooler import Pooler
-from .reduction import Selection
+from .pooler import Param, Pooler
+from .reduction import Reduction, Sampling, Selection
 from .registry import REGISTRY
-from .windows import WindowPlan
+from .windows import WindowContext, WindowPlan
 
 __all__ = ["pool", "pool_grad", "poolers", "get", "register", "unregister"]
 
@@ -72,49 +73,112 @@ def _is_default(value: object, default: object) -> bool:
         value == default
 
 
+@dataclass(frozen=True)
+class _ParamSlot:
+    """Where a float parameter sits in ``prm`` and the shape the caller gave it."""
+
+    param: Param
+    offset: int
+    width: int
+    per_channel: bool
+    shape: tuple[int, ...]
+
+
 @dataclass
 class _Call:
     """Everything a kernel call needs, checked and normalised."""
 
     pooler: Pooler
-    x: np.ndarray  # original array
-    work: np.ndarray  # 5-D, contiguous in its layout, kernel dtype
-    layout: str
+    reduction: Reduction
+    x: np.ndarray  # the caller's array
+    work: np.ndarray  # 5-D, contiguous in kernel_layout, a dtype the kernels take
+    layout: str  # the caller's layout
+    kernel_layout: str
     plan: WindowPlan
     axes: tuple[AxisWindows, AxisWindows, AxisWindows]
     prm: np.ndarray
+    slots: list[_ParamSlot]
     include_pad: bool
     override: float | None
+    u: np.ndarray | None
 
-    def result_shape(self, out5_shape: tuple[int, ...]) -> tuple[int, ...]:
+    def result_shape(self) -> tuple[int, ...]:
         n = self.x.shape[0]
-        if self.layout == "channels_first":
-            c = self.x.shape[1]
-        else:
-            c = self.x.shape[-1]
+        c = self.x.shape[1] if self.layout == "channels_first" else self.x.shape[-1]
         if self.plan.drop_spatial:
             return (n, c)
         spatial = self.plan.out_spatial
         return (n, c, *spatial) if self.layout == "channels_first" else (n, *spatial, c)
 
+    def out5_shape(self) -> tuple[int, ...]:
+        return cpu.out_shape(self.work, self.axes, self.kernel_layout)
+
+    def to_kernel_layout(self, a5: np.ndarray) -> np.ndarray:
+        """A 5-D array in the caller's layout, contiguous in the kernel layout."""
+        if self.layout != self.kernel_layout:
+            a5 = np.moveaxis(a5, -1, 1)
+        return np.ascontiguousarray(a5)
+
+    def to_caller(self, a5: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """A 5-D kernel result in the caller's layout and shape."""
+        if self.layout != self.kernel_layout:
+            a5 = np.ascontiguousarray(np.moveaxis(a5, 1, -1))
+        return a5.reshape(shape)
+
+
+def _unexpected(func: str, key: str, pooler: Pooler) -> TypeError:
+    choices = list(_OPTION_DEFAULTS) + list(pooler.options()) + [p.name for p in
+                                                                 pooler.parameters]
+    close = difflib.get_close_matches(key, choices, n=2, cutoff=0.6)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return TypeError(f"{func}() got an unexpected keyword argument {key!r} for pooler "
+                     f"{pooler.name!r}{hint}")
+
+
+def _float_params(pooler: Pooler, values: dict[str, Any], channels: int, taps: int
+                  ) -> tuple[np.ndarray, list[_ParamSlot]]:
+    blocks, slots, offset = [], [], 0
+    for p in pooler.parameters:
+        if p.kind != "float":
+            continue
+        arr = p.values(values[p.name], pooler.name, channels, taps)
+        given = np.shape(values[p.name])
+        slots.append(_ParamSlot(p, offset, arr.shape[1], arr.shape[0] == channels and
+                                len(given) > 0 and given[0] == channels and p.per_channel,
+                                given))
+        offset += arr.shape[1]
+        blocks.append(arr)
+    if not blocks:
+        return np.zeros((1, 0), dtype=np.float64), slots
+    rows = max(b.shape[0] for b in blocks)
+    prm = np.concatenate([np.broadcast_to(b, (rows, b.shape[1])) for b in blocks], axis=1)
+    return np.ascontiguousarray(prm), slots
+
 
 def _prepare(name: str, x: object, options: dict[str, Any], params: dict[str, Any],
-             func: str) -> _Call:
+             func: str, variants: tuple[str, ...]) -> _Call:
     pooler = REGISTRY.get(name)
     accepted = pooler.options()
-    param_names = {p.name for p in pooler.parameters}
+    declared = {p.name: p for p in pooler.parameters}
     for key in params:
-        if key not in param_names:
-            choices = list(_OPTION_DEFAULTS) + sorted(param_names)
-            close = difflib.get_close_matches(key, choices, n=2, cutoff=0.6)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise TypeError(f"{func}() got an unexpected keyword argument {key!r} for pooler "
-                            f"{pooler.name!r}{hint}")
+        if key not in declared and key not in accepted:
+            raise _unexpected(func, key, pooler)
     for key, value in options.items():
         if key not in accepted and not _is_default(value, _OPTION_DEFAULTS[key]):
             raise TypeError(f"pooler {pooler.name!r} does not take {key!r} "
                             f"(it takes: {', '.join(sorted(accepted))})")
-    prm = pooler.param_values(params)
+    given = {**options, **{k: v for k, v in params.items() if k not in declared}}
+    values: dict[str, Any] = {}
+    for p in pooler.parameters:
+        if p.name in params:
+            values[p.name] = params[p.name]
+            if p.kind != "float":
+                p.validate_option(params[p.name], pooler.name)
+        elif p.kind == "float" and p.default is None:
+            raise TypeError(f"{func}() missing required parameter {p.name!r} of pooler "
+                            f"{pooler.name!r}")
+        else:
+            values[p.name] = p.default
 
     layout = check_layout(options["layout"])
     arr = check_array(x)
@@ -122,12 +186,25 @@ def _prepare(name: str, x: object, options: dict[str, Any], params: dict[str, An
     spatial = arr.shape[2:] if layout == "channels_first" else arr.shape[1:-1]
     if min(spatial) < 1:
         raise ValueError(f"x has an empty spatial axis (shape {arr.shape}, layout {layout})")
-    reduction = pooler.reduction
+    batch = arr.shape[0]
+    channels = arr.shape[1] if layout == "channels_first" else arr.shape[-1]
+    reduction = pooler.resolve(values)
     if not reduction.accepts(arr.dtype):
         raise TypeError(f"pooler {pooler.name!r} does not accept x of dtype {arr.dtype}")
 
-    window_opts = {k: options[k] for k in pooler.window.options}
-    plan = pooler.window.plan(tuple(int(s) for s in spatial), **window_opts)
+    rng = None
+    if not pooler.deterministic:
+        seed = given.get("seed")
+        if seed is not None and (not isinstance(seed, numbers.Integral) or
+                                 isinstance(seed, bool)):
+            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+        rng = np.random.default_rng(seed)
+    context = WindowContext(batch, channels, arr.dtype, rng)
+    window_opts = {k: given.get(k, default) for k, default in pooler.window.options.items()}
+    plan = pooler.window.plan(tuple(int(s) for s in spatial), context, **window_opts)
+    axes = (SINGLETON,) * (3 - rank) + plan.axes
+    taps = int(np.prod([a.extent for a in plan.axes]))
+    prm, slots = _float_params(pooler, values, channels, taps)
 
     include_pad = options["count_include_pad"]
     if include_pad is None:
@@ -142,6 +219,12 @@ def _prepare(name: str, x: object, options: dict[str, Any], params: dict[str, An
             raise ValueError(f"divisor_override must be positive, got {override}")
         override = float(override)
 
+    kernel_layout = layout
+    if layout == "channels_last" and (
+            prm.shape[0] > 1 or any(a.planes > 1 for a in axes)
+            or not all(native_channels_last(reduction, v) for v in variants)):
+        kernel_layout = "channels_first"  # run the channels-first kernels on a copy
+
     # The kernels want native byte order, a dtype Numba handles, and contiguity in the layout.
     work = arr
     if not work.dtype.isnative:
@@ -149,22 +232,25 @@ def _prepare(name: str, x: object, options: dict[str, Any], params: dict[str, An
     if work.dtype == np.float16:
         work = work.astype(np.float32)
     elif work.dtype == np.bool_:
-        work = np.ascontiguousarray(work).view(np.uint8)
-    work = np.ascontiguousarray(work)
+        work = work.view(np.uint8)
     lift = (1,) * (3 - rank)
     if layout == "channels_first":
         work = work.reshape(work.shape[:2] + lift + work.shape[2:])
     else:
         work = work.reshape(work.shape[:1] + lift + work.shape[1:])
-    axes = (SINGLETON,) * (3 - rank) + plan.axes
-    return _Call(pooler, arr, work, layout, plan, axes, prm, include_pad, override)
+    call = _Call(pooler, reduction, arr, work, layout, kernel_layout, plan, axes, prm, slots,
+                 include_pad, override, None)
+    call.work = call.to_kernel_layout(work)
+    if isinstance(reduction, Sampling):
+        call.u = rng.random(call.out5_shape())
+    return call
 
 
 def _restore_dtype(out: np.ndarray, call: _Call) -> np.ndarray:
     dtype = call.x.dtype
     if dtype == np.float16:
         return out.astype(np.float16)
-    if dtype == np.bool_ and isinstance(call.pooler.reduction, Selection):
+    if dtype == np.bool_ and isinstance(call.reduction, (Selection, Sampling)):
         return out.view(np.bool_)
     return out
 
@@ -247,14 +333,15 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
                    ceil_mode=ceil_mode, layout=layout, count_include_pad=count_include_pad,
                    divisor_override=divisor_override, return_indices=return_indices,
                    output_size=output_size, keepdims=keepdims)
-    call = _prepare(name, x, options, params, "pool")
     want_idx = check_bool(return_indices, "return_indices")
-    out, idx = cpu.forward(call.pooler.reduction, call.layout, call.work, call.axes, call.prm,
-                           call.include_pad, call.override, with_indices=want_idx)
-    shape = call.result_shape(out.shape)
-    out = _restore_dtype(out.reshape(shape), call)
+    variant = "forward_indices" if want_idx else "forward"
+    call = _prepare(name, x, options, params, "pool", (variant,))
+    out, idx = cpu.forward(call.reduction, call.kernel_layout, call.work, call.axes, call.prm,
+                           call.include_pad, call.override, with_indices=want_idx, u=call.u)
+    shape = call.result_shape()
+    out = _restore_dtype(call.to_caller(out, shape), call)
     if want_idx:
-        return out, idx.reshape(shape)
+        return out, call.to_caller(idx, shape)
     return out
 
 
@@ -269,7 +356,8 @@ def pool_grad(name: str, x: Any, grad_output: Any,
               divisor_override: float | None = None,
               output_size: int | tuple[int | None, ...] | None = None,
               keepdims: bool = False,
-              **params: Any) -> np.ndarray:
+              return_param_grads: bool = False,
+              **params: Any) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
     """Gradient of ``pool(name, x, ...)`` with respect to ``x``.
 
     Parameters
@@ -280,25 +368,44 @@ divisor_override, output_size, keepdims, **params
     grad_output : array_like
         Gradient of the loss with respect to the pooled result; the shape :func:`pool`
         returns.
+    return_param_grads : bool
+        Also return the gradients with respect to the pooler's trainable parameters.
 
     Returns
     -------
-    ndarray
-        Same shape, layout and dtype as ``x``.  Overlapping windows accumulate (PyTorch
-        semantics); a max/min gradient goes to the selected element (the first on ties).
-        Computed without atomics: results are deterministic.
+    ndarray, or (ndarray, dict) with ``return_param_grads=True``
+        The gradient with respect to ``x``: same shape, layout and dtype as ``x``.
+        Overlapping windows accumulate (PyTorch semantics); a max/min gradient goes to the
+        selected element (the first on ties).  Computed without atomics: results are
+        deterministic.  The dict maps each trainable parameter's name to its gradient, with
+        the shape the parameter was given (a float for a scalar).
     """
     options = dict(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
                    ceil_mode=ceil_mode, layout=layout, count_include_pad=count_include_pad,
                    divisor_override=divisor_override, return_indices=False,
                    output_size=output_size, keepdims=keepdims)
-    call = _prepare(name, x, options, params, "pool_grad")
+    want_pg = check_bool(return_param_grads, "return_param_grads")
+    variants = ("backward", "param_grad") if want_pg else ("backward",)
+    call = _prepare(name, x, options, params, "pool_grad", variants)
     if call.x.dtype.kind != "f":
         raise TypeError(f"pool_grad needs x of a floating-point dtype, got {call.x.dtype}")
     gy = check_grad_output(grad_output, call)
-    gx = cpu.backward(call.pooler.reduction, call.layout, call.work, gy, call.axes, call.prm,
-                      call.include_pad, call.override)
-    return gx.reshape(call.x.shape).astype(call.x.dtype, copy=False)
+    gx = cpu.backward(call.reduction, call.kernel_layout, call.work, gy, call.axes, call.prm,
+                      call.include_pad, call.override, u=call.u)
+    gx = call.to_caller(gx, call.x.shape).astype(call.x.dtype, copy=False)
+    if not want_pg:
+        return gx
+    per_plane = cpu.param_grad(call.reduction, call.work, gy, call.axes, call.prm,
+                               call.include_pad, call.override)
+    grads: dict[str, Any] = {}
+    for slot in call.slots:
+        if not slot.param.trainable:
+            continue
+        block = per_plane[:, :, slot.offset:slot.offset + slot.width]
+        g = block.sum(axis=0) if slot.per_channel else block.sum(axis=(0, 1))
+        grads[slot.param.name] = float(g.item()) if slot.shape == () else g.reshape(slot.shape)
+    return gx, grads
+
 
 
 def check_grad_output(grad_output: object, call: _Call) -> np.ndarray:
@@ -310,10 +417,12 @@ def check_grad_output(grad_output: object, call: _Call) -> np.ndarray:
                         ) from exc
     if gy.dtype.kind not in "biuf":
         raise TypeError(f"grad_output must have a real numeric dtype, got {gy.dtype}")
-    out5 = cpu.out_shape(call.work, call.axes, call.layout)
-    expected = call.result_shape(out5)
+    expected = call.result_shape()
     if gy.shape != expected:
         raise ValueError(f"grad_output must have shape {expected} (the shape pool() returns), "
                          f"got {gy.shape}")
-    acc = call.pooler.reduction.acc_dtype(call.work.dtype)
-    return np.ascontiguousarray(gy, dtype=acc).reshape(out5)
+    acc = call.reduction.acc_dtype(call.work.dtype)
+    out5 = call.out5_shape()
+    caller5 = out5 if call.layout == call.kernel_layout else (
+        out5[:1] + out5[2:] + out5[1:2])
+    return call.to_kernel_layout(gy.astype(acc, copy=False).reshape(caller5))

@@ -31,39 +31,58 @@ __all__ = [
 class AxisWindows:
     """The windows along one spatial axis.
 
+    Tables have a leading *plane* axis of size 1 (every ``(n, c)`` plane shares the windows) or
+    ``N * C`` (one set of windows per plane, row-major over ``(n, c)``, as fractional pooling
+    with per-plane random samples needs).
+
     Attributes
     ----------
     length : int
         Input length along the axis.
-    start : ndarray of int64, shape (out,)
+    start : ndarray of int64, shape (planes, out)
         First real input position of each window.
-    count : ndarray of int64, shape (out,)
+    count : ndarray of int64, shape (planes, out)
         Number of real input positions in each window (always >= 1).
+    first_tap : ndarray of int64, shape (planes, out)
+        Index within the kernel of the first real tap (taps hidden in the padding come first).
     step : int
         Distance between consecutive taps (the dilation).
-    padded_count : ndarray of float64, shape (out,)
+    extent : int
+        Number of taps of a full kernel along this axis; tap numbers run over
+        ``range(extent)`` (reductions with per-tap weights use them).
+    padded_count : ndarray of float64, shape (planes, out)
         Number of taps inside the padded input (real or padding); what an average divides by
         when padding is counted.
-    inv_ptr, inv_win : ndarray of int64
-        The inverse map, CSR style: input position ``i`` is read by the windows
-        ``inv_win[inv_ptr[i]:inv_ptr[i + 1]]``, in increasing order.  Backward kernels use it
-        to gather gradients without write conflicts.
+    inv_ptr : ndarray of int64, shape (planes, length + 1)
+    inv_win : ndarray of int64
+        The inverse map, CSR style: input position ``i`` of plane ``p`` is read by the windows
+        ``inv_win[inv_ptr[p, i]:inv_ptr[p, i + 1]]``, in increasing order.  Backward kernels
+        use it to gather gradients without write conflicts.
+    table : ndarray of int64, shape (planes, out, 3)
+        ``start``, ``count`` and ``first_tap`` side by side, as kernels receive them.
     """
 
     length: int
     start: np.ndarray
     count: np.ndarray
+    first_tap: np.ndarray
     step: int
+    extent: int
     padded_count: np.ndarray
     inv_ptr: np.ndarray
     inv_win: np.ndarray
+    table: np.ndarray
 
     @property
     def out(self) -> int:
+        return int(self.start.shape[1])
+
+    @property
+    def planes(self) -> int:
         return int(self.start.shape[0])
 
     def divisor(self, count_include_pad: bool) -> np.ndarray:
-        """Per-window divisor along this axis, as float64."""
+        """Per-window divisor along this axis, as float64, shape (planes, out)."""
         if count_include_pad:
             return self.padded_count
         return self.count.astype(np.float64)
@@ -79,22 +98,34 @@ def _freeze(*arrays: np.ndarray) -> None:
 
 
 def _build(length: int, start: np.ndarray, count: np.ndarray, step: int,
-           padded_count: np.ndarray) -> AxisWindows:
-    start = np.ascontiguousarray(start, dtype=np.int64)
-    count = np.ascontiguousarray(count, dtype=np.int64)
-    padded_count = np.ascontiguousarray(padded_count, dtype=np.float64)
-    # Inverse map: list every (window, tap) pair, then group the pairs by input position.
-    windows = np.repeat(np.arange(start.shape[0], dtype=np.int64), count)
-    first = np.repeat(start, count)
-    offsets = np.arange(windows.shape[0], dtype=np.int64) - np.repeat(np.cumsum(count) - count,
-                                                                       count)
-    positions = first + offsets * step
-    order = np.argsort(positions, kind="stable")  # stable: windows stay in increasing order
-    inv_win = windows[order]
-    inv_ptr = np.zeros(length + 1, dtype=np.int64)
-    np.cumsum(np.bincount(positions, minlength=length), out=inv_ptr[1:])
-    _freeze(start, count, padded_count, inv_win, inv_ptr)
-    return AxisWindows(length, start, count, int(step), padded_count, inv_ptr, inv_win)
+           padded_count: np.ndarray, first_tap: np.ndarray | None = None,
+           extent: int | None = None) -> AxisWindows:
+    start = np.atleast_2d(np.asarray(start, dtype=np.int64))
+    count = np.atleast_2d(np.asarray(count, dtype=np.int64))
+    padded_count = np.ascontiguousarray(np.atleast_2d(padded_count), dtype=np.float64)
+    if first_tap is None:
+        first_tap = np.zeros_like(start)
+    first_tap = np.atleast_2d(np.asarray(first_tap, dtype=np.int64))
+    if extent is None:
+        extent = int(count.max(initial=1))
+    planes, out = start.shape
+    # Inverse map: list every (plane, window, tap), then group them by (plane, position).
+    flat_count = count.ravel()
+    pairs = np.repeat(np.arange(planes * out, dtype=np.int64), flat_count)
+    offsets = np.arange(pairs.shape[0], dtype=np.int64) - np.repeat(
+        np.cumsum(flat_count) - flat_count, flat_count)
+    positions = start.ravel()[pairs] + offsets * step
+    key = (pairs // out) * length + positions
+    order = np.argsort(key, kind="stable")  # stable: windows stay in increasing order
+    inv_win = np.ascontiguousarray(pairs[order] % out)
+    bounds = np.zeros(planes * length + 1, dtype=np.int64)
+    np.cumsum(np.bincount(key, minlength=planes * length), out=bounds[1:])
+    rows = np.arange(planes, dtype=np.int64)[:, None] * length
+    inv_ptr = np.ascontiguousarray(bounds[rows + np.arange(length + 1, dtype=np.int64)])
+    table = np.ascontiguousarray(np.stack([start, count, first_tap], axis=-1))
+    _freeze(start, count, first_tap, padded_count, inv_win, inv_ptr, table)
+    return AxisWindows(length, start, count, first_tap, int(step), int(extent), padded_count,
+                       inv_ptr, inv_win, table)
 
 
 def sliding_output_length(length: int, kernel: int, stride: int, pad_before: int,
@@ -157,7 +188,7 @@ def sliding_axis(length: int, kernel: int, stride: int, pad_before: int, pad_aft
     # Taps inside the padded input [-pad_before, length + pad_after).
     p_hi = np.clip(_ceil_div(length + pad_after - origin, dilation), 0, kernel)
     padded = p_hi.astype(np.float64)  # origin >= -pad_before always, so p_lo == 0
-    return _build(length, start, count, dilation, padded)
+    return _build(length, start, count, dilation, padded, first_tap=j_lo, extent=kernel)
 
 
 @lru_cache(maxsize=512)
@@ -178,23 +209,40 @@ def global_axis(length: int) -> AxisWindows:
 
 
 def explicit_axis(length: int, start: np.ndarray, count: np.ndarray, step: int = 1,
-                  padded_count: np.ndarray | None = None) -> AxisWindows:
-    """Windows given directly (for window rules such as fractional pooling).
+                  padded_count: np.ndarray | None = None, extent: int | None = None
+                  ) -> AxisWindows:
+    """Windows given directly, for window rules such as fractional pooling.
+
+    Parameters
+    ----------
+    length : int
+        Input length along the axis.
+    start, count : array_like of int, shape (out,) or (planes, out)
+        First input position and number of elements of each window; a 2-D table gives every
+        ``(n, c)`` plane its own windows (``planes == N * C``, row-major).
+    step : int
+        Distance between the elements of a window.
+    padded_count : array_like, optional
+        Divisor of an average over each window (default: ``count``).
+    extent : int, optional
+        Number of taps of a full window (default: the largest count).
 
     Raises
     ------
     ValueError
         If a window is empty or reads outside ``[0, length)``.
     """
-    start = np.asarray(start, dtype=np.int64)
-    count = np.asarray(count, dtype=np.int64)
-    if start.shape != count.shape or start.ndim != 1:
-        raise ValueError("start and count must be 1-D arrays of the same length")
+    start = np.atleast_2d(np.asarray(start, dtype=np.int64))
+    count = np.atleast_2d(np.asarray(count, dtype=np.int64))
+    if start.shape != count.shape or start.ndim != 2:
+        raise ValueError("start and count must be arrays of the same shape, (out,) or "
+                         "(planes, out)")
     if np.any(count < 1) or np.any(start < 0) or np.any(start + (count - 1) * step >= length):
         raise ValueError(f"windows must be non-empty and inside an axis of length {length}")
     if padded_count is None:
         padded_count = count.astype(np.float64)
-    return _build(length, start, count, step, padded_count)
+    return _build(length, start, count, step, np.broadcast_to(padded_count, start.shape),
+                  extent=extent)
 
 
 SINGLETON = global_axis(1)

@@ -2,62 +2,98 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .reduction import Reduction, Selection, Streaming
+from .reduction import Reduction, Sampling, Selection
 from .windows import WindowRule
 
-__all__ = ["Param", "Pooler", "REDUCTION_OPTIONS"]
-
-# Options a reduction family reads, with their defaults (window options live on the rules).
-REDUCTION_OPTIONS: dict[str, object] = {
-    "count_include_pad": None,
-    "divisor_override": None,
-    "return_indices": False,
-}
+__all__ = ["Param", "Pooler"]
 
 
 @dataclass(frozen=True)
 class Param:
-    """A numeric parameter of a pooler, passed by keyword (``p=3`` for ``lp``).
+    """A parameter of a pooler, passed by keyword (``p=3`` for ``lp``).
 
     Parameters
     ----------
     name : str
         Keyword name.
-    default : float or None
-        Value used when the caller omits it; None makes the parameter required.
+    default : object
+        Value used when the caller omits it; None makes a float parameter required.
     doc : str
         One line for ``numbapool info``.
+    kind : {"float", "int", "bool", "array", "any"}
+        ``"float"`` parameters reach the kernels (``prm``, in declared order); the others are
+        options for the window rule or :attr:`Pooler.choose` (e.g. ``training``, ``samples``).
     trainable : bool
-        Whether a gradient with respect to it is meaningful.
+        Whether ``pool_grad(..., return_param_grads=True)`` returns its gradient.
+    size : int or "window"
+        Number of values of a float parameter: 1, or one per kernel tap (``"window"``).
+    per_channel : bool
+        Whether a float parameter may also be given per channel (leading axis of length C).
     check : callable, optional
-        ``check(value) -> str | None``: a reason the value is invalid, or None.
+        ``check(value) -> str | None``: a reason a float value is invalid, or None.
     """
 
     name: str
-    default: float | None = None
+    default: object = None
     doc: str = ""
+    kind: str = "float"
     trainable: bool = False
+    size: int | str = 1
+    per_channel: bool = False
     check: Callable[[float], str | None] | None = None
 
-    def validate(self, value: object, pooler: str) -> float:
-        if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
-            raise TypeError(f"{pooler}: parameter {self.name} must be a real number, got "
+    def __post_init__(self) -> None:
+        if self.kind not in ("float", "int", "bool", "array", "any"):
+            raise ValueError(f"Param {self.name!r}: unknown kind {self.kind!r}")
+        if self.trainable and self.kind != "float":
+            raise ValueError(f"Param {self.name!r}: only float parameters can be trainable")
+
+    def validate_option(self, value: object, pooler: str) -> object:
+        """Check a non-float parameter."""
+        if self.kind == "bool" and not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{pooler}: parameter {self.name} must be True or False, got "
                             f"{type(value).__name__}")
-        v = float(value)
-        if not math.isfinite(v):
-            raise ValueError(f"{pooler}: parameter {self.name} must be finite, got {v}")
+        if self.kind == "int" and value is not None and (
+                not isinstance(value, numbers.Integral) or isinstance(value, bool)):
+            raise TypeError(f"{pooler}: parameter {self.name} must be an int, got "
+                            f"{type(value).__name__}")
+        return value
+
+    def values(self, value: object, pooler: str, channels: int, taps: int) -> np.ndarray:
+        """A float parameter as a float64 array ``(1 or channels, width)``."""
+        width = taps if self.size == "window" else int(self.size)
+        if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+            arr = np.full((1, width), float(value))
+        else:
+            try:
+                arr = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise TypeError(f"{pooler}: parameter {self.name} must be a real number or "
+                                f"an array of them, got {type(value).__name__}") from None
+            shared = (width,) if width > 1 else ()
+            per_channel = (channels, width) if width > 1 else (channels,)
+            if arr.shape == shared:
+                arr = arr.reshape(1, width)
+            elif self.per_channel and arr.shape == per_channel:
+                arr = arr.reshape(channels, width)
+            else:
+                accepted = f"{shared}" + (f" or {per_channel}" if self.per_channel else "")
+                raise ValueError(f"{pooler}: parameter {self.name} must have shape "
+                                 f"{accepted}, got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{pooler}: parameter {self.name} must be finite")
         if self.check is not None:
-            reason = self.check(v)
-            if reason:
-                raise ValueError(f"{pooler}: parameter {self.name} {reason}, got {v}")
-        return v
+            for v in np.unique(arr):
+                reason = self.check(float(v))
+                if reason:
+                    raise ValueError(f"{pooler}: parameter {self.name} {reason}, got {v}")
+        return arr
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +114,9 @@ class Pooler:
         Its numeric parameters, in the order kernels receive them (``prm[i]``).
     deterministic : bool
         False for poolers that draw random numbers (they then take a ``seed``).
+    choose : callable, optional
+        ``choose(params) -> Reduction``: picks the reduction from the call's parameters (e.g.
+        sampling when ``training`` else the expectation).  Default: always ``reduction``.
     """
 
     name: str
@@ -86,6 +125,7 @@ class Pooler:
     summary: str = ""
     parameters: tuple[Param, ...] = ()
     deterministic: bool = True
+    choose: Callable[[Mapping[str, object]], Reduction] | None = None
     source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -95,7 +135,7 @@ class Pooler:
             raise TypeError(f"pooler {self.name!r}: window must be a WindowRule")
         if not isinstance(self.reduction, Reduction):
             raise TypeError(f"pooler {self.name!r}: reduction must be a Reduction")
-        clash = {p.name for p in self.parameters} & set(self.options())
+        clash = {p.name for p in self.parameters} & (set(self.options()) | {"target"})
         if clash:
             raise ValueError(f"pooler {self.name!r}: parameters {sorted(clash)} shadow options")
 
@@ -103,33 +143,31 @@ class Pooler:
         """The options this pooler understands, with their defaults."""
         opts = dict(self.window.options)
         opts["layout"] = "channels_first"
-        if isinstance(self.reduction, Selection):
+        if isinstance(self.reduction, (Selection, Sampling)):
             opts["return_indices"] = False
-        if isinstance(self.reduction, Streaming) and self.reduction.uses_divisor:
+        if getattr(self.reduction, "uses_divisor", False):
             opts["count_include_pad"] = None
             opts["divisor_override"] = None
+        if not self.deterministic:
+            opts["seed"] = None
         return opts
+
+    def resolve(self, params: Mapping[str, object]) -> Reduction:
+        """The reduction used for a call with these parameters."""
+        return self.reduction if self.choose is None else self.choose(params)
 
     @property
     def capabilities(self) -> frozenset[str]:
         """Option names and features supported (``"indices"``, ``"grad"``, ...)."""
         caps = set(self.options())
         caps.add("grad")
-        if isinstance(self.reduction, Selection):
+        if isinstance(self.reduction, (Selection, Sampling)):
             caps.add("indices")
+        if any(p.trainable for p in self.parameters):
+            caps.add("param_grads")
+        if not self.deterministic:
+            caps.add("seed")
         return frozenset(caps)
-
-    def param_values(self, given: Mapping[str, object]) -> np.ndarray:
-        """Validated parameter values as the float64 array kernels receive."""
-        values = []
-        for p in self.parameters:
-            if p.name in given:
-                values.append(p.validate(given[p.name], self.name))
-            elif p.default is None:
-                raise TypeError(f"{self.name}: missing required parameter {p.name!r}")
-            else:
-                values.append(float(p.default))
-        return np.array(values, dtype=np.float64)
 
     def describe(self) -> str:
         """A few lines for ``numbapool info``."""
@@ -139,6 +177,7 @@ class Pooler:
                  f"  options: {', '.join(sorted(self.options()))}"]
         for p in self.parameters:
             tr = ", trainable" if p.trainable else ""
-            lines.append(f"  param {p.name} (default {p.default}{tr}): {p.doc}")
+            pc = ", per channel" if p.per_channel else ""
+            lines.append(f"  param {p.name} ({p.kind}, default {p.default}{tr}{pc}): {p.doc}")
         lines.append(f"  deterministic: {self.deterministic}; source: {self.source or '?'}")
         return "\n".join(lines)

@@ -2,23 +2,34 @@
 
 A reduction is a handful of small Numba-jitted scalar functions.  The kernel templates in
 :mod:`numbapool.kernels` splice them into loops; a reduction never sees array indices, padding
-or layouts.  Two families cover the built-in poolers:
+or layouts.  In every signature ``v`` is one element (already converted to the accumulator
+dtype), ``tap`` its flat position in the full kernel window (row-major over the kernel's axes;
+useful for per-tap weights), ``prm`` the pooler's float parameters for this channel (a 1-D
+float64 array, in declared order), and ``div`` the window's divisor (see
+``count_include_pad``).  Four families:
 
-:class:`Selection`
-    Picks one element of the window (max, min).  ``better(v, best) -> bool`` says whether ``v``
-    replaces the current choice; the first real element of the window starts as the choice.
-    The gradient goes to the selected element; indices come for free.
+:class:`Selection` (max, min)
+    ``better(v, best) -> bool``: whether ``v`` replaces the current choice; the window's first
+    real element starts as the choice.  Gradients go to the selected element; indices come free.
 
-:class:`Streaming`
-    Folds the window into an accumulator, then finishes it::
+:class:`Sampling` (stochastic pooling)
+    ``mass(v, prm) -> float``: non-negative weight of an element.  Given a uniform ``u`` per
+    output (drawn from the call's ``seed``), selects the first element whose cumulative mass
+    exceeds ``u * total``.  Gradients and indices as for a selection.
 
-        acc = init(v0, prm)          # first real element
-        acc = take(acc, v, prm)      # every other real element
-        y   = finish(acc, div, prm)  # div: the window's divisor (see count_include_pad)
-        dy/dv = grad(v, y, div, prm) # smooth gradient of y with respect to one element v
+:class:`Streaming` (sum, avg, lp, and most learned poolers)
+    ``init(v, tap, prm) -> acc`` (first element), ``take(acc, v, tap, prm) -> acc`` (the
+    others), ``finish(acc, div, prm) -> y``, and ``grad(v, tap, y, acc, div, prm) -> dy/dv``.
+    The accumulator may be a scalar or a tuple.
 
-``prm`` is a float64 array holding the pooler's parameters in declared order.  Values reach the
-functions already converted to the accumulator dtype.
+:class:`Weighted` (softmax-like: two passes)
+    First pass: statistics ``acc`` with ``init``/``take`` as above.  Second pass:
+    ``y = sum(weight(v, tap, acc, div, prm) * v)``; ``grad(v, tap, y, acc, div, prm)``.
+
+Trainable parameters (Streaming and Weighted): ``param_grad(v, tap, y, acc, div, prm, g, out)``
+is called for every element of every window and adds ``g * (partial dy/dprm[k])`` into
+``out[k]``; ``param_grad_window(y, acc, div, prm, g, out)`` adds the terms that belong to the
+whole window.  Either may be omitted.
 """
 
 from __future__ import annotations
@@ -27,9 +38,21 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
-__all__ = ["Reduction", "Selection", "Streaming", "function_fingerprint"]
+__all__ = ["Reduction", "Selection", "Sampling", "Streaming", "Weighted",
+           "function_fingerprint"]
+
+
+@numba.njit(cache=True, nogil=True)
+def no_param_grad(v, tap, y, acc, div, prm, g, out):
+    """The default per-element parameter gradient: nothing."""
+
+
+@numba.njit(cache=True, nogil=True)
+def no_param_grad_window(y, acc, div, prm, g, out):
+    """The default per-window parameter gradient: nothing."""
 
 
 def _dispatcher_check(fn: object, role: str, owner: str) -> None:
@@ -115,39 +138,61 @@ class Selection(Reduction):
 
 
 @dataclass(frozen=True, eq=False)
-class Streaming(Reduction):
-    """Folds a window into an accumulator (smooth gradient).
+class Sampling(Reduction):
+    """Selects one element per window at random, with probability proportional to its mass.
 
     Parameters
     ----------
     name : str
         Identifier used in generated kernel names.
-    init, take, finish, grad : numba dispatchers
-        See the module docstring.
-    integer_result : {"keep", "float64"}
-        Result dtype for integer input: the input dtype (accumulating in 64-bit integers, as a
-        sum does) or float64 (as a mean does).
-    uses_divisor : bool
-        Whether ``finish``/``grad`` use ``div``; if so the pooler accepts
-        ``count_include_pad`` and ``divisor_override``.
+    mass : numba dispatcher ``(v, prm) -> float``
+        Non-negative mass of an element.  A window of zero total mass selects its first
+        element.
     """
+
+    mass: Callable = None  # type: ignore[assignment]
+    kind: str = field(init=False, default="sampling")
+
+    def __post_init__(self) -> None:
+        _dispatcher_check(self.mass, "mass", self.name)
+
+    def functions(self) -> dict[str, Callable]:
+        return {"mass": self.mass}
+
+    def acc_dtype(self, dtype: np.dtype) -> np.dtype:
+        return self.out_dtype(dtype)
+
+    def out_dtype(self, dtype: np.dtype) -> np.dtype:
+        return np.dtype(dtype)
+
+
+@dataclass(frozen=True, eq=False)
+class _Folding(Reduction):
+    """Shared parts of the reductions that fold a window into an accumulator."""
 
     init: Callable = None  # type: ignore[assignment]
     take: Callable = None  # type: ignore[assignment]
-    finish: Callable = None  # type: ignore[assignment]
     grad: Callable = None  # type: ignore[assignment]
+    param_grad: Callable = no_param_grad
+    param_grad_window: Callable = no_param_grad_window
     integer_result: str = "float64"
     uses_divisor: bool = False
-    kind: str = field(init=False, default="streaming")
+    accumulator: str = "scalar"
+    _roles: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
-        for role in ("init", "take", "finish", "grad"):
+        for role in self._roles + ("param_grad", "param_grad_window"):
             _dispatcher_check(getattr(self, role), role, self.name)
         if self.integer_result not in ("keep", "float64"):
             raise ValueError("integer_result must be 'keep' or 'float64'")
+        if self.accumulator not in ("scalar", "tuple"):
+            raise ValueError("accumulator must be 'scalar' or 'tuple'")
 
     def functions(self) -> dict[str, Callable]:
-        return {"init": self.init, "take": self.take, "finish": self.finish, "grad": self.grad}
+        fns = {role: getattr(self, role) for role in self._roles}
+        fns["pgrad"] = self.param_grad
+        fns["pgradw"] = self.param_grad_window
+        return fns
 
     def acc_dtype(self, dtype: np.dtype) -> np.dtype:
         dtype = np.dtype(dtype)
@@ -162,3 +207,57 @@ class Streaming(Reduction):
         if dtype.kind == "f" or self.integer_result == "keep":
             return dtype
         return np.dtype(np.float64)
+
+
+@dataclass(frozen=True, eq=False)
+class Streaming(_Folding):
+    """Folds a window into an accumulator, then finishes it (smooth gradient).
+
+    Parameters
+    ----------
+    name : str
+        Identifier used in generated kernel names.
+    init, take, finish, grad : numba dispatchers
+        See the module docstring.
+    param_grad, param_grad_window : numba dispatchers, optional
+        Gradients with respect to trainable parameters (module docstring).
+    integer_result : {"keep", "float64"}
+        Result dtype for integer input: the input dtype (accumulating in 64-bit integers, as a
+        sum does) or float64 (as a mean does).
+    uses_divisor : bool
+        Whether ``finish``/``grad`` use ``div``; if so the pooler accepts
+        ``count_include_pad`` and ``divisor_override``.
+    accumulator : {"scalar", "tuple"}
+        The accumulator's kind.  Scalar accumulators get vectorised channels-last kernels.
+    grad_uses_acc : bool
+        Whether ``grad`` reads ``acc``.  If not, backward kernels skip recomputing each window's
+        accumulator and pass a zero instead.
+    """
+
+    finish: Callable = None  # type: ignore[assignment]
+    grad_uses_acc: bool = True
+    kind: str = field(init=False, default="streaming")
+    _roles: tuple[str, ...] = field(init=False, default=("init", "take", "finish", "grad"))
+
+
+@dataclass(frozen=True, eq=False)
+class Weighted(_Folding):
+    """Two passes: statistics of the window, then a weighted sum ``sum(weight(v) * v)``.
+
+    Parameters
+    ----------
+    name : str
+        Identifier used in generated kernel names.
+    init, take : numba dispatchers
+        First pass: the window's statistics (scalar or tuple accumulator).
+    weight : numba dispatcher ``(v, tap, acc, div, prm) -> float``
+        Second pass: each element's weight.
+    grad : numba dispatcher ``(v, tap, y, acc, div, prm) -> float``
+        ``dy/dv`` (including the weights' dependence on ``v``).
+    param_grad, param_grad_window, integer_result, uses_divisor, accumulator
+        As for :class:`Streaming`.
+    """
+
+    weight: Callable = None  # type: ignore[assignment]
+    kind: str = field(init=False, default="weighted")
+    _roles: tuple[str, ...] = field(init=False, default=("init", "take", "weight", "grad"))

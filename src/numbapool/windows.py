@@ -11,10 +11,33 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+
 from .geometry import AxisWindows, adaptive_axis, global_axis, same_padding, sliding_axis
 from .options import check_bool, check_output_size, per_axis_ints, per_axis_padding
 
-__all__ = ["WindowPlan", "WindowRule", "Sliding", "Adaptive", "Global"]
+__all__ = ["WindowContext", "WindowPlan", "WindowRule", "Sliding", "Adaptive", "Global"]
+
+
+@dataclass(frozen=True)
+class WindowContext:
+    """What a window rule may need besides the spatial shape and its options.
+
+    Attributes
+    ----------
+    batch, channels : int
+        N and C; rules that give each ``(n, c)`` plane its own windows return tables with
+        ``batch * channels`` planes (row-major over ``(n, c)``).
+    dtype : numpy.dtype
+        The input's dtype (some rules, like PyTorch's fractional pooling, compute in it).
+    rng : numpy.random.Generator or None
+        The call's random generator (from ``seed``) for non-deterministic poolers.
+    """
+
+    batch: int
+    channels: int
+    dtype: np.dtype
+    rng: np.random.Generator | None = None
 
 
 @dataclass(frozen=True)
@@ -48,7 +71,19 @@ class WindowRule:
     name: str = ""
     options: Mapping[str, object] = {}
 
-    def plan(self, spatial: tuple[int, ...], **options: object) -> WindowPlan:
+    def plan(self, spatial: tuple[int, ...], context: WindowContext,
+             **options: object) -> WindowPlan:
+        """Windows for an input with these spatial sizes.
+
+        Parameters
+        ----------
+        spatial : tuple of int
+            Input lengths of the spatial axes.
+        context : WindowContext
+            Batch and channel counts, dtype and random generator of the call.
+        **options
+            The rule's options (the keys of :attr:`options`), as the caller gave them.
+        """
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -62,8 +97,8 @@ class Sliding(WindowRule):
     options = {"kernel_size": None, "stride": None, "padding": 0, "dilation": 1,
                "ceil_mode": False}
 
-    def plan(self, spatial, *, kernel_size=None, stride=None, padding=0, dilation=1,
-             ceil_mode=False) -> WindowPlan:
+    def plan(self, spatial, context=None, *, kernel_size=None, stride=None, padding=0,
+             dilation=1, ceil_mode=False) -> WindowPlan:
         rank = len(spatial)
         if kernel_size is None:
             raise ValueError("kernel_size is required for sliding-window pooling")
@@ -90,7 +125,7 @@ class Adaptive(WindowRule):
     name = "adaptive"
     options = {"output_size": None}
 
-    def plan(self, spatial, *, output_size=None) -> WindowPlan:
+    def plan(self, spatial, context=None, *, output_size=None) -> WindowPlan:
         sizes = check_output_size(output_size, spatial)
         return WindowPlan(tuple(adaptive_axis(L, o) for L, o in zip(spatial, sizes)))
 
@@ -101,6 +136,6 @@ class Global(WindowRule):
     name = "global"
     options = {"keepdims": False}
 
-    def plan(self, spatial, *, keepdims=False) -> WindowPlan:
+    def plan(self, spatial, context=None, *, keepdims=False) -> WindowPlan:
         keepdims = check_bool(keepdims, "keepdims")
         return WindowPlan(tuple(global_axis(L) for L in spatial), drop_spatial=not keepdims)

@@ -24,12 +24,12 @@ def min_better(v, best):
 
 # Sum and mean ------------------------------------------------------------------------------
 @_jit
-def sum_init(v, prm):
+def sum_init(v, tap, prm):
     return v
 
 
 @_jit
-def sum_take(acc, v, prm):
+def sum_take(acc, v, tap, prm):
     return acc + v
 
 
@@ -39,7 +39,7 @@ def sum_finish(acc, div, prm):
 
 
 @_jit
-def sum_grad(v, y, div, prm):
+def sum_grad(v, tap, y, acc, div, prm):
     return 1.0
 
 
@@ -49,18 +49,18 @@ def avg_finish(acc, div, prm):
 
 
 @_jit
-def avg_grad(v, y, div, prm):
+def avg_grad(v, tap, y, acc, div, prm):
     return 1.0 / div
 
 
 # Power mean without the mean: (sum v**p) ** (1/p), PyTorch's lp_pool; prm[0] = p ---------
 @_jit
-def lp_init(v, prm):
+def lp_init(v, tap, prm):
     return v ** prm[0]
 
 
 @_jit
-def lp_take(acc, v, prm):
+def lp_take(acc, v, tap, prm):
     return acc + v ** prm[0]
 
 
@@ -70,7 +70,7 @@ def lp_finish(acc, div, prm):
 
 
 @_jit
-def lp_grad(v, y, div, prm):
+def lp_grad(v, tap, y, acc, div, prm):
     if y == 0.0:  # an all-zero window: 0, as PyTorch's lp_pool gives
         return 0.0 * v
     p = prm[0]
@@ -80,7 +80,8 @@ def lp_grad(v, y, div, prm):
 MAX = Selection("max", better=max_better)
 MIN = Selection("min", better=min_better)
 SUM = Streaming("sum", init=sum_init, take=sum_take, finish=sum_finish, grad=sum_grad,
-                integer_result="keep")
+                integer_result="keep", grad_uses_acc=False)
 AVG = Streaming("avg", init=sum_init, take=sum_take, finish=avg_finish, grad=avg_grad,
-                uses_divisor=True)
-LP = Streaming("lp", init=lp_init, take=lp_take, finish=lp_finish, grad=lp_grad)
+                uses_divisor=True, grad_uses_acc=False)
+LP = Streaming("lp", init=lp_init, take=lp_take, finish=lp_finish, grad=lp_grad,
+               grad_uses_acc=False)

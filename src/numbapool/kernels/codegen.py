@@ -62,7 +62,7 @@ def cache_dir() -> Path:
 
 
 def _source(reduction: Reduction, layout: str, variant: str) -> tuple[str, str]:
-    body = DECORATOR + kernel_source(reduction.kind, layout, variant)
+    body = DECORATOR + kernel_source(reduction, layout, variant)
     h = hashlib.sha256()
     for part in (_CODEGEN_VERSION, body, reduction.fingerprint(), numba.__version__,
                  np.__version__):

@@ -2,7 +2,7 @@
 
 Inputs here are already checked: 5-D (three spatial axes, 1-D/2-D problems lifted with size-1
 axes), C-contiguous in their layout, of a dtype Numba supports; ``axes`` holds three
-:class:`~numbapool.geometry.AxisWindows`.
+:class:`~numbapool.geometry.AxisWindows`; ``prm`` is float64 ``(1 or C, n_params)``.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..geometry import AxisWindows
-from ..reduction import Reduction, Selection
+from ..reduction import Reduction, Sampling, Selection
 from .codegen import get_kernel
 
-__all__ = ["forward", "backward", "out_shape"]
+__all__ = ["forward", "backward", "param_grad", "out_shape"]
 
 
 def out_shape(x: np.ndarray, axes: Sequence[AxisWindows], layout: str) -> tuple[int, ...]:
@@ -25,11 +25,9 @@ def out_shape(x: np.ndarray, axes: Sequence[AxisWindows], layout: str) -> tuple[
     return (x.shape[0], *spatial, x.shape[4])
 
 
-def _geometry(axes: Sequence[AxisWindows]) -> list:
-    args: list = []
-    for a in axes:
-        args += [a.start, a.count, a.step]
-    return args
+def _tables(axes: Sequence[AxisWindows]) -> list:
+    dk = np.array([[a.step for a in axes], [a.extent for a in axes]], dtype=np.int64)
+    return [a.table for a in axes] + [dk]
 
 
 def _divisors(axes: Sequence[AxisWindows], include_pad: bool, override: float | None) -> list:
@@ -43,43 +41,71 @@ def _inverse(axes: Sequence[AxisWindows]) -> list:
     return args
 
 
+def _zero(reduction: Reduction, dtype: np.dtype):
+    if isinstance(reduction, Sampling):
+        return np.float64(0.0)
+    return reduction.acc_dtype(dtype).type(0)
+
+
 def forward(reduction: Reduction, layout: str, x: np.ndarray, axes: Sequence[AxisWindows],
             prm: np.ndarray, include_pad: bool = True, override: float | None = None,
-            with_indices: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+            with_indices: bool = False, u: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray | None]:
     """Pool ``x``; returns ``(out, indices or None)``."""
     shape = out_shape(x, axes, layout)
-    geom = _geometry(axes)
+    tables = _tables(axes)
     if isinstance(reduction, Selection):
         out = np.empty(shape, dtype=x.dtype)
         if with_indices:
             idx = np.empty(shape, dtype=np.int64)
-            get_kernel(reduction, layout, "forward_indices")(x, out, idx, *geom)
+            get_kernel(reduction, layout, "forward_indices")(x, out, idx, *tables)
             return out, idx
-        get_kernel(reduction, layout, "forward")(x, out, *geom)
+        get_kernel(reduction, layout, "forward")(x, out, *tables)
         return out, None
+    if isinstance(reduction, Sampling):
+        out = np.empty(shape, dtype=x.dtype)
+        idx = np.empty(shape, dtype=np.int64)
+        get_kernel(reduction, layout, "forward_indices")(x, out, idx, *tables,
+                                                         np.float64(0.0), prm, u)
+        return out, (idx if with_indices else None)
     if with_indices:
         raise ValueError(f"reduction {reduction.name!r} has no indices")
     out = np.empty(shape, dtype=reduction.out_dtype(x.dtype))
-    zero = reduction.acc_dtype(x.dtype).type(0)
     get_kernel(reduction, layout, "forward")(
-        x, out, *geom, *_divisors(axes, include_pad, override), zero, prm)
+        x, out, *tables, *_divisors(axes, include_pad, override), _zero(reduction, x.dtype),
+        prm)
     return out, None
 
 
 def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndarray,
              axes: Sequence[AxisWindows], prm: np.ndarray, include_pad: bool = True,
-             override: float | None = None) -> np.ndarray:
+             override: float | None = None, u: np.ndarray | None = None) -> np.ndarray:
     """Gradient with respect to ``x`` (float ``x``), given the output gradient ``grad_out``
     (same shape as the forward result, in the accumulator dtype)."""
     acc = reduction.acc_dtype(x.dtype)
     zero = acc.type(0)
     gx = np.empty(x.shape, dtype=acc)
     inv = _inverse(axes)
-    if isinstance(reduction, Selection):
-        y, idx = forward(reduction, layout, x, axes, prm, with_indices=True)
-        get_kernel(reduction, layout, "backward")(x, y, grad_out, gx, idx, *inv, zero)
+    kernel = get_kernel(reduction, layout, "backward")
+    if isinstance(reduction, (Selection, Sampling)):
+        y, idx = forward(reduction, layout, x, axes, prm, with_indices=True, u=u)
+        kernel(x, y, grad_out, gx, idx, *inv, zero)
     else:
         y, _ = forward(reduction, layout, x, axes, prm, include_pad, override)
-        get_kernel(reduction, layout, "backward")(
-            x, y, grad_out, gx, *inv, *_divisors(axes, include_pad, override), zero, prm)
+        kernel(x, y, grad_out, gx, *inv, *_tables(axes),
+               *_divisors(axes, include_pad, override), zero, prm)
     return gx
+
+
+def param_grad(reduction: Reduction, x: np.ndarray, grad_out: np.ndarray,
+               axes: Sequence[AxisWindows], prm: np.ndarray, include_pad: bool = True,
+               override: float | None = None) -> np.ndarray:
+    """Gradient with respect to the parameters, per (n, c) plane: float64
+    ``(N, C, n_params)``.  Channels-first ``x`` only."""
+    y, _ = forward(reduction, "channels_first", x, axes, prm, include_pad, override)
+    n, c, o0, o1 = y.shape[:4]
+    gp = np.zeros((n * c * o0 * o1, prm.shape[1]), dtype=np.float64)
+    get_kernel(reduction, "channels_first", "param_grad")(
+        x, y, grad_out, gp, *_tables(axes), *_divisors(axes, include_pad, override),
+        _zero(reduction, x.dtype), prm)
+    return gp.reshape(n, c, o0 * o1, prm.shape[1]).sum(axis=2)
