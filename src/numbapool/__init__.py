@@ -10,8 +10,9 @@ from __future__ import annotations
 from .api import get, pool, pool_grad, poolers, register, unregister
 from .hookspecs import hookimpl
 from .pooler import Param, Pooler
-from .reduction import Reduction, Selection, Streaming
-from .windows import Adaptive, Global, Sliding, WindowRule
+from .geometry import AxisWindows, explicit_axis
+from .reduction import Reduction, Sampling, Selection, Streaming, Weighted
+from .windows import Adaptive, Global, Sliding, WindowContext, WindowPlan, WindowRule
 
 __version__ = "0.1.0"
 
@@ -28,7 +29,13 @@ __all__ = [
     "Reduction",
     "Selection",
     "Streaming",
+    "Sampling",
+    "Weighted",
     "WindowRule",
+    "WindowPlan",
+    "WindowContext",
+    "AxisWindows",
+    "explicit_axis",
     "Sliding",
     "Adaptive",
     "Global",

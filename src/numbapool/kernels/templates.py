@@ -255,15 +255,15 @@ def _cf_backward(red: Reduction) -> str:
     else:
         needs_acc = kind == "weighted" or red.grad_uses_acc
         src += _load(0, "o0", "q0", L) + _load(1, "o1", "q1", L) + _load(2, "o2", "q2", L)
-        src += _block("tap = ((t0 + (i0 - b0) // d0) * K1 + t1 + (i1 - b1) // d1) * K2 "
+        src += _block("etap = ((t0 + (i0 - b0) // d0) * K1 + t1 + (i1 - b1) // d1) * K2 "
                       "+ t2 + (i2 - b2) // d2", L)
         src += _div(L, cf=True)
         if needs_acc:
-            src += _stats(L, cf=True)
-            src += _block("g += gy[n, c, o0, o1, o2] * _grad(v, tap, y[n, c, o0, o1, o2], "
+            src += _stats(L, cf=True)  # (its loop reuses the name tap)
+            src += _block("g += gy[n, c, o0, o1, o2] * _grad(v, etap, y[n, c, o0, o1, o2], "
                           "acc, div, pr)", L)
         else:
-            src += _block("g += gy[n, c, o0, o1, o2] * _grad(v, tap, y[n, c, o0, o1, o2], "
+            src += _block("g += gy[n, c, o0, o1, o2] * _grad(v, etap, y[n, c, o0, o1, o2], "
                           "zero, div, pr)", L)
     src += _block("gx[n, c, i0, i1, i2] = g", 3)
     return src
@@ -439,13 +439,13 @@ def _cl_backward(red: Reduction) -> str:
     else:
         src += _load(0, "o0", "0", L, "bt") + _load(1, "o1", "0", L, "bt")
         src += _load(2, "o2", "0", L, "bt")
-        src += _block("tap = ((t0 + (i0 - b0) // d0) * K1 + t1 + (i1 - b1) // d1) * K2 "
+        src += _block("etap = ((t0 + (i0 - b0) // d0) * K1 + t1 + (i1 - b1) // d1) * K2 "
                       "+ t2 + (i2 - b2) // d2", L)
         src += _div(L, cf=False)
         src += _block("""
             for ch in range(C):
                 g[ch] += gy[n, o0, o1, o2, ch] * _grad(
-                    zero + x[n, i0, i1, i2, ch], tap, y[n, o0, o1, o2, ch], zero, div, pr)
+                    zero + x[n, i0, i1, i2, ch], etap, y[n, o0, o1, o2, ch], zero, div, pr)
         """, L)
     src += _block("""
         for ch in range(C):

@@ -1,0 +1,242 @@
+"""The reductions of the learned poolers: small jitted scalar functions, nothing else.
+
+Conventions (see ``numbapool.reduction``): ``v`` an element, ``tap`` its position in the
+kernel, ``prm`` this channel's float parameters in declared order, ``div`` the number of
+elements the mean divides by, ``acc`` the accumulator, ``y`` the pooled value.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+
+from numbapool import Sampling, Streaming, Weighted
+
+_jit = numba.njit(cache=True, nogil=True)
+
+
+# gem: prm = [p, eps]; acc = sum(clamp(v, eps) ** p) -------------------------------------
+@_jit
+def gem_init(v, tap, prm):
+    return max(v, prm[1]) ** prm[0]
+
+
+@_jit
+def gem_take(acc, v, tap, prm):
+    return acc + max(v, prm[1]) ** prm[0]
+
+
+@_jit
+def gem_finish(acc, div, prm):
+    return (acc / div) ** (1.0 / prm[0])
+
+
+@_jit
+def gem_grad(v, tap, y, acc, div, prm):
+    if v < prm[1]:  # clamped
+        return 0.0
+    p = prm[0]
+    return v ** (p - 1.0) * y ** (1.0 - p) / div
+
+
+@_jit
+def gem_param_grad(v, tap, y, acc, div, prm, g, out):
+    p = prm[0]
+    c = max(v, prm[1])
+    out[0] += g * y ** (1.0 - p) * c ** p * math.log(c) / (p * div)
+
+
+@_jit
+def gem_param_grad_window(y, acc, div, prm, g, out):
+    out[0] -= g * y * math.log(y) / prm[0]
+
+
+GEM = Streaming("gem", init=gem_init, take=gem_take, finish=gem_finish, grad=gem_grad,
+                param_grad=gem_param_grad, param_grad_window=gem_param_grad_window,
+                uses_divisor=True, grad_uses_acc=False)
+
+
+# mixed: prm = [alpha]; acc = (max, tap of the first max, sum) ----------------------------
+@_jit
+def max_sum_init(v, tap, prm):
+    return (v, tap, v)
+
+
+@_jit
+def max_sum_take(acc, v, tap, prm):
+    m, mt, s = acc
+    if v > m or v != v:  # as max pooling: NaN wins, ties keep the first
+        return (v, tap, s + v)
+    return (m, mt, s + v)
+
+
+@_jit
+def mixed_finish(acc, div, prm):
+    a = prm[0]
+    return a * acc[0] + (1.0 - a) * acc[2] / div
+
+
+@_jit
+def mixed_grad(v, tap, y, acc, div, prm):
+    a = prm[0]
+    return a * (tap == acc[1]) + (1.0 - a) / div
+
+
+@_jit
+def mixed_param_grad_window(y, acc, div, prm, g, out):
+    out[0] += g * (acc[0] - acc[2] / div)
+
+
+MIXED = Streaming("mixed", init=max_sum_init, take=max_sum_take, finish=mixed_finish,
+                  grad=mixed_grad, param_grad_window=mixed_param_grad_window,
+                  uses_divisor=True, accumulator="tuple")
+
+
+# gated: prm = w (one weight per tap); acc = (max, tap of max, sum, z = sum w[tap] v) -----
+@_jit
+def gated_init(v, tap, prm):
+    return (v, tap, v, prm[tap] * v)
+
+
+@_jit
+def gated_take(acc, v, tap, prm):
+    m, mt, s, z = acc
+    z = z + prm[tap] * v
+    if v > m or v != v:
+        return (v, tap, s + v, z)
+    return (m, mt, s + v, z)
+
+
+@_jit
+def _sigmoid(z):
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+@_jit
+def gated_finish(acc, div, prm):
+    g = _sigmoid(acc[3])
+    return g * acc[0] + (1.0 - g) * acc[2] / div
+
+
+@_jit
+def gated_grad(v, tap, y, acc, div, prm):
+    g = _sigmoid(acc[3])
+    return g * (tap == acc[1]) + (1.0 - g) / div + g * (1.0 - g) * prm[tap] * (
+        acc[0] - acc[2] / div)
+
+
+@_jit
+def gated_param_grad(v, tap, y, acc, div, prm, g, out):
+    s = _sigmoid(acc[3])
+    out[tap] += g * s * (1.0 - s) * (acc[0] - acc[2] / div) * v
+
+
+GATED = Streaming("gated", init=gated_init, take=gated_take, finish=gated_finish,
+                  grad=gated_grad, param_grad=gated_param_grad, uses_divisor=True,
+                  accumulator="tuple")
+
+
+# lse: prm = [r]; acc = (max, sum exp(r (v - max))) -----------------------------------------
+@_jit
+def lse_init(v, tap, prm):
+    return (v, 1.0)
+
+
+@_jit
+def lse_take(acc, v, tap, prm):
+    m, s = acc
+    r = prm[0]
+    if v > m:
+        return (v, s * math.exp(r * (m - v)) + 1.0)
+    return (m, s + math.exp(r * (v - m)))
+
+
+@_jit
+def lse_finish(acc, div, prm):
+    return acc[0] + math.log(acc[1] / div) / prm[0]
+
+
+@_jit
+def lse_grad(v, tap, y, acc, div, prm):
+    return math.exp(prm[0] * (v - acc[0])) / acc[1]
+
+
+@_jit
+def lse_param_grad(v, tap, y, acc, div, prm, g, out):
+    r = prm[0]
+    out[0] += g * v * math.exp(r * (v - acc[0])) / (r * acc[1])
+
+
+@_jit
+def lse_param_grad_window(y, acc, div, prm, g, out):
+    out[0] -= g * y / prm[0]
+
+
+LSE = Streaming("lse", init=lse_init, take=lse_take, finish=lse_finish, grad=lse_grad,
+                param_grad=lse_param_grad, param_grad_window=lse_param_grad_window,
+                uses_divisor=True, accumulator="tuple")
+
+
+# softpool: weights softmax(x) over the window; stats = (max, sum exp(v - max)) ------------
+@_jit
+def softmax_init(v, tap, prm):
+    return (v, 1.0)
+
+
+@_jit
+def softmax_take(acc, v, tap, prm):
+    m, s = acc
+    if v > m:
+        return (v, s * math.exp(m - v) + 1.0)
+    return (m, s + math.exp(v - m))
+
+
+@_jit
+def softpool_weight(v, tap, acc, div, prm):
+    return math.exp(v - acc[0]) / acc[1]
+
+
+@_jit
+def softpool_grad(v, tap, y, acc, div, prm):
+    return math.exp(v - acc[0]) / acc[1] * (1.0 + v - y)
+
+
+SOFTPOOL = Weighted("softpool", init=softmax_init, take=softmax_take, weight=softpool_weight,
+                    grad=softpool_grad, accumulator="tuple")
+
+
+# stochastic: mass relu(v); expectation weights relu(v) / sum relu ------------------------
+@_jit
+def relu_mass(v, prm):
+    return max(v, 0.0)
+
+
+@_jit
+def relu_sum_init(v, tap, prm):
+    return max(v, 0.0)
+
+
+@_jit
+def relu_sum_take(acc, v, tap, prm):
+    return acc + max(v, 0.0)
+
+
+@_jit
+def expectation_weight(v, tap, acc, div, prm):
+    if acc <= 0.0:
+        return 0.0
+    return max(v, 0.0) / acc
+
+
+@_jit
+def expectation_grad(v, tap, y, acc, div, prm):
+    if acc <= 0.0 or v <= 0.0:
+        return 0.0
+    return (2.0 * v - y) / acc
+
+
+STOCHASTIC = Sampling("stochastic", mass=relu_mass)
+STOCHASTIC_EXPECTATION = Weighted("stochastic_expectation", init=relu_sum_init,
+                                  take=relu_sum_take, weight=expectation_weight,
+                                  grad=expectation_grad)
