@@ -1,0 +1,127 @@
+"""The fractional window rule: per-axis window tables from random pooling sequences."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from numbapool import AxisWindows, WindowContext, WindowPlan, WindowRule, explicit_axis
+from numbapool.options import check_bool, per_axis_ints
+
+from .sequences import (
+    graham_output_size,
+    graham_sequence,
+    graham_windows,
+    torch_axis_starts,
+    torch_output_size,
+    torch_sample_column,
+)
+
+__all__ = ["Fractional"]
+
+
+def _per_axis(value: object, rank: int, name: str) -> tuple:
+    if value is None or np.ndim(value) == 0:
+        return (value,) * rank
+    values = tuple(value)  # type: ignore[arg-type]
+    if len(values) != rank:
+        raise ValueError(f"{name} must be a single value or {rank} values (one per spatial "
+                         f"axis), got {len(values)}")
+    return values
+
+
+def _torch_dtype(dtype: np.dtype) -> np.dtype:
+    # PyTorch computes the sequences in the input's floating type; integers use float64.
+    return np.dtype(dtype) if np.dtype(dtype).kind == "f" else np.dtype(np.float64)
+
+
+class Fractional(WindowRule):
+    """Fractional pooling windows.
+
+    Two rules, chosen by ``pseudo_random``:
+
+    ``pseudo_random=None`` (default): PyTorch's ``fractional_max_pool2d/3d``.  Every
+    ``(n, c)`` plane gets its own windows of ``kernel_size`` (default 2) from one uniform
+    sample per plane and axis: ``samples`` (an ``(N, C, rank)`` array with the meaning of
+    PyTorch's ``_random_samples``), or drawn from ``seed``.
+
+    ``pseudo_random=True`` / ``False``: Graham's (TensorFlow's) pseudo-random or random pooling
+    sequences, shared by all planes; windows ``[a_i, a_{i+1})``, or ``[a_i, a_{i+1}]`` with
+    ``overlapping=True``.
+
+    The output size comes from ``output_size`` or ``output_ratio`` (``int(L * ratio)``).
+    """
+
+    name = "fractional"
+    options = {"kernel_size": None, "output_size": None, "output_ratio": None,
+               "samples": None, "pseudo_random": None, "overlapping": False}
+
+    def plan(self, spatial: Sequence[int], context: WindowContext, *, kernel_size=None,
+             output_size=None, output_ratio=None, samples=None, pseudo_random=None,
+             overlapping=False) -> WindowPlan:
+        return WindowPlan(self.axes(spatial, context, kernel_size=kernel_size,
+                                    output_size=output_size, output_ratio=output_ratio,
+                                    samples=samples, pseudo_random=pseudo_random,
+                                    overlapping=overlapping)[0])
+
+    def axes(self, spatial, context, *, kernel_size=None, output_size=None,
+             output_ratio=None, samples=None, pseudo_random=None, overlapping=False
+             ) -> tuple[tuple[AxisWindows, ...], list[np.ndarray]]:
+        """The windows and, per axis, the sequence that made them: window starts
+        ``(N*C, out)`` for PyTorch's rule, the boundaries ``a_0..a_out`` for Graham's."""
+        rank = len(spatial)
+        if output_size is None and output_ratio is None:
+            raise ValueError("fractional pooling needs output_size or output_ratio")
+        if output_size is not None and output_ratio is not None:
+            raise ValueError("give output_size or output_ratio, not both")
+        sizes = _per_axis(output_size, rank, "output_size")
+        ratios = _per_axis(output_ratio, rank, "output_ratio")
+        overlapping = check_bool(overlapping, "overlapping")
+        if pseudo_random is None:
+            return self._torch(spatial, context, kernel_size, sizes, ratios, samples,
+                               overlapping)
+        pseudo_random = check_bool(pseudo_random, "pseudo_random")
+        if kernel_size is not None:
+            raise ValueError("kernel_size applies to PyTorch's rule (pseudo_random=None); "
+                             "Graham's sequences set the window sizes")
+        if samples is not None:
+            raise ValueError("samples applies to PyTorch's rule (pseudo_random=None)")
+        axes, seqs = [], []
+        for length, size, ratio in zip(spatial, sizes, ratios):
+            out = graham_output_size(length, size, ratio)
+            seq = graham_sequence(length, out, context.rng, pseudo_random)
+            start, count = graham_windows(seq, length, overlapping)
+            axes.append(explicit_axis(length, start, count))
+            seqs.append(seq)
+        return tuple(axes), seqs
+
+    def _torch(self, spatial, context, kernel_size, sizes, ratios, samples, overlapping):
+        rank = len(spatial)
+        if overlapping:
+            raise ValueError("overlapping applies to Graham's sequences (pseudo_random=True "
+                             "or False)")
+        k = per_axis_ints(2 if kernel_size is None else kernel_size, rank, "kernel_size")
+        planes = context.batch * context.channels
+        dtype = _torch_dtype(context.dtype)
+        if samples is None:
+            samples = context.rng.random((context.batch, context.channels, rank))
+        else:
+            samples = np.asarray(samples)
+            if samples.dtype.kind != "f":
+                raise TypeError(f"samples must be floating point, got {samples.dtype}")
+            want = (context.batch, context.channels, rank)
+            if samples.shape != want:
+                raise ValueError(f"samples must have shape {want} (N, C, spatial rank), got "
+                                 f"{samples.shape}")
+            if not np.all((samples >= 0) & (samples < 1)):
+                raise ValueError("samples must lie in [0, 1)")
+        flat = np.asarray(samples).reshape(planes, rank)
+        axes, seqs = [], []
+        for a, (length, kk, size, ratio) in enumerate(zip(spatial, k, sizes, ratios)):
+            out = torch_output_size(length, kk, size, ratio, rank=max(rank, 2))
+            col = torch_sample_column(rank, a)
+            starts = torch_axis_starts(flat[:, col], length, out, kk, dtype)
+            axes.append(explicit_axis(length, starts, np.full_like(starts, kk), extent=kk))
+            seqs.append(starts.reshape(context.batch, context.channels, out))
+        return tuple(axes), seqs
