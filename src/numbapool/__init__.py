@@ -8,9 +8,9 @@
 from __future__ import annotations
 
 from .api import get, pool, pool_grad, poolers, register, unregister
+from .geometry import AxisWindows, explicit_axis
 from .hookspecs import hookimpl
 from .pooler import Param, Pooler
-from .geometry import AxisWindows, explicit_axis
 from .reduction import Reduction, Sampling, Selection, Streaming, Weighted
 from .windows import Adaptive, Global, Sliding, WindowContext, WindowPlan, WindowRule
 

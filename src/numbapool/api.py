@@ -82,6 +82,7 @@ class _ParamSlot:
     width: int
     per_channel: bool
     shape: tuple[int, ...]
+    explicit: bool
 
 
 @dataclass
@@ -135,8 +136,8 @@ def _unexpected(func: str, key: str, pooler: Pooler) -> TypeError:
                      f"{pooler.name!r}{hint}")
 
 
-def _float_params(pooler: Pooler, values: dict[str, Any], channels: int, taps: int
-                  ) -> tuple[np.ndarray, list[_ParamSlot]]:
+def _float_params(pooler: Pooler, values: dict[str, Any], explicit: set[str], channels: int,
+                  taps: int) -> tuple[np.ndarray, list[_ParamSlot]]:
     blocks, slots, offset = [], [], 0
     for p in pooler.parameters:
         if p.kind != "float":
@@ -145,7 +146,7 @@ def _float_params(pooler: Pooler, values: dict[str, Any], channels: int, taps: i
         given = np.shape(values[p.name])
         slots.append(_ParamSlot(p, offset, arr.shape[1], arr.shape[0] == channels and
                                 len(given) > 0 and given[0] == channels and p.per_channel,
-                                given))
+                                given, p.name in explicit))
         offset += arr.shape[1]
         blocks.append(arr)
     if not blocks:
@@ -204,7 +205,7 @@ def _prepare(name: str, x: object, options: dict[str, Any], params: dict[str, An
     plan = pooler.window.plan(tuple(int(s) for s in spatial), context, **window_opts)
     axes = (SINGLETON,) * (3 - rank) + plan.axes
     taps = int(np.prod([a.extent for a in plan.axes]))
-    prm, slots = _float_params(pooler, values, channels, taps)
+    prm, slots = _float_params(pooler, values, set(params), channels, taps)
 
     include_pad = options["count_include_pad"]
     if include_pad is None:
@@ -402,8 +403,12 @@ divisor_override, output_size, keepdims, **params
         if not slot.param.trainable:
             continue
         block = per_plane[:, :, slot.offset:slot.offset + slot.width]
-        g = block.sum(axis=0) if slot.per_channel else block.sum(axis=(0, 1))
-        grads[slot.param.name] = float(g.item()) if slot.shape == () else g.reshape(slot.shape)
+        if slot.per_channel:
+            grads[slot.param.name] = block.sum(axis=0).reshape(slot.shape)
+        elif slot.shape == () and (slot.width == 1 or slot.explicit):
+            grads[slot.param.name] = float(block.sum())  # one value, shared by every tap
+        else:  # per tap (a per-tap parameter left at its scalar default gets one per tap)
+            grads[slot.param.name] = block.sum(axis=(0, 1)).reshape(slot.width)
     return gx, grads
 
 

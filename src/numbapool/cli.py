@@ -1,4 +1,4 @@
-"""Command line: ``numbapool demo | list | info NAME``."""
+"""Command line: ``numbapool demo | list | info NAME | plugins | check NAME``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,28 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plugins(_: argparse.Namespace) -> int:
+    for plugin in REGISTRY.plugins():
+        names = [n for n in REGISTRY.names() if REGISTRY.get(n).source == plugin]
+        print(f"{plugin}: {', '.join(names) or '(no poolers)'}")
+    failures = REGISTRY.failures()
+    for f in failures:
+        print(f"FAILED {f.plugin} ({f.stage}): {f.error}")
+    return 1 if failures else 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .testing import check
+
+    try:
+        report = check(args.name, ranks=args.ranks)
+    except LookupError as exc:
+        print(f"numbapool: {exc}", file=sys.stderr)
+        return 2
+    print(report)
+    return 0 if report.ok else 1
+
+
 def _demo(_: argparse.Namespace) -> int:
     from .demo import main
 
@@ -40,6 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     info = sub.add_parser("info", help="describe one pooler")
     info.add_argument("name")
     info.set_defaults(func=_info)
+    sub.add_parser("plugins", help="loaded plugins, their poolers, and failures").set_defaults(
+        func=_plugins)
+    chk = sub.add_parser("check", help="run the conformance kit on a pooler")
+    chk.add_argument("name")
+    chk.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 3],
+                     help="spatial ranks to check (default: 1 2 3)")
+    chk.set_defaults(func=_check)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -57,6 +57,15 @@ class Fractional(WindowRule):
     options = {"kernel_size": None, "output_size": None, "output_ratio": None,
                "samples": None, "pseudo_random": None, "overlapping": False}
 
+    def examples(self, rank: int) -> list[dict]:
+        """Options the conformance kit and the benchmarks exercise."""
+        cases = [dict(output_ratio=0.7),
+                 dict(output_ratio=0.7, pseudo_random=True, overlapping=True),
+                 dict(output_ratio=0.6, pseudo_random=False)]
+        if rank < 3:
+            cases.append(dict(output_ratio=0.6, kernel_size=3))
+        return cases
+
     def plan(self, spatial: Sequence[int], context: WindowContext, *, kernel_size=None,
              output_size=None, output_ratio=None, samples=None, pseudo_random=None,
              overlapping=False) -> WindowPlan:

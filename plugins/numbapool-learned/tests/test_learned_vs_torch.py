@@ -1,0 +1,541 @@
+"""Learned / smooth poolers of the numbapool-learned plugin against PyTorch autograd.
+
+Every expected value comes from the textbook formula written in torch (float64) over the
+sliding windows extracted with ``Tensor.unfold``; gradients (x and trainable parameters) come
+from torch autograd of ``sum(grad_output * y)``.  numbapool is never compared with itself.
+For ``layout="channels_last"`` the input is moved with ``np.moveaxis(x, 1, -1)`` and the
+results are moved back before comparing.
+
+Stochastic pooling in training mode is random; it is checked by its properties (outputs are
+window elements, seeds reproduce, selection frequencies match ``relu(x) / sum(relu(x))``, the
+gradient follows the selected element).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+
+import numbapool  # noqa: E402
+
+RTOL64, ATOL64 = 1e-9, 1e-12
+RTOL32, ATOL32 = 1e-4, 1e-5
+C = 3  # channels in every test array (per-channel parameters have this length)
+
+# The trainable parameters of each pooler (stochastic has none: training/seed are options).
+TRAINABLE = {
+    "gem": {"p"},
+    "mixed": {"alpha"},
+    "gated": {"w"},
+    "lse": {"r"},
+    "softpool": set(),
+    "stochastic": set(),
+}
+POOLERS = list(TRAINABLE)
+
+
+def _plugin_missing() -> bool:
+    try:
+        numbapool.get("softpool")
+    except LookupError:
+        return True
+    return False
+
+
+pytestmark = pytest.mark.skipif(_plugin_missing(),
+                                reason="numbapool-learned is not installed")
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers: the torch oracle
+# ----------------------------------------------------------------------------------------------
+
+
+def _tuple(v, rank):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v,) * rank
+
+
+def twindows(t, kernel, stride, dilation=1):
+    """Sliding windows of ``t`` (N, C, *S) without padding: (N, C, *O, K).
+
+    The last axis lists a window's taps in row-major order over the kernel's axes (tap ``t`` of
+    the spec).  Built with ``Tensor.unfold`` (span ``(k - 1) * d + 1``, step ``stride``) and a
+    ``::d`` slice for the dilation.
+    """
+    rank = t.dim() - 2
+    k, s, d = _tuple(kernel, rank), _tuple(stride, rank), _tuple(dilation, rank)
+    for i in range(rank):
+        t = t.unfold(2 + i, (k[i] - 1) * d[i] + 1, s[i])[..., :: d[i]]
+    return t.reshape(*t.shape[: 2 + rank], -1)
+
+
+def _per_window(param, rank):
+    """A scalar or (C,) parameter, shaped to broadcast against (N, C, *O)."""
+    return param if param.dim() == 0 else param.reshape(1, -1, *([1] * rank))
+
+
+def _per_tap(param, rank):
+    """A scalar or (C,) parameter, shaped to broadcast against windows (N, C, *O, K)."""
+    return param if param.dim() == 0 else param.reshape(1, -1, *([1] * rank), 1)
+
+
+def torch_gem(xw, rank, p, eps=1e-6):
+    return (xw.clamp(min=eps) ** _per_tap(p, rank)).mean(-1) ** (1.0 / _per_window(p, rank))
+
+
+def torch_mixed(xw, rank, alpha):
+    a = _per_window(alpha, rank)
+    return a * xw.amax(-1) + (1.0 - a) * xw.mean(-1)
+
+
+def torch_gated(xw, rank, w):
+    if w.dim() == 0:
+        wb = w
+    elif w.dim() == 1:  # (K,)
+        wb = w.reshape(*([1] * (2 + rank)), -1)
+    else:  # (C, K)
+        wb = w.reshape(1, w.shape[0], *([1] * rank), w.shape[1])
+    z = (wb * xw).sum(-1)
+    s = torch.sigmoid(z)
+    return s * xw.amax(-1) + (1.0 - s) * xw.mean(-1)
+
+
+def torch_lse(xw, rank, r):
+    k = xw.shape[-1]
+    # (1/r) * log(mean(exp(r x))) = (logsumexp(r x) - log K) / r
+    return (torch.logsumexp(_per_tap(r, rank) * xw, -1) - math.log(k)) / _per_window(r, rank)
+
+
+def torch_softpool(xw, rank):
+    return (torch.softmax(xw, -1) * xw).sum(-1)
+
+
+def torch_stochastic_eval(xw, rank):
+    m = torch.relu(xw)
+    return (m * xw).sum(-1) / m.sum(-1)
+
+
+TORCH_FORMULA = {
+    "gem": torch_gem,
+    "mixed": torch_mixed,
+    "gated": torch_gated,
+    "lse": torch_lse,
+    "softpool": torch_softpool,
+    "stochastic": torch_stochastic_eval,
+}
+
+
+def T(a):
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
+
+
+def torch_reference(name, x, g, kernel, stride, dilation, tparams):
+    """y, dL/dx and dL/dparam (L = sum(g * y)) from torch autograd, all float64 numpy."""
+    rank = x.ndim - 2
+    xt = T(x).requires_grad_(True)
+    pt = {k: T(np.asarray(v)).requires_grad_(True) if k in TRAINABLE[name] else float(v)
+          for k, v in tparams.items()}
+    y = TORCH_FORMULA[name](twindows(xt, kernel, stride, dilation), rank, **pt)
+    assert y.shape == g.shape, (y.shape, g.shape)
+    (y * T(g)).sum().backward()
+    pgrads = {k: t.grad.numpy().copy() for k, t in pt.items() if k in TRAINABLE[name]}
+    return y.detach().numpy(), xt.grad.numpy().copy(), pgrads
+
+
+def make_x(name, shape, seed):
+    """Test data: positive for gem / stochastic, standard normal otherwise (no ties)."""
+    rng = np.random.default_rng(seed)
+    if name in ("gem", "stochastic"):
+        return rng.uniform(0.1, 2.0, size=shape)
+    return rng.standard_normal(size=shape)
+
+
+def make_params(name, kind, kernel, rank, seed):
+    """numbapool keyword parameters for ``name``: kind "scalar" or "per_channel"."""
+    rng = np.random.default_rng(1000 + seed)
+    K = int(np.prod(_tuple(kernel, rank)))
+    per = kind == "per_channel"
+    if name == "gem":
+        return {"p": np.array([1.5, 3.0, 4.5]) if per else 2.5}
+    if name == "mixed":
+        return {"alpha": np.array([0.2, 0.55, 0.9]) if per else 0.3}
+    if name == "gated":
+        return {"w": 0.5 * rng.standard_normal((C, K) if per else K)}
+    if name == "lse":
+        return {"r": np.array([0.5, 1.0, 2.5]) if per else 1.7}
+    if name == "stochastic":
+        return {"training": False}
+    return {}
+
+
+def torch_params(name, params):
+    """The float parameters the torch formula takes (stochastic's training flag is not one)."""
+    return {k: v for k, v in params.items() if k != "training"}
+
+
+def np_call(name, x, g, kernel, stride, dilation, layout, params):
+    """numbapool's y, dL/dx and param grads, returned channels-first."""
+    xin = np.moveaxis(x, 1, -1) if layout == "channels_last" else x
+    gin = np.moveaxis(g, 1, -1) if layout == "channels_last" else g
+    kw = dict(stride=stride, dilation=dilation, layout=layout, **params)
+    y = numbapool.pool(name, xin, kernel, **kw)
+    gx, pg = numbapool.pool_grad(name, xin, gin, kernel, return_param_grads=True, **kw)
+    gx_only = numbapool.pool_grad(name, xin, gin, kernel, **kw)
+    assert isinstance(gx_only, np.ndarray)
+    np.testing.assert_array_equal(gx_only, gx)
+    assert y.dtype == x.dtype and gx.dtype == x.dtype
+    assert gx.shape == xin.shape
+    if layout == "channels_last":
+        y, gx = np.moveaxis(y, -1, 1), np.moveaxis(gx, -1, 1)
+    return y, gx, pg
+
+
+def check_against_torch(name, x, kernel, stride, dilation, layout, params, *, seed=0,
+                        rtol=RTOL64, atol=ATOL64):
+    rank = x.ndim - 2
+    x64 = x.astype(np.float64)
+    tparams = torch_params(name, params)
+    # grad_output: random, shape of the torch result
+    with torch.no_grad():
+        shape = TORCH_FORMULA[name](twindows(T(x64), kernel, stride, dilation), rank,
+                                    **{k: T(np.asarray(v)) if k in TRAINABLE[name] else float(v)
+                                       for k, v in tparams.items()}).shape
+    g = np.random.default_rng(seed + 77).standard_normal(tuple(shape))
+    y_ref, gx_ref, pg_ref = torch_reference(name, x64, g, kernel, stride, dilation, tparams)
+
+    y, gx, pg = np_call(name, x, g.astype(x.dtype), kernel, stride, dilation, layout, params)
+    assert y.shape == y_ref.shape
+    np.testing.assert_allclose(y, y_ref, rtol=rtol, atol=atol, err_msg=f"{name}: forward")
+    np.testing.assert_allclose(gx, gx_ref, rtol=rtol, atol=atol, err_msg=f"{name}: dL/dx")
+
+    assert isinstance(pg, dict)
+    assert set(pg) == TRAINABLE[name], (set(pg), TRAINABLE[name])
+    for k, ref in pg_ref.items():
+        given = np.shape(params.get(k, 0.0))
+        if given == ():
+            assert isinstance(pg[k], float), (k, type(pg[k]))
+        else:
+            assert isinstance(pg[k], np.ndarray) and pg[k].shape == given, (k, np.shape(pg[k]))
+        np.testing.assert_allclose(pg[k], ref, rtol=rtol, atol=atol,
+                                   err_msg=f"{name}: dL/d{k}")
+
+
+# ----------------------------------------------------------------------------------------------
+# the oracle itself
+# ----------------------------------------------------------------------------------------------
+
+
+def test_oracle_windows_match_torch_pooling():
+    """twindows() + max/mean agree with torch's own max_pool / avg_pool (and F.unfold)."""
+    rng = np.random.default_rng(5)
+    x2 = T(rng.standard_normal((2, 3, 9, 8)))
+    w = twindows(x2, (3, 2), (2, 1))
+    torch.testing.assert_close(w.amax(-1), F.max_pool2d(x2, (3, 2), (2, 1)))
+    torch.testing.assert_close(w.mean(-1), F.avg_pool2d(x2, (3, 2), (2, 1)))
+    # tap order: row-major over the kernel, as F.unfold lists it
+    u = F.unfold(x2, (3, 2), dilation=2, stride=(2, 1))  # (N, C*K, L)
+    wd = twindows(x2, (3, 2), (2, 1), 2)
+    torch.testing.assert_close(wd.reshape(2, 3, -1, 6).permute(0, 1, 3, 2).reshape(2, 18, -1), u)
+    torch.testing.assert_close(wd.amax(-1), F.max_pool2d(x2, (3, 2), (2, 1), dilation=2))
+    x1 = T(rng.standard_normal((2, 3, 11)))
+    torch.testing.assert_close(twindows(x1, 3, 2).mean(-1), F.avg_pool1d(x1, 3, 2))
+    torch.testing.assert_close(twindows(x1, 3, 1, 2).amax(-1),
+                               F.max_pool1d(x1, 3, 1, dilation=2))
+    x3 = T(rng.standard_normal((2, 3, 5, 6, 5)))
+    torch.testing.assert_close(twindows(x3, (2, 3, 2), (1, 2, 1)).mean(-1),
+                               F.avg_pool3d(x3, (2, 3, 2), (1, 2, 1)))
+    torch.testing.assert_close(twindows(x3, 2, 1, 2).amax(-1),
+                               F.max_pool3d(x3, 2, 1, dilation=2))
+
+
+# ----------------------------------------------------------------------------------------------
+# values and gradients against torch autograd
+# ----------------------------------------------------------------------------------------------
+
+# (shape, kernel, stride, layout, parameter kind)
+GEOMETRIES = [
+    pytest.param((2, C, 7, 7), 3, 2, "channels_first", "scalar", id="2d-k3s2-cf-scalar"),
+    pytest.param((2, C, 7, 7), 3, 2, "channels_last", "per_channel", id="2d-k3s2-cl-perch"),
+    pytest.param((2, C, 8, 8), 2, 2, "channels_first", "per_channel", id="2d-k2s2-cf-perch"),
+    pytest.param((2, C, 8, 8), 2, 2, "channels_last", "scalar", id="2d-k2s2-cl-scalar"),
+    pytest.param((2, C, 7, 6), (3, 2), (2, 1), "channels_first", "per_channel",
+                 id="2d-k3x2s2x1-cf-perch"),
+    pytest.param((2, C, 11), 3, 2, "channels_first", "per_channel", id="1d-k3s2-cf-perch"),
+    pytest.param((2, C, 5, 6, 5), (2, 3, 2), (1, 2, 1), "channels_last", "scalar",
+                 id="3d-k232s121-cl-scalar"),
+]
+
+
+@pytest.mark.parametrize("shape, kernel, stride, layout, kind", GEOMETRIES)
+@pytest.mark.parametrize("name", POOLERS)
+def test_values_and_gradients(name, shape, kernel, stride, layout, kind):
+    rank = len(shape) - 2
+    x = make_x(name, shape, seed=zlib.crc32(repr((name, shape)).encode()) % 1000)
+    params = make_params(name, kind, kernel, rank, seed=len(shape))
+    check_against_torch(name, x, kernel, stride, 1, layout, params)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("name", POOLERS)
+def test_dilation(name, layout):
+    """dilation=2 (gem and lse are the spec's cases; the others ride along)."""
+    x = make_x(name, (2, C, 9, 8), seed=11)
+    kind = "per_channel" if layout == "channels_first" else "scalar"
+    params = make_params(name, kind, 3, 2, seed=3)
+    check_against_torch(name, x, 3, (1, 2), 2, layout, params)
+
+
+@pytest.mark.parametrize("name", ["gem", "lse"])
+def test_dilation_1d_3d(name):
+    params = make_params(name, "per_channel", 2, 1, seed=4)
+    check_against_torch(name, make_x(name, (2, C, 12), seed=12), 3, 2, 3, "channels_first",
+                        params)
+    params = make_params(name, "scalar", 2, 3, seed=4)
+    check_against_torch(name, make_x(name, (1, C, 5, 6, 5), seed=13), 2, 1, (2, 1, 2),
+                        "channels_first", params)
+
+
+DEFAULTS = {
+    "gem": {"p": 3.0, "eps": 1e-6},
+    "mixed": {"alpha": 0.5},
+    "lse": {"r": 1.0},
+    "softpool": {},
+}
+
+
+@pytest.mark.parametrize("name", list(DEFAULTS))
+def test_defaults(name):
+    """Omitted parameters take their documented defaults."""
+    x = make_x(name, (2, C, 8, 8), seed=21)
+    g = np.random.default_rng(22).standard_normal((2, C, 4, 4))
+    y_ref, gx_ref, pg_ref = torch_reference(name, x, g, 2, 2, 1, DEFAULTS[name])
+    y = numbapool.pool(name, x, 2)
+    gx, pg = numbapool.pool_grad(name, x, g, 2, return_param_grads=True)
+    np.testing.assert_allclose(y, y_ref, rtol=RTOL64, atol=ATOL64)
+    np.testing.assert_allclose(gx, gx_ref, rtol=RTOL64, atol=ATOL64)
+    assert set(pg) == TRAINABLE[name]
+    for k, ref in pg_ref.items():
+        np.testing.assert_allclose(pg[k], ref, rtol=RTOL64, atol=ATOL64)
+
+
+def test_gated_default_w_is_zero():
+    """Default w = 0: sigmoid(0) = 1/2, y = (max + mean) / 2; x-gradient to match."""
+    x = make_x("gated", (2, C, 8, 8), seed=23)
+    g = np.random.default_rng(24).standard_normal((2, C, 4, 4))
+    y_ref, gx_ref, _ = torch_reference("gated", x, g, 2, 2, 1, {"w": np.zeros(4)})
+    np.testing.assert_allclose(numbapool.pool("gated", x, 2), y_ref, rtol=RTOL64, atol=ATOL64)
+    np.testing.assert_allclose(numbapool.pool_grad("gated", x, g, 2), gx_ref, rtol=RTOL64,
+                               atol=ATOL64)
+
+
+def test_stochastic_eval_ignores_seed():
+    """training=False is the expectation sum(x relu(x)) / sum(relu(x)); for positive x that is
+    sum(x^2) / sum(x), independent of any seed."""
+    x = make_x("stochastic", (2, C, 6, 6), seed=25)
+    y = numbapool.pool("stochastic", x, 2, training=False, seed=1)
+    xw = np.lib.stride_tricks.sliding_window_view(x, (2, 2), axis=(2, 3))[:, :, ::2, ::2]
+    xw = xw.reshape(*xw.shape[:4], 4)
+    np.testing.assert_allclose(y, (xw**2).sum(-1) / xw.sum(-1), rtol=RTOL64, atol=ATOL64)
+    np.testing.assert_array_equal(y, numbapool.pool("stochastic", x, 2, training=False, seed=2))
+
+
+def test_gem_values_below_eps():
+    """Elements below eps (including negative ones) are clamped to eps: gradient zero there."""
+    rng = np.random.default_rng(31)
+    eps = 0.05
+    x = rng.uniform(0.1, 2.0, size=(2, C, 7, 7))
+    mask = rng.random(x.shape) < 0.3
+    x[mask] = rng.uniform(-1.0, 0.03, size=int(mask.sum()))
+    x[0, 0, :3, :3] = -0.5  # a whole window below eps: y = eps
+    params = {"p": np.array([2.0, 3.0, 5.0]), "eps": eps}
+    check_against_torch("gem", x, 3, 2, 1, "channels_first", params)
+    check_against_torch("gem", x, 2, 2, 1, "channels_last", {"p": 3.5, "eps": eps})
+    g = np.ones((2, C, 3, 3))
+    gx = numbapool.pool_grad("gem", x, g, 3, stride=2, **params)
+    assert np.all(gx[x < eps] == 0.0)
+    assert numbapool.pool("gem", x, 3, stride=2, **params)[0, 0, 0, 0] == pytest.approx(eps)
+
+
+def test_lse_r_must_be_positive():
+    x = make_x("lse", (1, C, 4, 4), seed=42)
+    for r in (0.0, -1.0, np.array([1.0, 0.0, 2.0])):
+        with pytest.raises(ValueError, match="r"):
+            numbapool.pool("lse", x, 2, r=r)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_mixed_ties_like_max_pool(layout):
+    """With ties the max part's gradient goes to the first maximal element in row-major window
+    order: the oracle is F.max_pool2d (whose CPU backward does that) plus F.avg_pool2d."""
+    x = np.random.default_rng(43).integers(0, 3, size=(2, C, 9, 9)).astype(np.float64)
+    g = np.random.default_rng(44).standard_normal((2, C, 4, 4))
+    alpha = np.array([0.25, 0.5, 1.0])
+    xt = T(x).requires_grad_(True)
+    at = T(alpha).requires_grad_(True)
+    a = at.reshape(1, C, 1, 1)
+    y_ref = a * F.max_pool2d(xt, 3, 2) + (1 - a) * F.avg_pool2d(xt, 3, 2)
+    (y_ref * T(g)).sum().backward()
+    y, gx, pg = np_call("mixed", x, g, 3, 2, 1, layout, {"alpha": alpha})
+    np.testing.assert_allclose(y, y_ref.detach().numpy(), rtol=RTOL64, atol=ATOL64)
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=RTOL64, atol=ATOL64)
+    np.testing.assert_allclose(pg["alpha"], at.grad.numpy(), rtol=RTOL64, atol=ATOL64)
+
+
+def test_gated_scalar_w_param_grad():
+    """A scalar w is shared by all taps, so its gradient is a float: the sum of the per-tap
+    gradients."""
+    x = make_x("gated", (2, C, 8, 8), seed=45)
+    g = np.random.default_rng(46).standard_normal((2, C, 4, 4))
+    y_ref, gx_ref, pg_ref = torch_reference("gated", x, g, 2, 2, 1, {"w": np.full(4, 0.3)})
+    np.testing.assert_allclose(numbapool.pool("gated", x, 2, w=0.3), y_ref, rtol=RTOL64,
+                               atol=ATOL64)
+    gx, pg = numbapool.pool_grad("gated", x, g, 2, w=0.3, return_param_grads=True)
+    np.testing.assert_allclose(gx, gx_ref, rtol=RTOL64, atol=ATOL64)
+    assert isinstance(pg["w"], float)
+    np.testing.assert_allclose(pg["w"], pg_ref["w"].sum(), rtol=RTOL64, atol=ATOL64)
+
+
+def test_gated_default_w_param_grad():
+    """The default w (0.0, all zeros) must not break return_param_grads; its gradient is the
+    per-tap (K,) array, or (a default given as the scalar 0.0) their sum as a float."""
+    x = make_x("gated", (2, C, 8, 8), seed=47)
+    g = np.random.default_rng(48).standard_normal((2, C, 4, 4))
+    _, gx_ref, pg_ref = torch_reference("gated", x, g, 2, 2, 1, {"w": np.zeros(4)})
+    gx, pg = numbapool.pool_grad("gated", x, g, 2, return_param_grads=True)
+    np.testing.assert_allclose(gx, gx_ref, rtol=RTOL64, atol=ATOL64)
+    assert set(pg) == {"w"}
+    if isinstance(pg["w"], float):
+        np.testing.assert_allclose(pg["w"], pg_ref["w"].sum(), rtol=RTOL64, atol=ATOL64)
+    else:
+        assert pg["w"].shape == (4,)
+        np.testing.assert_allclose(pg["w"], pg_ref["w"], rtol=RTOL64, atol=ATOL64)
+
+
+def test_float32():
+    x = make_x("gem", (2, C, 7, 7), seed=41).astype(np.float32)
+    check_against_torch("gem", x, 3, 2, 1, "channels_first", {"p": np.array([1.5, 3.0, 4.5])},
+                        rtol=RTOL32, atol=ATOL32)
+
+
+# ----------------------------------------------------------------------------------------------
+# stochastic pooling, training mode
+# ----------------------------------------------------------------------------------------------
+
+
+def _plane_windows(spatial, kernel, stride):
+    """Flat in-plane indices of every window's taps: (*O, K) int array (2-D, no padding)."""
+    idx = np.arange(int(np.prod(spatial))).reshape(spatial)
+    w = np.lib.stride_tricks.sliding_window_view(idx, kernel)[::stride, ::stride]
+    return w.reshape(*w.shape[:2], -1)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_stochastic_training_picks_window_elements(layout):
+    x = make_x("stochastic", (2, C, 9, 9), seed=51)
+    xin = np.moveaxis(x, 1, -1) if layout == "channels_last" else x
+    y, idx = numbapool.pool("stochastic", xin, 3, stride=2, layout=layout, seed=7,
+                            return_indices=True)
+    y_plain = numbapool.pool("stochastic", xin, 3, stride=2, layout=layout, seed=7)
+    np.testing.assert_array_equal(y, y_plain)
+    if layout == "channels_last":
+        y, idx = np.moveaxis(y, -1, 1), np.moveaxis(idx, -1, 1)
+    assert y.shape == (2, C, 4, 4) and idx.shape == y.shape
+    assert idx.dtype == np.int64
+    win = _plane_windows((9, 9), (3, 3), 2)
+    planes = x.reshape(2, C, -1)
+    for n in range(2):
+        for c in range(C):
+            for i in range(4):
+                for j in range(4):
+                    assert idx[n, c, i, j] in win[i, j]
+                    assert y[n, c, i, j] == planes[n, c, idx[n, c, i, j]]
+                    assert y[n, c, i, j] in planes[n, c, win[i, j]]
+
+
+def test_stochastic_training_is_default_and_seeded():
+    x = make_x("stochastic", (2, C, 16, 16), seed=52)
+    a = numbapool.pool("stochastic", x, 2, seed=3)
+    b = numbapool.pool("stochastic", x, 2, seed=3, training=True)
+    c = numbapool.pool("stochastic", x, 2, seed=4)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    # training mode samples, it is not the expectation
+    assert not np.allclose(a, numbapool.pool("stochastic", x, 2, training=False))
+    xl = np.moveaxis(x, 1, -1)
+    np.testing.assert_array_equal(
+        numbapool.pool("stochastic", xl, 2, seed=9, layout="channels_last"),
+        numbapool.pool("stochastic", xl, 2, seed=9, layout="channels_last"))
+
+
+def _assert_frequencies(counts, probs, total, z=5.0):
+    counts = np.asarray(counts, dtype=np.float64)
+    probs = np.asarray(probs, dtype=np.float64)
+    assert counts.sum() == total
+    se = np.sqrt(total * probs * (1 - probs))
+    for k in range(len(probs)):
+        if probs[k] == 0.0:
+            assert counts[k] == 0, f"tap {k} has probability 0 but was chosen {counts[k]} times"
+        else:
+            assert abs(counts[k] - total * probs[k]) <= z * se[k], (k, counts, total * probs)
+
+
+def test_stochastic_frequencies_tiled_windows():
+    """One call on many identical 2x2 windows (kernel 2, stride 2)."""
+    pattern = np.array([[1.0, 2.0], [3.0, 4.0]])
+    x = np.tile(pattern, (2, 2, 60, 60))  # (2, 2, 120, 120): 14400 windows
+    y, idx = numbapool.pool("stochastic", x, 2, seed=123, return_indices=True)
+    rows, cols = np.divmod(idx, 120)
+    taps = (rows % 2) * 2 + (cols % 2)
+    np.testing.assert_array_equal(y, pattern.reshape(-1)[taps])
+    _assert_frequencies(np.bincount(taps.ravel(), minlength=4), pattern.ravel() / 10.0, y.size)
+
+
+def test_stochastic_frequencies_relu_mass():
+    """Non-positive elements have mass relu(x) = 0: never selected."""
+    pattern = np.array([[0.0, 1.0], [-2.0, 3.0]])
+    x = np.tile(pattern, (1, 3, 50, 50))
+    y = numbapool.pool("stochastic", x, 2, seed=5)
+    values, counts = np.unique(y, return_counts=True)
+    assert set(values.tolist()) <= {1.0, 3.0}
+    _assert_frequencies([np.sum(y == v) for v in (0.0, 1.0, -2.0, 3.0)],
+                        [0.0, 0.25, 0.0, 0.75], y.size)
+
+
+def test_stochastic_frequencies_over_seeds():
+    """2000 seeds on one window of a (1, 1, 2, 3) array (kernel (2, 3))."""
+    x = np.array([[[[0.5, 1.0, 1.5], [2.0, 0.25, 0.75]]]])
+    probs = x.ravel() / x.sum()
+    counts = np.zeros(6, dtype=np.int64)
+    for s in range(2000):
+        y, idx = numbapool.pool("stochastic", x, (2, 3), seed=s, return_indices=True)
+        assert y.shape == (1, 1, 1, 1)
+        assert y[0, 0, 0, 0] == x.ravel()[idx[0, 0, 0, 0]]
+        counts[idx[0, 0, 0, 0]] += 1
+    _assert_frequencies(counts, probs, 2000)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_stochastic_training_gradient_follows_selection(layout):
+    """pool_grad with the same seed sends grad_output to the sampled element (overlapping
+    windows accumulate)."""
+    x = make_x("stochastic", (2, C, 9, 8), seed=61)
+    g = np.random.default_rng(62).standard_normal((2, C, 4, 3))
+    xin = np.moveaxis(x, 1, -1) if layout == "channels_last" else x
+    gin = np.moveaxis(g, 1, -1) if layout == "channels_last" else g
+    for seed in (0, 1, 2):
+        _, idx = numbapool.pool("stochastic", xin, 3, stride=2, layout=layout, seed=seed,
+                                return_indices=True)
+        gx = numbapool.pool_grad("stochastic", xin, gin, 3, stride=2, layout=layout, seed=seed)
+        if layout == "channels_last":
+            idx, gx = np.moveaxis(idx, -1, 1), np.moveaxis(gx, -1, 1)
+        expected = np.zeros((2, C, 9 * 8))
+        for n in range(2):
+            for c in range(C):
+                np.add.at(expected[n, c], idx[n, c].ravel(), g[n, c].ravel())
+        np.testing.assert_allclose(gx, expected.reshape(x.shape), rtol=0, atol=1e-15)
