@@ -1,0 +1,727 @@
+"""End-to-end tests of ``numbapool.pool("fractional_max" | "fractional_avg", ...)``.
+
+PyTorch's rule is checked against ``torch.nn.functional.fractional_max_pool2d/3d`` (values,
+indices and autograd gradients); everything else (average pooling, Graham's sequences, seeds)
+against plain NumPy references built from the windows :func:`pooling_sequences` reports, so
+that the numbapool kernels are never their own oracle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import numbapool
+from numbapool_fractional import pooling_sequences
+
+TORCH_FN = {2: F.fractional_max_pool2d, 3: F.fractional_max_pool3d}
+TOL = {np.float64: {"rtol": 1e-12, "atol": 1e-12}, np.float32: {"rtol": 2e-5, "atol": 2e-6}}
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def tol(dtype):
+    return TOL[np.dtype(dtype).type]
+
+
+def make_x(rng, shape, dtype=np.float64):
+    """Random normal input (ties have probability ~0, so the argmax is unique)."""
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def make_samples(rng, batch, channels, rank, dtype=np.float64):
+    """Uniform samples in ``[0, 1)`` exactly representable in ``dtype``."""
+    s = rng.random((batch, channels, rank)).astype(dtype)
+    return np.minimum(s, np.nextafter(dtype(1), dtype(0)))
+
+
+def torch_max(x, kernel, samples, *, output_size=None, output_ratio=None, grad_output=None):
+    """torch's fractional max pooling of ``x`` (N, C, *spatial, rank 2 or 3).
+
+    Returns values, indices and, with ``grad_output``, the autograd gradient w.r.t. ``x``.
+    """
+    rank = x.ndim - 2
+    tx = torch.from_numpy(x.copy()).requires_grad_(grad_output is not None)
+    if output_ratio is None:
+        kwargs = {"output_size": output_size}
+    else:  # torch.nn.functional wants one ratio per axis (the nn modules expand a scalar)
+        kwargs = {"output_ratio": tuple(np.broadcast_to(output_ratio, (rank,)).tolist())}
+    y, idx = TORCH_FN[rank](tx, kernel, _random_samples=torch.from_numpy(samples.copy()),
+                            return_indices=True, **kwargs)
+    gx = None
+    if grad_output is not None:
+        y.backward(torch.from_numpy(grad_output.copy()))
+        gx = tx.grad.numpy()
+    return y.detach().numpy(), idx.numpy(), gx
+
+
+def torch_windows(starts, kernel):
+    """Per-axis ``(start, count)`` tables ``(P, out)`` from PyTorch-rule starts ``(N, C, out)``."""
+    kernel = np.broadcast_to(kernel, (len(starts),))
+    starts = [np.asarray(s).reshape(-1, np.shape(s)[-1]) for s in starts]
+    return starts, [np.full(s.shape, k) for s, k in zip(starts, kernel)]
+
+
+def graham_windows(seqs, spatial, overlapping, planes):
+    """Per-axis ``(start, count)`` tables ``(P, out)``: ``[a_i, a_{i+1})``, or ``[a_i,
+    a_{i+1}]`` clipped to ``L - 1`` when overlapping, the same for every plane."""
+    starts, counts = [], []
+    for seq, length in zip(seqs, spatial):
+        seq = np.asarray(seq)
+        lo = seq[:-1]
+        hi = np.minimum(seq[1:] if overlapping else seq[1:] - 1, length - 1)
+        starts.append(np.broadcast_to(lo, (planes, lo.size)))
+        counts.append(np.broadcast_to(hi - lo + 1, (planes, lo.size)))
+    return starts, counts
+
+
+def ref_pool(x, starts, counts, op, grad_output=None):
+    """NumPy pooling of channels-first ``x`` (N, C, *spatial) over explicit windows.
+
+    ``starts[d][p, o]`` and ``counts[d][p, o]`` give the window of output ``o`` along axis ``d``
+    in plane ``p`` (row-major over ``(N, C)``).  Returns ``(values, indices, grad)``: max
+    values / averages (computed in float64), flat per-plane indices of the first maximum in
+    row-major order (max only), and the gradient for ``grad_output`` (or None).
+    """
+    batch, channels, *spatial = x.shape
+    planes = batch * channels
+    xp = x.reshape(planes, *spatial)
+    out_shape = tuple(np.shape(s)[1] for s in starts)
+    values = np.empty((planes, *out_shape), dtype=np.float64)
+    indices = np.full((planes, *out_shape), -1, dtype=np.int64)
+    gy = None if grad_output is None else grad_output.reshape(planes, *out_shape)
+    gx = np.zeros((planes, *spatial), dtype=np.float64)
+    for p in range(planes):
+        for o in np.ndindex(*out_shape):
+            lo = [int(s[p, od]) for s, od in zip(starts, o)]
+            cnt = [int(c[p, od]) for c, od in zip(counts, o)]
+            assert all(c >= 1 for c in cnt), "empty window"
+            assert all(0 <= a and a + c <= n for a, c, n in zip(lo, cnt, spatial)), \
+                "window outside the input"
+            sl = tuple(slice(a, a + c) for a, c in zip(lo, cnt))
+            window = xp[p][sl].astype(np.float64)
+            if op == "max":
+                j = np.unravel_index(np.argmax(window), window.shape)
+                values[p][o] = window[j]
+                flat = np.ravel_multi_index(tuple(a + jj for a, jj in zip(lo, j)), spatial)
+                indices[p][o] = flat
+                if gy is not None:
+                    gx[p].flat[flat] += gy[p][o]
+            else:
+                values[p][o] = window.mean()
+                if gy is not None:
+                    gx[p][sl] += gy[p][o] / window.size
+    shape = (batch, channels, *out_shape)
+    return (values.reshape(shape), indices.reshape(shape),
+            None if gy is None else gx.reshape(x.shape))
+
+
+def to_last(a):
+    return np.moveaxis(a, 1, -1)
+
+
+def to_first(a):
+    return np.moveaxis(a, -1, 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. PyTorch's rule against torch
+# ----------------------------------------------------------------------------------------------
+
+TORCH_CASES = [
+    # shape, kernel, output_size (None: use the ratio), output_ratio
+    pytest.param((2, 3, 11, 17), (2, 3), (5, 7), None, id="2d-nonsquare"),
+    pytest.param((1, 2, 9, 10), 3, (7, 8), None, id="2d-overlapping-k3"),
+    pytest.param((2, 2, 13, 10), 2, None, (0.6, 0.75), id="2d-ratio-pair"),
+    pytest.param((1, 3, 12, 9), (3, 2), None, 0.5, id="2d-ratio-scalar"),
+    pytest.param((2, 2, 7, 8, 9), (2, 3, 2), (3, 4, 5), None, id="3d-nonsquare"),
+    pytest.param((1, 2, 6, 7, 8), 2, (4, 5, 6), None, id="3d-limit"),  # out + k - 1 == L - 1
+    pytest.param((1, 2, 9, 7, 8), (3, 2, 2), None, (0.6, 0.5, 0.75), id="3d-ratio"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("shape", "kernel", "output_size", "output_ratio"), TORCH_CASES)
+def test_max_matches_torch(shape, kernel, output_size, output_ratio, dtype):
+    rng = np.random.default_rng(sum(shape))
+    rank = len(shape) - 2
+    x = make_x(rng, shape, dtype)
+    s = make_samples(rng, shape[0], shape[1], rank, dtype)
+    x0, s0 = x.copy(), s.copy()
+    ty, ti, _ = torch_max(x, kernel, s, output_size=output_size, output_ratio=output_ratio)
+    opts = dict(kernel_size=kernel, output_size=output_size, output_ratio=output_ratio,
+                samples=s)
+    y, idx = numbapool.pool("fractional_max", x, return_indices=True, **opts)
+    assert y.dtype == dtype and idx.dtype == np.int64
+    assert y.shape == ty.shape
+    np.testing.assert_array_equal(idx, ti)
+    np.testing.assert_array_equal(y, ty)
+    # without indices, the same values
+    np.testing.assert_array_equal(numbapool.pool("fractional_max", x, **opts), ty)
+    # pooling_sequences reports torch's windows: NumPy max over them is torch's result
+    starts = pooling_sequences(x, **opts)
+    assert [np.shape(a) for a in starts] == [(shape[0], shape[1], o) for o in ty.shape[2:]]
+    ry, ri, _ = ref_pool(x, *torch_windows(starts, kernel), "max")
+    np.testing.assert_array_equal(ri, ti)
+    np.testing.assert_array_equal(ry.astype(dtype), ty)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(s, s0)
+
+
+# (dtype, sample, input, output, kernel) where torch's arithmetic in the input's dtype gives
+# other window starts than float64 arithmetic would (from test_sequences.py's search).
+LOW_PRECISION_CASES = [
+    (np.float32, 0.19587442278862, 100, 26, 3),
+    (np.float16, 0.62255859375, 25, 16, 1),
+]
+
+
+@pytest.mark.parametrize(("dtype", "u", "length", "out", "k"), LOW_PRECISION_CASES)
+def test_max_arithmetic_in_input_dtype(dtype, u, length, out, k):
+    """End to end: the windows follow torch's rounding in the input's dtype, on both axes of a
+    2-D call and in 1-D, and that rounding really changes the result here."""
+    rng = np.random.default_rng(17)
+    for axis in (0, 1):
+        spatial, kernel, output_size = [6, 7], [2, 2], [3, 4]
+        spatial[axis], kernel[axis], output_size[axis] = length, k, out
+        x = make_x(rng, (1, 2, *spatial), dtype)
+        s = make_samples(rng, 1, 2, 2, dtype)
+        s[..., 1 - axis] = u  # column 1 drives H, column 0 drives W
+        ty, ti, _ = torch_max(x, tuple(kernel), s, output_size=tuple(output_size))
+        opts = dict(kernel_size=tuple(kernel), output_size=tuple(output_size))
+        y, idx = numbapool.pool("fractional_max", x, samples=s, return_indices=True, **opts)
+        assert y.dtype == dtype
+        np.testing.assert_array_equal(idx, ti)
+        np.testing.assert_array_equal(y, ty)
+        _, idx64 = numbapool.pool("fractional_max", x.astype(np.float64),
+                                  samples=s.astype(np.float64), return_indices=True, **opts)
+        assert not np.array_equal(idx64, idx)
+    x1 = make_x(rng, (1, 2, length), dtype)
+    s1 = np.full((1, 2, 1), u, dtype=dtype)
+    ty, ti, _ = torch_max(x1[:, :, None, :], (1, k),
+                          np.concatenate([s1, make_samples(rng, 1, 2, 1, dtype)], axis=-1),
+                          output_size=(1, out))
+    y, idx = numbapool.pool("fractional_max", x1, kernel_size=k, output_size=out, samples=s1,
+                            return_indices=True)
+    np.testing.assert_array_equal(idx, ti[:, :, 0])
+    np.testing.assert_array_equal(y, ty[:, :, 0])
+
+
+def test_max_default_kernel_is_2():
+    rng = np.random.default_rng(1)
+    x = make_x(rng, (2, 2, 10, 9))
+    s = make_samples(rng, 2, 2, 2)
+    ty, ti, _ = torch_max(x, 2, s, output_size=(6, 5))
+    y, idx = numbapool.pool("fractional_max", x, output_size=(6, 5), samples=s,
+                            return_indices=True)
+    np.testing.assert_array_equal(y, ty)
+    np.testing.assert_array_equal(idx, ti)
+
+
+def test_max_sample_columns_are_torchs():
+    """Swapping the two sample columns of a 2-D call changes the result the way torch's does."""
+    rng = np.random.default_rng(2)
+    x = np.broadcast_to(np.arange(13.0 * 14).reshape(13, 14), (2, 3, 13, 14)).copy()
+    s = make_samples(rng, 2, 3, 2)
+    for samples in (s, s[..., ::-1].copy()):
+        ty, ti, _ = torch_max(x, (2, 3), samples, output_size=(5, 6))
+        y, idx = numbapool.pool("fractional_max", x, kernel_size=(2, 3), output_size=(5, 6),
+                                samples=samples, return_indices=True)
+        np.testing.assert_array_equal(idx, ti)
+        np.testing.assert_array_equal(y, ty)
+
+
+GRAD_CASES = [
+    # shape, kernel, output_size, whether windows overlap enough to share maxima
+    pytest.param((2, 3, 11, 17), (2, 3), (5, 7), False, id="2d"),
+    pytest.param((2, 2, 9, 10), 3, (7, 8), True, id="2d-overlapping-k3"),
+    pytest.param((1, 2, 12, 12), (3, 4), (10, 9), True, id="2d-overlapping-at-limit"),
+    pytest.param((2, 2, 7, 8, 9), (2, 3, 2), (3, 4, 5), False, id="3d"),
+    pytest.param((1, 2, 7, 8, 9), 3, (4, 5, 6), True, id="3d-overlapping-k3"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("shape", "kernel", "output_size", "overlap"), GRAD_CASES)
+def test_max_grad_matches_torch(shape, kernel, output_size, overlap, dtype):
+    rng = np.random.default_rng(sum(shape) + 7)
+    rank = len(shape) - 2
+    x = make_x(rng, shape, dtype)
+    s = make_samples(rng, shape[0], shape[1], rank, dtype)
+    gy = make_x(rng, (*shape[:2], *output_size), dtype)
+    x0, gy0 = x.copy(), gy.copy()
+    _, ti, tgx = torch_max(x, kernel, s, output_size=output_size, grad_output=gy)
+    gx = numbapool.pool_grad("fractional_max", x, gy, kernel_size=kernel,
+                             output_size=output_size, samples=s)
+    assert gx.dtype == dtype and gx.shape == x.shape
+    np.testing.assert_allclose(gx, tgx, **tol(dtype))
+    if overlap:
+        # the case really makes one element the maximum of several windows (accumulation)
+        counts = [np.bincount(row, minlength=np.prod(shape[2:]))
+                  for row in ti.reshape(np.prod(shape[:2]), -1)]
+        assert max(c.max() for c in counts) > 1
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(gy, gy0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("shape", "kernel", "output_size"), [
+    ((2, 3, 11, 17), (2, 3), (5, 7)),
+    ((2, 2, 7, 8, 9), (2, 3, 2), (3, 4, 5)),
+])
+def test_max_channels_last_same_as_channels_first(shape, kernel, output_size, dtype):
+    rng = np.random.default_rng(3)
+    x = make_x(rng, shape, dtype)
+    s = make_samples(rng, shape[0], shape[1], len(shape) - 2, dtype)
+    gy = make_x(rng, (*shape[:2], *output_size), dtype)
+    opts = dict(kernel_size=kernel, output_size=output_size, samples=s)
+    y, idx = numbapool.pool("fractional_max", x, return_indices=True, **opts)
+    gx = numbapool.pool_grad("fractional_max", x, gy, **opts)
+    ty, ti, tgx = torch_max(x, kernel, s, output_size=output_size, grad_output=gy)
+    np.testing.assert_array_equal(y, ty)
+    for xl in (to_last(x), np.ascontiguousarray(to_last(x))):
+        yl, il = numbapool.pool("fractional_max", xl, return_indices=True,
+                                layout="channels_last", **opts)
+        assert yl.shape == to_last(y).shape
+        np.testing.assert_array_equal(to_first(yl), y)
+        np.testing.assert_array_equal(to_first(il), idx)
+        gl = numbapool.pool_grad("fractional_max", xl, to_last(gy), layout="channels_last",
+                                 **opts)
+        assert gl.shape == xl.shape
+        np.testing.assert_allclose(to_first(gl), gx, **tol(dtype))
+        np.testing.assert_allclose(to_first(gl), tgx, **tol(dtype))
+        starts = pooling_sequences(xl, layout="channels_last", **opts)
+        for a, b in zip(starts, pooling_sequences(x, **opts)):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("length", "kernel", "out"), [(20, 3, 9), (11, 2, 10), (15, 4, 5)])
+def test_max_1d_matches_torch_2d_emulation(length, kernel, out, dtype):
+    """1-D: torch 2-D on (N, C, 1, L), the 1-D samples in column 0 (which drives the width);
+    column 1 drives the height of size 1, whose only window starts at 0 whatever it is."""
+    rng = np.random.default_rng(length + kernel)
+    x = make_x(rng, (2, 3, length), dtype)
+    s1 = make_samples(rng, 2, 3, 1, dtype)
+    s2 = np.concatenate([s1, make_samples(rng, 2, 3, 1, dtype)], axis=-1)
+    gy = make_x(rng, (2, 3, out), dtype)
+    ty, ti, tgx = torch_max(x[:, :, None, :], (1, kernel), s2, output_size=(1, out),
+                            grad_output=gy[:, :, None, :])
+    y, idx = numbapool.pool("fractional_max", x, kernel_size=kernel, output_size=out,
+                            samples=s1, return_indices=True)
+    np.testing.assert_array_equal(y, ty[:, :, 0])
+    np.testing.assert_array_equal(idx, ti[:, :, 0])
+    gx = numbapool.pool_grad("fractional_max", x, gy, kernel_size=kernel, output_size=out,
+                             samples=s1)
+    np.testing.assert_allclose(gx, tgx[:, :, 0], **tol(dtype))
+    # the ratio form gives the same output length as torch's int(L * ratio)
+    ratio = (out + 0.5) / length
+    yr = numbapool.pool("fractional_max", x, kernel_size=kernel, output_ratio=ratio,
+                        samples=s1)
+    np.testing.assert_array_equal(yr, y)
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. fractional_avg with samples against a NumPy reference
+# ----------------------------------------------------------------------------------------------
+
+AVG_CASES = [
+    pytest.param((2, 3, 20), 3, 9, id="1d"),
+    pytest.param((2, 3, 11, 17), (2, 3), (5, 7), id="2d"),
+    pytest.param((1, 2, 9, 10), 3, (7, 8), id="2d-overlapping-k3"),
+    pytest.param((2, 2, 7, 8, 9), (2, 3, 2), (3, 4, 5), id="3d"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("shape", "kernel", "output_size"), AVG_CASES)
+def test_avg_with_samples_matches_numpy(shape, kernel, output_size, dtype):
+    rng = np.random.default_rng(sum(shape) + 11)
+    rank = len(shape) - 2
+    x = make_x(rng, shape, dtype)
+    s = make_samples(rng, shape[0], shape[1], rank, dtype)
+    out = np.broadcast_to(output_size, (rank,))
+    gy = make_x(rng, (*shape[:2], *out), dtype)
+    x0 = x.copy()
+    opts = dict(kernel_size=kernel, output_size=output_size, samples=s)
+    starts = pooling_sequences(x, **opts)
+    # the avg windows are the max windows, i.e. torch's
+    _, mi = numbapool.pool("fractional_max", x, return_indices=True, **opts)
+    np.testing.assert_array_equal(ref_pool(x, *torch_windows(starts, kernel), "max")[1], mi)
+    ry, _, rgx = ref_pool(x, *torch_windows(starts, kernel), "avg", grad_output=gy)
+    y = numbapool.pool("fractional_avg", x, **opts)
+    assert y.dtype == dtype and y.shape == ry.shape
+    np.testing.assert_allclose(y, ry, **tol(dtype))
+    gx = numbapool.pool_grad("fractional_avg", x, gy, **opts)
+    assert gx.dtype == dtype and gx.shape == x.shape
+    np.testing.assert_allclose(gx, rgx, **tol(dtype))
+    np.testing.assert_array_equal(x, x0)
+    # channels_last gives the same
+    yl = numbapool.pool("fractional_avg", to_last(x), layout="channels_last", **opts)
+    np.testing.assert_allclose(to_first(yl), y, **tol(dtype))
+    gl = numbapool.pool_grad("fractional_avg", to_last(x), to_last(gy), layout="channels_last",
+                             **opts)
+    np.testing.assert_allclose(to_first(gl), rgx, **tol(dtype))
+
+
+def test_avg_with_samples_matches_torch_unfold():
+    """An oracle independent of pooling_sequences: torch's own windows (read off its max
+    indices) averaged by torch (stride-1 average pooling gives every window's mean)."""
+    rng = np.random.default_rng(5)
+    x = make_x(rng, (2, 2, 10, 13))
+    s = make_samples(rng, 2, 2, 2)
+    k, out = (3, 2), (6, 8)
+    # torch's windows: with an input whose value is its own flat index, the max of each window
+    # is its bottom-right element, so torch's indices give the window starts.
+    plane = np.arange(10.0 * 13).reshape(10, 13)
+    _, ti, _ = torch_max(np.broadcast_to(plane, x.shape).copy(), k, s, output_size=out)
+    r0, c0 = np.divmod(ti, 13)
+    r0, c0 = r0 - (k[0] - 1), c0 - (k[1] - 1)
+    # every window mean via unfold (all k-sized windows), then pick torch's
+    means = F.avg_pool2d(torch.from_numpy(x), k, stride=1).numpy()
+    want = np.take_along_axis(
+        means.reshape(2, 2, -1), (r0 * means.shape[-1] + c0).reshape(2, 2, -1), axis=-1
+    ).reshape(2, 2, *out)
+    y = numbapool.pool("fractional_avg", x, kernel_size=k, output_size=out, samples=s)
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. seeds and pooling_sequences
+# ----------------------------------------------------------------------------------------------
+
+MODES = [
+    pytest.param({"kernel_size": (2, 3), "output_size": (9, 11)}, id="torch"),
+    pytest.param({"output_ratio": 0.7}, id="torch-ratio-k2"),
+    pytest.param({"output_ratio": (0.7, 0.6), "pseudo_random": True}, id="graham-pseudo"),
+    pytest.param({"output_ratio": (0.7, 0.6), "pseudo_random": True, "overlapping": True},
+                 id="graham-pseudo-overlap"),
+    pytest.param({"output_size": (11, 13), "pseudo_random": False}, id="graham-random"),
+    pytest.param({"output_size": (11, 13), "pseudo_random": False, "overlapping": True},
+                 id="graham-random-overlap"),
+]
+
+
+def windows_of(x, seqs, opts, layout="channels_first"):
+    """Channels-first per-plane ``(start, count)`` tables of the sequences ``seqs``."""
+    if layout == "channels_last":
+        x = to_first(x)
+    if opts.get("pseudo_random") is None:
+        rank = x.ndim - 2
+        k = opts.get("kernel_size")
+        return torch_windows(seqs, (2,) * rank if k is None else k)
+    return graham_windows(seqs, x.shape[2:], opts.get("overlapping", False),
+                          x.shape[0] * x.shape[1])
+
+
+def check_sequences(x, seqs, opts):
+    batch, channels, *spatial = x.shape
+    assert len(seqs) == len(spatial)
+    if opts.get("pseudo_random") is None:
+        for seq in seqs:
+            assert seq.shape[:2] == (batch, channels)
+        return
+    for seq, length in zip(seqs, spatial):
+        assert seq.ndim == 1 and seq[0] == 0 and seq[-1] == length
+        out = seq.size - 1
+        k = length // out
+        assert set(np.diff(seq).tolist()) <= {k, k + 1}
+
+
+@pytest.mark.parametrize("opts", MODES)
+@pytest.mark.parametrize("name", ["fractional_max", "fractional_avg"])
+def test_same_seed_same_output(name, opts):
+    x = make_x(np.random.default_rng(6), (2, 3, 16, 19))
+    a = numbapool.pool(name, x, seed=123, **opts)
+    b = numbapool.pool(name, x, seed=123, **opts)
+    np.testing.assert_array_equal(a, b)
+    sa = pooling_sequences(x, seed=123, **opts)
+    sb = pooling_sequences(x, seed=123, **opts)
+    for u, v in zip(sa, sb):
+        np.testing.assert_array_equal(u, v)
+
+
+@pytest.mark.parametrize("opts", MODES)
+def test_different_seeds_different_windows(opts):
+    x = make_x(np.random.default_rng(7), (2, 3, 16, 19))
+    seeds = range(8)
+    seqs = [pooling_sequences(x, seed=s, **opts) for s in seeds]
+    keys = [b"".join(np.ascontiguousarray(a).tobytes() for a in q) for q in seqs]
+    if opts.get("pseudo_random") is True:
+        # a single offset u per axis, and few distinct sequences: some seeds must differ
+        assert len(set(keys)) >= 2
+    else:
+        assert len(set(keys)) == len(keys)
+    # the outputs follow the windows (averages of different windows differ)
+    outs = [numbapool.pool("fractional_avg", x, seed=s, **opts) for s in seeds]
+    for i in range(len(keys)):
+        for j in range(i):
+            assert (keys[i] == keys[j]) == np.array_equal(outs[i], outs[j])
+
+
+@pytest.mark.parametrize("opts", MODES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pooling_sequences_are_the_windows_used(opts, dtype):
+    rng = np.random.default_rng(8)
+    x = make_x(rng, (2, 3, 16, 19), dtype)
+    x0 = x.copy()
+    for seed in (0, 1, 2):
+        seqs = pooling_sequences(x, seed=seed, **opts)
+        check_sequences(x, seqs, opts)
+        starts, counts = windows_of(x, seqs, opts)
+        out = tuple(np.shape(s)[1] for s in starts)
+        gy = make_x(rng, (2, 3, *out), dtype)
+
+        y, idx = numbapool.pool("fractional_max", x, seed=seed, return_indices=True, **opts)
+        ry, ri, rgx = ref_pool(x, starts, counts, "max", grad_output=gy)
+        np.testing.assert_array_equal(idx, ri)
+        np.testing.assert_array_equal(y, ry.astype(dtype))
+        gx = numbapool.pool_grad("fractional_max", x, gy, seed=seed, **opts)
+        np.testing.assert_allclose(gx, rgx, **tol(dtype))
+
+        ay = numbapool.pool("fractional_avg", x, seed=seed, **opts)
+        ry, _, rgx = ref_pool(x, starts, counts, "avg", grad_output=gy)
+        np.testing.assert_allclose(ay, ry, **tol(dtype))
+        gx = numbapool.pool_grad("fractional_avg", x, gy, seed=seed, **opts)
+        np.testing.assert_allclose(gx, rgx, **tol(dtype))
+    np.testing.assert_array_equal(x, x0)
+
+
+@pytest.mark.parametrize("opts", MODES)
+def test_seeded_channels_last_uses_the_same_windows(opts):
+    rng = np.random.default_rng(9)
+    x = make_x(rng, (2, 3, 16, 19))
+    xl = to_last(x)
+    seqs = pooling_sequences(xl, seed=4, layout="channels_last", **opts)
+    for a, b in zip(seqs, pooling_sequences(x, seed=4, **opts)):
+        np.testing.assert_array_equal(a, b)
+    starts, counts = windows_of(xl, seqs, opts, layout="channels_last")
+    out = tuple(np.shape(s)[1] for s in starts)
+    gy = make_x(rng, (2, 3, *out))
+    cl = dict(seed=4, layout="channels_last", **opts)
+    ry, ri, rgx = ref_pool(x, starts, counts, "max", grad_output=gy)
+    y, idx = numbapool.pool("fractional_max", xl, return_indices=True, **cl)
+    np.testing.assert_array_equal(to_first(y), ry)
+    np.testing.assert_array_equal(to_first(idx), ri)
+    np.testing.assert_array_equal(numbapool.pool("fractional_max", xl, **cl), y)
+    gx = numbapool.pool_grad("fractional_max", xl, to_last(gy), **cl)
+    np.testing.assert_allclose(to_first(gx), rgx, rtol=1e-12, atol=1e-12)
+    ry, _, rgx = ref_pool(x, starts, counts, "avg", grad_output=gy)
+    ay = numbapool.pool("fractional_avg", xl, **cl)
+    np.testing.assert_allclose(to_first(ay), ry, rtol=1e-12, atol=1e-12)
+    gx = numbapool.pool_grad("fractional_avg", xl, to_last(gy), **cl)
+    np.testing.assert_allclose(to_first(gx), rgx, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("shape", "opts"), [
+    ((2, 3, 23), {"output_ratio": 0.7, "pseudo_random": True, "overlapping": True}),
+    ((2, 3, 23), {"output_size": 15, "pseudo_random": False}),
+    ((1, 2, 7, 9, 11), {"output_size": (5, 6, 7), "pseudo_random": True}),
+    ((1, 2, 7, 9, 11), {"output_ratio": 0.7, "pseudo_random": False, "overlapping": True}),
+    ((2, 3, 23), {"kernel_size": 3, "output_size": 12}),
+    ((1, 2, 9, 9, 11), {"kernel_size": (2, 3, 2), "output_size": (5, 6, 7)}),
+])
+def test_pooling_sequences_other_ranks(shape, opts):
+    rng = np.random.default_rng(10)
+    x = make_x(rng, shape)
+    seqs = pooling_sequences(x, seed=3, **opts)
+    check_sequences(x, seqs, opts)
+    starts, counts = windows_of(x, seqs, opts)
+    ry, ri, _ = ref_pool(x, starts, counts, "max")
+    y, idx = numbapool.pool("fractional_max", x, seed=3, return_indices=True, **opts)
+    np.testing.assert_array_equal(idx, ri)
+    np.testing.assert_array_equal(y, ry)
+    ay = numbapool.pool("fractional_avg", x, seed=3, **opts)
+    np.testing.assert_allclose(ay, ref_pool(x, starts, counts, "avg")[0], rtol=1e-12,
+                               atol=1e-12)
+
+
+def test_graham_divisible_is_regular_pooling():
+    """L % O == 0: every increment is L / O, i.e. plain non-overlapping max pooling."""
+    x = make_x(np.random.default_rng(11), (2, 3, 12, 15))
+    for pseudo_random in (True, False):
+        y = numbapool.pool("fractional_max", x, output_size=(4, 5), pseudo_random=pseudo_random,
+                           seed=0)
+        want = F.max_pool2d(torch.from_numpy(x), 3).numpy()
+        np.testing.assert_array_equal(y, want)
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. errors
+# ----------------------------------------------------------------------------------------------
+
+SHAPE = (2, 3, 10, 12)
+S_OK = np.full((2, 3, 2), 0.5)
+
+ERRORS = [
+    pytest.param({}, ValueError, "output_size or output_ratio", id="no-size"),
+    pytest.param({"pseudo_random": True}, ValueError, "output_size or output_ratio",
+                 id="no-size-graham"),
+    pytest.param({"output_size": 5, "output_ratio": 0.5}, ValueError,
+                 "output_size or output_ratio", id="both"),
+    pytest.param({"output_size": (5, 5), "samples": np.full((2, 3), 0.5)}, ValueError,
+                 "samples", id="samples-2d"),
+    pytest.param({"output_size": (5, 5), "samples": np.full((3, 2, 2), 0.5)}, ValueError,
+                 "samples", id="samples-swapped"),
+    pytest.param({"output_size": (5, 5), "samples": np.full((2, 3, 3), 0.5)}, ValueError,
+                 "samples", id="samples-rank"),
+    pytest.param({"output_size": (5, 5), "samples": np.full((1, 3, 2), 0.5)}, ValueError,
+                 "samples", id="samples-batch"),
+    pytest.param({"output_size": (5, 5), "samples": np.where(np.arange(12).reshape(2, 3, 2)
+                                                              == 5, 1.0, 0.5)},
+                 ValueError, "samples", id="samples-one"),
+    pytest.param({"output_size": (5, 5), "samples": np.where(np.arange(12).reshape(2, 3, 2)
+                                                              == 0, -1e-9, 0.5)},
+                 ValueError, "samples", id="samples-negative"),
+    pytest.param({"output_size": (5, 5), "samples": np.where(np.arange(12).reshape(2, 3, 2)
+                                                              == 7, np.nan, 0.5)},
+                 ValueError, "samples", id="samples-nan"),
+    pytest.param({"output_size": (5, 5), "samples": np.zeros((2, 3, 2), dtype=np.int64)},
+                 TypeError, "samples", id="samples-int"),
+    pytest.param({"output_size": (5, 5), "samples": np.zeros((2, 3, 2), dtype=bool)},
+                 TypeError, "samples", id="samples-bool"),
+    pytest.param({"output_size": (5, 5), "pseudo_random": True, "kernel_size": 2},
+                 ValueError, "kernel_size", id="kernel-graham"),
+    pytest.param({"output_size": (5, 5), "pseudo_random": False, "kernel_size": 2},
+                 ValueError, "kernel_size", id="kernel-graham-random"),
+    pytest.param({"output_size": (5, 5), "pseudo_random": True, "samples": S_OK},
+                 ValueError, "samples", id="samples-graham"),
+    pytest.param({"output_size": (5, 5), "overlapping": True}, ValueError, "overlapping",
+                 id="overlapping-torch"),
+    pytest.param({"output_size": (5, 5), "overlapping": True, "samples": S_OK}, ValueError,
+                 "overlapping", id="overlapping-torch-samples"),
+    pytest.param({"output_size": (9, 5), "kernel_size": 3}, ValueError, "kernel_size",
+                 id="too-large-h"),
+    pytest.param({"output_size": (5, 12)}, ValueError, "kernel_size", id="too-large-w-k2"),
+    pytest.param({"output_size": (10, 12), "kernel_size": 1, "samples": S_OK}, None, None,
+                 id="identity-ok"),
+    pytest.param({"output_ratio": 1.0}, ValueError, "output_ratio", id="ratio-one-torch"),
+    pytest.param({"output_ratio": 0.0}, ValueError, "output_ratio", id="ratio-zero"),
+    pytest.param({"output_ratio": (0.5, 1.5), "pseudo_random": True}, ValueError,
+                 "output_ratio", id="ratio-big-graham"),
+    pytest.param({"output_size": (5, 5, 5)}, ValueError, "output_size", id="size-count"),
+    pytest.param({"output_ratio": (0.5, 0.5, 0.5)}, ValueError, "output_ratio",
+                 id="ratio-count"),
+    pytest.param({"output_size": (11, 5), "pseudo_random": True}, ValueError, "output_size",
+                 id="graham-too-large"),
+]
+
+
+def _call(func, x, opts):
+    if func == "pool":
+        return numbapool.pool("fractional_max", x, **opts)
+    if func == "pool_avg":
+        return numbapool.pool("fractional_avg", x, **opts)
+    if func == "pool_grad":
+        return numbapool.pool_grad("fractional_max", x, np.zeros(SHAPE), **opts)
+    return pooling_sequences(x, **opts)
+
+
+@pytest.mark.parametrize("func", ["pool", "pool_avg", "pool_grad", "pooling_sequences"])
+@pytest.mark.parametrize(("opts", "exc", "match"), ERRORS)
+def test_errors(func, opts, exc, match):
+    x = make_x(np.random.default_rng(12), SHAPE)
+    x0 = x.copy()
+    samples0 = None if opts.get("samples") is None else np.array(opts["samples"], copy=True)
+    if exc is None:
+        _call(func, x, opts)
+    else:
+        with pytest.raises(exc, match=match):
+            _call(func, x, opts)
+    np.testing.assert_array_equal(x, x0)
+    if samples0 is not None:
+        np.testing.assert_array_equal(opts["samples"], samples0)
+
+
+@pytest.mark.parametrize(("shape", "kernel", "output_size"), [
+    ((1, 1, 8, 8), 2, (8, 7)),
+    ((1, 1, 8, 8), 3, (6, 7)),
+    ((1, 1, 8, 9), (2, 3), (6, 8)),
+    ((1, 1, 5, 6, 7), 2, (4, 4, 5)),  # 3-D: out + k - 1 == L is already too large
+    ((1, 1, 5, 6, 7), 2, (3, 5, 5)),
+    ((1, 1, 5, 6, 7), (1, 2, 3), (3, 4, 5)),
+])
+def test_too_large_output_agrees_with_torch(shape, kernel, output_size):
+    """The size check is torch's: where torch refuses, so does pool (naming kernel_size)."""
+    rng = np.random.default_rng(13)
+    x = make_x(rng, shape)
+    s = make_samples(rng, 1, 1, len(shape) - 2)
+    with pytest.raises(RuntimeError, match="too large"):
+        torch_max(x, kernel, s, output_size=output_size)
+    with pytest.raises(ValueError, match="kernel_size"):
+        numbapool.pool("fractional_max", x, kernel_size=kernel, output_size=output_size,
+                       samples=s)
+
+
+@pytest.mark.parametrize(("shape", "kernel", "output_size"), [
+    ((1, 1, 8, 8), 2, (7, 7)),
+    ((1, 1, 8, 9), (2, 3), (7, 7)),
+    ((1, 1, 5, 6, 7), 2, (3, 4, 5)),  # 3-D limit: out + k - 1 == L - 1
+    ((1, 1, 5, 6, 7), (1, 2, 3), (4, 4, 4)),
+])
+def test_largest_output_accepted_like_torch(shape, kernel, output_size):
+    rng = np.random.default_rng(14)
+    x = make_x(rng, shape)
+    s = make_samples(rng, 1, 1, len(shape) - 2)
+    ty, ti, _ = torch_max(x, kernel, s, output_size=output_size)
+    y, idx = numbapool.pool("fractional_max", x, kernel_size=kernel, output_size=output_size,
+                            samples=s, return_indices=True)
+    np.testing.assert_array_equal(y, ty)
+    np.testing.assert_array_equal(idx, ti)
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. indices in Graham's mode
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlapping", [False, True])
+@pytest.mark.parametrize("pseudo_random", [True, False])
+@pytest.mark.parametrize(("shape", "output_ratio"), [
+    ((2, 3, 25), 1 / 1.44),
+    ((2, 3, 13, 17), 0.7),
+    ((1, 2, 7, 9, 11), (0.6, 0.7, 0.8)),
+])
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_graham_indices_point_at_outputs(shape, output_ratio, pseudo_random, overlapping,
+                                         layout):
+    rng = np.random.default_rng(15)
+    x = make_x(rng, shape)
+    opts = dict(output_ratio=output_ratio, pseudo_random=pseudo_random,
+                overlapping=overlapping, seed=21)
+    xin = to_last(x) if layout == "channels_last" else x
+    y, idx = numbapool.pool("fractional_max", xin, return_indices=True, layout=layout, **opts)
+    if layout == "channels_last":
+        y, idx = to_first(y), to_first(idx)
+    batch, channels = shape[:2]
+    flat = x.reshape(batch, channels, -1)
+    assert idx.min() >= 0 and idx.max() < flat.shape[-1]
+    picked = np.take_along_axis(flat, idx.reshape(batch, channels, -1), axis=-1)
+    np.testing.assert_array_equal(picked.reshape(y.shape), y)
+    # and they are the first maximum of the window pooling_sequences reports
+    seqs = pooling_sequences(xin, layout=layout, **opts)
+    ry, ri, _ = ref_pool(x, *graham_windows(seqs, shape[2:], overlapping, batch * channels),
+                         "max")
+    np.testing.assert_array_equal(idx, ri)
+    np.testing.assert_array_equal(y, ry)
+
+
+def test_graham_indices_with_ties_point_at_outputs():
+    """Many ties (a few distinct values): the index still points at an element equal to the
+    output, the first maximum of its window in row-major order."""
+    rng = np.random.default_rng(16)
+    x = rng.integers(0, 3, size=(2, 2, 13, 17)).astype(np.float64)
+    opts = dict(output_ratio=0.7, pseudo_random=True, overlapping=True, seed=5)
+    y, idx = numbapool.pool("fractional_max", x, return_indices=True, **opts)
+    flat = x.reshape(2, 2, -1)
+    picked = np.take_along_axis(flat, idx.reshape(2, 2, -1), axis=-1).reshape(y.shape)
+    np.testing.assert_array_equal(picked, y)
+    seqs = pooling_sequences(x, **opts)
+    ry, ri, _ = ref_pool(x, *graham_windows(seqs, x.shape[2:], True, 4), "max")
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(idx, ri)
