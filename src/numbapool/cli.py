@@ -54,6 +54,11 @@ def _demo(_: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # its own options
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = argparse.ArgumentParser(prog="numbapool", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="the seed tutorial's examples and a timing line").set_defaults(
@@ -69,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     chk.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 3],
                      help="spatial ranks to check (default: 1 2 3)")
     chk.set_defaults(func=_check)
+    sub.add_parser("bench", help="time against PyTorch and the memory roofline "
+                   "(numbapool bench --help)")
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -1,0 +1,177 @@
+"""``numbapool bench``: numbapool against PyTorch CPU and the memory roofline, in one run.
+
+For each case (pooler, shape, options, layout) it times the forward pass (and, with
+``--backward``, ``pool_grad`` against PyTorch autograd's backward), and reports the speed-up
+over PyTorch and the share of the memory roofline: the time to read the input and write the
+output once at the read+write bandwidth measured in the same run by a parallel copy.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+from .api import pool, pool_grad
+
+__all__ = ["CASES", "Case", "run", "main", "copy_bandwidth"]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    pooler: str
+    shape: tuple[int, ...]
+    options: dict = field(default_factory=dict)
+
+
+CASES = [
+    Case("resnet_stem", "max", (32, 64, 112, 112), dict(kernel_size=3, stride=2, padding=1)),
+    Case("vgg", "max", (32, 128, 56, 56), dict(kernel_size=2)),
+    Case("global_avg", "global_avg", (64, 2048, 7, 7)),
+    Case("volume_3d", "max", (4, 64, 16, 56, 56), dict(kernel_size=2)),
+    Case("signal_1d", "avg", (32, 128, 4096), dict(kernel_size=3, stride=2, padding=1)),
+    Case("large_image", "avg", (1, 16, 3000, 2000), dict(kernel_size=2)),
+    Case("small", "max", (1, 64, 56, 56), dict(kernel_size=3, stride=2, padding=1)),
+]
+
+
+def best_time(fn: Callable[[], object], repeat: int = 7, min_time: float = 0.2) -> float:
+    """Best wall time of ``fn`` over ``repeat`` rounds, each long enough to time."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    once = time.perf_counter() - t0
+    number = max(1, int(min_time / max(once, 1e-6) / repeat))
+    best = math.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / number)
+    return best
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _parallel_copy(src, dst):
+    for i in numba.prange(src.shape[0]):
+        dst[i] = src[i]
+
+
+def copy_bandwidth(nbytes: int = 512 * 2**20) -> float:
+    """Read+write bandwidth in bytes/s of a parallel float32 copy (the roofline's slope)."""
+    n = nbytes // 4
+    src = np.ones(n, dtype=np.float32)
+    dst = np.empty_like(src)
+    t = best_time(lambda: _parallel_copy(src, dst), repeat=5)
+    return 2 * nbytes / t
+
+
+def _torch_forward(torch, case: Case, layout: str):
+    import torch.nn.functional as F  # noqa: N812
+
+    rank = len(case.shape) - 2
+    x = torch.rand(case.shape)
+    if layout == "channels_last" and rank in (2, 3):
+        x = x.contiguous(memory_format=torch.channels_last if rank == 2
+                         else torch.channels_last_3d)
+    o = case.options
+    k, s, p = o.get("kernel_size"), o.get("stride"), o.get("padding", 0)
+    if case.pooler == "max":
+        fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[rank]
+        return x, lambda t: fn(t, k, s, p)
+    if case.pooler == "avg":
+        fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[rank]
+        return x, lambda t: fn(t, k, s, p)
+    if case.pooler == "global_avg":
+        fn = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}[rank]
+        return x, lambda t: fn(t, 1)
+    return None, None
+
+
+def run(cases=CASES, layouts=("channels_first", "channels_last"), backward: bool = False,
+        threads: int = 2, repeat: int = 7, out=print) -> list[dict]:
+    """Time every case; print a table through ``out``; return the rows."""
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        torch = None
+    bw = copy_bandwidth()
+    out(f"threads: {threads}; parallel-copy read+write bandwidth {bw / 1e9:.1f} GB/s")
+    head = (f"{'case':<13}{'pooler':<11}{'layout':<15}{'pass':<9}{'numbapool':>11}"
+            f"{'torch':>11}{'speed-up':>10}{'roofline':>10}")
+    out(head)
+    out("-" * len(head))
+    rows = []
+    rng = np.random.default_rng(0)
+    for case in cases:
+        x_cf = rng.random(case.shape, dtype=np.float32)
+        for layout in layouts:
+            x = x_cf if layout == "channels_first" else np.ascontiguousarray(
+                np.moveaxis(x_cf, 1, -1))
+            opts = dict(case.options, layout=layout)
+            y = pool(case.pooler, x, **opts)
+            passes = [("forward", lambda: pool(case.pooler, x, **opts),
+                       x.nbytes + y.nbytes)]
+            if backward:
+                gy = np.ones_like(y)
+                passes.append(("backward", lambda: pool_grad(case.pooler, x, gy, **opts),
+                               2 * x.nbytes + y.nbytes))
+            tx, tfn = (None, None) if torch is None else _torch_forward(torch, case, layout)
+            for label, fn, nbytes in passes:
+                ours = best_time(fn, repeat)
+                theirs = math.nan
+                if tfn is not None:
+                    if label == "forward":
+                        theirs = best_time(lambda: tfn(tx), repeat)
+                    else:
+                        tx.requires_grad_(True)
+                        ty = tfn(tx)
+                        tgy = torch.ones_like(ty)
+                        theirs = best_time(lambda: torch.autograd.grad(
+                            ty, tx, tgy, retain_graph=True), repeat)
+                        tx.requires_grad_(False)
+                roof = nbytes / bw
+                row = dict(case=case.name, pooler=case.pooler, layout=layout, pass_=label,
+                           ours=ours, torch=theirs, speedup=theirs / ours,
+                           roofline=roof / ours)
+                rows.append(row)
+                out(f"{case.name:<13}{case.pooler:<11}{layout:<15}{label:<9}"
+                    f"{ours * 1e3:>9.2f}ms{theirs * 1e3:>9.2f}ms{theirs / ours:>9.2f}x"
+                    f"{roof / ours:>9.0%}")
+    for label in ("forward", "backward"):
+        sel = [r for r in rows if r["pass_"] == label and np.isfinite(r["speedup"])]
+        if sel:
+            gm = math.exp(sum(math.log(r["speedup"]) for r in sel) / len(sel))
+            worst = min(sel, key=lambda r: r["speedup"])
+            out(f"{label}: geometric-mean speed-up over torch {gm:.2f}x; slowest "
+                f"{worst['case']}/{worst['layout']} {worst['speedup']:.2f}x")
+    big = [r for r in rows if r["pass_"] == "forward" and r["case"] != "small"]
+    if big:
+        out(f"forward: median share of the memory roofline (all but 'small') "
+            f"{float(np.median([r['roofline'] for r in big])):.0%}")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="numbapool bench", description=__doc__)
+    parser.add_argument("--backward", action="store_true", help="also time pool_grad")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--case", action="append", help="only these cases (by name)")
+    parser.add_argument("--layout", action="append",
+                        choices=["channels_first", "channels_last"])
+    args = parser.parse_args(argv)
+    cases = [c for c in CASES if not args.case or c.name in args.case]
+    layouts = tuple(args.layout or ("channels_first", "channels_last"))
+    run(cases, layouts, backward=args.backward, threads=args.threads, repeat=args.repeat)
+    return 0
