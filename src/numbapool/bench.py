@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numba
 import numpy as np
@@ -118,11 +119,10 @@ def run(cases=CASES, layouts=("channels_first", "channels_last"), backward: bool
                 np.moveaxis(x_cf, 1, -1))
             opts = dict(case.options, layout=layout)
             y = pool(case.pooler, x, **opts)
-            passes = [("forward", lambda: pool(case.pooler, x, **opts),
-                       x.nbytes + y.nbytes)]
+            passes = [("forward", partial(pool, case.pooler, x, **opts), x.nbytes + y.nbytes)]
             if backward:
                 gy = np.ones_like(y)
-                passes.append(("backward", lambda: pool_grad(case.pooler, x, gy, **opts),
+                passes.append(("backward", partial(pool_grad, case.pooler, x, gy, **opts),
                                2 * x.nbytes + y.nbytes))
             tx, tfn = (None, None) if torch is None else _torch_forward(torch, case, layout)
             for label, fn, nbytes in passes:
@@ -130,13 +130,13 @@ def run(cases=CASES, layouts=("channels_first", "channels_last"), backward: bool
                 theirs = math.nan
                 if tfn is not None:
                     if label == "forward":
-                        theirs = best_time(lambda: tfn(tx), repeat)
+                        theirs = best_time(partial(tfn, tx), repeat)
                     else:
                         tx.requires_grad_(True)
                         ty = tfn(tx)
                         tgy = torch.ones_like(ty)
-                        theirs = best_time(lambda: torch.autograd.grad(
-                            ty, tx, tgy, retain_graph=True), repeat)
+                        theirs = best_time(partial(torch.autograd.grad, ty, tx, tgy,
+                                                   retain_graph=True), repeat)
                         tx.requires_grad_(False)
                 roof = nbytes / bw
                 row = dict(case=case.name, pooler=case.pooler, layout=layout, pass_=label,

@@ -11,7 +11,7 @@ These tables are computed once per call in plain NumPy; kernels only index into 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -80,6 +80,28 @@ class AxisWindows:
     @property
     def planes(self) -> int:
         return int(self.start.shape[0])
+
+    @cached_property
+    def interior(self) -> np.ndarray:
+        """int64 ``[lo, hi, stride, pad]``: windows ``lo <= o < hi`` are full kernels starting
+        at ``o * stride - pad`` (shared tables only; ``lo == hi`` when there are none).
+        Kernels run these in plain loops over ``o``."""
+        res = np.zeros(4, dtype=np.int64)
+        if self.planes != 1:
+            return res
+        full = np.flatnonzero((self.first_tap[0] == 0) & (self.count[0] == self.extent))
+        if full.size == 0:
+            return res
+        lo, hi = int(full[0]), int(full[-1]) + 1
+        start = self.start[0, lo:hi]
+        stride = int(start[1] - start[0]) if hi - lo > 1 else 1
+        pad = lo * stride - int(start[0])
+        o = np.arange(lo, hi)
+        if hi - lo != full.size or stride < 1 or np.any(start != o * stride - pad):
+            return res
+        res[:] = (lo, hi, stride, pad)
+        res.setflags(write=False)
+        return res
 
     def divisor(self, count_include_pad: bool) -> np.ndarray:
         """Per-window divisor along this axis, as float64, shape (planes, out)."""

@@ -14,6 +14,7 @@ import numpy as np
 from ..geometry import AxisWindows
 from ..reduction import Reduction, Sampling, Selection
 from .codegen import get_kernel
+from .templates import row_fast_path
 
 __all__ = ["forward", "backward", "param_grad", "out_shape"]
 
@@ -54,6 +55,10 @@ def forward(reduction: Reduction, layout: str, x: np.ndarray, axes: Sequence[Axi
     """Pool ``x``; returns ``(out, indices or None)``."""
     shape = out_shape(x, axes, layout)
     tables = _tables(axes)
+    if (layout == "channels_first" and row_fast_path(reduction)
+            and all(a.planes == 1 for a in axes)):
+        return _forward_rows(reduction, x, axes, tables, shape, prm, include_pad, override,
+                             with_indices)
     if isinstance(reduction, Selection):
         out = np.empty(shape, dtype=x.dtype)
         if with_indices:
@@ -74,6 +79,27 @@ def forward(reduction: Reduction, layout: str, x: np.ndarray, axes: Sequence[Axi
     get_kernel(reduction, layout, "forward")(
         x, out, *tables, *_divisors(axes, include_pad, override), _zero(reduction, x.dtype),
         prm)
+    return out, None
+
+
+def _forward_rows(reduction, x, axes, tables, shape, prm, include_pad, override,
+                  with_indices):
+    geo = axes[2].interior
+    if isinstance(reduction, Selection):
+        out = np.empty(shape, dtype=x.dtype)
+        if with_indices:
+            idx = np.empty(shape, dtype=np.int64)
+            get_kernel(reduction, "channels_first", "forward_rows_indices")(
+                x, out, idx, *tables, geo)
+            return out, idx
+        get_kernel(reduction, "channels_first", "forward_rows")(x, out, *tables, geo)
+        return out, None
+    if with_indices:
+        raise ValueError(f"reduction {reduction.name!r} has no indices")
+    out = np.empty(shape, dtype=reduction.out_dtype(x.dtype))
+    get_kernel(reduction, "channels_first", "forward_rows")(
+        x, out, *tables, geo, *_divisors(axes, include_pad, override),
+        _zero(reduction, x.dtype), prm)
     return out, None
 
 

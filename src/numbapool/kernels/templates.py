@@ -48,9 +48,10 @@ import numpy as np
 DECORATOR = "@numba.njit(parallel=True, cache=True, nogil=True, error_model='numpy')\n"
 
 VARIANTS = {
-    "selection": ("forward", "forward_indices", "backward"),
+    "selection": ("forward", "forward_indices", "backward", "forward_rows",
+                  "forward_rows_indices"),
     "sampling": ("forward_indices", "backward"),
-    "streaming": ("forward", "backward", "param_grad"),
+    "streaming": ("forward", "backward", "param_grad", "forward_rows"),
     "weighted": ("forward", "backward", "param_grad"),
 }
 
@@ -187,6 +188,130 @@ def _cf_forward(red: Reduction, variant: str) -> str:
                 y += _weight(v, tap, acc, div, pr) * v
             """, L, skip_first=False)
             src += _block("out[n, c, o0, o1, o2] = y", L)
+    return src
+
+
+def row_fast_path(red: Reduction) -> bool:
+    """Whether the channels-first row kernels (vectorisable across output columns) apply."""
+    return isinstance(red, Selection) or (
+        isinstance(red, Streaming) and red.accumulator == "scalar")
+
+
+def _cf_forward_rows(red: Reduction, with_idx: bool) -> str:
+    """Channels first, one task per (n, c, o0): a row of accumulators over the outputs of a
+    row, fed one input row at a time.  Interior windows (full kernel, regular stride) run in
+    plain loops over the output columns, through flat views with unsigned indices (no
+    negative-index checks) and select-style updates, which the compiler vectorises; border
+    windows use the tables.  Shared window tables only, scalar accumulators."""
+    sel = isinstance(red, Selection)
+    args = ["x", "out"] + (["idx"] if with_idx else []) + ["g0", "g1", "g2", "dk", "geo"]
+    if not sel:
+        args += ["dv0", "dv1", "dv2", "override", "zero", "prm"]
+    src = f"def kernel({', '.join(args)}):\n"
+    src += _block("""
+        C = x.shape[1]
+        S1 = x.shape[3]
+        S2 = x.shape[4]
+        plane = x.shape[2] * S1 * S2
+        O0 = out.shape[2]
+        O1 = out.shape[3]
+        O2 = out.shape[4]
+        xf = x.reshape(-1)
+        of = out.reshape(-1)
+        lo = geo[0]
+        hi = geo[1]
+        s2 = geo[2]
+        p2 = geo[3]
+        nb = O2 - (hi - lo)
+    """, 1) + _block(_SETUP, 1)
+    if with_idx:
+        src += _block("idf = idx.reshape(-1)", 1)
+    src += _block("""
+        for task in numba.prange(x.shape[0] * C * O0):
+            o0 = task % O0
+            pl = task // O0
+            c = pl % C
+            xb = pl * plane
+    """, 1)
+    if sel:
+        src += _block("acc = np.empty(O2, dtype=x.dtype)", 2)
+    else:
+        src += _block("""
+            pr = prm[c % prm.shape[0]]
+            acc = np.full(O2, zero)
+        """, 2)
+    if with_idx:
+        src += _block("ib = np.empty(O2, dtype=np.int64)", 2)
+    src += _load(0, "o0", "0", 2)
+    src += _block("for o1 in range(O1):", 2) + _load(1, "o1", "0", 3)
+    src += _block("""
+        for k0 in range(n0):
+            w0 = b0 + k0 * d0
+            for k1 in range(n1):
+                w1 = b1 + k1 * d1
+                rt = ((t0 + k0) * K1 + t1 + k1) * K2
+                fr = (w0 * S1 + w1) * S2
+                row = xb + fr
+                if k0 == 0 and k1 == 0:
+    """, 3)
+
+    def put(pos: str, tap: str, first: bool) -> str:
+        v = f"xf[numba.uint64(row + {pos})]"
+        if sel:
+            if first:
+                code = f"acc[o2] = {v}\n"
+                if with_idx:
+                    code += f"ib[o2] = fr + {pos}\n"
+                return code
+            code = f"v = {v}\nbetter = _better(v, acc[o2])\nacc[o2] = v if better else acc[o2]\n"
+            if with_idx:
+                code += f"ib[o2] = fr + {pos} if better else ib[o2]\n"
+            return code
+        if first:
+            return f"acc[o2] = _init(zero + {v}, {tap}, pr)\n"
+        return f"acc[o2] = _take(acc[o2], zero + {v}, {tap}, pr)\n"
+
+    L = 6  # inside "if first row:"
+    src += _block("for o2 in range(lo, hi):", L) + _block(put("o2 * s2 - p2", "rt", True), L + 1)
+    src += _block("""
+        for k2 in range(1, K2):
+            off = k2 * d2 - p2
+            for o2 in range(lo, hi):
+    """, L) + _block(put("o2 * s2 + off", "rt + k2", False), L + 2)
+    border = """
+        for j in range(nb):
+            o2 = j if j < lo else j + hi - lo
+            b2 = g2[0, o2, 0]
+            n2 = g2[0, o2, 1]
+            t2 = g2[0, o2, 2]
+    """
+    src += _block(border, L) + _block(put("b2", "rt + t2", True), L + 1)
+    src += _block("for k2 in range(1, n2):", L + 1)
+    src += _block(put("b2 + k2 * d2", "rt + t2 + k2", False), L + 2)
+    L = 5
+    src += _block("else:", L)
+    src += _block("""
+        for k2 in range(K2):
+            off = k2 * d2 - p2
+            for o2 in range(lo, hi):
+    """, L + 1) + _block(put("o2 * s2 + off", "rt + k2", False), L + 3)
+    src += _block(border, L + 1) + _block("for k2 in range(n2):", L + 2)
+    src += _block(put("b2 + k2 * d2", "rt + t2 + k2", False), L + 3)
+    L = 3
+    src += _block("ob = ((pl * O0 + o0) * O1 + o1) * O2", L)
+    if sel:
+        src += _block("""
+            for o2 in range(O2):
+                of[numba.uint64(ob + o2)] = acc[o2]
+        """, L)
+        if with_idx:
+            src += _block("idf[numba.uint64(ob + o2)] = ib[o2]", L + 1)
+    else:
+        src += _block("""
+            for o2 in range(O2):
+                div = override if override > 0.0 else dv0[0, o0] * dv1[0, o1] * dv2[0, o2]
+                of[numba.uint64(ob + o2)] = _finish(acc[o2], div, pr)
+        """, L)
     return src
 
 
@@ -460,6 +585,10 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
     if kind not in VARIANTS or variant not in VARIANTS[kind]:
         raise ValueError(f"no {variant!r} kernel for {kind!r} reductions")
     if layout == "channels_first":
+        if variant.startswith("forward_rows"):
+            if not row_fast_path(red):
+                raise ValueError(f"no row kernel for reduction {red.name!r}")
+            return _cf_forward_rows(red, variant == "forward_rows_indices")
         if variant == "backward":
             return _cf_backward(red)
         if variant == "param_grad":
@@ -474,4 +603,5 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
     return _cl_forward(red, variant)
 
 
-__all__ = ["HEADER", "DECORATOR", "VARIANTS", "kernel_source", "native_channels_last"]
+__all__ = ["HEADER", "DECORATOR", "VARIANTS", "kernel_source", "native_channels_last",
+           "row_fast_path"]
