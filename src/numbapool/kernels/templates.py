@@ -33,6 +33,7 @@ streaming reductions); other cases run the channels-first kernels on a transpose
 
 from __future__ import annotations
 
+import re
 from textwrap import dedent, indent
 
 from ..reduction import Reduction, Selection, Streaming
@@ -49,10 +50,10 @@ DECORATOR = "@numba.njit(parallel=True, cache=True, nogil=True, error_model='num
 
 VARIANTS = {
     "selection": ("forward", "forward_indices", "backward", "forward_rows",
-                  "forward_rows_indices"),
-    "sampling": ("forward_indices", "backward"),
-    "streaming": ("forward", "backward", "param_grad", "forward_rows"),
-    "weighted": ("forward", "backward", "param_grad"),
+                  "backward_scatter"),
+    "sampling": ("forward_indices", "backward", "backward_scatter"),
+    "streaming": ("forward", "backward", "param_grad", "forward_rows", "backward_scatter"),
+    "weighted": ("forward", "backward", "param_grad", "backward_scatter"),
 }
 
 
@@ -102,6 +103,15 @@ def _x(cf: bool, pos: str = "w") -> str:
 # ----------------------------------------------------------------------------------------
 # Channels first
 # ----------------------------------------------------------------------------------------
+_X5 = re.compile(r"(?<![\w])x\[n, c, ([^,\]]+), ([^,\]]+), ([^\]]+)\]")
+
+
+def _flat_x(src: str) -> str:
+    """Read x through a flat view with unsigned indices: Numba then skips the negative-index
+    checks of every subscript (measured: 5x faster loops).  Needs ``xf``, ``xb`` (the plane's
+    offset), ``S1`` and ``S2`` in scope."""
+    return _X5.sub(lambda m: f"xf[numba.uint64(xb + (({m.group(1)}) * S1 + {m.group(2)}) * S2 "
+                             f"+ {m.group(3)})]", src)
 def _cf_forward(red: Reduction, variant: str) -> str:
     kind = red.kind
     with_idx = variant == "forward_indices"
@@ -123,6 +133,7 @@ def _cf_forward(red: Reduction, variant: str) -> str:
         P2 = g2.shape[0]
     """, 1) + _block(_SETUP, 1)
     src += _block("""
+        xf = x.reshape(-1)
         for r in numba.prange(x.shape[0] * C * O0 * O1):
             o1 = r % O1
             t = r // O1
@@ -130,6 +141,7 @@ def _cf_forward(red: Reduction, variant: str) -> str:
             t = t // O0
             c = t % C
             n = t // C
+            xb = (n * C + c) * x.shape[2] * S1 * S2
             q0 = (n * C + c) % P0
             q1 = (n * C + c) % P1
             q2 = (n * C + c) % P2
@@ -147,9 +159,9 @@ def _cf_forward(red: Reduction, variant: str) -> str:
         """, L)
         src += _walk("""
             v = x[n, c, w0, w1, w2]
-            if _better(v, best):
-                best = v
-                bi = (w0 * S1 + w1) * S2 + w2
+            better = _better(v, best)
+            best = v if better else best
+            bi += ((w0 * S1 + w1) * S2 + w2 - bi) * better  # arithmetic, not a branch
         """, L, skip_first=True)
         src += _block("out[n, c, o0, o1, o2] = best", L)
         if with_idx:
@@ -188,7 +200,7 @@ def _cf_forward(red: Reduction, variant: str) -> str:
                 y += _weight(v, tap, acc, div, pr) * v
             """, L, skip_first=False)
             src += _block("out[n, c, o0, o1, o2] = y", L)
-    return src
+    return _flat_x(src)
 
 
 def row_fast_path(red: Reduction) -> bool:
@@ -197,14 +209,15 @@ def row_fast_path(red: Reduction) -> bool:
         isinstance(red, Streaming) and red.accumulator == "scalar")
 
 
-def _cf_forward_rows(red: Reduction, with_idx: bool) -> str:
+def _cf_forward_rows(red: Reduction) -> str:
     """Channels first, one task per (n, c, o0): a row of accumulators over the outputs of a
     row, fed one input row at a time.  Interior windows (full kernel, regular stride) run in
     plain loops over the output columns, through flat views with unsigned indices (no
     negative-index checks) and select-style updates, which the compiler vectorises; border
-    windows use the tables.  Shared window tables only, scalar accumulators."""
+    windows use the tables.  Shared window tables only, scalar accumulators, no indices
+    (tracking them defeats the vectorisation: the per-window kernel is faster for those)."""
     sel = isinstance(red, Selection)
-    args = ["x", "out"] + (["idx"] if with_idx else []) + ["g0", "g1", "g2", "dk", "geo"]
+    args = ["x", "out", "g0", "g1", "g2", "dk", "geo"]
     if not sel:
         args += ["dv0", "dv1", "dv2", "override", "zero", "prm"]
     src = f"def kernel({', '.join(args)}):\n"
@@ -224,8 +237,6 @@ def _cf_forward_rows(red: Reduction, with_idx: bool) -> str:
         p2 = geo[3]
         nb = O2 - (hi - lo)
     """, 1) + _block(_SETUP, 1)
-    if with_idx:
-        src += _block("idf = idx.reshape(-1)", 1)
     src += _block("""
         for task in numba.prange(x.shape[0] * C * O0):
             o0 = task % O0
@@ -240,8 +251,6 @@ def _cf_forward_rows(red: Reduction, with_idx: bool) -> str:
             pr = prm[c % prm.shape[0]]
             acc = np.full(O2, zero)
         """, 2)
-    if with_idx:
-        src += _block("ib = np.empty(O2, dtype=np.int64)", 2)
     src += _load(0, "o0", "0", 2)
     src += _block("for o1 in range(O1):", 2) + _load(1, "o1", "0", 3)
     src += _block("""
@@ -259,14 +268,8 @@ def _cf_forward_rows(red: Reduction, with_idx: bool) -> str:
         v = f"xf[numba.uint64(row + {pos})]"
         if sel:
             if first:
-                code = f"acc[o2] = {v}\n"
-                if with_idx:
-                    code += f"ib[o2] = fr + {pos}\n"
-                return code
-            code = f"v = {v}\nbetter = _better(v, acc[o2])\nacc[o2] = v if better else acc[o2]\n"
-            if with_idx:
-                code += f"ib[o2] = fr + {pos} if better else ib[o2]\n"
-            return code
+                return f"acc[o2] = {v}\n"
+            return f"v = {v}\nacc[o2] = v if _better(v, acc[o2]) else acc[o2]\n"
         if first:
             return f"acc[o2] = _init(zero + {v}, {tap}, pr)\n"
         return f"acc[o2] = _take(acc[o2], zero + {v}, {tap}, pr)\n"
@@ -304,8 +307,6 @@ def _cf_forward_rows(red: Reduction, with_idx: bool) -> str:
             for o2 in range(O2):
                 of[numba.uint64(ob + o2)] = acc[o2]
         """, L)
-        if with_idx:
-            src += _block("idf[numba.uint64(ob + o2)] = ib[o2]", L + 1)
     else:
         src += _block("""
             for o2 in range(O2):
@@ -394,10 +395,87 @@ def _cf_backward(red: Reduction) -> str:
     return src
 
 
+def _cf_backward_scatter(red: Reduction) -> str:
+    """Channels first, one task per (n, c) plane: each window adds its gradient into the
+    plane's elements.  A plane is owned by one thread and walked in a fixed order, so there
+    are no races and results are deterministic; cheaper than gathering when there are enough
+    planes to keep the threads busy."""
+    routed = red.kind in ("selection", "sampling")
+    args = ["x", "y", "gy", "gx"] + (["idx"] if routed else [])
+    args += ["g0", "g1", "g2", "dk"]
+    if not routed:
+        args += ["dv0", "dv1", "dv2", "override"]
+    args += ["zero"] + ([] if routed else ["prm"])
+    src = f"def kernel({', '.join(args)}):\n"
+    src += _block("""
+        C = x.shape[1]
+        S1 = x.shape[3]
+        S2 = x.shape[4]
+        plane = x.shape[2] * S1 * S2
+        O0 = y.shape[2]
+        O1 = y.shape[3]
+        O2 = y.shape[4]
+        oplane = O0 * O1 * O2
+        gxf = gx.reshape(-1)
+        xf = x.reshape(-1)
+        gyf = gy.reshape(-1)
+        P0 = g0.shape[0]
+        P1 = g1.shape[0]
+        P2 = g2.shape[0]
+    """, 1) + _block(_SETUP, 1)
+    if routed:
+        src += _block("idf = idx.reshape(-1)", 1)
+    else:
+        src += _block("yf = y.reshape(-1)", 1)
+    src += _block("""
+        for pl in numba.prange(x.shape[0] * C):
+            c = pl % C
+            n = pl // C
+            xb = pl * plane
+            ob = pl * oplane
+            for i in range(plane):
+                gxf[numba.uint64(xb + i)] = zero
+    """, 1)
+    if routed:
+        src += _block("""
+            for o in range(oplane):
+                k = numba.uint64(ob + o)
+                gxf[numba.uint64(xb + idf[k])] += gyf[k]
+        """, 2)
+        return _flat_x(src)
+    needs_acc = red.kind == "weighted" or red.grad_uses_acc
+    src += _block("""
+        q0 = pl % P0
+        q1 = pl % P1
+        q2 = pl % P2
+        pr = prm[c % prm.shape[0]]
+    """, 2)
+    src += _block("for o0 in range(O0):", 2) + _load(0, "o0", "q0", 3)
+    src += _block("for o1 in range(O1):", 3) + _load(1, "o1", "q1", 4)
+    src += _block("for o2 in range(O2):", 4) + _load(2, "o2", "q2", 5)
+    L = 5
+    src += _block("""
+        o = numba.uint64(ob + (o0 * O1 + o1) * O2 + o2)
+        g = gyf[o]
+        yy = yf[o]
+    """, L) + _div(L, cf=True)
+    if needs_acc:
+        src += _stats(L, cf=True)
+        a = "acc"
+    else:
+        a = "zero"
+    src += _walk(f"gxf[numba.uint64(xb + (w0 * S1 + w1) * S2 + w2)] += g * _grad("
+                 f"zero + x[n, c, w0, w1, w2], tap, yy, {a}, div, pr)", L, skip_first=False)
+    return _flat_x(src)
+
+
 def _cf_param_grad(red: Reduction) -> str:
     src = ("def kernel(x, y, gy, gp, g0, g1, g2, dk, dv0, dv1, dv2, override, zero, prm):\n")
     src += _block("""
         C = x.shape[1]
+        S1 = x.shape[3]
+        S2 = x.shape[4]
+        xf = x.reshape(-1)
         O0 = y.shape[2]
         O1 = y.shape[3]
         O2 = y.shape[4]
@@ -418,6 +496,7 @@ def _cf_param_grad(red: Reduction) -> str:
             q2 = (n * C + c) % P2
             pr = prm[c % prm.shape[0]]
             row = gp[r]
+            xb = (n * C + c) * x.shape[2] * S1 * S2
     """, 1)
     src += _load(0, "o0", "q0", 2) + _load(1, "o1", "q1", 2)
     src += _block("for o2 in range(O2):", 2) + _load(2, "o2", "q2", 3)
@@ -430,7 +509,7 @@ def _cf_param_grad(red: Reduction) -> str:
     src += _walk("_pgrad(zero + x[n, c, w0, w1, w2], tap, yy, acc, div, pr, gg, row)", L,
                  skip_first=False)
     src += _block("_pgradw(yy, acc, div, pr, gg, row)", L)
-    return src
+    return _flat_x(src)
 
 
 # ----------------------------------------------------------------------------------------
@@ -505,11 +584,11 @@ def _cl_forward(red: Reduction, variant: str) -> str:
         f = (w0 * S1 + w1) * S2 + w2
         for ch in range(C):
             v = x[n, w0, w1, w2, ch]
-            if _better(v, best[ch]):
-                best[ch] = v
+            better = _better(v, best[ch])
+            best[ch] = v if better else best[ch]
     """
     if with_idx:
-        body = body.rstrip() + "\n                bi[ch] = f\n"
+        body = body.rstrip() + "\n            bi[ch] = f if better else bi[ch]\n"
     src += _walk(body, L, skip_first=True)
     src += _block("""
         for ch in range(C):
@@ -585,12 +664,14 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
     if kind not in VARIANTS or variant not in VARIANTS[kind]:
         raise ValueError(f"no {variant!r} kernel for {kind!r} reductions")
     if layout == "channels_first":
-        if variant.startswith("forward_rows"):
+        if variant == "forward_rows":
             if not row_fast_path(red):
                 raise ValueError(f"no row kernel for reduction {red.name!r}")
-            return _cf_forward_rows(red, variant == "forward_rows_indices")
+            return _cf_forward_rows(red)
         if variant == "backward":
             return _cf_backward(red)
+        if variant == "backward_scatter":
+            return _cf_backward_scatter(red)
         if variant == "param_grad":
             return _cf_param_grad(red)
         return _cf_forward(red, variant)
