@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(PLUGINS))
 
-.PHONY: demo test install install-test lint clean
+.PHONY: demo test install install-test lint bench bench-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,20 @@ install-test: $(PY)
 	$(PIP) install -q -e ".[test]" $(addprefix -e ,$(PLUGIN_DIRS))
 
 lint: install-test
-	$(VENV)/bin/ruff check src tests tools plugins
+	$(VENV)/bin/ruff check src tests tools plugins asv_bench
 
-test: install-test lint
+test: install-test lint bench-check
 	$(PY) -m pytest -q
+
+# `asv check`: every benchmark imports and is well formed (a broken benchmark fails CI).
+bench-check: install-test
+	cd asv_bench && ../$(VENV)/bin/asv check --python=same
+
+# The asv suite on the current checkout, in this environment; extra flags via ASV_ARGS,
+# e.g. make bench ASV_ARGS='--bench TimeCases'.
+bench: install-test
+	cd asv_bench && ../$(VENV)/bin/asv machine --yes >/dev/null && \
+	  ../$(VENV)/bin/asv run --python=same --set-commit-hash=$$(git rev-parse HEAD) $(ASV_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,63 @@
+"""The representative cases of `numbapool bench`, with PyTorch CPU beside them as a peer."""
+
+import numpy as np
+
+import numbapool
+from numbapool.bench import CASES, _torch_forward
+
+from .common import LAYOUTS, data
+
+CASE_NAMES = [c.name for c in CASES]
+_BY_NAME = {c.name: c for c in CASES}
+
+
+class TimeCases:
+    params = (CASE_NAMES, LAYOUTS)
+    param_names = ["case", "layout"]
+    timeout = 600
+
+    def setup(self, case, layout):
+        import numba
+
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        c = _BY_NAME[case]
+        self.case = c
+        self.x = data(c.shape, layout)
+        self.opts = dict(c.options, layout=layout)
+        self.gy = np.ones_like(numbapool.pool(c.pooler, self.x, **self.opts))
+        numbapool.pool_grad(c.pooler, self.x, self.gy, **self.opts)
+
+    def time_forward(self, case, layout):
+        numbapool.pool(self.case.pooler, self.x, **self.opts)
+
+    def time_backward(self, case, layout):
+        numbapool.pool_grad(self.case.pooler, self.x, self.gy, **self.opts)
+
+
+class TimeTorchCases:
+    """PyTorch CPU on the same cases (skipped when torch is not installed)."""
+
+    params = (CASE_NAMES, LAYOUTS)
+    param_names = ["case", "layout"]
+    timeout = 600
+
+    def setup(self, case, layout):
+        try:
+            import torch
+        except ImportError:
+            raise NotImplementedError("torch is not installed") from None
+        torch.set_num_threads(2)
+        self.x, self.fn = _torch_forward(torch, _BY_NAME[case], layout)
+        if self.fn is None:
+            raise NotImplementedError("no PyTorch peer")
+        self.x.requires_grad_(True)
+        self.y = self.fn(self.x)
+        self.gy = torch.ones_like(self.y)
+        self.torch = torch
+
+    def time_forward(self, case, layout):
+        with self.torch.no_grad():
+            self.fn(self.x)
+
+    def time_backward(self, case, layout):
+        self.torch.autograd.grad(self.y, self.x, self.gy, retain_graph=True)

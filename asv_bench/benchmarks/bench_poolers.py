@@ -1,0 +1,42 @@
+"""Forward and backward of every registered pooler (built-in and plugin), both layouts.
+
+The list of poolers comes from the registry, so a newly installed plugin is benchmarked
+without touching this file.
+"""
+
+import numpy as np
+
+import numbapool
+
+from .common import LAYOUTS, POOLER_SHAPE, data, pooler_options
+
+POOLERS = numbapool.poolers()
+
+
+class TimePoolerForward:
+    params = (POOLERS, LAYOUTS)
+    param_names = ["pooler", "layout"]
+    timeout = 300
+
+    def setup(self, pooler, layout):
+        self.x = data(POOLER_SHAPE, layout)
+        self.opts = dict(pooler_options(pooler), layout=layout)
+        numbapool.pool(pooler, self.x, **self.opts)  # compile or load from the cache
+
+    def time_forward(self, pooler, layout):
+        numbapool.pool(pooler, self.x, **self.opts)
+
+
+class TimePoolerBackward:
+    params = (POOLERS, LAYOUTS)
+    param_names = ["pooler", "layout"]
+    timeout = 300
+
+    def setup(self, pooler, layout):
+        self.x = data(POOLER_SHAPE, layout)
+        self.opts = dict(pooler_options(pooler), layout=layout)
+        self.gy = np.ones_like(numbapool.pool(pooler, self.x, **self.opts))
+        numbapool.pool_grad(pooler, self.x, self.gy, **self.opts)
+
+    def time_backward(self, pooler, layout):
+        numbapool.pool_grad(pooler, self.x, self.gy, **self.opts)
