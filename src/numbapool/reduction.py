@@ -192,6 +192,8 @@ class _Folding(Reduction):
         fns = {role: getattr(self, role) for role in self._roles}
         fns["pgrad"] = self.param_grad
         fns["pgradw"] = self.param_grad_window
+        if getattr(self, "merge", None) is not None:
+            fns["merge"] = self.merge
         return fns
 
     def acc_dtype(self, dtype: np.dtype) -> np.dtype:
@@ -232,10 +234,15 @@ class Streaming(_Folding):
     grad_uses_acc : bool
         Whether ``grad`` reads ``acc``.  If not, backward kernels skip recomputing each window's
         accumulator and pass a zero instead.
+    merge : numba dispatcher ``(acc_a, acc_b, prm) -> acc``, optional
+        Combines the accumulators of two disjoint parts of a window (``take`` is then
+        associative).  Lets large windows (global pooling) fold with several independent
+        accumulators.
     """
 
     finish: Callable = None  # type: ignore[assignment]
     grad_uses_acc: bool = True
+    merge: Callable | None = None
     kind: str = field(init=False, default="streaming")
     _roles: tuple[str, ...] = field(init=False, default=("init", "take", "finish", "grad"))
 

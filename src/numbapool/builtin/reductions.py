@@ -34,6 +34,11 @@ def sum_take(acc, v, tap, prm):
 
 
 @_jit
+def sum_merge(a, b, prm):
+    return a + b
+
+
+@_jit
 def sum_finish(acc, div, prm):
     return acc
 
@@ -80,8 +85,8 @@ def lp_grad(v, tap, y, acc, div, prm):
 MAX = Selection("max", better=max_better)
 MIN = Selection("min", better=min_better)
 SUM = Streaming("sum", init=sum_init, take=sum_take, finish=sum_finish, grad=sum_grad,
-                integer_result="keep", grad_uses_acc=False)
+                integer_result="keep", grad_uses_acc=False, merge=sum_merge)
 AVG = Streaming("avg", init=sum_init, take=sum_take, finish=avg_finish, grad=avg_grad,
-                uses_divisor=True, grad_uses_acc=False)
+                uses_divisor=True, grad_uses_acc=False, merge=sum_merge)
 LP = Streaming("lp", init=lp_init, take=lp_take, finish=lp_finish, grad=lp_grad,
-               grad_uses_acc=False)
+               grad_uses_acc=False, merge=sum_merge)

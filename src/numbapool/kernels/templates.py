@@ -50,9 +50,10 @@ DECORATOR = "@numba.njit(parallel=True, cache=True, nogil=True, error_model='num
 
 VARIANTS = {
     "selection": ("forward", "forward_indices", "backward", "forward_rows",
-                  "backward_scatter"),
+                  "backward_scatter", "forward_global"),
     "sampling": ("forward_indices", "backward", "backward_scatter"),
-    "streaming": ("forward", "backward", "param_grad", "forward_rows", "backward_scatter"),
+    "streaming": ("forward", "backward", "param_grad", "forward_rows", "backward_scatter",
+                  "forward_global"),
     "weighted": ("forward", "backward", "param_grad", "backward_scatter"),
 }
 
@@ -313,6 +314,71 @@ def _cf_forward_rows(red: Reduction) -> str:
                 div = override if override > 0.0 else dv0[0, o0] * dv1[0, o1] * dv2[0, o2]
                 of[numba.uint64(ob + o2)] = _finish(acc[o2], div, pr)
         """, L)
+    return src
+
+
+def global_fast_path(red: Reduction) -> bool:
+    """Whether the channels-first whole-plane kernel applies (values only)."""
+    return isinstance(red, Selection) or (
+        isinstance(red, Streaming) and red.accumulator == "scalar" and red.merge is not None)
+
+
+_LANES = 8
+
+
+def _cf_forward_global(red: Reduction) -> str:
+    """Channels first, one window per (n, c) plane, read as one flat run: eight independent
+    accumulators over interleaved elements (no serial dependency chain), merged at the end in
+    a fixed order.  For selections the merge is ``better`` itself; streaming reductions
+    declare ``merge``."""
+    sel = isinstance(red, Selection)
+    args = ["x", "out"] + ([] if sel else ["dv0", "dv1", "dv2", "override", "zero", "prm"])
+    src = f"def kernel({', '.join(args)}):\n"
+    src += _block("""
+        C = x.shape[1]
+        L = x.shape[2] * x.shape[3] * x.shape[4]
+        xf = x.reshape(-1)
+        of = out.reshape(-1)
+    """, 1)
+    if not sel:
+        src += _block("div = override if override > 0.0 else dv0[0, 0] * dv1[0, 0] * dv2[0, 0]",
+                      1)
+    src += _block("""
+        for pl in numba.prange(x.shape[0] * C):
+            b = pl * L
+    """, 1)
+    if not sel:
+        src += _block("pr = prm[(pl % C) % prm.shape[0]]", 2)
+
+    def first(lane: str, pos: str) -> str:
+        v = f"xf[numba.uint64(b + {pos})]"
+        return f"a{lane} = {v}" if sel else f"a{lane} = _init(zero + {v}, {pos}, pr)"
+
+    def take(lane: str, pos: str) -> str:
+        v = f"xf[numba.uint64(b + {pos})]"
+        if sel:
+            return f"v = {v}\na{lane} = v if _better(v, a{lane}) else a{lane}"
+        return f"a{lane} = _take(a{lane}, zero + {v}, {pos}, pr)"
+
+    def merge(a: str, b: str) -> str:
+        if sel:
+            return f"a{a} = a{b} if _better(a{b}, a{a}) else a{a}"
+        return f"a{a} = _merge(a{a}, a{b}, pr)"
+
+    n = _LANES
+    src += _block(f"if L >= {n}:", 2)
+    for lane in range(n):
+        src += _block(first(str(lane), str(lane)), 3)
+    src += _block(f"for j in range(1, L // {n}):", 3)
+    for lane in range(n):
+        src += _block(take(str(lane), f"j * {n} + {lane}"), 4)
+    src += _block(f"for t in range(L // {n} * {n}, L):", 3) + _block(take("0", "t"), 4)
+    for step in (1, 2, 4):
+        for lane in range(0, n, 2 * step):
+            src += _block(merge(str(lane), str(lane + step)), 3)
+    src += _block("else:", 2) + _block(first("0", "0"), 3)
+    src += _block("for t in range(1, L):", 3) + _block(take("0", "t"), 4)
+    src += _block("of[numba.uint64(pl)] = " + ("a0" if sel else "_finish(a0, div, pr)"), 2)
     return src
 
 
@@ -664,6 +730,10 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
     if kind not in VARIANTS or variant not in VARIANTS[kind]:
         raise ValueError(f"no {variant!r} kernel for {kind!r} reductions")
     if layout == "channels_first":
+        if variant == "forward_global":
+            if not global_fast_path(red):
+                raise ValueError(f"no whole-plane kernel for reduction {red.name!r}")
+            return _cf_forward_global(red)
         if variant == "forward_rows":
             if not row_fast_path(red):
                 raise ValueError(f"no row kernel for reduction {red.name!r}")
@@ -685,4 +755,4 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
 
 
 __all__ = ["HEADER", "DECORATOR", "VARIANTS", "kernel_source", "native_channels_last",
-           "row_fast_path"]
+           "row_fast_path", "global_fast_path"]
