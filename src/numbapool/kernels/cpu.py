@@ -60,37 +60,18 @@ def forward(reduction: Reduction, layout: str, x: np.ndarray, axes: Sequence[Axi
     """Pool ``x``; returns ``(out, indices or None)``."""
     shape = out_shape(x, axes, layout)
     tables = _tables(axes)
-    if (layout == "channels_first" and not with_indices and global_fast_path(reduction)
-            and all(a.planes == 1 and a.out == 1 and a.count[0, 0] == a.length and a.step == 1
-                    for a in axes)):
-        kernel = get_kernel(reduction, "channels_first", "forward_global")
-        if isinstance(reduction, Selection):
-            out = np.empty(shape, dtype=x.dtype)
-            kernel(x, out)
-        else:
-            out = np.empty(shape, dtype=reduction.out_dtype(x.dtype))
-            kernel(x, out, *_divisors(axes, include_pad, override), _zero(reduction, x.dtype),
-                   prm)
-        return out, None
-    # The row kernels vectorise values but not index tracking (measured: 124 ms against 50 ms
-    # for the per-window kernel on the ResNet-stem case), so indices use the per-window one.
-    if (layout == "channels_first" and not with_indices and global_fast_path(reduction)
-            and all(a.planes == 1 and a.out == 1 and a.count[0, 0] == a.length and a.step == 1
-                    for a in axes)):
-        kernel = get_kernel(reduction, "channels_first", "forward_global")
-        if isinstance(reduction, Selection):
-            out = np.empty(shape, dtype=x.dtype)
-            kernel(x, out)
-        else:
-            out = np.empty(shape, dtype=reduction.out_dtype(x.dtype))
-            kernel(x, out, *_divisors(axes, include_pad, override), _zero(reduction, x.dtype),
-                   prm)
-        return out, None
-    # The row kernels vectorise values but not index tracking (measured on the ResNet-stem
-    # case: 124-140 ms against 110 ms for the per-window kernel), so indices use the latter.
-    if (layout == "channels_first" and row_fast_path(reduction) and not with_indices
-            and all(a.planes == 1 for a in axes)):
-        return _forward_rows(reduction, x, axes, tables, shape, prm, include_pad, override)
+    shared = all(a.planes == 1 for a in axes)
+    if layout == "channels_first" and not with_indices and shared:
+        whole_plane = all(a.out == 1 and a.count[0, 0] == a.length and a.step == 1
+                          for a in axes)
+        if whole_plane and global_fast_path(reduction):
+            return _forward_global(reduction, x, axes, shape, prm, include_pad, override)
+        # The row kernels vectorise values but not index tracking (measured on the
+        # ResNet-stem case: 124-140 ms against 110 ms for the per-window kernel), so indices
+        # use the latter.
+        if row_fast_path(reduction):
+            return _forward_rows(reduction, x, axes, tables, shape, prm, include_pad,
+                                 override)
     if isinstance(reduction, Selection):
         out = np.empty(shape, dtype=x.dtype)
         if with_indices:
@@ -111,6 +92,17 @@ def forward(reduction: Reduction, layout: str, x: np.ndarray, axes: Sequence[Axi
     get_kernel(reduction, layout, "forward")(
         x, out, *tables, *_divisors(axes, include_pad, override), _zero(reduction, x.dtype),
         prm)
+    return out, None
+
+
+def _forward_global(reduction, x, axes, shape, prm, include_pad, override):
+    kernel = get_kernel(reduction, "channels_first", "forward_global")
+    if isinstance(reduction, Selection):
+        out = np.empty(shape, dtype=x.dtype)
+        kernel(x, out)
+        return out, None
+    out = np.empty(shape, dtype=reduction.out_dtype(x.dtype))
+    kernel(x, out, *_divisors(axes, include_pad, override), _zero(reduction, x.dtype), prm)
     return out, None
 
 
