@@ -389,15 +389,21 @@ def _stats(level: int, cf: bool) -> str:
             + _walk(f"acc = _take(acc, zero + {_x(cf)}, tap, pr)", level, skip_first=True))
 
 
-def _cf_backward(red: Reduction) -> str:
-    kind = red.kind
-    routed = kind in ("selection", "sampling")
+def _gather_signature(routed: bool) -> str:
+    """``def kernel(...)`` of a gather backward (both layouts): routed gradients need the
+    indices, smooth ones the window tables, divisors and parameters."""
     args = ["x", "y", "gy", "gx"] + (["idx"] if routed else [])
     args += ["ip0", "iw0", "ip1", "iw1", "ip2", "iw2"]
     if not routed:
         args += ["g0", "g1", "g2", "dk", "dv0", "dv1", "dv2", "override"]
     args += ["zero"] + ([] if routed else ["prm"])
-    src = f"def kernel({', '.join(args)}):\n"
+    return f"def kernel({', '.join(args)}):\n"
+
+
+def _cf_backward(red: Reduction) -> str:
+    kind = red.kind
+    routed = kind in ("selection", "sampling")
+    src = _gather_signature(routed)
     src += _block("""
         C = x.shape[1]
         S0 = x.shape[2]
@@ -667,12 +673,7 @@ def _cl_forward(red: Reduction, variant: str) -> str:
 
 def _cl_backward(red: Reduction) -> str:
     routed = red.kind == "selection"
-    args = ["x", "y", "gy", "gx"] + (["idx"] if routed else [])
-    args += ["ip0", "iw0", "ip1", "iw1", "ip2", "iw2"]
-    if not routed:
-        args += ["g0", "g1", "g2", "dk", "dv0", "dv1", "dv2", "override"]
-    args += ["zero"] + ([] if routed else ["prm"])
-    src = f"def kernel({', '.join(args)}):\n"
+    src = _gather_signature(routed)
     src += _block("""
         S0 = x.shape[1]
         S1 = x.shape[2]
