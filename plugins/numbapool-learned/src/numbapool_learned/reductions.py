@@ -139,7 +139,8 @@ GATED = Streaming("gated", init=gated_init, take=gated_take, finish=gated_finish
 
 # lse: prm = [r]; acc = (max, sum exp(r (v - max))) -----------------------------------------
 @_jit
-def lse_init(v, tap, prm):
+def max_expsum_init(v, tap, prm):
+    """(running max, sum of exp(r (v - max))): 1 for the first element (also softpool's)."""
     return (v, 1.0)
 
 
@@ -173,17 +174,12 @@ def lse_param_grad_window(y, acc, div, prm, g, out):
     out[0] -= g * y / prm[0]
 
 
-LSE = Streaming("lse", init=lse_init, take=lse_take, finish=lse_finish, grad=lse_grad,
+LSE = Streaming("lse", init=max_expsum_init, take=lse_take, finish=lse_finish, grad=lse_grad,
                 param_grad=lse_param_grad, param_grad_window=lse_param_grad_window,
                 uses_divisor=True, accumulator="tuple")
 
 
 # softpool: weights softmax(x) over the window; stats = (max, sum exp(v - max)) ------------
-@_jit
-def softmax_init(v, tap, prm):
-    return (v, 1.0)
-
-
 @_jit
 def softmax_take(acc, v, tap, prm):
     m, s = acc
@@ -202,7 +198,7 @@ def softpool_grad(v, tap, y, acc, div, prm):
     return math.exp(v - acc[0]) / acc[1] * (1.0 + v - y)
 
 
-SOFTPOOL = Weighted("softpool", init=softmax_init, take=softmax_take, weight=softpool_weight,
+SOFTPOOL = Weighted("softpool", init=max_expsum_init, take=softmax_take, weight=softpool_weight,
                     grad=softpool_grad, accumulator="tuple")
 
 
