@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .. import buffers
 from ..geometry import AxisWindows
 from ..reduction import Reduction, Sampling, Selection
 from .codegen import get_kernel
@@ -73,22 +74,22 @@ def forward(reduction: Reduction, layout: str, x: np.ndarray, axes: Sequence[Axi
             return _forward_rows(reduction, x, axes, tables, shape, prm, include_pad,
                                  override)
     if isinstance(reduction, Selection):
-        out = np.empty(shape, dtype=x.dtype)
+        out = buffers.empty(shape, x.dtype)
         if with_indices:
-            idx = np.empty(shape, dtype=np.int64)
+            idx = buffers.empty(shape, np.int64)
             get_kernel(reduction, layout, "forward_indices")(x, out, idx, *tables)
             return out, idx
         get_kernel(reduction, layout, "forward")(x, out, *tables)
         return out, None
     if isinstance(reduction, Sampling):
-        out = np.empty(shape, dtype=x.dtype)
-        idx = np.empty(shape, dtype=np.int64)
+        out = buffers.empty(shape, x.dtype)
+        idx = buffers.empty(shape, np.int64)
         get_kernel(reduction, layout, "forward_indices")(x, out, idx, *tables,
                                                          np.float64(0.0), prm, u)
         return out, (idx if with_indices else None)
     if with_indices:
         raise ValueError(f"reduction {reduction.name!r} has no indices")
-    out = np.empty(shape, dtype=reduction.out_dtype(x.dtype))
+    out = buffers.empty(shape, reduction.out_dtype(x.dtype))
     get_kernel(reduction, layout, "forward")(
         x, out, *tables, *_divisors(axes, include_pad, override), _zero(reduction, x.dtype),
         prm)
@@ -98,10 +99,10 @@ def forward(reduction: Reduction, layout: str, x: np.ndarray, axes: Sequence[Axi
 def _forward_global(reduction, x, axes, shape, prm, include_pad, override):
     kernel = get_kernel(reduction, "channels_first", "forward_global")
     if isinstance(reduction, Selection):
-        out = np.empty(shape, dtype=x.dtype)
+        out = buffers.empty(shape, x.dtype)
         kernel(x, out)
         return out, None
-    out = np.empty(shape, dtype=reduction.out_dtype(x.dtype))
+    out = buffers.empty(shape, reduction.out_dtype(x.dtype))
     kernel(x, out, *_divisors(axes, include_pad, override), _zero(reduction, x.dtype), prm)
     return out, None
 
@@ -110,10 +111,10 @@ def _forward_rows(reduction, x, axes, tables, shape, prm, include_pad, override)
     geo = axes[2].interior
     kernel = get_kernel(reduction, "channels_first", "forward_rows")
     if isinstance(reduction, Selection):
-        out = np.empty(shape, dtype=x.dtype)
+        out = buffers.empty(shape, x.dtype)
         kernel(x, out, *tables, geo)
         return out, None
-    out = np.empty(shape, dtype=reduction.out_dtype(x.dtype))
+    out = buffers.empty(shape, reduction.out_dtype(x.dtype))
     kernel(x, out, *tables, geo, *_divisors(axes, include_pad, override),
            _zero(reduction, x.dtype), prm)
     return out, None
@@ -126,7 +127,7 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
     (same shape as the forward result, in the accumulator dtype)."""
     acc = reduction.acc_dtype(x.dtype)
     zero = acc.type(0)
-    gx = np.empty(x.shape, dtype=acc)
+    gx = buffers.empty(x.shape, acc)
     if layout == "channels_first" and x.shape[0] * x.shape[1] >= SCATTER_MIN_PLANES:
         kernel = get_kernel(reduction, layout, "backward_scatter")
         if isinstance(reduction, (Selection, Sampling)):
