@@ -82,3 +82,21 @@ def test_cli_check_and_plugins(capsys):
     out = capsys.readouterr().out
     assert out.startswith("numbapool.builtin: adaptive_avg, adaptive_max, avg")
     assert main(["check", "mxa"]) == 2
+
+
+@pytest.mark.parametrize("name", numbapool.poolers())
+def test_every_pooler_gradient_with_many_planes(name):
+    """With >= SCATTER_MIN_PLANES planes channels-first backward scatters per plane: check it
+    against finite differences for every pooler, on each of its 2-D geometry examples."""
+    import numpy as np
+
+    from numbapool.testing import _check_grad, _data, examples
+
+    rng = np.random.default_rng(3)
+    seeded = {} if numbapool.get(name).deterministic else {"seed": 0}
+    for opts in examples(name, 2):
+        kw = {**opts, **seeded}
+        x = _data((2, 5, 9, 8), rng)
+        y = numbapool.pool(name, x, **kw)
+        ok, detail = _check_grad(name, x, y, kw, rng)
+        assert ok, f"{opts}: {detail}"

@@ -130,7 +130,10 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
     gx = buffers.empty(x.shape, acc)
     if layout == "channels_first" and x.shape[0] * x.shape[1] >= SCATTER_MIN_PLANES:
         kernel = get_kernel(reduction, layout, "backward_scatter")
-        if isinstance(reduction, (Selection, Sampling)):
+        if isinstance(reduction, Selection):  # routed by value: no indices needed
+            y, _ = forward(reduction, layout, x, axes, prm)
+            kernel(x, y, grad_out, gx, *_tables(axes), zero)
+        elif isinstance(reduction, Sampling):
             y, idx = forward(reduction, layout, x, axes, prm, with_indices=True, u=u)
             kernel(x, y, grad_out, gx, idx, *_tables(axes), zero)
         else:

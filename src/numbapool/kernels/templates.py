@@ -472,12 +472,13 @@ def _cf_backward_scatter(red: Reduction) -> str:
     plane's elements.  A plane is owned by one thread and walked in a fixed order, so there
     are no races and results are deterministic; cheaper than gathering when there are enough
     planes to keep the threads busy."""
-    routed = red.kind in ("selection", "sampling")
+    routed = red.kind == "sampling"  # by the drawn indices
+    by_value = red.kind == "selection"  # to the first element equal to the result
     args = ["x", "y", "gy", "gx"] + (["idx"] if routed else [])
     args += ["g0", "g1", "g2", "dk"]
-    if not routed:
+    if not (routed or by_value):
         args += ["dv0", "dv1", "dv2", "override"]
-    args += ["zero"] + ([] if routed else ["prm"])
+    args += ["zero"] + ([] if routed or by_value else ["prm"])
     src = f"def kernel({', '.join(args)}):\n"
     src += _block("""
         C = x.shape[1]
@@ -515,6 +516,44 @@ def _cf_backward_scatter(red: Reduction) -> str:
                 gxf[numba.uint64(xb + idf[k])] += gyf[k]
         """, 2)
         return _flat_x(src)
+    if by_value:
+        # A selection's result is the first element of its window equal to it (ties keep the
+        # first; ``better`` is a strict weak order), or, for a NaN result, the window's last
+        # NaN (a NaN replaces the choice).  No index array is needed, so the forward pass can
+        # run the vectorised value-only kernels.
+        src += _block("""
+            q0 = pl % P0
+            q1 = pl % P1
+            q2 = pl % P2
+        """, 2)
+        src += _block("for o0 in range(O0):", 2) + _load(0, "o0", "q0", 3)
+        src += _block("for o1 in range(O1):", 3) + _load(1, "o1", "q1", 4)
+        src += _block("for o2 in range(O2):", 4) + _load(2, "o2", "q2", 5)
+        src += _block("""
+            o = numba.uint64(ob + (o0 * O1 + o1) * O2 + o2)
+            g = gyf[o]
+            yy = yf[o]
+            hit = -1
+            nan = yy != yy
+            for k0 in range(n0):
+                r0 = (b0 + k0 * d0) * S1
+                for k1 in range(n1):
+                    r1 = (r0 + b1 + k1 * d1) * S2 + b2
+                    for k2 in range(n2):
+                        p = r1 + k2 * d2
+                        v = xf[numba.uint64(xb + p)]
+                        if v == yy:
+                            hit = p
+                            break
+                        if nan and v != v:
+                            hit = p  # keep going: the last NaN is the one selected
+                    if hit >= 0 and not nan:
+                        break
+                if hit >= 0 and not nan:
+                    break
+            gxf[numba.uint64(xb + hit)] += g
+        """, 5)
+        return src
     needs_acc = red.kind == "weighted" or red.grad_uses_acc
     src += _block("""
         q0 = pl % P0

@@ -1,0 +1,53 @@
+"""Both backward strategies against the NumPy reference: channels-first scatters per (n, c)
+plane when there are at least SCATTER_MIN_PLANES planes and gathers otherwise; selections
+scatter by value (first element equal to the result; the last NaN for a NaN result)."""
+
+import numpy as np
+import pytest
+
+import numbapool
+from numbapool.kernels.cpu import SCATTER_MIN_PLANES
+from reference import ref_pool_grad
+
+CASES = [
+    ("max", dict(kernel_size=3, stride=2, padding=1)),
+    ("max", dict(kernel_size=3, stride=1, dilation=2, ceil_mode=True)),
+    ("min", dict(kernel_size=2)),
+    ("avg", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+    ("sum", dict(kernel_size=3, stride=1)),
+    ("lp", dict(kernel_size=2, stride=1, p=3.0)),
+    ("global_max", {}),
+    ("adaptive_max", dict(output_size=(4, 3))),
+    ("adaptive_avg", dict(output_size=(4, 3))),
+]
+
+
+@pytest.mark.parametrize("planes", [(1, 3), (2, 5)])  # below and above the scatter threshold
+@pytest.mark.parametrize("name,opts", CASES)
+def test_grad_matches_reference(name, opts, planes):
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0.5, 1.5, (*planes, 9, 8))
+    y = numbapool.pool(name, x, **opts)
+    gy = rng.standard_normal(y.shape)
+    got = numbapool.pool_grad(name, x, gy, **opts)
+    np.testing.assert_allclose(got, ref_pool_grad(name, x, gy, **opts), rtol=1e-12,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("planes", [(1, 3), (2, 5)])
+def test_selection_grad_with_ties_and_nans(planes):
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 3, (*planes, 9, 8)).astype(np.float64)  # many ties
+    x[0, 0, 1, 1] = np.nan
+    x[0, 0, 2, 2] = np.nan  # two NaNs in one window: the last one is selected
+    x[-1, -1, 5:7, 5:7] = np.nan
+    for name in ("max", "min"):
+        opts = dict(kernel_size=3, stride=2, padding=1)
+        gy = rng.standard_normal(numbapool.pool(name, x, **opts).shape)
+        got = numbapool.pool_grad(name, x, gy, **opts)
+        np.testing.assert_allclose(got, ref_pool_grad(name, x, gy, **opts), rtol=1e-12,
+                                   atol=1e-12, err_msg=name)
+
+
+def test_threshold_splits_the_cases():
+    assert 1 * 3 < SCATTER_MIN_PLANES <= 2 * 5
