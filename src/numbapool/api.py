@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Any
@@ -204,7 +205,7 @@ def _prepare(name: str, x: object, options: dict[str, Any], params: dict[str, An
     window_opts = {k: given.get(k, default) for k, default in pooler.window.options.items()}
     plan = pooler.window.plan(tuple(int(s) for s in spatial), context, **window_opts)
     axes = (SINGLETON,) * (3 - rank) + plan.axes
-    taps = int(np.prod([a.extent for a in plan.axes]))
+    taps = math.prod(a.extent for a in plan.axes)
     prm, slots = _float_params(pooler, values, set(params), channels, taps)
 
     include_pad = options["count_include_pad"]

@@ -17,6 +17,7 @@ Set ``NUMBAPOOL_BUFFER_CACHE=0`` to allocate every array afresh.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -43,7 +44,7 @@ _ONLY_POOL = _refcounts([np.empty(1, dtype=np.uint8)])[0]
 def empty(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
     """Like ``np.empty``, reusing a cached buffer for large arrays when one is free."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     if not _ENABLED or nbytes < MIN_BYTES:
         return np.empty(shape, dtype=dtype)
     with _lock:

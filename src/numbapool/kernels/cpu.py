@@ -8,6 +8,7 @@ axes), C-contiguous in their layout, of a dtype Numba supports; ``axes`` holds t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -32,9 +33,11 @@ def out_shape(x: np.ndarray, axes: Sequence[AxisWindows], layout: str) -> tuple[
     return (x.shape[0], *spatial, x.shape[4])
 
 
-def _tables(axes: Sequence[AxisWindows]) -> list:
+@lru_cache(maxsize=256)
+def _tables(axes: tuple[AxisWindows, ...]) -> tuple:
     dk = np.array([[a.step for a in axes], [a.extent for a in axes]], dtype=np.int64)
-    return [a.table for a in axes] + [dk]
+    dk.setflags(write=False)
+    return (*(a.table for a in axes), dk)
 
 
 def _divisors(axes: Sequence[AxisWindows], include_pad: bool, override: float | None) -> list:
@@ -60,7 +63,7 @@ def forward(reduction: Reduction, layout: str, x: np.ndarray, axes: Sequence[Axi
             ) -> tuple[np.ndarray, np.ndarray | None]:
     """Pool ``x``; returns ``(out, indices or None)``."""
     shape = out_shape(x, axes, layout)
-    tables = _tables(axes)
+    tables = _tables(tuple(axes))
     shared = all(a.planes == 1 for a in axes)
     if layout == "channels_first" and not with_indices and shared:
         whole_plane = all(a.out == 1 and a.count[0, 0] == a.length and a.step == 1
@@ -132,14 +135,14 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
         kernel = get_kernel(reduction, layout, "backward_scatter")
         if isinstance(reduction, Selection):  # routed by value: no indices needed
             y, _ = forward(reduction, layout, x, axes, prm)
-            kernel(x, y, grad_out, gx, *_tables(axes), zero)
+            kernel(x, y, grad_out, gx, *_tables(tuple(axes)), zero)
         elif isinstance(reduction, Sampling):
             y, idx = forward(reduction, layout, x, axes, prm, with_indices=True, u=u)
-            kernel(x, y, grad_out, gx, idx, *_tables(axes), zero)
+            kernel(x, y, grad_out, gx, idx, *_tables(tuple(axes)), zero)
         else:
             y, _ = forward(reduction, layout, x, axes, prm, include_pad, override)
-            kernel(x, y, grad_out, gx, *_tables(axes), *_divisors(axes, include_pad, override),
-                   zero, prm)
+            kernel(x, y, grad_out, gx, *_tables(tuple(axes)),
+                   *_divisors(axes, include_pad, override), zero, prm)
         return gx
     inv = _inverse(axes)
     kernel = get_kernel(reduction, layout, "backward")
@@ -148,7 +151,7 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
         kernel(x, y, grad_out, gx, idx, *inv, zero)
     else:
         y, _ = forward(reduction, layout, x, axes, prm, include_pad, override)
-        kernel(x, y, grad_out, gx, *inv, *_tables(axes),
+        kernel(x, y, grad_out, gx, *inv, *_tables(tuple(axes)),
                *_divisors(axes, include_pad, override), zero, prm)
     return gx
 
@@ -162,6 +165,6 @@ def param_grad(reduction: Reduction, x: np.ndarray, grad_out: np.ndarray,
     n, c, o0, o1 = y.shape[:4]
     gp = np.zeros((n * c * o0 * o1, prm.shape[1]), dtype=np.float64)
     get_kernel(reduction, "channels_first", "param_grad")(
-        x, y, grad_out, gp, *_tables(axes), *_divisors(axes, include_pad, override),
+        x, y, grad_out, gp, *_tables(tuple(axes)), *_divisors(axes, include_pad, override),
         _zero(reduction, x.dtype), prm)
     return gp.reshape(n, c, o0 * o1, prm.shape[1]).sum(axis=2)
