@@ -18,13 +18,30 @@ _jit = numba.njit(cache=True, nogil=True)
 
 # gem: prm = [p, eps]; acc = sum(clamp(v, eps) ** p) -------------------------------------
 @_jit
+def _pow(c, p):
+    # Small integer powers by multiplication: the test on p is the same for every element,
+    # so the compiler hoists it out of the loop and the loop vectorises (a general ``**``
+    # is a scalar call per element).
+    if p == 3.0:
+        return c * c * c
+    if p == 2.0:
+        return c * c
+    if p == 4.0:
+        c2 = c * c
+        return c2 * c2
+    if p == 1.0:
+        return c
+    return c ** p
+
+
+@_jit
 def gem_init(v, tap, prm):
-    return max(v, prm[1]) ** prm[0]
+    return _pow(max(v, prm[1]), prm[0])
 
 
 @_jit
 def gem_take(acc, v, tap, prm):
-    return acc + max(v, prm[1]) ** prm[0]
+    return acc + _pow(max(v, prm[1]), prm[0])
 
 
 @_jit
