@@ -17,6 +17,10 @@ CASES = [
     ("sum", dict(kernel_size=3, stride=1)),
     ("lp", dict(kernel_size=2, stride=1, p=3.0)),
     ("global_max", {}),
+    ("global_avg", {}),
+    ("max", dict(kernel_size=(3, 2))),  # windows cover every element exactly once
+    ("avg", dict(kernel_size=(3, 4))),
+    ("lp", dict(kernel_size=(3, 2), p=2.0)),
     ("adaptive_max", dict(output_size=(4, 3))),
     ("adaptive_avg", dict(output_size=(4, 3))),
 ]
@@ -41,8 +45,9 @@ def test_selection_grad_with_ties_and_nans(planes):
     x[0, 0, 1, 1] = np.nan
     x[0, 0, 2, 2] = np.nan  # two NaNs in one window: the last one is selected
     x[-1, -1, 5:7, 5:7] = np.nan
-    for name in ("max", "min"):
-        opts = dict(kernel_size=3, stride=2, padding=1)
+    for name, opts in (("max", dict(kernel_size=3, stride=2, padding=1)),
+                       ("min", dict(kernel_size=3, stride=2, padding=1)),
+                       ("max", dict(kernel_size=(3, 2))), ("min", dict(kernel_size=(3, 4)))):
         gy = rng.standard_normal(numbapool.pool(name, x, **opts).shape)
         got = numbapool.pool_grad(name, x, gy, **opts)
         np.testing.assert_allclose(got, ref_pool_grad(name, x, gy, **opts), rtol=1e-12,

@@ -103,6 +103,11 @@ class AxisWindows:
         res.setflags(write=False)
         return res
 
+    @cached_property
+    def exact_cover(self) -> bool:
+        """Whether every input position is read by exactly one window (in every plane)."""
+        return bool(np.all(np.diff(self.inv_ptr, axis=1) == 1))
+
     def divisor(self, count_include_pad: bool) -> np.ndarray:
         """Per-window divisor along this axis, as float64, shape (planes, out)."""
         if count_include_pad:

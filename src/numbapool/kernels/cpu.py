@@ -132,7 +132,9 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
     zero = acc.type(0)
     gx = buffers.empty(x.shape, acc)
     if layout == "channels_first" and x.shape[0] * x.shape[1] >= SCATTER_MIN_PLANES:
-        kernel = get_kernel(reduction, layout, "backward_scatter")
+        cover = not isinstance(reduction, Sampling) and all(a.exact_cover for a in axes)
+        kernel = get_kernel(reduction, layout,
+                            "backward_scatter_cover" if cover else "backward_scatter")
         if isinstance(reduction, Selection):  # routed by value: no indices needed
             y, _ = forward(reduction, layout, x, axes, prm)
             kernel(x, y, grad_out, gx, *_tables(tuple(axes)), zero)

@@ -50,11 +50,12 @@ DECORATOR = "@numba.njit(parallel=True, cache=True, nogil=True, error_model='num
 
 VARIANTS = {
     "selection": ("forward", "forward_indices", "backward", "forward_rows",
-                  "backward_scatter", "forward_global"),
+                  "backward_scatter", "backward_scatter_cover", "forward_global"),
     "sampling": ("forward_indices", "backward", "backward_scatter"),
     "streaming": ("forward", "backward", "param_grad", "forward_rows", "backward_scatter",
-                  "forward_global"),
-    "weighted": ("forward", "backward", "param_grad", "backward_scatter"),
+                  "backward_scatter_cover", "forward_global"),
+    "weighted": ("forward", "backward", "param_grad", "backward_scatter",
+                 "backward_scatter_cover"),
 }
 
 
@@ -467,11 +468,12 @@ def _cf_backward(red: Reduction) -> str:
     return src
 
 
-def _cf_backward_scatter(red: Reduction) -> str:
+def _cf_backward_scatter(red: Reduction, cover: bool = False) -> str:
     """Channels first, one task per (n, c) plane: each window adds its gradient into the
     plane's elements.  A plane is owned by one thread and walked in a fixed order, so there
     are no races and results are deterministic; cheaper than gathering when there are enough
-    planes to keep the threads busy."""
+    planes to keep the threads busy.  With ``cover`` (every input element is read by exactly
+    one window) each element is assigned once and the plane is not zeroed first."""
     routed = red.kind == "sampling"  # by the drawn indices
     by_value = red.kind == "selection"  # to the first element equal to the result
     args = ["x", "y", "gy", "gx"] + (["idx"] if routed else [])
@@ -506,9 +508,12 @@ def _cf_backward_scatter(red: Reduction) -> str:
             n = pl // C
             xb = pl * plane
             ob = pl * oplane
+    """, 1)
+    if routed or not cover:
+        src += _block("""
             for i in range(plane):
                 gxf[numba.uint64(xb + i)] = zero
-    """, 1)
+        """, 2)
     if routed:
         src += _block("""
             for o in range(oplane):
@@ -529,6 +534,25 @@ def _cf_backward_scatter(red: Reduction) -> str:
         src += _block("for o0 in range(O0):", 2) + _load(0, "o0", "q0", 3)
         src += _block("for o1 in range(O1):", 3) + _load(1, "o1", "q1", 4)
         src += _block("for o2 in range(O2):", 4) + _load(2, "o2", "q2", 5)
+        if cover:  # write every element of the window: zeros, then the gradient
+            src += _block("""
+                o = numba.uint64(ob + (o0 * O1 + o1) * O2 + o2)
+                yy = yf[o]
+                hit = -1
+                nan = yy != yy
+                for k0 in range(n0):
+                    r0 = (b0 + k0 * d0) * S1
+                    for k1 in range(n1):
+                        r1 = (r0 + b1 + k1 * d1) * S2 + b2
+                        for k2 in range(n2):
+                            p = r1 + k2 * d2
+                            v = xf[numba.uint64(xb + p)]
+                            gxf[numba.uint64(xb + p)] = zero
+                            if (hit < 0 and v == yy) or (nan and v != v):
+                                hit = p
+                gxf[numba.uint64(xb + hit)] = gyf[o]
+            """, 5)
+            return src
         src += _block("""
             o = numba.uint64(ob + (o0 * O1 + o1) * O2 + o2)
             g = gyf[o]
@@ -575,7 +599,8 @@ def _cf_backward_scatter(red: Reduction) -> str:
         a = "acc"
     else:
         a = "zero"
-    src += _walk(f"gxf[numba.uint64(xb + (w0 * S1 + w1) * S2 + w2)] += g * _grad("
+    op = "=" if cover else "+="
+    src += _walk(f"gxf[numba.uint64(xb + (w0 * S1 + w1) * S2 + w2)] {op} g * _grad("
                  f"zero + x[n, c, w0, w1, w2], tap, yy, {a}, div, pr)", L, skip_first=False)
     return _flat_x(src)
 
@@ -780,8 +805,8 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
             return _cf_forward_rows(red)
         if variant == "backward":
             return _cf_backward(red)
-        if variant == "backward_scatter":
-            return _cf_backward_scatter(red)
+        if variant in ("backward_scatter", "backward_scatter_cover"):
+            return _cf_backward_scatter(red, cover=variant == "backward_scatter_cover")
         if variant == "param_grad":
             return _cf_param_grad(red)
         return _cf_forward(red, variant)
