@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import buffers
 from ..geometry import AxisWindows
-from ..reduction import Reduction, Sampling, Selection
+from ..reduction import Reduction, Sampling, Selection, Streaming
 from .codegen import get_kernel
 from .templates import global_fast_path, row_fast_path
 
@@ -66,9 +66,7 @@ def forward(reduction: Reduction, layout: str, x: np.ndarray, axes: Sequence[Axi
     tables = _tables(tuple(axes))
     shared = all(a.planes == 1 for a in axes)
     if layout == "channels_first" and not with_indices and shared:
-        whole_plane = all(a.out == 1 and a.count[0, 0] == a.length and a.step == 1
-                          for a in axes)
-        if whole_plane and global_fast_path(reduction):
+        if _whole_plane(axes) and global_fast_path(reduction):
             return _forward_global(reduction, x, axes, shape, prm, include_pad, override)
         # The row kernels vectorise values but not index tracking (measured on the
         # ResNet-stem case: 124-140 ms against 110 ms for the per-window kernel), so indices
@@ -97,6 +95,12 @@ def forward(reduction: Reduction, layout: str, x: np.ndarray, axes: Sequence[Axi
         x, out, *tables, *_divisors(axes, include_pad, override), _zero(reduction, x.dtype),
         prm)
     return out, None
+
+
+def _whole_plane(axes: Sequence[AxisWindows]) -> bool:
+    """One window per plane, reading every element: global pooling."""
+    return all(a.planes == 1 and a.out == 1 and a.count[0, 0] == a.length and a.step == 1
+               for a in axes)
 
 
 def _forward_global(reduction, x, axes, shape, prm, include_pad, override):
@@ -131,6 +135,16 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
     acc = reduction.acc_dtype(x.dtype)
     zero = acc.type(0)
     gx = buffers.empty(x.shape, acc)
+    if (layout == "channels_first" and _whole_plane(axes) and (
+            isinstance(reduction, Selection)
+            or (isinstance(reduction, Streaming) and not reduction.grad_uses_acc))):
+        y, _ = forward(reduction, layout, x, axes, prm, include_pad, override)
+        kernel = get_kernel(reduction, layout, "backward_global")
+        if isinstance(reduction, Selection):
+            kernel(x, y, grad_out, gx, zero)
+        else:
+            kernel(x, y, grad_out, gx, *_divisors(axes, include_pad, override), zero, prm)
+        return gx
     if layout == "channels_first" and x.shape[0] * x.shape[1] >= SCATTER_MIN_PLANES:
         cover = not isinstance(reduction, Sampling) and all(a.exact_cover for a in axes)
         kernel = get_kernel(reduction, layout,

@@ -50,10 +50,11 @@ DECORATOR = "@numba.njit(parallel=True, cache=True, nogil=True, error_model='num
 
 VARIANTS = {
     "selection": ("forward", "forward_indices", "backward", "forward_rows",
-                  "backward_scatter", "backward_scatter_cover", "forward_global"),
+                  "backward_scatter", "backward_scatter_cover", "forward_global",
+                  "backward_global"),
     "sampling": ("forward_indices", "backward", "backward_scatter"),
     "streaming": ("forward", "backward", "param_grad", "forward_rows", "backward_scatter",
-                  "backward_scatter_cover", "forward_global"),
+                  "backward_scatter_cover", "forward_global", "backward_global"),
     "weighted": ("forward", "backward", "param_grad", "backward_scatter",
                  "backward_scatter_cover"),
 }
@@ -380,6 +381,53 @@ def _cf_forward_global(red: Reduction) -> str:
     src += _block("else:", 2) + _block(first("0", "0"), 3)
     src += _block("for t in range(1, L):", 3) + _block(take("0", "t"), 4)
     src += _block("of[numba.uint64(pl)] = " + ("a0" if sel else "_finish(a0, div, pr)"), 2)
+    return src
+
+
+def _cf_backward_global(red: Reduction) -> str:
+    """Channels first, one window per (n, c) plane: the plane's gradient in one flat pass
+    (selections: zeros, then the output gradient at the first element equal to the result,
+    the last NaN for a NaN result; streaming reductions whose ``grad`` ignores ``acc``:
+    ``g * grad(v)`` for every element)."""
+    sel = isinstance(red, Selection)
+    args = ["x", "y", "gy", "gx"] + ([] if sel else ["dv0", "dv1", "dv2", "override"])
+    args += ["zero"] + ([] if sel else ["prm"])
+    src = f"def kernel({', '.join(args)}):\n"
+    src += _block("""
+        C = x.shape[1]
+        L = x.shape[2] * x.shape[3] * x.shape[4]
+        xf = x.reshape(-1)
+        gxf = gx.reshape(-1)
+        yf = y.reshape(-1)
+        gyf = gy.reshape(-1)
+    """, 1)
+    if not sel:
+        src += _block("div = override if override > 0.0 else dv0[0, 0] * dv1[0, 0] * dv2[0, 0]",
+                      1)
+    src += _block("""
+        for pl in numba.prange(x.shape[0] * C):
+            b = pl * L
+            g = gyf[pl]
+            yy = yf[pl]
+    """, 1)
+    if sel:
+        src += _block("""
+            hit = -1
+            nan = yy != yy
+            for t in range(L):
+                v = xf[numba.uint64(b + t)]
+                gxf[numba.uint64(b + t)] = zero
+                if (hit < 0 and v == yy) or (nan and v != v):
+                    hit = t
+            gxf[numba.uint64(b + hit)] = g
+        """, 2)
+    else:
+        src += _block("""
+            pr = prm[(pl % C) % prm.shape[0]]
+            for t in range(L):
+                gxf[numba.uint64(b + t)] = g * _grad(zero + xf[numba.uint64(b + t)], t, yy,
+                                                     zero, div, pr)
+        """, 2)
     return src
 
 
@@ -799,6 +847,11 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
             if not global_fast_path(red):
                 raise ValueError(f"no whole-plane kernel for reduction {red.name!r}")
             return _cf_forward_global(red)
+        if variant == "backward_global":
+            if not (isinstance(red, Selection) or (isinstance(red, Streaming)
+                                                   and not red.grad_uses_acc)):
+                raise ValueError(f"no whole-plane backward for reduction {red.name!r}")
+            return _cf_backward_global(red)
         if variant == "forward_rows":
             if not row_fast_path(red):
                 raise ValueError(f"no row kernel for reduction {red.name!r}")
