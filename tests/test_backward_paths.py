@@ -56,3 +56,21 @@ def test_selection_grad_with_ties_and_nans(planes):
 
 def test_threshold_splits_the_cases():
     assert 1 * 3 < SCATTER_MIN_PLANES <= 2 * 5
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_global_selection_grad_with_ties_and_nans(layout):
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 3, (2, 5, 4, 3)).astype(np.float64)  # ties everywhere
+    x[0, 1, 0, 1] = np.nan
+    x[0, 1, 2, 2] = np.nan  # the last NaN of the plane is the one selected
+    if layout == "channels_last":
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    for name in ("global_max", "global_min"):
+        for keepdims in (False, True):
+            gy = rng.standard_normal(numbapool.pool(name, x, layout=layout,
+                                                    keepdims=keepdims).shape)
+            got = numbapool.pool_grad(name, x, gy, layout=layout, keepdims=keepdims)
+            np.testing.assert_allclose(
+                got, ref_pool_grad(name, x, gy, layout=layout, keepdims=keepdims),
+                rtol=1e-12, atol=1e-12, err_msg=f"{name} keepdims={keepdims}")
