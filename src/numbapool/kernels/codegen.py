@@ -77,10 +77,13 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name)
 
 
+def _path(reduction: Reduction, layout: str, variant: str, key: str) -> Path:
+    return cache_dir() / f"np_{_safe(reduction.name)}_{layout}_{variant}_{key}.py"
+
+
 def kernel_path(reduction: Reduction, layout: str, variant: str) -> Path:
     """Where the generated source of this kernel lives."""
-    _, key = _source(reduction, layout, variant)
-    return cache_dir() / f"np_{_safe(reduction.name)}_{layout}_{variant}_{key}.py"
+    return _path(reduction, layout, variant, _source(reduction, layout, variant)[1])
 
 
 def _write_once(path: Path, text: str) -> None:
@@ -94,8 +97,8 @@ def _write_once(path: Path, text: str) -> None:
 
 
 def _load(reduction: Reduction, layout: str, variant: str) -> Callable:
-    text, _ = _source(reduction, layout, variant)
-    path = kernel_path(reduction, layout, variant)
+    text, key = _source(reduction, layout, variant)
+    path = _path(reduction, layout, variant, key)
     _write_once(path, text)
     # A real module in sys.modules: Numba finds the kernel's globals through it, both when
     # compiling and when it reloads a cached kernel in a later process.
