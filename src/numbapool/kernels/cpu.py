@@ -14,9 +14,9 @@ import numpy as np
 
 from .. import buffers
 from ..geometry import AxisWindows
-from ..reduction import Reduction, Sampling, Selection, Streaming
+from ..reduction import Reduction, Sampling, Selection
 from .codegen import get_kernel
-from .templates import global_fast_path, row_fast_path
+from .templates import global_backward_path, global_fast_path, row_fast_path
 
 __all__ = ["forward", "backward", "param_grad", "out_shape", "SCATTER_MIN_PLANES"]
 
@@ -135,9 +135,7 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
     acc = reduction.acc_dtype(x.dtype)
     zero = acc.type(0)
     gx = buffers.empty(x.shape, acc)
-    if (layout == "channels_first" and _whole_plane(axes) and (
-            isinstance(reduction, Selection)
-            or (isinstance(reduction, Streaming) and not reduction.grad_uses_acc))):
+    if layout == "channels_first" and _whole_plane(axes) and global_backward_path(reduction):
         y, _ = forward(reduction, layout, x, axes, prm, include_pad, override)
         kernel = get_kernel(reduction, layout, "backward_global")
         if isinstance(reduction, Selection):

@@ -325,6 +325,12 @@ def global_fast_path(red: Reduction) -> bool:
         isinstance(red, Streaming) and red.accumulator == "scalar" and red.merge is not None)
 
 
+def global_backward_path(red: Reduction) -> bool:
+    """Whether the channels-first whole-plane backward applies (it does not re-walk the
+    window, so streaming reductions must not need ``acc`` in ``grad``)."""
+    return isinstance(red, Selection) or (isinstance(red, Streaming) and not red.grad_uses_acc)
+
+
 _LANES = 8
 
 
@@ -848,8 +854,7 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
                 raise ValueError(f"no whole-plane kernel for reduction {red.name!r}")
             return _cf_forward_global(red)
         if variant == "backward_global":
-            if not (isinstance(red, Selection) or (isinstance(red, Streaming)
-                                                   and not red.grad_uses_acc)):
+            if not global_backward_path(red):
                 raise ValueError(f"no whole-plane backward for reduction {red.name!r}")
             return _cf_backward_global(red)
         if variant == "forward_rows":
@@ -873,4 +878,4 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
 
 
 __all__ = ["HEADER", "DECORATOR", "VARIANTS", "kernel_source", "native_channels_last",
-           "row_fast_path", "global_fast_path"]
+           "row_fast_path", "global_fast_path", "global_backward_path"]
