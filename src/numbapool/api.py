@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from . import targets
 from .geometry import SINGLETON, AxisWindows
 from .kernels import cpu
 from .kernels.templates import native_channels_last
@@ -103,10 +104,11 @@ class _Call:
     include_pad: bool
     override: float | None
     u: np.ndarray | None
+    target: str = "cpu"
 
     def result_shape(self) -> tuple[int, ...]:
         n = self.x.shape[0]
-        c = self.x.shape[1] if self.layout == "channels_first" else self.x.shape[-1]
+        c = self.x.shape[1 if self.layout == "channels_first" else self.x.ndim - 1]
         if self.plan.drop_spatial:
             return (n, c)
         spatial = self.plan.out_spatial
@@ -117,12 +119,16 @@ class _Call:
 
     def to_kernel_layout(self, a5: np.ndarray) -> np.ndarray:
         """A 5-D array in the caller's layout, contiguous in the kernel layout."""
+        if self.target == "cuda":  # the CUDA kernels take both layouts and any strides
+            return a5
         if self.layout != self.kernel_layout:
             a5 = np.moveaxis(a5, -1, 1)
         return np.ascontiguousarray(a5)
 
     def to_caller(self, a5: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         """A 5-D kernel result in the caller's layout and shape."""
+        if self.target == "cuda":
+            return a5.reshape(shape)
         if self.layout != self.kernel_layout:
             a5 = np.ascontiguousarray(np.moveaxis(a5, 1, -1))
         return a5.reshape(shape)
@@ -158,7 +164,7 @@ def _float_params(pooler: Pooler, values: dict[str, Any], explicit: set[str], ch
 
 
 def _prepare(name: str, x: object, options: dict[str, Any], params: dict[str, Any],
-             func: str, variants: tuple[str, ...]) -> _Call:
+             func: str, variants: tuple[str, ...], target: str = "cpu") -> _Call:
     pooler = REGISTRY.get(name)
     accepted = pooler.options()
     declared = {p.name: p for p in pooler.parameters}
@@ -173,7 +179,7 @@ def _prepare(name: str, x: object, options: dict[str, Any], params: dict[str, An
     values: dict[str, Any] = {}
     for p in pooler.parameters:
         if p.name in params:
-            values[p.name] = params[p.name]
+            values[p.name] = targets.host_parameter(params[p.name], p.name, target)
             if p.kind != "float":
                 p.validate_option(params[p.name], pooler.name)
         elif p.kind == "float" and p.default is None:
@@ -183,13 +189,14 @@ def _prepare(name: str, x: object, options: dict[str, Any], params: dict[str, An
             values[p.name] = p.default
 
     layout = check_layout(options["layout"])
-    arr = check_array(x)
+    arr = targets.check_device_array(x) if target == "cuda" else check_array(x)
     rank = arr.ndim - 2
-    spatial = arr.shape[2:] if layout == "channels_first" else arr.shape[1:-1]
+    shape = tuple(arr.shape)  # (a device array's shape may not take negative indices)
+    spatial = shape[2:] if layout == "channels_first" else shape[1:-1]
     if min(spatial) < 1:
         raise ValueError(f"x has an empty spatial axis (shape {arr.shape}, layout {layout})")
     batch = arr.shape[0]
-    channels = arr.shape[1] if layout == "channels_first" else arr.shape[-1]
+    channels = shape[1] if layout == "channels_first" else shape[-1]
     reduction = pooler.resolve(values)
     if not reduction.accepts(arr.dtype):
         raise TypeError(f"pooler {pooler.name!r} does not accept x of dtype {arr.dtype}")
@@ -221,13 +228,35 @@ def _prepare(name: str, x: object, options: dict[str, Any], params: dict[str, An
             raise ValueError(f"divisor_override must be positive, got {override}")
         override = float(override)
 
-    kernel_layout = layout
+    if target == "cuda":
+        work = targets.lift_device(arr, layout)
+        call = _Call(pooler, reduction, arr, work, layout, layout, plan, axes, prm, slots,
+                     include_pad, override, None, target)
+    else:
+        call = _Call(pooler, reduction, arr, _lift_host(arr, layout), layout,
+                     _kernel_layout(layout, reduction, prm, axes, variants), plan, axes, prm,
+                     slots, include_pad, override, None)
+        call.work = call.to_kernel_layout(call.work)
+    if isinstance(reduction, Sampling):
+        # One uniform per output, in channels-first order whatever the layout and target, so
+        # that a seed gives the same samples on the CPU and on the GPU.
+        call.u = rng.random((batch, channels, *(a.out for a in axes)))
+    return call
+
+
+def _kernel_layout(layout: str, reduction: Reduction, prm: np.ndarray,
+                   axes: tuple[AxisWindows, ...], variants: tuple[str, ...]) -> str:
+    """The layout the CPU kernels run in: the caller's, or channels-first on a transposed
+    copy where no channels-last kernel exists."""
     if layout == "channels_last" and (
             prm.shape[0] > 1 or any(a.planes > 1 for a in axes)
             or not all(native_channels_last(reduction, v) for v in variants)):
-        kernel_layout = "channels_first"  # run the channels-first kernels on a copy
+        return "channels_first"
+    return layout
 
-    # The kernels want native byte order, a dtype Numba handles, and contiguity in the layout.
+
+def _lift_host(arr: np.ndarray, layout: str) -> np.ndarray:
+    """``arr`` in native byte order, a dtype the kernels take, with three spatial axes."""
     work = arr
     if not work.dtype.isnative:
         work = work.astype(work.dtype.newbyteorder("="))
@@ -235,21 +264,16 @@ def _prepare(name: str, x: object, options: dict[str, Any], params: dict[str, An
         work = work.astype(np.float32)
     elif work.dtype == np.bool_:
         work = work.view(np.uint8)
-    lift = (1,) * (3 - rank)
+    lift = (1,) * (5 - arr.ndim)
     if layout == "channels_first":
-        work = work.reshape(work.shape[:2] + lift + work.shape[2:])
-    else:
-        work = work.reshape(work.shape[:1] + lift + work.shape[1:])
-    call = _Call(pooler, reduction, arr, work, layout, kernel_layout, plan, axes, prm, slots,
-                 include_pad, override, None)
-    call.work = call.to_kernel_layout(work)
-    if isinstance(reduction, Sampling):
-        call.u = rng.random(call.out5_shape())
-    return call
+        return work.reshape(work.shape[:2] + lift + work.shape[2:])
+    return work.reshape(work.shape[:1] + lift + work.shape[1:])
 
 
 def _restore_dtype(out: np.ndarray, call: _Call) -> np.ndarray:
     dtype = call.x.dtype
+    if call.target == "cuda":
+        return targets.restore_device_dtype(out, dtype, call.reduction)
     if dtype == np.float16:
         return out.astype(np.float16)
     if dtype == np.bool_ and isinstance(call.reduction, (Selection, Sampling)):
@@ -268,6 +292,7 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
          return_indices: bool = False,
          output_size: int | tuple[int | None, ...] | None = None,
          keepdims: bool = False,
+         target: str | None = None,
          **params: Any) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Pool ``x`` with the registered pooler ``name``.
 
@@ -307,12 +332,18 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
         Output size of adaptive poolers (None keeps that axis).
     keepdims : bool
         Global poolers: keep the spatial axes with size 1 instead of returning ``(N, C)``.
+    target : {"cpu", "cuda"}, optional
+        Where to compute.  None (default): where ``x`` lives; a CUDA array (anything with
+        ``__cuda_array_interface__``: Numba device arrays, CuPy arrays, PyTorch CUDA tensors)
+        runs on the GPU.  Naming a target copies ``x`` there if it is elsewhere.
     **params
         The pooler's own parameters, e.g. ``p`` for ``"lp"``.
 
     Returns
     -------
     ndarray, or (ndarray, ndarray) with ``return_indices=True``
+        On the CUDA target, Numba device arrays on the current device (``cupy.asarray`` and
+        ``torch.as_tensor`` take them without a copy).
 
     Raises
     ------
@@ -335,7 +366,7 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
                    ceil_mode=ceil_mode, layout=layout, count_include_pad=count_include_pad,
                    divisor_override=divisor_override, return_indices=return_indices,
                    output_size=output_size, keepdims=keepdims)
-    key = _call_key(name, x, options, params)
+    key = _call_key(name, x, options, params) if target is None else None
     known = _KNOWN_CALLS.get(key) if key is not None else None
     if known is not None and REGISTRY.get(name) is known.pooler:
         # The same arguments were checked and planned before: only the data is new.
@@ -347,9 +378,12 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
         return out.reshape(known.shape)
     want_idx = check_bool(return_indices, "return_indices")
     variant = "forward_indices" if want_idx else "forward"
-    call = _prepare(name, x, options, params, "pool", (variant,))
-    out, idx = cpu.forward(call.reduction, call.kernel_layout, call.work, call.axes, call.prm,
-                           call.include_pad, call.override, with_indices=want_idx, u=call.u)
+    where = targets.choose(target, x)
+    call = _prepare(name, targets.to_target(x, where, "x"), options, params, "pool",
+                    (variant,), where)
+    out, idx = targets.engine(where).forward(
+        call.reduction, call.kernel_layout, call.work, call.axes, call.prm, call.include_pad,
+        call.override, with_indices=want_idx, u=call.u)
     shape = call.result_shape()
     out = _restore_dtype(call.to_caller(out, shape), call)
     if key is not None and call.pooler.deterministic and call.kernel_layout == call.layout:
@@ -424,6 +458,7 @@ def pool_grad(name: str, x: Any, grad_output: Any,
               output_size: int | tuple[int | None, ...] | None = None,
               keepdims: bool = False,
               return_param_grads: bool = False,
+              target: str | None = None,
               **params: Any) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
     """Gradient of ``pool(name, x, ...)`` with respect to ``x``.
 
@@ -437,6 +472,9 @@ divisor_override, output_size, keepdims, **params
         returns.
     return_param_grads : bool
         Also return the gradients with respect to the pooler's trainable parameters.
+    target : {"cpu", "cuda"}, optional
+        As for :func:`pool`; ``x`` and ``grad_output`` must live in the same place (a
+        TypeError otherwise), unless ``target`` is named, which copies both there.
 
     Returns
     -------
@@ -444,8 +482,8 @@ divisor_override, output_size, keepdims, **params
         The gradient with respect to ``x``: same shape, layout and dtype as ``x``.
         Overlapping windows accumulate (PyTorch semantics); a max/min gradient goes to the
         selected element (the first on ties).  Computed without atomics: results are
-        deterministic.  The dict maps each trainable parameter's name to its gradient, with
-        the shape the parameter was given (a float for a scalar).
+        deterministic, on the GPU too.  The dict maps each trainable parameter's name to its
+        gradient, with the shape the parameter was given (a float for a scalar), on the host.
     """
     options = dict(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
                    ceil_mode=ceil_mode, layout=layout, count_include_pad=count_include_pad,
@@ -453,17 +491,33 @@ divisor_override, output_size, keepdims, **params
                    output_size=output_size, keepdims=keepdims)
     want_pg = check_bool(return_param_grads, "return_param_grads")
     variants = ("backward", "param_grad") if want_pg else ("backward",)
-    call = _prepare(name, x, options, params, "pool_grad", variants)
-    if call.x.dtype.kind != "f":
+    where = targets.choose(target, x, grad_output, has_grad=True)
+    call = _prepare(name, targets.to_target(x, where, "x"), options, params, "pool_grad",
+                    variants, where)
+    if np.dtype(call.x.dtype).kind != "f":
         raise TypeError(f"pool_grad needs x of a floating-point dtype, got {call.x.dtype}")
-    gy = check_grad_output(grad_output, call)
-    gx = cpu.backward(call.reduction, call.kernel_layout, call.work, gy, call.axes, call.prm,
-                      call.include_pad, call.override, u=call.u)
-    gx = call.to_caller(gx, call.x.shape).astype(call.x.dtype, copy=False)
+    grad_output = targets.to_target(grad_output, where, "grad_output")
+    if where == "cuda":
+        gy = targets.check_device_grad(grad_output, call.result_shape(), call.layout,
+                                       call.reduction.acc_dtype(call.work.dtype))
+    else:
+        gy = check_grad_output(grad_output, call)
+    kernels = targets.engine(where)
+    gx = kernels.backward(call.reduction, call.kernel_layout, call.work, gy, call.axes,
+                          call.prm, call.include_pad, call.override, u=call.u)
+    gx = call.to_caller(gx, call.x.shape)
+    if where == "cuda":
+        gx = targets.astype_device(gx, call.x.dtype)
+    else:
+        gx = gx.astype(call.x.dtype, copy=False)
     if not want_pg:
         return gx
-    per_plane = cpu.param_grad(call.reduction, call.work, gy, call.axes, call.prm,
-                               call.include_pad, call.override)
+    if where == "cuda":
+        per_plane = kernels.param_grad(call.reduction, call.layout, call.work, gy, call.axes,
+                                       call.prm, call.include_pad, call.override)
+    else:
+        per_plane = cpu.param_grad(call.reduction, call.work, gy, call.axes, call.prm,
+                                   call.include_pad, call.override)
     grads: dict[str, Any] = {}
     for slot in call.slots:
         if not slot.param.trainable:

@@ -30,12 +30,12 @@ import numpy as np
 from ..reduction import Reduction
 from .templates import DECORATOR, HEADER, kernel_source
 
-__all__ = ["cache_dir", "get_kernel", "kernel_path"]
+__all__ = ["cache_dir", "get_kernel", "kernel_path", "load_module"]
 
 _CODEGEN_VERSION = "2"  # bump when the way files are generated or loaded changes
 _FIXED_MTIME = 1_000_000_000  # any constant works; it only has to be the same everywhere
 _lock = threading.Lock()
-_kernels: dict[tuple[int, str, str], tuple[Reduction, Callable]] = {}
+_kernels: dict[tuple[int, str, str, str], tuple[Reduction, Callable]] = {}
 
 
 def cache_dir() -> Path:
@@ -61,14 +61,20 @@ def cache_dir() -> Path:
     return fallback
 
 
-def _source(reduction: Reduction, layout: str, variant: str) -> tuple[str, str]:
-    body = DECORATOR + kernel_source(reduction, layout, variant)
+def _source(reduction: Reduction, layout: str, variant: str,
+            target: str = "cpu") -> tuple[str, str]:
+    if target == "cuda":
+        from .cuda_templates import CUDA_DECORATOR, CUDA_HEADER, cuda_kernel_source
+        header, body = CUDA_HEADER, CUDA_DECORATOR + cuda_kernel_source(reduction, layout,
+                                                                        variant)
+    else:
+        header, body = HEADER, DECORATOR + kernel_source(reduction, layout, variant)
     h = hashlib.sha256()
     for part in (_CODEGEN_VERSION, body, reduction.fingerprint(), numba.__version__,
                  np.__version__):
         h.update(part.encode())
     key = h.hexdigest()[:20]
-    header = HEADER.format(name=reduction.name, kind=reduction.kind, layout=layout,
+    header = header.format(name=reduction.name, kind=reduction.kind, layout=layout,
                            variant=variant, key=key)
     return header + body, key
 
@@ -77,13 +83,16 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name)
 
 
-def _path(reduction: Reduction, layout: str, variant: str, key: str) -> Path:
-    return cache_dir() / f"np_{_safe(reduction.name)}_{layout}_{variant}_{key}.py"
+def _path(reduction: Reduction, layout: str, variant: str, key: str,
+          target: str = "cpu") -> Path:
+    prefix = "np" if target == "cpu" else f"np_{target}"
+    return cache_dir() / f"{prefix}_{_safe(reduction.name)}_{layout}_{variant}_{key}.py"
 
 
-def kernel_path(reduction: Reduction, layout: str, variant: str) -> Path:
+def kernel_path(reduction: Reduction, layout: str, variant: str, target: str = "cpu") -> Path:
     """Where the generated source of this kernel lives."""
-    return _path(reduction, layout, variant, _source(reduction, layout, variant)[1])
+    return _path(reduction, layout, variant, _source(reduction, layout, variant, target)[1],
+                 target)
 
 
 def _write_once(path: Path, text: str) -> None:
@@ -96,34 +105,45 @@ def _write_once(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _load(reduction: Reduction, layout: str, variant: str) -> Callable:
-    text, key = _source(reduction, layout, variant)
-    path = _path(reduction, layout, variant, key)
+def load_module(path: Path, text: str, scope: dict[str, object]) -> types.ModuleType:
+    """Write ``text`` to ``path`` (once) and execute it as a module with ``scope`` bound as
+    globals.  A real module in sys.modules: Numba finds the kernel's globals through it, both
+    when compiling and when it reloads a cached kernel in a later process."""
     _write_once(path, text)
-    # A real module in sys.modules: Numba finds the kernel's globals through it, both when
-    # compiling and when it reloads a cached kernel in a later process.
     module = types.ModuleType(f"numbapool_generated_{path.stem}")
     module.__file__ = str(path)
-    for role, fn in reduction.functions().items():
-        setattr(module, f"_{role}", fn)
+    for name, value in scope.items():
+        setattr(module, name, value)
     sys.modules[module.__name__] = module
     exec(compile(text, str(path), "exec"), module.__dict__)  # noqa: S102 - our own template
-    return module.kernel
+    return module
 
 
-def get_kernel(reduction: Reduction, layout: str, variant: str) -> Callable:
-    """The compiled-on-demand kernel for a reduction, layout and variant.
+def _load(reduction: Reduction, layout: str, variant: str, target: str) -> Callable:
+    text, key = _source(reduction, layout, variant, target)
+    functions = reduction.functions()
+    if target == "cuda":
+        from .cuda_functions import device_functions
+        functions = device_functions(functions)
+    scope = {f"_{role}": fn for role, fn in functions.items()}
+    return load_module(_path(reduction, layout, variant, key, target), text, scope).kernel
+
+
+def get_kernel(reduction: Reduction, layout: str, variant: str,
+               target: str = "cpu") -> Callable:
+    """The compiled-on-demand kernel for a reduction, layout, variant and target
+    (``"cpu"`` or ``"cuda"``).
 
     The dispatcher is built once per process; Numba compiles each argument-type
     specialisation on first use and reloads it from disk in later processes.
     """
-    key = (id(reduction), layout, variant)
+    key = (id(reduction), layout, variant, target)
     entry = _kernels.get(key)
     if entry is None:
         with _lock:
             entry = _kernels.get(key)
             if entry is None:
                 # The entry keeps the reduction alive, so its id cannot be reused.
-                entry = (reduction, _load(reduction, layout, variant))
+                entry = (reduction, _load(reduction, layout, variant, target))
                 _kernels[key] = entry
     return entry[1]
