@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(PLUGINS))
 
-.PHONY: demo test install install-test lint bench bench-check clean
+.PHONY: demo test test-gpu install install-test lint bench bench-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,16 @@ install-test: $(PY)
 	$(PIP) install -q -e ".[test]" $(addprefix -e ,$(PLUGIN_DIRS))
 
 lint: install-test
-	$(VENV)/bin/ruff check src tests tools plugins asv_bench
+	$(VENV)/bin/ruff check src tests tests_cuda tools plugins asv_bench
 
+# The CUDA tests run in their own pytest process, under Numba's CUDA simulator (no GPU).
 test: install-test lint bench-check
 	$(PY) -m pytest -q
+	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q tests_cuda
+
+# The same CUDA tests on a real GPU.
+test-gpu: install-test
+	$(PY) -m pytest -q tests_cuda
 
 # `asv check`: every benchmark imports and is well formed (a broken benchmark fails CI).
 bench-check: install-test

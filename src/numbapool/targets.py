@@ -52,7 +52,8 @@ def choose(target: object, x: object, grad_output: object = None,
 def to_target(obj: object, target: str, name: str) -> object:
     """``obj`` moved where ``target`` says (a copy), or as it is if already there."""
     if target == "cuda" and not is_device_array(obj):
-        arr = check_array(obj, name)
+        # x is checked as pool's input; grad_output's shape is checked against the result
+        arr = check_array(obj, name) if name == "x" else np.asarray(obj)
         if not arr.dtype.isnative:
             arr = arr.astype(arr.dtype.newbyteorder("="))
         return cuda_kernels.to_device(arr)

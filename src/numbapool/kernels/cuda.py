@@ -29,9 +29,15 @@ THREADS = 256
 """Threads per block on a GPU (the simulator runs at most 64: each is a Python thread)."""
 
 
+@lru_cache(maxsize=1)
 def simulating() -> bool:
-    """Whether Numba's CUDA simulator is on (``NUMBA_ENABLE_CUDASIM=1``)."""
-    from numba.cuda.core import config
+    """Whether Numba's CUDA simulator is on (``NUMBA_ENABLE_CUDASIM=1``, read when
+    ``numba.cuda`` is first imported)."""
+    cuda_api()
+    try:
+        from numba.cuda.core import config  # numba-cuda
+    except ImportError:  # pragma: no cover - numba's own (deprecated) numba.cuda
+        from numba.core import config
     return bool(config.ENABLE_CUDASIM)
 
 
@@ -113,9 +119,7 @@ def _cast_kernel():
 def cast(arr5, dtype):
     """A new contiguous 5-D device array: ``arr5`` converted to ``dtype``."""
     out = empty(tuple(arr5.shape), dtype)
-    if out.size:
-        blocks, threads = _launch(out.size)
-        _cast_kernel()[blocks, threads](arr5, out)
+    _run(_cast_kernel(), math.prod(arr5.shape), arr5, out)
     return out
 
 

@@ -1,0 +1,115 @@
+"""Every CUDA kernel compiles with the real Numba CUDA compiler (to PTX: no GPU needed).
+
+The CUDA simulator (``tests_cuda/``) runs kernels as Python, so it cannot tell whether the
+generated source and the converted reduction functions type-check and compile for a GPU.
+Here each pooler's calls run through a dry backend that records every kernel launch with its
+arguments instead of launching; each recorded kernel is then compiled for sm_90 with those
+argument types.  Skipped where numba-cuda or the CUDA compiler libraries (NVVM, NVRTC) are
+missing.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+import numbapool
+from numbapool.kernels import cuda as cuda_kernels
+from numbapool.testing import examples
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    pytest.skip("compiles for a real GPU: not under the simulator", allow_module_level=True)
+cuda = pytest.importorskip("numba.cuda")
+numba = pytest.importorskip("numba")
+
+
+def _compiler_available():
+    def k(a):
+        a[0] = 1.0
+    try:
+        cuda.compile_ptx(k, (numba.float32[:],), cc=(9, 0))
+    except Exception as exc:  # noqa: BLE001 - any missing library means: cannot check here
+        return str(exc).splitlines()[0]
+    return None
+
+
+_MISSING = _compiler_available()
+pytestmark = pytest.mark.skipif(_MISSING is not None,
+                                reason=f"no CUDA compiler libraries: {_MISSING}")
+
+
+class _DryArray(np.ndarray):
+    """A host array that answers ``copy_to_host`` like a device array."""
+
+    def copy_to_host(self):
+        return np.asarray(self).copy()
+
+
+def _dry(a):
+    return np.ascontiguousarray(a).view(_DryArray)
+
+
+class _H100:
+    compute_capability = (9, 0)
+
+
+@pytest.fixture
+def launches(monkeypatch):
+    recorded = []
+    # Device functions are compiled for the current device's compute capability: name one,
+    # as no GPU (and no driver) is needed to generate PTX.
+    from numba.cuda import dispatcher
+    monkeypatch.setattr(dispatcher, "get_current_device", lambda: _H100())
+    monkeypatch.setattr(cuda_kernels, "simulating", lambda: False)
+    monkeypatch.setattr(cuda_kernels, "to_device", _dry)
+    monkeypatch.setattr(cuda_kernels, "empty", lambda shape, dtype: _dry(np.zeros(shape,
+                                                                                  dtype)))
+    monkeypatch.setattr(cuda_kernels, "as_device_array", lambda a: a)
+    monkeypatch.setattr(cuda_kernels, "lift", lambda a, shape, strides: np.lib.stride_tricks
+                        .as_strided(a, shape, strides).view(_DryArray))
+    monkeypatch.setattr(cuda_kernels, "_run", lambda kernel, total, *args:
+                        recorded.append((kernel, args)))
+    return recorded
+
+
+def _compile_all(recorded):
+    done = set()
+    for kernel, args in recorded:
+        sig = tuple(numba.typeof(np.asarray(a) if isinstance(a, np.ndarray) else a)
+                    for a in args)
+        if (id(kernel), sig) in done:
+            continue
+        done.add((id(kernel), sig))
+        ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+        assert ".entry" in ptx
+    return len(done)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("name", numbapool.poolers())
+def test_every_kernel_compiles_for_a_gpu(name, layout, launches):
+    pooler = numbapool.get(name)
+    x = np.random.default_rng(0).uniform(0.5, 1.5, (2, 3, 6, 7)).astype(np.float32)
+    if layout == "channels_last":
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    kw = dict(examples(name, 2)[0], layout=layout)
+    if not pooler.deterministic:
+        kw["seed"] = 0
+    y = numbapool.pool(name, x, target="cuda", **kw)
+    if "indices" in pooler.capabilities:
+        numbapool.pool(name, x, target="cuda", return_indices=True, **kw)
+    trainable = any(p.trainable for p in pooler.parameters)
+    numbapool.pool_grad(name, x, np.ones(y.shape, np.float32), target="cuda",
+                        return_param_grads=trainable, **kw)
+    assert _compile_all(launches) >= 2
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float64", "int32", "uint8", "bool"])
+def test_other_dtypes_compile(dtype, launches):
+    x = (np.arange(2 * 3 * 6 * 7) % 5).reshape(2, 3, 6, 7).astype(dtype)
+    numbapool.pool("max", x, 2, target="cuda")
+    if dtype != "bool":
+        numbapool.pool("sum", x, 2, target="cuda")
+    if dtype.startswith("float"):
+        numbapool.pool_grad("avg", x, np.ones((2, 3, 3, 3), dtype), 2, target="cuda")
+    assert _compile_all(launches) >= 1
