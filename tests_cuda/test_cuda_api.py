@@ -170,3 +170,17 @@ def test_stochastic_samples_agree_with_the_cpu_for_a_seed():
                              return_indices=True)
     np.testing.assert_array_equal(gi.copy_to_host(), wi)
     np.testing.assert_array_equal(got.copy_to_host(), want)
+
+
+def test_cuda_bench_runs_and_reports():
+    from numbapool.bench import Case
+    from numbapool.bench_cuda import run_cuda
+
+    lines = []
+    rows = run_cuda([Case("tiny", "max", (1, 2, 6, 6), dict(kernel_size=2))],
+                    layouts=("channels_last",), backward=True, repeat=1, out=lines.append,
+                    bandwidth=1e9)
+    assert [r["pass_"] for r in rows] == ["forward", "backward"]
+    assert all(r["ours"] > 0 for r in rows)
+    assert lines[0].startswith("device: ")
+    assert any(line.startswith("tiny") for line in lines)

@@ -19,7 +19,7 @@ import numpy as np
 
 from .api import pool, pool_grad
 
-__all__ = ["CASES", "Case", "run", "main", "copy_bandwidth"]
+__all__ = ["CASES", "Case", "run", "main", "copy_bandwidth", "best_time", "summarise"]
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,15 @@ CASES = [
 ]
 
 
-def best_time(fn: Callable[[], object], repeat: int = 7, min_time: float = 0.2) -> float:
-    """Best wall time of ``fn`` over ``repeat`` rounds, each long enough to time."""
+def best_time(fn: Callable[[], object], repeat: int = 7, min_time: float = 0.2,
+              sync: Callable[[], object] = lambda: None) -> float:
+    """Best wall time of ``fn`` over ``repeat`` rounds, each long enough to time.
+    ``sync`` waits for asynchronous work (a GPU) before a clock is read."""
     fn()
+    sync()
     t0 = time.perf_counter()
     fn()
+    sync()
     once = time.perf_counter() - t0
     number = max(1, int(min_time / max(once, 1e-6) / repeat))
     best = math.inf
@@ -53,6 +57,7 @@ def best_time(fn: Callable[[], object], repeat: int = 7, min_time: float = 0.2) 
         t0 = time.perf_counter()
         for _ in range(number):
             fn()
+        sync()
         best = min(best, (time.perf_counter() - t0) / number)
     return best
 
@@ -72,11 +77,11 @@ def copy_bandwidth(nbytes: int = 512 * 2**20) -> float:
     return 2 * nbytes / t
 
 
-def _torch_forward(torch, case: Case, layout: str):
+def _torch_forward(torch, case: Case, layout: str, device: str = "cpu"):
     import torch.nn.functional as F  # noqa: N812
 
     rank = len(case.shape) - 2
-    x = torch.rand(case.shape)
+    x = torch.rand(case.shape, device=device)
     if layout == "channels_last" and rank in (2, 3):
         x = x.contiguous(memory_format=torch.channels_last if rank == 2
                          else torch.channels_last_3d)
@@ -146,18 +151,23 @@ def run(cases=CASES, layouts=("channels_first", "channels_last"), backward: bool
                 out(f"{case.name:<13}{case.pooler:<11}{layout:<15}{label:<9}"
                     f"{ours * 1e3:>9.2f}ms{theirs * 1e3:>9.2f}ms{theirs / ours:>9.2f}x"
                     f"{roof / ours:>9.0%}")
+    summarise(rows, out)
+    return rows
+
+
+def summarise(rows: list[dict], out=print, peer: str = "torch") -> None:
+    """Geometric-mean speed-ups, slowest case, median roofline share."""
     for label in ("forward", "backward"):
         sel = [r for r in rows if r["pass_"] == label and np.isfinite(r["speedup"])]
         if sel:
             gm = math.exp(sum(math.log(r["speedup"]) for r in sel) / len(sel))
             worst = min(sel, key=lambda r: r["speedup"])
-            out(f"{label}: geometric-mean speed-up over torch {gm:.2f}x; slowest "
+            out(f"{label}: geometric-mean speed-up over {peer} {gm:.2f}x; slowest "
                 f"{worst['case']}/{worst['layout']} {worst['speedup']:.2f}x")
     big = [r for r in rows if r["pass_"] == "forward" and r["case"] != "small"]
     if big:
         out(f"forward: median share of the memory roofline (all but 'small') "
             f"{float(np.median([r['roofline'] for r in big])):.0%}")
-    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,8 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", action="append", help="only these cases (by name)")
     parser.add_argument("--layout", action="append",
                         choices=["channels_first", "channels_last"])
+    parser.add_argument("--target", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: device arrays, against PyTorch CUDA (cuDNN) and the "
+                        "device-memory roofline")
     args = parser.parse_args(argv)
     cases = [c for c in CASES if not args.case or c.name in args.case]
     layouts = tuple(args.layout or ("channels_first", "channels_last"))
-    run(cases, layouts, backward=args.backward, threads=args.threads, repeat=args.repeat)
+    if args.target == "cuda":
+        from .bench_cuda import run_cuda
+
+        run_cuda(cases, layouts, backward=args.backward, repeat=args.repeat)
+    else:
+        run(cases, layouts, backward=args.backward, threads=args.threads, repeat=args.repeat)
     return 0
