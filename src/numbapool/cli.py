@@ -1,4 +1,4 @@
-"""Command line: ``numbapool demo | list | info NAME | plugins | check NAME``."""
+"""Command line: ``numbapool demo | list | info NAME | plugins | check NAME [--target cuda]``."""
 
 from __future__ import annotations
 
@@ -36,10 +36,13 @@ def _plugins(_: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .testing import check
+    from .testing import check, check_cuda
 
     try:
-        report = check(args.name, ranks=args.ranks)
+        if args.target == "cuda":
+            report = check_cuda(args.name, ranks=args.ranks)
+        else:
+            report = check(args.name, ranks=args.ranks)
     except LookupError as exc:
         print(f"numbapool: {exc}", file=sys.stderr)
         return 2
@@ -73,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     chk.add_argument("name")
     chk.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 3],
                      help="spatial ranks to check (default: 1 2 3)")
+    chk.add_argument("--target", choices=["cpu", "cuda"], default="cpu",
+                     help="cuda: compare the CUDA target with the CPU (on a GPU, or under "
+                     "NUMBA_ENABLE_CUDASIM=1)")
     chk.set_defaults(func=_check)
     sub.add_parser("bench", help="time against PyTorch and the memory roofline "
                    "(numbapool bench --help)")

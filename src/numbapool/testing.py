@@ -14,7 +14,11 @@
   (``return_param_grads=True``) too;
 - for non-deterministic poolers, that a seed makes calls reproducible.
 
-``numbapool check NAME`` runs it from the command line.
+:func:`check_cuda` runs the pooler on the CUDA target (a GPU, or Numba's simulator with
+``NUMBA_ENABLE_CUDASIM=1``) and compares everything with the CPU: values, indices, gradients
+and parameter gradients, both layouts.
+
+``numbapool check NAME [--target cuda]`` runs them from the command line.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ from .reduction import Sampling, Selection, Streaming
 from .registry import REGISTRY
 from .windows import Adaptive, Global, Sliding
 
-__all__ = ["check", "assert_conforms", "derived_reference", "examples", "CheckResult",
-           "ConformanceReport"]
+__all__ = ["check", "check_cuda", "assert_conforms", "derived_reference", "examples",
+           "CheckResult", "ConformanceReport"]
 
 _SHAPES = {1: (2, 3, 11), 2: (2, 3, 9, 8), 3: (1, 2, 6, 5, 7)}
 
@@ -350,6 +354,78 @@ def _check_param_grads(name, x, y, kw, trainable, rng, h=1e-6):
                 return False, (f"{pname}[{i}]: analytic {analytic.ravel()[i]:.8g}, "
                                f"numeric {fd:.8g}")
     return True, ""
+
+
+_CUDA_SHAPES = {1: (2, 3, 9), 2: (2, 3, 6, 7), 3: (1, 2, 4, 5, 6)}
+
+
+def check_cuda(name: str, *, ranks: Iterable[int] = (1, 2, 3), seed: int = 0,
+               all_examples_at: Iterable[int] = (2,)) -> ConformanceReport:
+    """Run a registered pooler on the CUDA target and compare with the CPU target.
+
+    For each geometry example (all of them at the ranks in ``all_examples_at``, the first
+    at the others: small arrays, as the simulator is slow), both layouts, default and
+    per-channel parameters: forward values, indices, ``pool_grad`` and parameter gradients
+    must equal the CPU's to rounding (the same float64 operations in the same order).
+
+    Needs numba-cuda, and a GPU or ``NUMBA_ENABLE_CUDASIM=1``.
+    """
+    from numba import cuda
+
+    pooler = REGISTRY.get(name)
+    report = ConformanceReport(name)
+    rng = np.random.default_rng(seed)
+    seeded = {} if pooler.deterministic else {"seed": seed}
+    trainable = any(p.trainable for p in pooler.parameters)
+    full = set(all_examples_at)
+
+    def record(label: str, fn: Callable[[], tuple[bool, str]]) -> None:
+        try:
+            ok, detail = fn()
+        except Exception as exc:  # noqa: BLE001 - a check that raises has failed
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        report.results.append(CheckResult(label, ok, detail))
+
+    for rank in ranks:
+        cases = examples(name, rank)
+        for opts in cases if rank in full else cases[:1]:
+            for layout in ("channels_first", "channels_last"):
+                x = _data(_CUDA_SHAPES[rank], rng)
+                if layout == "channels_last":
+                    x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+                channels = x.shape[1] if layout == "channels_first" else x.shape[-1]
+                for params in _param_examples(name, channels, rng):
+                    kw = {**opts, **params, **seeded, "layout": layout}
+                    label = (f"cuda rank {rank} {layout} {_fmt(opts)}"
+                             f"{' ' + _fmt(params) if params else ''}")
+                    dx = cuda.to_device(x)
+                    y = api.pool(name, x, **kw)
+                    def forward(dx=dx, kw=kw, y=y):
+                        return _close(api.pool(name, dx, **kw).copy_to_host(), y, 1e-12)
+                    record(f"{label}: forward", forward)
+                    if "indices" in pooler.capabilities:
+                        def indices(dx=dx, x=x, kw=kw):
+                            _, want = api.pool(name, x, return_indices=True, **kw)
+                            _, got = api.pool(name, dx, return_indices=True, **kw)
+                            return _close(got.copy_to_host(), want, 0.0, 0.0)
+                        record(f"{label}: indices", indices)
+                    gy = rng.standard_normal(y.shape)
+
+                    def grads(dx=dx, x=x, kw=kw, gy=gy):
+                        want = api.pool_grad(name, x, gy, return_param_grads=trainable, **kw)
+                        got = api.pool_grad(name, dx, cuda.to_device(gy),
+                                            return_param_grads=trainable, **kw)
+                        if trainable:
+                            (want, wp), (got, gp) = want, got
+                            if wp.keys() != gp.keys():
+                                return False, f"parameter grads {sorted(gp)} != {sorted(wp)}"
+                            for k in wp:
+                                ok, detail = _close(np.asarray(gp[k]), np.asarray(wp[k]), 1e-9)
+                                if not ok:
+                                    return False, f"{k}: {detail}"
+                        return _close(got.copy_to_host(), want, 1e-9)
+                    record(f"{label}: gradients", grads)
+    return report
 
 
 def assert_conforms(name: str, reference: Callable[..., np.ndarray] | None = None,
