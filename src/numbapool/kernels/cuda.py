@@ -138,6 +138,22 @@ def _dev(host: np.ndarray):
     return entry[1]
 
 
+_device_params: dict[tuple, object] = {}
+
+
+def _prm(prm: np.ndarray):
+    """The parameters on the device, by value (at least one column: no empty arrays)."""
+    if prm.shape[1] == 0:
+        prm = np.zeros((prm.shape[0], 1))
+    key = (prm.shape, prm.tobytes())
+    dev = _device_params.get(key)
+    if dev is None:
+        if len(_device_params) >= _DEVICE_TABLES_MAX:
+            _device_params.clear()
+        dev = _device_params[key] = to_device(prm)
+    return dev
+
+
 @lru_cache(maxsize=256)
 def _dk(axes: tuple[AxisWindows, ...]) -> np.ndarray:
     dk = np.array([[a.step for a in axes], [a.extent for a in axes]], dtype=np.int64)
@@ -200,14 +216,14 @@ def forward(reduction: Reduction, layout: str, x, axes: Sequence[AxisWindows],
         out = empty(shape, dtype)
         idx = empty(shape, np.int64)
         _run(get_kernel(reduction, layout, "forward_indices", "cuda"), total,
-             x, out, idx, *tables, np.float64(0.0), to_device(prm), to_device(u))
+             x, out, idx, *tables, np.float64(0.0), _prm(prm), to_device(u))
         return out, (idx if with_indices else None)
     if with_indices:
         raise ValueError(f"reduction {reduction.name!r} has no indices")
     out = empty(shape, reduction.out_dtype(dtype))
     _run(get_kernel(reduction, layout, "forward", "cuda"), total,
          x, out, *tables, *_divisors(axes, include_pad, override), _zero(reduction, dtype),
-         to_device(prm))
+         _prm(prm))
     return out, None
 
 
@@ -228,7 +244,7 @@ def backward(reduction: Reduction, layout: str, x, grad_out, axes: Sequence[Axis
         return gx
     y, _ = forward(reduction, layout, x, axes, prm, include_pad, override)
     _run(kernel, total, x, y, grad_out, gx, *_inverse(axes), *_tables(axes),
-         *_divisors(axes, include_pad, override), acc.type(0), to_device(prm))
+         *_divisors(axes, include_pad, override), acc.type(0), _prm(prm))
     return gx
 
 
@@ -241,9 +257,9 @@ def param_grad(reduction: Reduction, layout: str, x, grad_out, axes: Sequence[Ax
     shape = out_shape(x, axes, layout)
     n, c = (shape[0], shape[1]) if layout == "channels_first" else (shape[0], shape[4])
     outs = math.prod(shape) // (n * c)
-    gp = to_device(np.zeros((n * c * outs, prm.shape[1]), dtype=np.float64))
+    gp = empty((n * c * outs, prm.shape[1]), np.float64)  # each thread zeroes its row
     _run(get_kernel(reduction, layout, "param_grad", "cuda"), math.prod(shape),
          x, y, grad_out, gp, *_tables(axes), *_divisors(axes, include_pad, override),
-         _zero(reduction, np.dtype(x.dtype)), to_device(prm))
+         _zero(reduction, np.dtype(x.dtype)), _prm(prm))
     return gp.copy_to_host().reshape(n, c, outs, prm.shape[1]).sum(axis=2)
 

@@ -271,6 +271,8 @@ def _param_grad(red: Reduction, cf: bool) -> str:
     src += _block("""
         pr = prm[c % prm.shape[0]]
         row = gp[((pl * O0 + o0) * O1 + o1) * O2 + o2]
+        for k in range(row.shape[0]):
+            row[k] = 0.0
     """, 2)
     src += _load(0, "o0", "q0", 2) + _load(1, "o1", "q1", 2) + _load(2, "o2", "q2", 2)
     L = 2
