@@ -20,7 +20,17 @@ All kernels use a grid-stride loop, so any launch size covers any array.
 from __future__ import annotations
 
 from ..reduction import Reduction
-from .templates import _DIV, _SETUP, _block, _load, _walk
+from .templates import (
+    _DIV,
+    _SETUP,
+    _block,
+    _load,
+    _walk,
+    forward_args,
+    stats_block,
+    window_body,
+    with_divisor,
+)
 
 __all__ = ["CUDA_HEADER", "CUDA_DECORATOR", "CUDA_VARIANTS", "cuda_kernel_source",
            "CAST_SOURCE"]
@@ -117,21 +127,14 @@ _PLANE = """
 
 def _stats(cf: bool, level: int) -> str:
     """acc = fold of the window's real taps (window loaded as b*, n*, t*)."""
-    x = "x[" + _at(cf, "w0", "w1", "w2") + "]"
-    return (_block(f"acc = _init(zero + x[{_at(cf, 'b0', 'b1', 'b2')}], "
-                   "(t0 * K1 + t1) * K2 + t2, pr)", level)
-            + _walk(f"acc = _take(acc, zero + {x}, tap, pr)", level, skip_first=True))
+    return stats_block("x[" + _at(cf, "w0", "w1", "w2") + "]",
+                       "x[" + _at(cf, "b0", "b1", "b2") + "]", level)
 
 
 def _forward(red: Reduction, cf: bool, variant: str) -> str:
     kind = red.kind
     with_idx = variant == "forward_indices"
-    args = ["x", "out"] + (["idx"] if with_idx else []) + ["g0", "g1", "g2", "dk"]
-    if kind in ("streaming", "weighted"):
-        args += ["dv0", "dv1", "dv2", "override", "zero", "prm"]
-    if kind == "sampling":
-        args += ["zero", "prm", "u"]
-    src = f"def kernel({', '.join(args)}):\n"
+    src = f"def kernel({', '.join(forward_args(kind, with_idx))}):\n"
     src += _block(_shapes(cf, "x", ("S0", "S1", "S2")), 1)
     src += _block(_shapes(cf, "out", ("O0", "O1", "O2")).split("\n", 1)[1], 1)
     src += _block("""
@@ -142,60 +145,14 @@ def _forward(red: Reduction, cf: bool, variant: str) -> str:
     src += _block("for r in range(cuda.grid(1), out.size, cuda.gridsize(1)):", 1)
     src += _block(_split(cf, ("o0", "o1", "o2"), ("O0", "O1", "O2")), 2) + _block(_PLANE, 2)
     src += _load(0, "o0", "q0", 2) + _load(1, "o1", "q1", 2) + _load(2, "o2", "q2", 2)
-    o = "[" + _at(cf, "o0", "o1", "o2") + "]"
-    x = "x[" + _at(cf, "w0", "w1", "w2") + "]"
-    L = 2
     if kind != "selection":
-        src += _block("pr = prm[c % prm.shape[0]]", L)
-    if kind == "selection":
-        src += _block(f"""
-            best = x[{_at(cf, 'b0', 'b1', 'b2')}]
-            bi = (b0 * S1 + b1) * S2 + b2
-        """, L)
-        src += _walk(f"""
-            v = {x}
-            if _better(v, best):
-                best = v
-                bi = (w0 * S1 + w1) * S2 + w2
-        """, L, skip_first=True)
-        src += _block(f"out{o} = best", L)
-        if with_idx:
-            src += _block(f"idx{o} = bi", L)
-    elif kind == "sampling":
-        src += _block("total = zero", L)
-        src += _walk(f"total += _mass({x}, pr)", L, skip_first=False)
-        src += _block(f"""
-            target = u[n, c, o0, o1, o2] * total
-            cum = zero
-            best = x[{_at(cf, 'b0', 'b1', 'b2')}]
-            bi = (b0 * S1 + b1) * S2 + b2
-            found = False
-        """, L)
-        src += _walk(f"""
-            if not found:
-                v = {x}
-                cum += _mass(v, pr)
-                if cum > target:
-                    best = v
-                    bi = (w0 * S1 + w1) * S2 + w2
-                    found = True
-        """, L, skip_first=False)
-        src += _block(f"""
-            out{o} = best
-            idx{o} = bi
-        """, L)
-    else:
-        src += _stats(cf, L) + _block(_DIV.format(q0="q0", q1="q1", q2="q2"), L)
-        if kind == "streaming":
-            src += _block(f"out{o} = _finish(acc, div, pr)", L)
-        else:
-            src += _block("yw = zero", L)
-            src += _walk(f"""
-                v = zero + {x}
-                yw += _weight(v, tap, acc, div, pr) * v
-            """, L, skip_first=False)
-            src += _block(f"out{o} = yw", L)
-    return src
+        src += _block("pr = prm[c % prm.shape[0]]", 2)
+    o = _at(cf, "o0", "o1", "o2")
+    src += window_body(kind, "x[" + _at(cf, "w0", "w1", "w2") + "]",
+                       "x[" + _at(cf, "b0", "b1", "b2") + "]", f"out[{o}]",
+                       f"idx[{o}]" if with_idx or kind == "sampling" else None,
+                       "u[n, c, o0, o1, o2]", 2)
+    return with_divisor(src, ("q0", "q1", "q2"))
 
 
 def _backward(red: Reduction, cf: bool) -> str:

@@ -103,6 +103,83 @@ def _x(cf: bool, pos: str = "w") -> str:
     return f"x[n, c, {pos}0, {pos}1, {pos}2]" if cf else f"x[n, {pos}0, {pos}1, {pos}2, ch]"
 
 
+def stats_block(x: str, first: str, level: int) -> str:
+    """acc = fold of the window's real taps (window loaded as b*, n*, t*); ``x`` reads the
+    element at (w0, w1, w2), ``first`` the one at (b0, b1, b2)."""
+    return (_block(f"acc = _init(zero + {first}, (t0 * K1 + t1) * K2 + t2, pr)", level)
+            + _walk(f"acc = _take(acc, zero + {x}, tap, pr)", level, skip_first=True))
+
+
+def forward_args(kind: str, with_idx: bool) -> list[str]:
+    """Arguments of a forward kernel (both targets)."""
+    args = ["x", "out"] + (["idx"] if with_idx else []) + ["g0", "g1", "g2", "dk"]
+    if kind in ("streaming", "weighted"):
+        args += ["dv0", "dv1", "dv2", "override", "zero", "prm"]
+    if kind == "sampling":
+        args += ["zero", "prm", "u"]
+    return args
+
+
+def window_body(kind: str, x: str, first: str, out: str, idx: str | None, u: str,
+                level: int) -> str:
+    """One output of a forward kernel, for every family (both targets): ``x``/``first`` read
+    elements (as in :func:`stats_block`), ``out``/``idx`` are where the result and index go
+    (``idx`` None: no index), ``u`` the output's uniform (sampling).  Needs the window loaded
+    and, except for selections, ``pr``, and ``div`` set by the caller after ``acc``
+    (streaming/weighted: the caller adds ``stats_block`` and the divisor first)."""
+    if kind == "selection":
+        src = _block(f"""
+            best = {first}
+            bi = (b0 * S1 + b1) * S2 + b2
+        """, level)
+        src += _walk(f"""
+            v = {x}
+            better = _better(v, best)
+            best = v if better else best
+            bi += ((w0 * S1 + w1) * S2 + w2 - bi) * better  # arithmetic, not a branch
+        """, level, skip_first=True)
+        src += _block(f"{out} = best", level)
+        return src + (_block(f"{idx} = bi", level) if idx else "")
+    if kind == "sampling":
+        src = _block("total = zero", level)
+        src += _walk(f"total += _mass({x}, pr)", level, skip_first=False)
+        src += _block(f"""
+            target = {u} * total
+            cum = zero
+            best = {first}
+            bi = (b0 * S1 + b1) * S2 + b2
+            found = False
+        """, level)
+        src += _walk(f"""
+            if not found:
+                v = {x}
+                cum += _mass(v, pr)
+                if cum > target:
+                    best = v
+                    bi = (w0 * S1 + w1) * S2 + w2
+                    found = True
+        """, level, skip_first=False)
+        return src + _block(f"""
+            {out} = best
+            {idx} = bi
+        """, level)
+    src = stats_block(x, first, level) + _block("div = DIVISOR", level)
+    if kind == "streaming":
+        return src + _block(f"{out} = _finish(acc, div, pr)", level)
+    src += _block("yw = zero", level)
+    src += _walk(f"""
+        v = zero + {x}
+        yw += _weight(v, tap, acc, div, pr) * v
+    """, level, skip_first=False)
+    return src + _block(f"{out} = yw", level)
+
+
+def with_divisor(src: str, q: tuple[str, str, str]) -> str:
+    """Put the divisor expression (``_DIV`` for the planes ``q``) where a body says
+    ``div = DIVISOR``."""
+    return src.replace("div = DIVISOR", _DIV.format(q0=q[0], q1=q[1], q2=q[2]))
+
+
 # ----------------------------------------------------------------------------------------
 # Channels first
 # ----------------------------------------------------------------------------------------
@@ -118,12 +195,7 @@ def _flat_x(src: str) -> str:
 def _cf_forward(red: Reduction, variant: str) -> str:
     kind = red.kind
     with_idx = variant == "forward_indices"
-    args = ["x", "out"] + (["idx"] if with_idx else []) + ["g0", "g1", "g2", "dk"]
-    if kind in ("streaming", "weighted"):
-        args += ["dv0", "dv1", "dv2", "override", "zero", "prm"]
-    if kind == "sampling":
-        args += ["zero", "prm", "u"]
-    src = f"def kernel({', '.join(args)}):\n"
+    src = f"def kernel({', '.join(forward_args(kind, with_idx))}):\n"
     src += _block("""
         C = x.shape[1]
         S1 = x.shape[3]
@@ -153,57 +225,10 @@ def _cf_forward(red: Reduction, variant: str) -> str:
         src += _block("pr = prm[c % prm.shape[0]]", 2)
     src += _load(0, "o0", "q0", 2) + _load(1, "o1", "q1", 2)
     src += _block("for o2 in range(O2):", 2) + _load(2, "o2", "q2", 3)
-    src += _block("tapf = (t0 * K1 + t1) * K2 + t2", 3)
-    L = 3
-    if kind == "selection":
-        src += _block("""
-            best = x[n, c, b0, b1, b2]
-            bi = (b0 * S1 + b1) * S2 + b2
-        """, L)
-        src += _walk("""
-            v = x[n, c, w0, w1, w2]
-            better = _better(v, best)
-            best = v if better else best
-            bi += ((w0 * S1 + w1) * S2 + w2 - bi) * better  # arithmetic, not a branch
-        """, L, skip_first=True)
-        src += _block("out[n, c, o0, o1, o2] = best", L)
-        if with_idx:
-            src += _block("idx[n, c, o0, o1, o2] = bi", L)
-    elif kind == "sampling":
-        src += _block("total = zero", L)
-        src += _walk("total += _mass(x[n, c, w0, w1, w2], pr)", L, skip_first=False)
-        src += _block("""
-            target = u[n, c, o0, o1, o2] * total
-            cum = zero
-            best = x[n, c, b0, b1, b2]
-            bi = (b0 * S1 + b1) * S2 + b2
-            found = False
-        """, L)
-        src += _walk("""
-            if not found:
-                v = x[n, c, w0, w1, w2]
-                cum += _mass(v, pr)
-                if cum > target:
-                    best = v
-                    bi = (w0 * S1 + w1) * S2 + w2
-                    found = True
-        """, L, skip_first=False)
-        src += _block("""
-            out[n, c, o0, o1, o2] = best
-            idx[n, c, o0, o1, o2] = bi
-        """, L)
-    else:
-        src += _stats(L, cf=True) + _div(L, cf=True)
-        if kind == "streaming":
-            src += _block("out[n, c, o0, o1, o2] = _finish(acc, div, pr)", L)
-        else:
-            src += _block("y = zero", L)
-            src += _walk("""
-                v = zero + x[n, c, w0, w1, w2]
-                y += _weight(v, tap, acc, div, pr) * v
-            """, L, skip_first=False)
-            src += _block("out[n, c, o0, o1, o2] = y", L)
-    return _flat_x(src)
+    at = "n, c, o0, o1, o2"
+    src += window_body(kind, _x(True), _x(True, "b"), f"out[{at}]",
+                       f"idx[{at}]" if with_idx or kind == "sampling" else None, f"u[{at}]", 3)
+    return _flat_x(with_divisor(src, ("q0", "q1", "q2")))
 
 
 def row_fast_path(red: Reduction) -> bool:
@@ -439,9 +464,7 @@ def _cf_backward_global(red: Reduction) -> str:
 
 def _stats(level: int, cf: bool) -> str:
     """acc = fold of the window's real taps (window loaded as b*, n*, t*)."""
-    first = "x[n, c, b0, b1, b2]" if cf else "x[n, b0, b1, b2, ch]"
-    return (_block(f"acc = _init(zero + {first}, (t0 * K1 + t1) * K2 + t2, pr)", level)
-            + _walk(f"acc = _take(acc, zero + {_x(cf)}, tap, pr)", level, skip_first=True))
+    return stats_block(_x(cf), _x(cf, "b"), level)
 
 
 def _gather_signature(routed: bool) -> str:
