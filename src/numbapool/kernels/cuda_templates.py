@@ -27,6 +27,7 @@ from .templates import (
     _load,
     _walk,
     forward_args,
+    gather_body,
     stats_block,
     window_body,
     with_divisor,
@@ -183,34 +184,10 @@ def _backward(red: Reduction, cf: bool) -> str:
             pr = prm[c % prm.shape[0]]
             v = zero + x[{_at(cf, 'i0', 'i1', 'i2')}]
         """, 2)
-    src += _block("""
-        for a0 in range(ip0[q0, i0], ip0[q0, i0 + 1]):
-            o0 = iw0[a0]
-            for a1 in range(ip1[q1, i1], ip1[q1, i1 + 1]):
-                o1 = iw1[a1]
-                for a2 in range(ip2[q2, i2], ip2[q2, i2 + 1]):
-                    o2 = iw2[a2]
-    """, 2)
-    o = "[" + _at(cf, "o0", "o1", "o2") + "]"
-    L = 5
-    if routed:
-        src += _block(f"""
-            if idx{o} == f:
-                g += gy{o}
-        """, L)
-    else:
-        src += _load(0, "o0", "q0", L) + _load(1, "o1", "q1", L) + _load(2, "o2", "q2", L)
-        src += _block("etap = ((t0 + (i0 - b0) // d0) * K1 + t1 + (i1 - b1) // d1) * K2 "
-                      "+ t2 + (i2 - b2) // d2", L)
-        src += _block(_DIV.format(q0="q0", q1="q1", q2="q2"), L)
-        if kind == "weighted" or red.grad_uses_acc:
-            src += _stats(cf, L)
-            acc = "acc"
-        else:
-            acc = "zero"
-        src += _block(f"g += gy{o} * _grad(v, etap, y{o}, {acc}, div, pr)", L)
+    src += gather_body(red, "x[" + _at(cf, "w0", "w1", "w2") + "]",
+                       "x[" + _at(cf, "b0", "b1", "b2") + "]", _at(cf, "o0", "o1", "o2"), 2)
     src += _block(f"gx[{_at(cf, 'i0', 'i1', 'i2')}] = g", 2)
-    return src
+    return with_divisor(src, ("q0", "q1", "q2"))
 
 
 def _param_grad(red: Reduction, cf: bool) -> str:

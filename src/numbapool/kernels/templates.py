@@ -174,6 +174,39 @@ def window_body(kind: str, x: str, first: str, out: str, idx: str | None, u: str
     return src + _block(f"{out} = yw", level)
 
 
+def gather_body(red: Reduction, x: str, first: str, at_out: str, level: int) -> str:
+    """The gradient ``g`` of one input element at (i0, i1, i2) (``f`` its flat position in the
+    plane, ``v`` its value), gathered over the windows that read it through the inverse maps
+    (both targets).  ``x``/``first`` read window elements (as in :func:`stats_block`),
+    ``at_out`` indexes an output at (o0, o1, o2).  Selections and sampling compare the
+    window's index with ``f``; smooth reductions call ``_grad``."""
+    src = _block("""
+        for a0 in range(ip0[q0, i0], ip0[q0, i0 + 1]):
+            o0 = iw0[a0]
+            for a1 in range(ip1[q1, i1], ip1[q1, i1 + 1]):
+                o1 = iw1[a1]
+                for a2 in range(ip2[q2, i2], ip2[q2, i2 + 1]):
+                    o2 = iw2[a2]
+    """, level)
+    inner = level + 3
+    if red.kind in ("selection", "sampling"):
+        return src + _block(f"""
+            if idx[{at_out}] == f:
+                g += gy[{at_out}]
+        """, inner)
+    src += _load(0, "o0", "q0", inner) + _load(1, "o1", "q1", inner)
+    src += _load(2, "o2", "q2", inner)
+    src += _block("etap = ((t0 + (i0 - b0) // d0) * K1 + t1 + (i1 - b1) // d1) * K2 "
+                  "+ t2 + (i2 - b2) // d2", inner)
+    src += _block("div = DIVISOR", inner)
+    acc = "zero"
+    if red.kind == "weighted" or red.grad_uses_acc:
+        src += stats_block(x, first, inner)  # (its loop reuses the name tap)
+        acc = "acc"
+    return src + _block(f"g += gy[{at_out}] * _grad(v, etap, y[{at_out}], {acc}, div, pr)",
+                        inner)
+
+
 def with_divisor(src: str, q: tuple[str, str, str]) -> str:
     """Put the divisor expression (``_DIV`` for the planes ``q``) where a body says
     ``div = DIVISOR``."""
@@ -514,35 +547,9 @@ def _cf_backward(red: Reduction) -> str:
     """, 2)
     if not routed:
         src += _block("v = zero + x[n, c, i0, i1, i2]", 3)
-    src += _block("""
-        for a0 in range(ip0[q0, i0], ip0[q0, i0 + 1]):
-            o0 = iw0[a0]
-            for a1 in range(ip1[q1, i1], ip1[q1, i1 + 1]):
-                o1 = iw1[a1]
-                for a2 in range(ip2[q2, i2], ip2[q2, i2 + 1]):
-                    o2 = iw2[a2]
-    """, 3)
-    L = 6
-    if routed:
-        src += _block("""
-            if idx[n, c, o0, o1, o2] == f:
-                g += gy[n, c, o0, o1, o2]
-        """, L)
-    else:
-        needs_acc = kind == "weighted" or red.grad_uses_acc
-        src += _load(0, "o0", "q0", L) + _load(1, "o1", "q1", L) + _load(2, "o2", "q2", L)
-        src += _block("etap = ((t0 + (i0 - b0) // d0) * K1 + t1 + (i1 - b1) // d1) * K2 "
-                      "+ t2 + (i2 - b2) // d2", L)
-        src += _div(L, cf=True)
-        if needs_acc:
-            src += _stats(L, cf=True)  # (its loop reuses the name tap)
-            src += _block("g += gy[n, c, o0, o1, o2] * _grad(v, etap, y[n, c, o0, o1, o2], "
-                          "acc, div, pr)", L)
-        else:
-            src += _block("g += gy[n, c, o0, o1, o2] * _grad(v, etap, y[n, c, o0, o1, o2], "
-                          "zero, div, pr)", L)
+    src += gather_body(red, _x(True), _x(True, "b"), "n, c, o0, o1, o2", 3)
     src += _block("gx[n, c, i0, i1, i2] = g", 3)
-    return src
+    return with_divisor(src, ("q0", "q1", "q2"))
 
 
 def _cf_backward_scatter(red: Reduction, cover: bool = False) -> str:
