@@ -28,11 +28,11 @@ import numba
 import numpy as np
 
 from ..reduction import Reduction
-from .templates import DECORATOR, HEADER, kernel_source
+from .templates import HEADER, decorator, kernel_source
 
 __all__ = ["cache_dir", "get_kernel", "kernel_path", "load_module"]
 
-_CODEGEN_VERSION = "2"  # bump when the way files are generated or loaded changes
+_CODEGEN_VERSION = "3"  # bump when the way files are generated or loaded changes
 _FIXED_MTIME = 1_000_000_000  # any constant works; it only has to be the same everywhere
 _lock = threading.Lock()
 _kernels: dict[tuple[int, str, str, str], tuple[Reduction, Callable]] = {}
@@ -68,7 +68,8 @@ def _source(reduction: Reduction, layout: str, variant: str,
         header, body = CUDA_HEADER, CUDA_DECORATOR + cuda_kernel_source(reduction, layout,
                                                                         variant)
     else:
-        header, body = HEADER, DECORATOR + kernel_source(reduction, layout, variant)
+        header, body = HEADER, (decorator(reduction, layout, variant)
+                                + kernel_source(reduction, layout, variant))
     h = hashlib.sha256()
     for part in (_CODEGEN_VERSION, body, reduction.fingerprint(), numba.__version__,
                  np.__version__):
@@ -119,12 +120,28 @@ def load_module(path: Path, text: str, scope: dict[str, object]) -> types.Module
     return module
 
 
+_reassociable: dict[int, tuple[Callable, Callable]] = {}
+
+
+def _reassociable_version(fn: Callable) -> Callable:
+    """``fn`` compiled again with ``fastmath={'reassoc'}``: fast-math flags are set on each
+    instruction when a function is compiled, so a kernel's flags do not reach the functions
+    it inlines."""
+    entry = _reassociable.get(id(fn))
+    if entry is None:
+        entry = (fn, numba.njit(nogil=True, fastmath={"reassoc"})(fn.py_func))
+        _reassociable[id(fn)] = entry  # keeps fn alive, so its id is not reused
+    return entry[1]
+
+
 def _load(reduction: Reduction, layout: str, variant: str, target: str) -> Callable:
     text, key = _source(reduction, layout, variant, target)
     functions = reduction.functions()
     if target == "cuda":
         from .cuda_functions import device_functions
         functions = device_functions(functions)
+    elif "fastmath={'reassoc'}" in decorator(reduction, layout, variant):
+        functions = {role: _reassociable_version(fn) for role, fn in functions.items()}
     scope = {f"_{role}": fn for role, fn in functions.items()}
     return load_module(_path(reduction, layout, variant, key, target), text, scope).kernel
 

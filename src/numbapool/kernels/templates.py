@@ -47,6 +47,17 @@ import numpy as np
 '''
 
 DECORATOR = "@numba.njit(parallel=True, cache=True, nogil=True, error_model='numpy')\n"
+# Folds whose ``take`` is declared associative (``merge``) may be reassociated: the compiler
+# then vectorises a plain loop over a whole plane (global_avg (64, 2048, 7, 7): 0.95 -> 0.3 ms).
+REASSOC_DECORATOR = ("@numba.njit(parallel=True, cache=True, nogil=True, error_model='numpy', "
+                     "fastmath={'reassoc'})\n")
+
+
+def decorator(red: Reduction, layout: str, variant: str) -> str:
+    """The ``numba.njit`` line of a generated CPU kernel."""
+    if variant == "forward_global" and not isinstance(red, Selection):
+        return REASSOC_DECORATOR
+    return DECORATOR
 
 VARIANTS = {
     "selection": ("forward", "forward_indices", "backward", "forward_rows",
@@ -393,10 +404,11 @@ _LANES = 8
 
 
 def _cf_forward_global(red: Reduction) -> str:
-    """Channels first, one window per (n, c) plane, read as one flat run: eight independent
-    accumulators over interleaved elements (no serial dependency chain), merged at the end in
-    a fixed order.  For selections the merge is ``better`` itself; streaming reductions
-    declare ``merge``."""
+    """Channels first, one window per (n, c) plane, read as one flat run.  Selections: eight
+    independent accumulators over interleaved elements (no serial dependency chain), merged
+    with ``better`` at the end in a fixed order (a NaN-propagating select does not vectorise
+    as a plain loop).  Streaming reductions that declare ``merge`` (an associative ``take``):
+    a plain loop that the compiler reassociates and vectorises."""
     sel = isinstance(red, Selection)
     args = ["x", "out"] + ([] if sel else ["dv0", "dv1", "dv2", "override", "zero", "prm"])
     src = f"def kernel({', '.join(args)}):\n"
@@ -409,12 +421,20 @@ def _cf_forward_global(red: Reduction) -> str:
     if not sel:
         src += _block("div = override if override > 0.0 else dv0[0, 0] * dv1[0, 0] * dv2[0, 0]",
                       1)
+    if not sel:
+        src += _block("""
+            per_channel = prm.shape[0] > 1
+            pr = prm[0]
+        """, 1)
     src += _block("""
         for pl in numba.prange(x.shape[0] * C):
             b = pl * L
     """, 1)
-    if not sel:
-        src += _block("pr = prm[(pl % C) % prm.shape[0]]", 2)
+    if not sel:  # (two integer divisions per plane cost 30% of a 49-element plane)
+        src += _block("""
+            if per_channel:
+                pr = prm[pl % C]
+        """, 2)
 
     def first(lane: str, pos: str) -> str:
         v = f"xf[numba.uint64(b + {pos})]"
@@ -431,6 +451,10 @@ def _cf_forward_global(red: Reduction) -> str:
             return f"a{a} = a{b} if _better(a{b}, a{a}) else a{a}"
         return f"a{a} = _merge(a{a}, a{b}, pr)"
 
+    if not sel:  # a plain loop, reassociated and vectorised by the compiler (see decorator)
+        src += _block(first("", "0"), 2)
+        src += _block("for t in range(1, L):", 2) + _block(take("", "t"), 3)
+        return src + _block("of[numba.uint64(pl)] = _finish(a, div, pr)", 2)
     n = _LANES
     src += _block(f"if L >= {n}:", 2)
     for lane in range(n):
@@ -907,5 +931,5 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
     return _cl_forward(red, variant)
 
 
-__all__ = ["HEADER", "DECORATOR", "VARIANTS", "kernel_source", "native_channels_last",
-           "row_fast_path", "global_fast_path", "global_backward_path"]
+__all__ = ["HEADER", "DECORATOR", "VARIANTS", "decorator", "kernel_source",
+           "native_channels_last", "row_fast_path", "global_fast_path", "global_backward_path"]
