@@ -844,6 +844,8 @@ def _cl_forward(red: Reduction, variant: str) -> str:
 
 
 def _cl_backward(red: Reduction) -> str:
+    """Channels last, one task per (n, i0, i1) input row; loops over C innermost through flat
+    views with unsigned indices (no negative-index checks, so they vectorise)."""
     routed = red.kind == "selection"
     src = _gather_signature(routed)
     src += _block("""
@@ -851,7 +853,14 @@ def _cl_backward(red: Reduction) -> str:
         S1 = x.shape[2]
         S2 = x.shape[3]
         C = x.shape[4]
+        O0 = gy.shape[1]
+        O1 = gy.shape[2]
+        O2 = gy.shape[3]
+        xf = x.reshape(-1)
+        gxf = gx.reshape(-1)
+        gyf = gy.reshape(-1)
     """, 1)
+    src += _block("idf = idx.reshape(-1)" if routed else "yf = y.reshape(-1)", 1)
     if not routed:
         src += _block(_SETUP, 1) + _block("pr = prm[0]", 1)
     src += _block("""
@@ -865,19 +874,21 @@ def _cl_backward(red: Reduction) -> str:
                 for ch in range(C):
                     g[ch] = zero
                 f = (i0 * S1 + i1) * S2 + i2
+                xb = (r * S2 + i2) * C
                 for a0 in range(ip0[0, i0], ip0[0, i0 + 1]):
                     o0 = iw0[a0]
                     for a1 in range(ip1[0, i1], ip1[0, i1 + 1]):
                         o1 = iw1[a1]
                         for a2 in range(ip2[0, i2], ip2[0, i2 + 1]):
                             o2 = iw2[a2]
+                            ob = (((n * O0 + o0) * O1 + o1) * O2 + o2) * C
     """, 1)
     L = 6
     if routed:
         src += _block("""
             for ch in range(C):
-                if idx[n, o0, o1, o2, ch] == f:
-                    g[ch] += gy[n, o0, o1, o2, ch]
+                k = numba.uint64(ob + ch)
+                g[ch] += gyf[k] if idf[k] == f else zero
         """, L)
     else:
         src += _load(0, "o0", "0", L, "bt") + _load(1, "o1", "0", L, "bt")
@@ -887,12 +898,13 @@ def _cl_backward(red: Reduction) -> str:
         src += _div(L, cf=False)
         src += _block("""
             for ch in range(C):
-                g[ch] += gy[n, o0, o1, o2, ch] * _grad(
-                    zero + x[n, i0, i1, i2, ch], etap, y[n, o0, o1, o2, ch], zero, div, pr)
+                k = numba.uint64(ob + ch)
+                g[ch] += gyf[k] * _grad(zero + xf[numba.uint64(xb + ch)], etap, yf[k], zero,
+                                        div, pr)
         """, L)
     src += _block("""
         for ch in range(C):
-            gx[n, i0, i1, i2, ch] = g[ch]
+            gxf[numba.uint64(xb + ch)] = g[ch]
     """, 3)
     return src
 
