@@ -28,6 +28,10 @@ def test_values_equal_to_valid_ones_are_still_checked():
         numbapool.pool("max", x, (2.0, 2.0))  # 2.0 == 2, but not an int
     with pytest.raises(TypeError, match="kernel_size"):
         numbapool.pool("max", x, 2.0)
+    np.testing.assert_array_equal(numbapool.pool("max", x, [2, 2]), ref_pool("max", x, 2))
+    np.testing.assert_array_equal(numbapool.pool("max", x, [2, 2]), ref_pool("max", x, 2))
+    with pytest.raises(TypeError, match="kernel_size"):
+        numbapool.pool("max", x, [2.0, 2])  # a list equal to a valid one, with a float
 
 
 def test_reregistered_name_is_planned_again():

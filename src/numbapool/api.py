@@ -370,9 +370,7 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
     known = _KNOWN_CALLS.get(key) if key is not None else None
     if known is not None and REGISTRY.get(name) is known.pooler:
         # The same arguments were checked and planned before: only the data is new.
-        out, idx = cpu.forward(known.reduction, known.layout, x.reshape(known.work_shape),
-                               known.axes, known.prm, known.include_pad, known.override,
-                               with_indices=known.with_indices)
+        out, idx = known.plan.run(x.reshape(known.work_shape))
         if known.with_indices:
             return out.reshape(known.shape), idx.reshape(known.shape)
         return out.reshape(known.shape)
@@ -387,9 +385,9 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
     shape = call.result_shape()
     out = _restore_dtype(call.to_caller(out, shape), call)
     if key is not None and call.pooler.deterministic and call.kernel_layout == call.layout:
-        _remember(key, _KnownCall(call.pooler, call.reduction, call.layout, call.work.shape,
-                                  call.axes, call.prm, call.include_pad, call.override,
-                                  shape, want_idx))
+        plan = cpu.plan_forward(call.reduction, call.layout, call.work, call.axes, call.prm,
+                                call.include_pad, call.override, with_indices=want_idx)
+        _remember(key, _KnownCall(call.pooler, call.work.shape, plan, shape, want_idx))
     if want_idx:
         return out, call.to_caller(idx, shape)
     return out
@@ -400,13 +398,8 @@ class _KnownCall:
     """What a repeated call needs (no data): see :func:`_call_key`."""
 
     pooler: Pooler
-    reduction: Reduction
-    layout: str
     work_shape: tuple[int, ...]
-    axes: tuple[AxisWindows, ...]
-    prm: np.ndarray
-    include_pad: bool
-    override: float | None
+    plan: cpu.ForwardPlan
     shape: tuple[int, ...]
     with_indices: bool
 
@@ -430,9 +423,14 @@ def _call_key(name: object, x: object, options: dict, params: dict) -> tuple | N
     if (type(x) is not np.ndarray or x.dtype.char not in "fd" or not x.dtype.isnative
             or not x.flags.c_contiguous):
         return None
-    key = (name, x.shape, x.dtype.char, x.flags.writeable,
-           *(_freeze(v) for v in options.values()),
-           *((k, _freeze(v)) for k, v in sorted(params.items())))
+    values = tuple(options.values())
+    if any(type(v) in (tuple, list) for v in values):
+        key = (name, x.shape, x.dtype.char, x.flags.writeable, tuple(map(_freeze, values)))
+    else:  # (the common case, a little faster: every argument's type beside its value)
+        key = (name, x.shape, x.dtype.char, x.flags.writeable, values,
+               tuple(map(type, values)))
+    if params:
+        key += tuple((k, _freeze(v)) for k, v in sorted(params.items()))
     try:
         hash(key)
     except TypeError:

@@ -7,7 +7,8 @@ axes), C-contiguous in their layout, of a dtype Numba supports; ``axes`` holds t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -18,7 +19,8 @@ from ..reduction import Reduction, Sampling, Selection
 from .codegen import get_kernel
 from .templates import global_backward_path, global_fast_path, row_fast_path
 
-__all__ = ["forward", "backward", "param_grad", "out_shape", "SCATTER_MIN_PLANES"]
+__all__ = ["forward", "plan_forward", "ForwardPlan", "backward", "param_grad", "out_shape",
+           "SCATTER_MIN_PLANES"]
 
 SCATTER_MIN_PLANES = 8
 """Channels-first backward scatters per (n, c) plane when there are at least this many planes
@@ -57,74 +59,90 @@ def _zero(reduction: Reduction, dtype: np.dtype):
     return reduction.acc_dtype(dtype).type(0)
 
 
+@dataclass(frozen=True)
+class ForwardPlan:
+    """A forward kernel call with everything but the data decided: ``run(x)`` pools an array
+    of the planned shape and dtype.  Repeated calls with the same arguments keep the plan and
+    skip the dispatch logic."""
+
+    kernel: Callable
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    with_indices: bool  # the kernel writes indices (returned if ``return_indices``)
+    return_indices: bool
+    args: tuple  # after (x, out[, idx])
+    sampling: bool  # ``u`` is the last argument, given to run()
+
+    def run(self, x: np.ndarray, u: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+        out = buffers.empty(self.shape, self.dtype)
+        if not self.with_indices:
+            self.kernel(x, out, *self.args)
+            return out, None
+        idx = buffers.empty(self.shape, np.int64)
+        if self.sampling:
+            self.kernel(x, out, idx, *self.args, u)
+        else:
+            self.kernel(x, out, idx, *self.args)
+        return out, (idx if self.return_indices else None)
+
+
+def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
+                 axes: Sequence[AxisWindows], prm: np.ndarray, include_pad: bool = True,
+                 override: float | None = None, with_indices: bool = False) -> ForwardPlan:
+    """Choose the forward kernel for arrays like ``x`` (its shape and dtype) and bind its
+    arguments."""
+    shape = out_shape(x, axes, layout)
+    tables = _tables(tuple(axes))
+    shared = all(a.planes == 1 for a in axes)
+    sel = isinstance(reduction, Selection)
+
+    def plan(variant, args, dtype=x.dtype, indices=False, sampling=False):
+        return ForwardPlan(get_kernel(reduction, layout, variant), shape, np.dtype(dtype),
+                           indices, with_indices, tuple(args), sampling)
+
+    def smooth() -> list:
+        return [*_divisors(axes, include_pad, override), _zero(reduction, x.dtype), prm]
+
+    if layout == "channels_first" and not with_indices and shared:
+        if _whole_plane(axes) and global_fast_path(reduction):
+            if sel:
+                return plan("forward_global", [])
+            return plan("forward_global", smooth(), reduction.out_dtype(x.dtype))
+        # The row kernels vectorise values but not index tracking (measured on the
+        # ResNet-stem case: 124-140 ms against 110 ms for the per-window kernel), so indices
+        # use the latter.
+        if row_fast_path(reduction):
+            geo = axes[2].interior
+            if sel:
+                return plan("forward_rows", [*tables, geo])
+            return plan("forward_rows", [*tables, geo, *smooth()],
+                        reduction.out_dtype(x.dtype))
+    if sel:
+        if with_indices:
+            return plan("forward_indices", tables, indices=True)
+        return plan("forward", tables)
+    if isinstance(reduction, Sampling):
+        return plan("forward_indices", [*tables, np.float64(0.0), prm], indices=True,
+                    sampling=True)
+    if with_indices:
+        raise ValueError(f"reduction {reduction.name!r} has no indices")
+    return plan("forward", [*tables, *smooth()], reduction.out_dtype(x.dtype))
+
+
 def forward(reduction: Reduction, layout: str, x: np.ndarray, axes: Sequence[AxisWindows],
             prm: np.ndarray, include_pad: bool = True, override: float | None = None,
             with_indices: bool = False, u: np.ndarray | None = None
             ) -> tuple[np.ndarray, np.ndarray | None]:
     """Pool ``x``; returns ``(out, indices or None)``."""
-    shape = out_shape(x, axes, layout)
-    tables = _tables(tuple(axes))
-    shared = all(a.planes == 1 for a in axes)
-    if layout == "channels_first" and not with_indices and shared:
-        if _whole_plane(axes) and global_fast_path(reduction):
-            return _forward_global(reduction, x, axes, shape, prm, include_pad, override)
-        # The row kernels vectorise values but not index tracking (measured on the
-        # ResNet-stem case: 124-140 ms against 110 ms for the per-window kernel), so indices
-        # use the latter.
-        if row_fast_path(reduction):
-            return _forward_rows(reduction, x, axes, tables, shape, prm, include_pad,
-                                 override)
-    if isinstance(reduction, Selection):
-        out = buffers.empty(shape, x.dtype)
-        if with_indices:
-            idx = buffers.empty(shape, np.int64)
-            get_kernel(reduction, layout, "forward_indices")(x, out, idx, *tables)
-            return out, idx
-        get_kernel(reduction, layout, "forward")(x, out, *tables)
-        return out, None
-    if isinstance(reduction, Sampling):
-        out = buffers.empty(shape, x.dtype)
-        idx = buffers.empty(shape, np.int64)
-        get_kernel(reduction, layout, "forward_indices")(x, out, idx, *tables,
-                                                         np.float64(0.0), prm, u)
-        return out, (idx if with_indices else None)
-    if with_indices:
-        raise ValueError(f"reduction {reduction.name!r} has no indices")
-    out = buffers.empty(shape, reduction.out_dtype(x.dtype))
-    get_kernel(reduction, layout, "forward")(
-        x, out, *tables, *_divisors(axes, include_pad, override), _zero(reduction, x.dtype),
-        prm)
-    return out, None
+    return plan_forward(reduction, layout, x, axes, prm, include_pad, override,
+                        with_indices).run(x, u)
 
 
 def _whole_plane(axes: Sequence[AxisWindows]) -> bool:
     """One window per plane, reading every element: global pooling."""
     return all(a.planes == 1 and a.out == 1 and a.count[0, 0] == a.length and a.step == 1
                for a in axes)
-
-
-def _forward_global(reduction, x, axes, shape, prm, include_pad, override):
-    kernel = get_kernel(reduction, "channels_first", "forward_global")
-    if isinstance(reduction, Selection):
-        out = buffers.empty(shape, x.dtype)
-        kernel(x, out)
-        return out, None
-    out = buffers.empty(shape, reduction.out_dtype(x.dtype))
-    kernel(x, out, *_divisors(axes, include_pad, override), _zero(reduction, x.dtype), prm)
-    return out, None
-
-
-def _forward_rows(reduction, x, axes, tables, shape, prm, include_pad, override):
-    geo = axes[2].interior
-    kernel = get_kernel(reduction, "channels_first", "forward_rows")
-    if isinstance(reduction, Selection):
-        out = buffers.empty(shape, x.dtype)
-        kernel(x, out, *tables, geo)
-        return out, None
-    out = buffers.empty(shape, reduction.out_dtype(x.dtype))
-    kernel(x, out, *tables, geo, *_divisors(axes, include_pad, override),
-           _zero(reduction, x.dtype), prm)
-    return out, None
 
 
 def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndarray,

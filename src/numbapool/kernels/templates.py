@@ -776,13 +776,18 @@ def _cl_forward(red: Reduction, variant: str) -> str:
         args += ["dv0", "dv1", "dv2", "override", "zero", "prm"]
     src = f"def kernel({', '.join(args)}):\n"
     src += _block("""
+        S0 = x.shape[1]
         S1 = x.shape[2]
         S2 = x.shape[3]
         C = x.shape[4]
         O0 = out.shape[1]
         O1 = out.shape[2]
         O2 = out.shape[3]
+        xf = x.reshape(-1)
+        of = out.reshape(-1)
     """, 1) + _block(_SETUP, 1)
+    if with_idx:
+        src += _block("idf = idx.reshape(-1)", 1)
     if stream:
         src += _block("pr = prm[0]", 1)
     src += _block("""
@@ -816,7 +821,7 @@ def _cl_forward(red: Reduction, variant: str) -> str:
             for ch in range(C):
                 out[n, o0, o1, o2, ch] = _finish(acc[ch], div, pr)
         """, L)
-        return src
+        return _flat_cl(src)
     src += _block("""
         f0 = (b0 * S1 + b1) * S2 + b2
         for ch in range(C):
@@ -840,7 +845,23 @@ def _cl_forward(red: Reduction, variant: str) -> str:
     """, L)
     if with_idx:
         src += _block("idx[n, o0, o1, o2, ch] = bi[ch]", L + 1)
-    return src
+    return _flat_cl(src)
+
+
+_CL5 = re.compile(r"(?<![\w])(x|out|idx)\[n, ([^,\]]+), ([^,\]]+), ([^,\]]+), ch\]")
+_CL_DIMS = {"x": ("xf", "S0", "S1", "S2"), "out": ("of", "O0", "O1", "O2"),
+            "idx": ("idf", "O0", "O1", "O2")}
+
+
+def _flat_cl(src: str) -> str:
+    """Channels last: read and write ``x``/``out``/``idx`` through flat views with unsigned
+    indices (no negative-index checks on five subscripts per element, so the loops over C
+    vectorise).  Needs ``xf``/``of``/``idf``, ``S0``-``S2``, ``O0``-``O2`` and ``C``."""
+    def flat(m: re.Match) -> str:
+        name, a, b, d = m.group(1), m.group(2), m.group(3), m.group(4)
+        view, s0, s1, s2 = _CL_DIMS[name]
+        return f"{view}[numba.uint64((((n * {s0} + {a}) * {s1} + {b}) * {s2} + {d}) * C + ch)]"
+    return _CL5.sub(flat, src)
 
 
 def _cl_backward(red: Reduction) -> str:
