@@ -16,22 +16,36 @@ class TimeCases:
     param_names = ["case", "layout"]
     timeout = 600
 
-    def setup(self, case, layout):
+    # Hooks for other targets (bench_cuda.py): where the data lives, how to wait for it.
+    def _target(self):
         import numba
 
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+
+    def _place(self, a):
+        return a
+
+    def _sync(self):
+        pass
+
+    def setup(self, case, layout):
+        self._target()
         c = _BY_NAME[case]
         self.case = c
-        self.x = data(c.shape, layout)
+        self.x = self._place(data(c.shape, layout))
         self.opts = dict(c.options, layout=layout)
-        self.gy = np.ones_like(numbapool.pool(c.pooler, self.x, **self.opts))
+        y = numbapool.pool(c.pooler, self.x, **self.opts)
+        self.gy = self._place(np.ones(y.shape, np.float32))
         numbapool.pool_grad(c.pooler, self.x, self.gy, **self.opts)
+        self._sync()
 
     def time_forward(self, case, layout):
         numbapool.pool(self.case.pooler, self.x, **self.opts)
+        self._sync()
 
     def time_backward(self, case, layout):
         numbapool.pool_grad(self.case.pooler, self.x, self.gy, **self.opts)
+        self._sync()
 
 
 class TimeTorchCases:
@@ -40,24 +54,34 @@ class TimeTorchCases:
     params = (CASE_NAMES, LAYOUTS)
     param_names = ["case", "layout"]
     timeout = 600
+    device = "cpu"
+
+    def _target(self, torch):
+        torch.set_num_threads(2)
+
+    def _sync(self):
+        pass
 
     def setup(self, case, layout):
         try:
             import torch
         except ImportError:
             raise NotImplementedError("torch is not installed") from None
-        torch.set_num_threads(2)
-        self.x, self.fn = _torch_forward(torch, _BY_NAME[case], layout)
+        self._target(torch)
+        self.x, self.fn = _torch_forward(torch, _BY_NAME[case], layout, self.device)
         if self.fn is None:
             raise NotImplementedError("no PyTorch peer")
         self.x.requires_grad_(True)
         self.y = self.fn(self.x)
         self.gy = torch.ones_like(self.y)
         self.torch = torch
+        self._sync()
 
     def time_forward(self, case, layout):
         with self.torch.no_grad():
             self.fn(self.x)
+        self._sync()
 
     def time_backward(self, case, layout):
         self.torch.autograd.grad(self.y, self.x, self.gy, retain_graph=True)
+        self._sync()

@@ -19,7 +19,8 @@ import numpy as np
 
 from .api import pool, pool_grad
 
-__all__ = ["CASES", "Case", "run", "main", "copy_bandwidth", "best_time", "summarise"]
+__all__ = ["CASES", "Case", "Target", "run", "time_cases", "main", "copy_bandwidth", "best_time",
+           "summarise"]
 
 
 @dataclass(frozen=True)
@@ -99,9 +100,19 @@ def _torch_forward(torch, case: Case, layout: str, device: str = "cpu"):
     return None, None
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where the bench runs: how arrays get there, how to wait for the work, and the peer's
+    device."""
+
+    place: Callable[[np.ndarray], object] = lambda a: a
+    sync: Callable[[], object] = lambda: None
+    torch_device: str = "cpu"
+
+
 def run(cases=CASES, layouts=("channels_first", "channels_last"), backward: bool = False,
         threads: int = 2, repeat: int = 7, out=print) -> list[dict]:
-    """Time every case; print a table through ``out``; return the rows."""
+    """Time every case on the CPU; print a table through ``out``; return the rows."""
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
         import torch
@@ -111,47 +122,58 @@ def run(cases=CASES, layouts=("channels_first", "channels_last"), backward: bool
         torch = None
     bw = copy_bandwidth()
     out(f"threads: {threads}; parallel-copy read+write bandwidth {bw / 1e9:.1f} GB/s")
+    rows = time_cases(cases, layouts, backward, repeat, out, bw, torch, Target())
+    summarise(rows, out)
+    return rows
+
+
+def time_cases(cases, layouts, backward: bool, repeat: int, out, bw: float, torch,
+               target: Target, digits: int = 2) -> list[dict]:
+    """The table's rows: numbapool and the PyTorch peer (``torch`` None: none) on every
+    case, timed with ``target.sync`` before each clock reading."""
     head = (f"{'case':<13}{'pooler':<11}{'layout':<15}{'pass':<9}{'numbapool':>11}"
             f"{'torch':>11}{'speed-up':>10}{'roofline':>10}")
     out(head)
     out("-" * len(head))
     rows = []
     rng = np.random.default_rng(0)
+    timer = partial(best_time, repeat=repeat, sync=target.sync)
     for case in cases:
         x_cf = rng.random(case.shape, dtype=np.float32)
         for layout in layouts:
-            x = x_cf if layout == "channels_first" else np.ascontiguousarray(
+            host = x_cf if layout == "channels_first" else np.ascontiguousarray(
                 np.moveaxis(x_cf, 1, -1))
+            x = target.place(host)
             opts = dict(case.options, layout=layout)
             y = pool(case.pooler, x, **opts)
-            passes = [("forward", partial(pool, case.pooler, x, **opts), x.nbytes + y.nbytes)]
+            nx, ny = host.nbytes, math.prod(y.shape) * host.itemsize
+            passes = [("forward", partial(pool, case.pooler, x, **opts), nx + ny)]
             if backward:
-                gy = np.ones_like(y)
+                gy = target.place(np.ones(y.shape, np.float32))
                 passes.append(("backward", partial(pool_grad, case.pooler, x, gy, **opts),
-                               2 * x.nbytes + y.nbytes))
-            tx, tfn = (None, None) if torch is None else _torch_forward(torch, case, layout)
+                               2 * nx + ny))
+            tx, tfn = (None, None) if torch is None else _torch_forward(
+                torch, case, layout, target.torch_device)
             for label, fn, nbytes in passes:
-                ours = best_time(fn, repeat)
+                ours = timer(fn)
                 theirs = math.nan
                 if tfn is not None:
                     if label == "forward":
-                        theirs = best_time(partial(tfn, tx), repeat)
+                        theirs = timer(partial(tfn, tx))
                     else:
                         tx.requires_grad_(True)
                         ty = tfn(tx)
                         tgy = torch.ones_like(ty)
-                        theirs = best_time(partial(torch.autograd.grad, ty, tx, tgy,
-                                                   retain_graph=True), repeat)
+                        theirs = timer(partial(torch.autograd.grad, ty, tx, tgy,
+                                               retain_graph=True))
                         tx.requires_grad_(False)
                 roof = nbytes / bw
-                row = dict(case=case.name, pooler=case.pooler, layout=layout, pass_=label,
-                           ours=ours, torch=theirs, speedup=theirs / ours,
-                           roofline=roof / ours)
-                rows.append(row)
+                rows.append(dict(case=case.name, pooler=case.pooler, layout=layout,
+                                 pass_=label, ours=ours, torch=theirs, speedup=theirs / ours,
+                                 roofline=roof / ours))
                 out(f"{case.name:<13}{case.pooler:<11}{layout:<15}{label:<9}"
-                    f"{ours * 1e3:>9.2f}ms{theirs * 1e3:>9.2f}ms{theirs / ours:>9.2f}x"
-                    f"{roof / ours:>9.0%}")
-    summarise(rows, out)
+                    f"{ours * 1e3:>9.{digits}f}ms{theirs * 1e3:>9.{digits}f}ms"
+                    f"{theirs / ours:>9.2f}x{roof / ours:>9.0%}")
     return rows
 
 
