@@ -379,14 +379,20 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
     where = targets.choose(target, x)
     call = _prepare(name, targets.to_target(x, where, "x"), options, params, "pool",
                     (variant,), where)
-    out, idx = targets.engine(where).forward(
-        call.reduction, call.kernel_layout, call.work, call.axes, call.prm, call.include_pad,
-        call.override, with_indices=want_idx, u=call.u)
+    plan = None
+    if where == "cpu":
+        plan = cpu.plan_forward(call.reduction, call.kernel_layout, call.work, call.axes,
+                                call.prm, call.include_pad, call.override,
+                                with_indices=want_idx)
+        out, idx = plan.run(call.work, call.u)
+    else:
+        out, idx = targets.engine(where).forward(
+            call.reduction, call.kernel_layout, call.work, call.axes, call.prm,
+            call.include_pad, call.override, with_indices=want_idx, u=call.u)
     shape = call.result_shape()
     out = _restore_dtype(call.to_caller(out, shape), call)
-    if key is not None and call.pooler.deterministic and call.kernel_layout == call.layout:
-        plan = cpu.plan_forward(call.reduction, call.layout, call.work, call.axes, call.prm,
-                                call.include_pad, call.override, with_indices=want_idx)
+    if (key is not None and plan is not None and call.pooler.deterministic
+            and call.kernel_layout == call.layout):
         _remember(key, _KnownCall(call.pooler, call.work.shape, plan, shape, want_idx))
     if want_idx:
         return out, call.to_caller(idx, shape)
