@@ -112,7 +112,13 @@ class AxisWindows:
         """Per-window divisor along this axis, as float64, shape (planes, out)."""
         if count_include_pad:
             return self.padded_count
-        return self.count.astype(np.float64)
+        return self._real_count
+
+    @cached_property
+    def _real_count(self) -> np.ndarray:
+        out = self.count.astype(np.float64)
+        out.setflags(write=False)
+        return out
 
 
 def _ceil_div(a: np.ndarray, b: int) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..geometry import AxisWindows
 from ..reduction import Reduction, Sampling, Selection
+from . import cpu
 from .codegen import cache_dir, get_kernel, load_module
 from .cuda_templates import CAST_SOURCE
 
@@ -154,39 +155,21 @@ def _prm(prm: np.ndarray):
     return dev
 
 
-@lru_cache(maxsize=256)
-def _dk(axes: tuple[AxisWindows, ...]) -> np.ndarray:
-    dk = np.array([[a.step for a in axes], [a.extent for a in axes]], dtype=np.int64)
-    dk.setflags(write=False)
-    return dk
-
-
 def _tables(axes: Sequence[AxisWindows]) -> list:
-    return [_dev(a.table) for a in axes] + [_dev(_dk(tuple(axes)))]
+    return [_dev(t) for t in cpu._tables(tuple(axes))]
 
 
 def _divisors(axes: Sequence[AxisWindows], include_pad: bool, override: float | None) -> list:
-    return [_dev(a.divisor(include_pad)) for a in axes] + [float(override or 0.0)]
+    *factors, over = cpu._divisors(axes, include_pad, override)
+    return [_dev(f) for f in factors] + [over]
 
 
 def _inverse(axes: Sequence[AxisWindows]) -> list:
-    args: list = []
-    for a in axes:
-        args += [_dev(a.inv_ptr), _dev(a.inv_win)]
-    return args
+    return [_dev(a) for a in cpu._inverse(axes)]
 
 
-def _zero(reduction: Reduction, dtype: np.dtype):
-    if isinstance(reduction, Sampling):
-        return np.float64(0.0)
-    return reduction.acc_dtype(dtype).type(0)
-
-
-def out_shape(x, axes: Sequence[AxisWindows], layout: str) -> tuple[int, ...]:
-    spatial = tuple(a.out for a in axes)
-    if layout == "channels_first":
-        return (x.shape[0], x.shape[1], *spatial)
-    return (x.shape[0], *spatial, x.shape[4])
+_zero = cpu._zero
+out_shape = cpu.out_shape
 
 
 def _run(kernel, total: int, *args) -> None:
