@@ -132,20 +132,27 @@ def _stats(cf: bool, level: int) -> str:
                        "x[" + _at(cf, "b0", "b1", "b2") + "]", level)
 
 
-def _forward(red: Reduction, cf: bool, variant: str) -> str:
-    kind = red.kind
-    with_idx = variant == "forward_indices"
-    src = f"def kernel({', '.join(forward_args(kind, with_idx))}):\n"
-    src += _block(_shapes(cf, "x", ("S0", "S1", "S2")), 1)
-    src += _block(_shapes(cf, "out", ("O0", "O1", "O2")).split("\n", 1)[1], 1)
+def _per_output(cf: bool, out: str) -> str:
+    """Body prologue of a kernel with one thread per element of ``out`` (forward and
+    parameter gradients): sizes, the grid-stride loop, the output's position and plane, and
+    its window loaded (b*, n*, t*)."""
+    src = _block(_shapes(cf, "x", ("S0", "S1", "S2")), 1)
+    src += _block(_shapes(cf, out, ("O0", "O1", "O2")).split("\n", 1)[1], 1)
     src += _block("""
         P0 = g0.shape[0]
         P1 = g1.shape[0]
         P2 = g2.shape[0]
     """, 1) + _block(_SETUP, 1)
-    src += _block("for r in range(cuda.grid(1), out.size, cuda.gridsize(1)):", 1)
+    src += _block(f"for r in range(cuda.grid(1), {out}.size, cuda.gridsize(1)):", 1)
     src += _block(_split(cf, ("o0", "o1", "o2"), ("O0", "O1", "O2")), 2) + _block(_PLANE, 2)
-    src += _load(0, "o0", "q0", 2) + _load(1, "o1", "q1", 2) + _load(2, "o2", "q2", 2)
+    return src + _load(0, "o0", "q0", 2) + _load(1, "o1", "q1", 2) + _load(2, "o2", "q2", 2)
+
+
+def _forward(red: Reduction, cf: bool, variant: str) -> str:
+    kind = red.kind
+    with_idx = variant == "forward_indices"
+    src = f"def kernel({', '.join(forward_args(kind, with_idx))}):\n"
+    src += _per_output(cf, "out")
     if kind != "selection":
         src += _block("pr = prm[c % prm.shape[0]]", 2)
     o = _at(cf, "o0", "o1", "o2")
@@ -192,15 +199,7 @@ def _backward(red: Reduction, cf: bool) -> str:
 
 def _param_grad(red: Reduction, cf: bool) -> str:
     src = "def kernel(x, y, gy, gp, g0, g1, g2, dk, dv0, dv1, dv2, override, zero, prm):\n"
-    src += _block(_shapes(cf, "x", ("S0", "S1", "S2")), 1)
-    src += _block(_shapes(cf, "y", ("O0", "O1", "O2")).split("\n", 1)[1], 1)
-    src += _block("""
-        P0 = g0.shape[0]
-        P1 = g1.shape[0]
-        P2 = g2.shape[0]
-    """, 1) + _block(_SETUP, 1)
-    src += _block("for r in range(cuda.grid(1), y.size, cuda.gridsize(1)):", 1)
-    src += _block(_split(cf, ("o0", "o1", "o2"), ("O0", "O1", "O2")), 2) + _block(_PLANE, 2)
+    src += _per_output(cf, "y")
     # Rows of gp in channels-first order of the outputs, whatever the layout.
     src += _block("""
         pr = prm[c % prm.shape[0]]
@@ -208,7 +207,6 @@ def _param_grad(red: Reduction, cf: bool) -> str:
         for k in range(row.shape[0]):
             row[k] = 0.0
     """, 2)
-    src += _load(0, "o0", "q0", 2) + _load(1, "o1", "q1", 2) + _load(2, "o2", "q2", 2)
     L = 2
     o = "[" + _at(cf, "o0", "o1", "o2") + "]"
     src += _stats(cf, L) + _block(_DIV.format(q0="q0", q1="q1", q2="q2"), L)
