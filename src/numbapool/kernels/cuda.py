@@ -52,13 +52,17 @@ def cuda_api():
     return cuda
 
 
+def _numba_device_array(obj: object) -> bool:
+    """A Numba device array (the simulator's too, which has no CUDA array interface)."""
+    return getattr(type(obj), "__cuda_ndarray__", False) is True
+
+
 def is_device_array(obj: object) -> bool:
     """Whether ``obj`` lives on a CUDA device: it has ``__cuda_array_interface__`` (Numba,
     CuPy, PyTorch CUDA tensors) or is a Numba (or simulator) device array."""
     if isinstance(obj, np.ndarray):
         return False
-    return getattr(type(obj), "__cuda_ndarray__", False) is True or \
-        hasattr(obj, "__cuda_array_interface__")
+    return _numba_device_array(obj) or hasattr(obj, "__cuda_array_interface__")
 
 
 class _HostInterface:
@@ -73,7 +77,7 @@ class _HostInterface:
 def as_device_array(obj: object):
     """A Numba device array viewing ``obj``'s memory (no copy)."""
     cuda = cuda_api()
-    if getattr(type(obj), "__cuda_ndarray__", False) is True:
+    if _numba_device_array(obj):
         return obj
     if simulating():
         from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
