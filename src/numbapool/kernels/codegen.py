@@ -28,7 +28,7 @@ import numba
 import numpy as np
 
 from ..reduction import Reduction
-from .templates import HEADER, decorator, kernel_source
+from .templates import HEADER, decorator, kernel_source, reassociates
 
 __all__ = ["cache_dir", "get_kernel", "kernel_path", "load_module"]
 
@@ -140,7 +140,7 @@ def _load(reduction: Reduction, layout: str, variant: str, target: str) -> Calla
     if target == "cuda":
         from .cuda_functions import device_functions
         functions = device_functions(functions)
-    elif "fastmath={'reassoc'}" in decorator(reduction, layout, variant):
+    elif reassociates(reduction, layout, variant):
         functions = {role: _reassociable_version(fn) for role, fn in functions.items()}
     scope = {f"_{role}": fn for role, fn in functions.items()}
     return load_module(_path(reduction, layout, variant, key, target), text, scope).kernel

@@ -53,11 +53,15 @@ REASSOC_DECORATOR = ("@numba.njit(parallel=True, cache=True, nogil=True, error_m
                      "fastmath={'reassoc'})\n")
 
 
+def reassociates(red: Reduction, layout: str, variant: str) -> bool:
+    """Whether a CPU kernel (and the reduction functions bound to it) compiles with
+    ``fastmath={'reassoc'}``."""
+    return variant == "forward_global" and not isinstance(red, Selection)
+
+
 def decorator(red: Reduction, layout: str, variant: str) -> str:
     """The ``numba.njit`` line of a generated CPU kernel."""
-    if variant == "forward_global" and not isinstance(red, Selection):
-        return REASSOC_DECORATOR
-    return DECORATOR
+    return REASSOC_DECORATOR if reassociates(red, layout, variant) else DECORATOR
 
 VARIANTS = {
     "selection": ("forward", "forward_indices", "backward", "forward_rows",
@@ -961,5 +965,5 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
     return _cl_forward(red, variant)
 
 
-__all__ = ["HEADER", "DECORATOR", "VARIANTS", "decorator", "kernel_source",
+__all__ = ["HEADER", "DECORATOR", "VARIANTS", "decorator", "reassociates", "kernel_source",
            "native_channels_last", "row_fast_path", "global_fast_path", "global_backward_path"]
