@@ -97,7 +97,9 @@ def test_every_kernel_compiles_for_a_gpu(name, layout, launches):
         kw["seed"] = 0
     y = numbapool.pool(name, x, target="cuda", **kw)
     if "indices" in pooler.capabilities:
-        numbapool.pool(name, x, target="cuda", return_indices=True, **kw)
+        _, idx = numbapool.pool(name, x, target="cuda", return_indices=True, **kw)
+        numbapool.pool_grad(name, x, np.ones(y.shape, np.float32), target="cuda",
+                            indices=idx, **kw)  # (the range check of the indices)
     trainable = any(p.trainable for p in pooler.parameters)
     numbapool.pool_grad(name, x, np.ones(y.shape, np.float32), target="cuda",
                         return_param_grads=trainable, **kw)

@@ -184,3 +184,26 @@ def test_cuda_bench_runs_and_reports():
     assert all(r["ours"] > 0 for r in rows)
     assert lines[0].startswith("device: ")
     assert any(line.startswith("tiny") for line in lines)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_gradient_routed_by_given_device_indices(layout):
+    x = _x((2, 3, 9, 8), seed=4)
+    if layout == "channels_last":
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    kw = dict(kernel_size=3, stride=2, padding=1, layout=layout)
+    y, idx = numbapool.pool("max", x, return_indices=True, **kw)
+    gy = np.random.default_rng(5).standard_normal(y.shape)
+    want = numbapool.pool_grad("max", x, gy, indices=idx, **kw)
+    dy, didx = numbapool.pool("max", cuda.to_device(x), return_indices=True, **kw)
+    got = numbapool.pool_grad("max", cuda.to_device(x), cuda.to_device(gy), indices=didx, **kw)
+    np.testing.assert_array_equal(got.copy_to_host(), want)
+    np.testing.assert_array_equal(didx.copy_to_host(), idx)
+    bad = idx.copy()
+    bad[0, 0, 0, 0] = 72
+    with pytest.raises(ValueError, match=r"indices .*\[0, 72\); 1 of them"):
+        numbapool.pool_grad("max", cuda.to_device(x), cuda.to_device(gy),
+                            indices=cuda.to_device(bad), **kw)
+    with pytest.raises(TypeError, match="indices must be an integer array"):
+        numbapool.pool_grad("max", cuda.to_device(x), cuda.to_device(gy),
+                            indices=cuda.to_device(idx.astype(float)), **kw)

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from . import targets
+from . import buffers, targets
 from .geometry import SINGLETON, AxisWindows
-from .kernels import cpu
+from .kernels import cpu, routing
 from .kernels.templates import native_channels_last
 from .options import check_array, check_bool, check_layout
 from .pooler import Param, Pooler
@@ -462,6 +462,7 @@ def pool_grad(name: str, x: Any, grad_output: Any,
               output_size: int | tuple[int | None, ...] | None = None,
               keepdims: bool = False,
               return_param_grads: bool = False,
+              indices: Any = None,
               target: str | None = None,
               **params: Any) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
     """Gradient of ``pool(name, x, ...)`` with respect to ``x``.
@@ -476,6 +477,13 @@ divisor_override, output_size, keepdims, **params
         returns.
     return_param_grads : bool
         Also return the gradients with respect to the pooler's trainable parameters.
+    indices : array_like of int, optional
+        For poolers that select an element per window (those that take
+        ``return_indices=True``): the indices ``pool(..., return_indices=True)`` returned for
+        this ``x``.  The gradient is then routed to them, without recomputing the forward
+        pass (what PyTorch's autograd does with the indices its forward saved); much faster.
+        Must have the result's shape and lie in each plane (a ValueError otherwise); on the
+        CUDA target, a device array.
     target : {"cpu", "cuda"}, optional
         As for :func:`pool`; ``x`` and ``grad_output`` must live in the same place (a
         TypeError otherwise), unless ``target`` is named, which copies both there.
@@ -501,15 +509,29 @@ divisor_override, output_size, keepdims, **params
     if np.dtype(call.x.dtype).kind != "f":
         raise TypeError(f"pool_grad needs x of a floating-point dtype, got {call.x.dtype}")
     grad_output = targets.to_target(grad_output, where, "grad_output")
+    if indices is not None and not isinstance(call.reduction, (Selection, Sampling)):
+        raise TypeError(f"indices: pooler {name!r} does not select elements, so its gradient "
+                        "takes no indices (only poolers that take return_indices=True do)")
+    kernels = targets.engine(where)
     if where == "cuda":
         gy = targets.check_device_grad(grad_output, call.result_shape(), call.layout,
                                        call.reduction.acc_dtype(call.work.dtype))
+        idx = None
+        if indices is not None:
+            idx = targets.check_device_indices(targets.to_target(indices, where, "indices"),
+                                               call.result_shape(), call.layout)
+        gx = kernels.backward(call.reduction, call.kernel_layout, call.work, gy, call.axes,
+                              call.prm, call.include_pad, call.override, u=call.u,
+                              indices=idx)
+        gx = call.to_caller(gx, call.x.shape)
+    elif indices is not None:
+        gx = _route(call, _grad_array(grad_output, call), _index_array(indices, call))
+        gy = check_grad_output(grad_output, call) if want_pg else None
     else:
         gy = check_grad_output(grad_output, call)
-    kernels = targets.engine(where)
-    gx = kernels.backward(call.reduction, call.kernel_layout, call.work, gy, call.axes,
-                          call.prm, call.include_pad, call.override, u=call.u)
-    gx = call.to_caller(gx, call.x.shape)
+        gx = kernels.backward(call.reduction, call.kernel_layout, call.work, gy, call.axes,
+                              call.prm, call.include_pad, call.override, u=call.u)
+        gx = call.to_caller(gx, call.x.shape)
     if where == "cuda":
         gx = targets.astype_device(gx, call.x.dtype)
     else:
@@ -537,8 +559,8 @@ divisor_override, output_size, keepdims, **params
 
 
 
-def check_grad_output(grad_output: object, call: _Call) -> np.ndarray:
-    """``grad_output`` as a contiguous 5-D array in the accumulator dtype."""
+def _grad_array(grad_output: object, call: _Call) -> np.ndarray:
+    """``grad_output``, checked, in the accumulator dtype and the result's shape."""
     try:
         gy = np.asarray(grad_output)
     except Exception as exc:  # noqa: BLE001
@@ -550,8 +572,51 @@ def check_grad_output(grad_output: object, call: _Call) -> np.ndarray:
     if gy.shape != expected:
         raise ValueError(f"grad_output must have shape {expected} (the shape pool() returns), "
                          f"got {gy.shape}")
-    acc = call.reduction.acc_dtype(call.work.dtype)
+    return gy.astype(call.reduction.acc_dtype(call.work.dtype), copy=False)
+
+
+def check_grad_output(grad_output: object, call: _Call) -> np.ndarray:
+    """``grad_output`` as a contiguous 5-D array in the accumulator dtype."""
+    gy = _grad_array(grad_output, call)
     out5 = call.out5_shape()
     caller5 = out5 if call.layout == call.kernel_layout else (
         out5[:1] + out5[2:] + out5[1:2])
-    return call.to_kernel_layout(gy.astype(acc, copy=False).reshape(caller5))
+    return call.to_kernel_layout(gy.reshape(caller5))
+
+
+def _index_array(indices: object, call: _Call) -> np.ndarray:
+    """``indices`` for :func:`pool_grad`, checked: contiguous int64 of the result's shape."""
+    try:
+        idx = np.asarray(indices)
+    except Exception as exc:  # noqa: BLE001
+        raise TypeError(f"indices must be an array, got {type(indices).__name__}") from exc
+    if idx.dtype.kind not in "iu":
+        raise TypeError("indices must be an integer array (what pool(..., "
+                        f"return_indices=True) returns), got dtype {idx.dtype}")
+    expected = call.result_shape()
+    if idx.shape != expected:
+        raise ValueError(f"indices must have shape {expected} (the shape pool() returns), "
+                         f"got {idx.shape}")
+    return np.ascontiguousarray(idx, dtype=np.int64)
+
+
+def _route(call: _Call, gy: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The gradient of a selection, ``gy`` routed by ``idx``, in the caller's layout (no
+    forward pass, no transposes: the indices are flat positions in each plane)."""
+    x = call.x
+    n = x.shape[0]
+    cf = call.layout == "channels_first"
+    c = x.shape[1] if cf else x.shape[-1]
+    plane = math.prod(x.shape[2:] if cf else x.shape[1:-1])
+    outs = idx.size // max(1, n * c)
+    gy = np.ascontiguousarray(gy)
+    if cf:
+        shapes = ((n * c, outs), (n * c, plane))
+    else:
+        shapes = ((n, outs, c), (n, plane, c))
+    gx = buffers.empty(shapes[1], gy.dtype)
+    bad = routing.route(gy.reshape(shapes[0]), idx.reshape(shapes[0]), gx, call.layout)
+    if bad:
+        raise ValueError(f"indices must be flat positions in each (n, c) plane of x, in "
+                         f"[0, {plane}); {bad} of them are not")
+    return gx.reshape(x.shape)

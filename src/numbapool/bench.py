@@ -17,7 +17,7 @@ from functools import partial
 import numba
 import numpy as np
 
-from .api import pool, pool_grad
+from .api import get, pool, pool_grad
 
 __all__ = ["CASES", "Case", "Target", "run", "time_cases", "main", "copy_bandwidth", "best_time",
            "summarise"]
@@ -111,7 +111,7 @@ class Target:
 
 
 def run(cases=CASES, layouts=("channels_first", "channels_last"), backward: bool = False,
-        threads: int = 2, repeat: int = 7, out=print) -> list[dict]:
+        threads: int = 2, repeat: int = 7, out=print, recompute: bool = False) -> list[dict]:
     """Time every case on the CPU; print a table through ``out``; return the rows."""
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
@@ -122,15 +122,27 @@ def run(cases=CASES, layouts=("channels_first", "channels_last"), backward: bool
         torch = None
     bw = copy_bandwidth()
     out(f"threads: {threads}; parallel-copy read+write bandwidth {bw / 1e9:.1f} GB/s")
-    rows = time_cases(cases, layouts, backward, repeat, out, bw, torch, Target())
+    rows = time_cases(cases, layouts, backward, repeat, out, bw, torch, Target(),
+                      recompute=recompute)
     summarise(rows, out)
     return rows
 
 
+def backward_call(name: str, x, gy, opts: dict, recompute: bool = False) -> Callable:
+    """``pool_grad`` as a training step calls it: for a pooler with indices, given those of
+    its forward pass (as PyTorch's autograd backward uses the indices its forward saved);
+    ``recompute``: without them (the forward is recomputed inside)."""
+    if not recompute and "indices" in get(name).capabilities:
+        _, idx = pool(name, x, return_indices=True, **opts)
+        return partial(pool_grad, name, x, gy, indices=idx, **opts)
+    return partial(pool_grad, name, x, gy, **opts)
+
+
 def time_cases(cases, layouts, backward: bool, repeat: int, out, bw: float, torch,
-               target: Target, digits: int = 2) -> list[dict]:
+               target: Target, digits: int = 2, recompute: bool = False) -> list[dict]:
     """The table's rows: numbapool and the PyTorch peer (``torch`` None: none) on every
-    case, timed with ``target.sync`` before each clock reading."""
+    case, timed with ``target.sync`` before each clock reading.  Selections' backward passes
+    are given the forward's indices unless ``recompute``."""
     head = (f"{'case':<13}{'pooler':<11}{'layout':<15}{'pass':<9}{'numbapool':>11}"
             f"{'torch':>11}{'speed-up':>10}{'roofline':>10}")
     out(head)
@@ -150,7 +162,7 @@ def time_cases(cases, layouts, backward: bool, repeat: int, out, bw: float, torc
             passes = [("forward", partial(pool, case.pooler, x, **opts), nx + ny)]
             if backward:
                 gy = target.place(np.ones(y.shape, np.float32))
-                passes.append(("backward", partial(pool_grad, case.pooler, x, gy, **opts),
+                passes.append(("backward", backward_call(case.pooler, x, gy, opts, recompute),
                                2 * nx + ny))
             tx, tfn = (None, None) if torch is None else _torch_forward(
                 torch, case, layout, target.torch_device)
@@ -197,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="numbapool bench", description=__doc__)
     parser.add_argument("--backward", action="store_true", help="also time pool_grad")
+    parser.add_argument("--recompute", action="store_true",
+                        help="time pool_grad of max/min without the forward's indices "
+                        "(it recomputes the forward)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--case", action="append", help="only these cases (by name)")
@@ -211,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.target == "cuda":
         from .bench_cuda import run_cuda
 
-        run_cuda(cases, layouts, backward=args.backward, repeat=args.repeat)
+        run_cuda(cases, layouts, backward=args.backward, repeat=args.repeat,
+                 recompute=args.recompute)
     else:
-        run(cases, layouts, backward=args.backward, threads=args.threads, repeat=args.repeat)
+        run(cases, layouts, backward=args.backward, threads=args.threads, repeat=args.repeat,
+            recompute=args.recompute)
     return 0

@@ -35,7 +35,7 @@ def _torch_cuda():
 
 def run_cuda(cases: list[Case] = CASES, layouts=("channels_first", "channels_last"),
              backward: bool = False, repeat: int = 7, out=print,
-             bandwidth: float | None = None) -> list[dict]:
+             bandwidth: float | None = None, recompute: bool = False) -> list[dict]:
     """Time every case on the GPU; print a table through ``out``; return the rows."""
     from numba import cuda
 
@@ -51,6 +51,6 @@ def run_cuda(cases: list[Case] = CASES, layouts=("channels_first", "channels_las
             torch.cuda.synchronize()
 
     rows = time_cases(cases, layouts, backward, repeat, out, bw, torch,
-                      Target(cuda.to_device, sync, "cuda"), digits=3)
+                      Target(cuda.to_device, sync, "cuda"), digits=3, recompute=recompute)
     summarise(rows, out, peer="torch CUDA")
     return rows

@@ -137,6 +137,18 @@ def check_device_grad(grad_output: object, expected: tuple[int, ...], layout: st
     return _lift(astype_device(gy, acc), layout)
 
 
+def check_device_indices(indices: object, expected: tuple[int, ...], layout: str):
+    """``indices`` of a CUDA ``pool_grad`` as a 5-D int64 device array."""
+    idx = cuda_kernels.as_device_array(indices)
+    dtype = np.dtype(idx.dtype)
+    if dtype.kind not in "iu":
+        raise TypeError("indices must be an integer array (what pool(..., "
+                        f"return_indices=True) returns), got dtype {dtype}")
+    if tuple(idx.shape) != tuple(expected):
+        raise ValueError(f"indices must have shape {tuple(expected)} (the shape pool() "
+                         f"returns), got {tuple(idx.shape)}")
+    return _lift(astype_device(idx, np.int64), layout)
+
 
 def astype_device(arr, dtype):
     """Device array ``arr`` (any strides) converted to ``dtype``: a new contiguous array, or

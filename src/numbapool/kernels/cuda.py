@@ -21,7 +21,7 @@ from ..geometry import AxisWindows
 from ..reduction import Reduction, Sampling, Selection
 from . import cpu
 from .codegen import cache_dir, get_kernel, load_module
-from .cuda_templates import CAST_SOURCE
+from .cuda_templates import CAST_SOURCE, OUTSIDE_SOURCE
 
 __all__ = ["cuda_api", "simulating", "is_device_array", "as_device_array", "lift",
            "empty", "cast", "forward", "backward", "param_grad"]
@@ -121,6 +121,19 @@ def _cast_kernel():
     return load_module(path, CAST_SOURCE, {}).kernel
 
 
+@lru_cache(maxsize=1)
+def _outside_kernel():
+    path = cache_dir() / "np_cuda_outside_v1.py"
+    return load_module(path, OUTSIDE_SOURCE, {}).kernel
+
+
+def count_outside(idx5, plane: int) -> int:
+    """How many elements of the 5-D int64 device array ``idx5`` lie outside [0, plane)."""
+    bad = to_device(np.zeros(1, np.int64))
+    _run(_outside_kernel(), math.prod(idx5.shape), idx5, np.int64(plane), bad)
+    return int(bad.copy_to_host()[0])
+
+
 def cast(arr5, dtype):
     """A new contiguous 5-D device array: ``arr5`` converted to ``dtype``."""
     out = empty(tuple(arr5.shape), dtype)
@@ -216,17 +229,27 @@ def forward(reduction: Reduction, layout: str, x, axes: Sequence[AxisWindows],
 
 def backward(reduction: Reduction, layout: str, x, grad_out, axes: Sequence[AxisWindows],
              prm: np.ndarray, include_pad: bool = True, override: float | None = None,
-             u: np.ndarray | None = None):
+             u: np.ndarray | None = None, indices=None):
     """Gradient with respect to ``x`` (a device array in the accumulator dtype), given the
     output gradient ``grad_out`` (device, 5-D, the forward result's shape, accumulator
-    dtype).  Each thread gathers the gradient of the input element it owns."""
+    dtype).  Each thread gathers the gradient of the input element it owns.  A selection's
+    gradient is routed by ``indices`` (5-D int64, checked here) when given, else by the
+    indices of a forward pass."""
     dtype = np.dtype(x.dtype)
     acc = reduction.acc_dtype(dtype)
     gx = empty(tuple(x.shape), acc)
     total = math.prod(x.shape)
     kernel = get_kernel(reduction, layout, "backward", "cuda")
     if isinstance(reduction, (Selection, Sampling)):
-        y, idx = forward(reduction, layout, x, axes, prm, with_indices=True, u=u)
+        if indices is None:
+            y, idx = forward(reduction, layout, x, axes, prm, with_indices=True, u=u)
+        else:
+            plane = math.prod(a.length for a in axes)
+            bad = count_outside(indices, plane)
+            if bad:
+                raise ValueError(f"indices must be flat positions in each (n, c) plane of x, "
+                                 f"in [0, {plane}); {bad} of them are not")
+            y, idx = grad_out, indices  # (the routed kernels read y's shape only)
         _run(kernel, total, x, y, grad_out, gx, idx, *_inverse(axes), acc.type(0))
         return gx
     y, _ = forward(reduction, layout, x, axes, prm, include_pad, override)

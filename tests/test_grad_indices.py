@@ -1,0 +1,128 @@
+"""pool_grad(..., indices=...): the gradient of a selection routed by the indices its forward
+returned, without recomputing the forward; against the NumPy reference, the path without
+indices, PyTorch's max-pool backward, and bad indices."""
+
+import numpy as np
+import pytest
+
+import numbapool
+from reference import from_channels_first, ref_pool_grad, to_channels_first
+
+SELECTIONS = [n for n in numbapool.poolers() if "indices" in numbapool.get(n).capabilities]
+
+CASES = [  # (name, cf shape, options)
+    ("max", (2, 5, 9, 11), dict(kernel_size=3, stride=2, padding=1)),  # overlapping windows
+    ("max", (3, 4, 17), dict(kernel_size=3, stride=1, dilation=2, ceil_mode=True)),
+    ("min", (2, 3, 4, 6, 5), dict(kernel_size=2, stride=1)),
+    ("max", (1, 2, 6, 7), dict(kernel_size=(3, 2))),
+    ("adaptive_max", (2, 3, 9, 8), dict(output_size=(4, 3))),
+    ("global_max", (2, 3, 5, 4), {}),
+    ("global_min", (2, 3, 5, 4), dict(keepdims=True)),
+]
+
+
+def _add_at(gy_cf, idx_cf, spatial):
+    """The obvious scatter: gx[n, c].flat[idx] += gy."""
+    n, c = gy_cf.shape[:2]
+    gx = np.zeros((n, c, int(np.prod(spatial))))
+    for a in range(n):
+        for b in range(c):
+            np.add.at(gx[a, b], idx_cf[a, b].ravel(), gy_cf[a, b].ravel())
+    return gx.reshape(n, c, *spatial)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("name,shape,opts", CASES)
+def test_routed_grad_matches_reference(name, shape, opts, layout):
+    rng = np.random.default_rng(3)
+    x_cf = rng.standard_normal(shape)
+    x = from_channels_first(x_cf, layout)
+    kw = dict(opts, layout=layout)
+    y, idx = numbapool.pool(name, x, return_indices=True, **kw)
+    gy = rng.standard_normal(y.shape)
+    gy_before, idx_before = gy.copy(), idx.copy()
+    got = numbapool.pool_grad(name, x, gy, indices=idx, **kw)
+    assert got.shape == x.shape and got.dtype == x.dtype
+    np.testing.assert_allclose(got, ref_pool_grad(name, x, gy, layout=layout, **opts),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(got, numbapool.pool_grad(name, x, gy, **kw))
+    np.testing.assert_array_equal(gy, gy_before)
+    np.testing.assert_array_equal(idx, idx_before)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_indices_anywhere_in_the_plane_are_followed(layout):
+    """Like PyTorch's max-pool backward, the gradient goes where an index points, even
+    outside its window, and indices that repeat accumulate."""
+    rng = np.random.default_rng(4)
+    x_cf = rng.standard_normal((2, 3, 6, 8))
+    x = from_channels_first(x_cf, layout)
+    y = numbapool.pool("max", x, 2, layout=layout)
+    idx_cf = rng.integers(0, 48, to_channels_first(y, layout).shape)
+    idx_cf[0, 0] = 5  # every output of one plane to one element
+    gy_cf = rng.standard_normal(idx_cf.shape)
+    got = numbapool.pool_grad("max", x, from_channels_first(gy_cf, layout), 2, layout=layout,
+                              indices=from_channels_first(idx_cf, layout))
+    np.testing.assert_allclose(to_channels_first(got, layout),
+                               _add_at(gy_cf, idx_cf, (6, 8)), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_routed_grad_keeps_dtype(dtype):
+    x = np.random.default_rng(5).standard_normal((2, 3, 8, 8)).astype(dtype)
+    y, idx = numbapool.pool("max", x, 2, return_indices=True)
+    got = numbapool.pool_grad("max", x, np.ones_like(y), 2, indices=idx.astype(np.int32))
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, numbapool.pool_grad("max", x, np.ones_like(y), 2))
+
+
+def test_stochastic_routes_by_given_indices():
+    if "stochastic" not in SELECTIONS:
+        pytest.skip("numbapool-learned is not installed")
+    x = np.random.default_rng(6).uniform(0.1, 1.0, (2, 3, 8, 8))
+    y, idx = numbapool.pool("stochastic", x, 2, seed=3, return_indices=True)
+    gy = np.arange(y.size, dtype=np.float64).reshape(y.shape)
+    np.testing.assert_array_equal(numbapool.pool_grad("stochastic", x, gy, 2, indices=idx),
+                                  _add_at(gy, idx, (8, 8)))
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("bad", [-1, 64, 2**40])
+def test_out_of_range_indices_raise(bad, layout):
+    x = from_channels_first(np.random.default_rng(7).standard_normal((2, 3, 8, 8)), layout)
+    y, idx = numbapool.pool("max", x, 2, return_indices=True, layout=layout)
+    idx[1, 1, 1, 1] = bad
+    with pytest.raises(ValueError, match=r"indices .*\[0, 64\); 1 of them"):
+        numbapool.pool_grad("max", x, np.ones_like(y), 2, indices=idx, layout=layout)
+
+
+def test_bad_indices_arguments():
+    x = np.random.default_rng(8).standard_normal((2, 3, 8, 8))
+    y, idx = numbapool.pool("max", x, 2, return_indices=True)
+    gy = np.ones_like(y)
+    with pytest.raises(TypeError, match="indices must be an integer array"):
+        numbapool.pool_grad("max", x, gy, 2, indices=idx.astype(float))
+    with pytest.raises(ValueError, match=r"indices must have shape \(2, 3, 4, 4\)"):
+        numbapool.pool_grad("max", x, gy, 2, indices=idx[:, :, :3])
+    with pytest.raises(TypeError, match="indices: pooler 'avg' does not select"):
+        numbapool.pool_grad("avg", x, gy, 2, indices=idx)
+    with pytest.raises(ValueError, match="grad_output must have shape"):
+        numbapool.pool_grad("max", x, gy[:1], 2, indices=idx)
+
+
+def test_every_selection_takes_indices():
+    """Every registered pooler with indices (plugins' too) routes a gradient by them."""
+    rng = np.random.default_rng(9)
+    x = rng.uniform(0.1, 1.0, (2, 3, 9, 9))
+    for name in SELECTIONS:
+        opts = {} if name.startswith("global") else (
+            dict(output_size=4) if name == "adaptive_max" else (
+                dict(output_ratio=0.6, seed=1) if name.startswith("fractional") else
+                dict(kernel_size=3, stride=2)))
+        if name == "stochastic":
+            opts["seed"] = 2
+        y, idx = numbapool.pool(name, x, return_indices=True, **opts)
+        gy = rng.standard_normal(y.shape)
+        got = numbapool.pool_grad(name, x, gy, indices=idx, **opts)
+        np.testing.assert_allclose(got, _add_at(gy, idx, (9, 9)), rtol=1e-12, atol=1e-12,
+                                   err_msg=name)
