@@ -74,3 +74,20 @@ def test_global_selection_grad_with_ties_and_nans(layout):
             np.testing.assert_allclose(
                 got, ref_pool_grad(name, x, gy, layout=layout, keepdims=keepdims),
                 rtol=1e-12, atol=1e-12, err_msg=f"{name} keepdims={keepdims}")
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+@pytest.mark.parametrize("shape", [(2, 5, 7, 3), (1, 3, 4), (2, 4, 3, 2, 5)])
+@pytest.mark.parametrize("name,opts", [("global_avg", {})])
+def test_channels_last_global_grad(name, opts, shape, keepdims):
+    """The channels-last whole-plane backward (a task per row of channels) and the skipped
+    forward pass of a mean's gradient, against the reference."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape)
+    xl = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    kw = dict(opts, keepdims=keepdims)
+    y = numbapool.pool(name, xl, layout="channels_last", **kw)
+    gy = rng.standard_normal(y.shape)
+    got = numbapool.pool_grad(name, xl, gy, layout="channels_last", **kw)
+    want = ref_pool_grad(name, xl, gy, layout="channels_last", **kw)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

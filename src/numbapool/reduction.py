@@ -234,6 +234,9 @@ class Streaming(_Folding):
     grad_uses_acc : bool
         Whether ``grad`` reads ``acc``.  If not, backward kernels skip recomputing each window's
         accumulator and pass a zero instead.
+    grad_uses_output : bool
+        Whether ``grad`` reads ``y``.  If not (a sum, a mean), ``pool_grad`` skips the forward
+        pass that computes it and ``y`` is meaningless there.
     merge : numba dispatcher ``(acc_a, acc_b, prm) -> acc``, optional
         Combines the accumulators of two disjoint parts of a window (``take`` is then
         associative).  Lets large windows (global pooling) fold with several independent
@@ -242,6 +245,7 @@ class Streaming(_Folding):
 
     finish: Callable = None  # type: ignore[assignment]
     grad_uses_acc: bool = True
+    grad_uses_output: bool = True
     merge: Callable | None = None
     kind: str = field(init=False, default="streaming")
     _roles: tuple[str, ...] = field(init=False, default=("init", "take", "finish", "grad"))

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import buffers
 from ..geometry import AxisWindows
-from ..reduction import Reduction, Sampling, Selection
+from ..reduction import Reduction, Sampling, Selection, Streaming, Weighted
 from .codegen import get_kernel
 from .templates import global_backward_path, global_fast_path, row_fast_path
 
@@ -145,6 +145,17 @@ def _whole_plane(axes: Sequence[AxisWindows]) -> bool:
                for a in axes)
 
 
+def _output_for_grad(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndarray,
+                     axes: Sequence[AxisWindows], prm: np.ndarray, include_pad: bool,
+                     override: float | None) -> np.ndarray:
+    """The forward result a smooth reduction's gradient reads; or, when its ``grad`` does not
+    read ``y`` (sum, avg), ``grad_out`` in its place (the same shape, never read): no forward
+    pass."""
+    if not getattr(reduction, "grad_uses_output", True):
+        return grad_out
+    return forward(reduction, layout, x, axes, prm, include_pad, override)[0]
+
+
 def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndarray,
              axes: Sequence[AxisWindows], prm: np.ndarray, include_pad: bool = True,
              override: float | None = None, u: np.ndarray | None = None) -> np.ndarray:
@@ -153,8 +164,13 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
     acc = reduction.acc_dtype(x.dtype)
     zero = acc.type(0)
     gx = buffers.empty(x.shape, acc)
-    if layout == "channels_first" and _whole_plane(axes) and global_backward_path(reduction):
-        y, _ = forward(reduction, layout, x, axes, prm, include_pad, override)
+    smooth = isinstance(reduction, (Streaming, Weighted))
+    if smooth:
+        y = _output_for_grad(reduction, layout, x, grad_out, axes, prm, include_pad, override)
+    if _whole_plane(axes) and global_backward_path(reduction) and (
+            layout == "channels_first" or smooth):
+        if not smooth:
+            y, _ = forward(reduction, layout, x, axes, prm, include_pad, override)
         kernel = get_kernel(reduction, layout, "backward_global")
         if isinstance(reduction, Selection):
             kernel(x, y, grad_out, gx, zero)
@@ -172,7 +188,6 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
             y, idx = forward(reduction, layout, x, axes, prm, with_indices=True, u=u)
             kernel(x, y, grad_out, gx, idx, *_tables(tuple(axes)), zero)
         else:
-            y, _ = forward(reduction, layout, x, axes, prm, include_pad, override)
             kernel(x, y, grad_out, gx, *_tables(tuple(axes)),
                    *_divisors(axes, include_pad, override), zero, prm)
         return gx
@@ -182,7 +197,6 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
         y, idx = forward(reduction, layout, x, axes, prm, with_indices=True, u=u)
         kernel(x, y, grad_out, gx, idx, *inv, zero)
     else:
-        y, _ = forward(reduction, layout, x, axes, prm, include_pad, override)
         kernel(x, y, grad_out, gx, *inv, *_tables(tuple(axes)),
                *_divisors(axes, include_pad, override), zero, prm)
     return gx

@@ -252,7 +252,10 @@ def backward(reduction: Reduction, layout: str, x, grad_out, axes: Sequence[Axis
             y, idx = grad_out, indices  # (the routed kernels read y's shape only)
         _run(kernel, total, x, y, grad_out, gx, idx, *_inverse(axes), acc.type(0))
         return gx
-    y, _ = forward(reduction, layout, x, axes, prm, include_pad, override)
+    if getattr(reduction, "grad_uses_output", True):
+        y, _ = forward(reduction, layout, x, axes, prm, include_pad, override)
+    else:  # (sum, avg: grad does not read y; the same shape, not read)
+        y = grad_out
     _run(kernel, total, x, y, grad_out, gx, *_inverse(axes), *_tables(axes),
          *_divisors(axes, include_pad, override), acc.type(0), _prm(prm))
     return gx

@@ -396,8 +396,9 @@ def global_fast_path(red: Reduction) -> bool:
 
 
 def global_backward_path(red: Reduction) -> bool:
-    """Whether the channels-first whole-plane backward applies (it does not re-walk the
-    window, so streaming reductions must not need ``acc`` in ``grad``)."""
+    """Whether the whole-plane backward applies (channels first; channels last for streaming
+    reductions).  It does not re-walk the window, so streaming reductions must not need
+    ``acc`` in ``grad``."""
     return isinstance(red, Selection) or (isinstance(red, Streaming) and not red.grad_uses_acc)
 
 
@@ -765,7 +766,8 @@ def native_channels_last(red: Reduction, variant: str) -> bool:
     if isinstance(red, Selection):
         return True
     if isinstance(red, Streaming) and red.accumulator == "scalar":
-        return variant == "forward" or (variant == "backward" and not red.grad_uses_acc)
+        return variant == "forward" or (variant in ("backward", "backward_global")
+                                         and not red.grad_uses_acc)
     return False
 
 
@@ -931,6 +933,32 @@ def _cl_backward(red: Reduction) -> str:
     return src
 
 
+def _cl_backward_global(red: Reduction) -> str:
+    """Channels last, one window per (n, c) plane, for streaming reductions whose ``grad``
+    ignores ``acc``: ``g * grad(v)`` for every element, a task per (n, position) row of C
+    contiguous channels (the generic gather walks inverse maps one element at a time)."""
+    src = "def kernel(x, y, gy, gx, dv0, dv1, dv2, override, zero, prm):\n"
+    src += _block("""
+        L = x.shape[1] * x.shape[2] * x.shape[3]
+        C = x.shape[4]
+        xf = x.reshape(-1)
+        gxf = gx.reshape(-1)
+        yf = y.reshape(-1)
+        gyf = gy.reshape(-1)
+        div = override if override > 0.0 else dv0[0, 0] * dv1[0, 0] * dv2[0, 0]
+        pr = prm[0]
+        for r in numba.prange(x.shape[0] * L):
+            t = r % L
+            xb = r * C
+            ob = (r // L) * C
+            for ch in range(C):
+                k = numba.uint64(ob + ch)
+                e = numba.uint64(xb + ch)
+                gxf[e] = gyf[k] * _grad(zero + xf[e], t, yf[k], zero, div, pr)
+    """, 1)
+    return src
+
+
 def kernel_source(red: Reduction, layout: str, variant: str) -> str:
     """Source of the function ``kernel`` for a reduction, layout and variant."""
     kind = red.kind
@@ -962,6 +990,8 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
         raise ValueError(f"no channels-last {variant!r} kernel for reduction {red.name!r}")
     if variant == "backward":
         return _cl_backward(red)
+    if variant == "backward_global":
+        return _cl_backward_global(red)
     return _cl_forward(red, variant)
 
 
