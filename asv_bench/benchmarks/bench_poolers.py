@@ -28,6 +28,8 @@ class TimePoolerForward:
 
 
 class TimePoolerBackward:
+    """Backward without indices: selections recompute their forward pass."""
+
     params = (POOLERS, LAYOUTS)
     param_names = ["pooler", "layout"]
     timeout = 300
@@ -40,3 +42,22 @@ class TimePoolerBackward:
 
     def time_backward(self, pooler, layout):
         numbapool.pool_grad(pooler, self.x, self.gy, **self.opts)
+
+
+class TimePoolerBackwardIndices:
+    """The poolers with indices, backward given their forward's indices (no recomputed
+    forward): what a training step does."""
+
+    params = ([p for p in POOLERS if "indices" in numbapool.get(p).capabilities], LAYOUTS)
+    param_names = ["pooler", "layout"]
+    timeout = 300
+
+    def setup(self, pooler, layout):
+        self.x = data(POOLER_SHAPE, layout)
+        self.opts = dict(pooler_options(pooler), layout=layout)
+        y, self.idx = numbapool.pool(pooler, self.x, return_indices=True, **self.opts)
+        self.gy = np.ones_like(y)
+        numbapool.pool_grad(pooler, self.x, self.gy, indices=self.idx, **self.opts)
+
+    def time_backward(self, pooler, layout):
+        numbapool.pool_grad(pooler, self.x, self.gy, indices=self.idx, **self.opts)
