@@ -126,3 +126,35 @@ def test_every_selection_takes_indices():
         got = numbapool.pool_grad(name, x, gy, indices=idx, **opts)
         np.testing.assert_allclose(got, _add_at(gy, idx, (9, 9)), rtol=1e-12, atol=1e-12,
                                    err_msg=name)
+
+
+@pytest.mark.parametrize("name,opts", [("max", dict(kernel_size=3, stride=2, padding=1)),
+                                       ("min", dict(kernel_size=(2, 3), dilation=2)),
+                                       ("adaptive_max", dict(output_size=(3, 4))),
+                                       ("global_max", {})])
+def test_channels_first_indices_through_channels_last(name, opts, monkeypatch):
+    """With enough channels, channels-first selections with indices run as channels-last
+    kernels between two transposes: the same values and indices (ties, NaNs) as the
+    channels-first per-window kernel and as PyTorch."""
+    from numbapool.kernels import cpu
+
+    rng = np.random.default_rng(10)
+    x = rng.integers(0, 4, (2, cpu.VIA_CHANNELS_LAST_MIN_CHANNELS + 1, 9, 11)).astype(
+        np.float32)  # many ties
+    x[0, 1, 2, 3] = x[1, 4, 5, 5] = x[1, 4, 5, 6] = np.nan
+    calls = []
+    to_last = cpu.transpose.to_channels_last
+    monkeypatch.setattr(cpu.transpose, "to_channels_last",
+                        lambda a: calls.append(a.shape) or to_last(a))
+    y, idx = numbapool.pool(name, x, return_indices=True, **opts)
+    assert calls == [(2, 9, 1, 9, 11)]  # (the 2-D problem lifted to 5-D)
+    monkeypatch.setattr(cpu, "VIA_CHANNELS_LAST_MIN_CHANNELS", 10**9)
+    y_direct, idx_direct = numbapool.pool(name, x, return_indices=True, **opts)
+    np.testing.assert_array_equal(y, y_direct)
+    np.testing.assert_array_equal(idx, idx_direct)
+    if name == "max":
+        torch = pytest.importorskip("torch")
+        ty, tidx = torch.nn.functional.max_pool2d(torch.from_numpy(x), 3, 2, 1,
+                                                  return_indices=True)
+        np.testing.assert_array_equal(idx, tidx.numpy())
+

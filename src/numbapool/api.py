@@ -405,7 +405,7 @@ class _KnownCall:
 
     pooler: Pooler
     work_shape: tuple[int, ...]
-    plan: cpu.ForwardPlan
+    plan: cpu.ForwardPlan | cpu.ViaChannelsLast
     shape: tuple[int, ...]
     with_indices: bool
 

@@ -78,7 +78,8 @@ def copy_bandwidth(nbytes: int = 512 * 2**20) -> float:
     return 2 * nbytes / t
 
 
-def _torch_forward(torch, case: Case, layout: str, device: str = "cpu"):
+def _torch_forward(torch, case: Case, layout: str, device: str = "cpu",
+                   indices: bool = False):
     import torch.nn.functional as F  # noqa: N812
 
     rank = len(case.shape) - 2
@@ -90,7 +91,7 @@ def _torch_forward(torch, case: Case, layout: str, device: str = "cpu"):
     k, s, p = o.get("kernel_size"), o.get("stride"), o.get("padding", 0)
     if case.pooler == "max":
         fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[rank]
-        return x, lambda t: fn(t, k, s, p)
+        return x, lambda t: fn(t, k, s, p, return_indices=indices)
     if case.pooler == "avg":
         fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[rank]
         return x, lambda t: fn(t, k, s, p)
@@ -160,6 +161,10 @@ def time_cases(cases, layouts, backward: bool, repeat: int, out, bw: float, torc
             y = pool(case.pooler, x, **opts)
             nx, ny = host.nbytes, math.prod(y.shape) * host.itemsize
             passes = [("forward", partial(pool, case.pooler, x, **opts), nx + ny)]
+            with_idx = backward and "indices" in get(case.pooler).capabilities
+            if with_idx:  # a training step's forward: the indices for the backward pass too
+                passes.append(("fwd+idx", partial(pool, case.pooler, x, return_indices=True,
+                                                  **opts), nx + 3 * ny))
             if backward:
                 gy = target.place(np.ones(y.shape, np.float32))
                 passes.append(("backward", backward_call(case.pooler, x, gy, opts, recompute),
@@ -172,6 +177,9 @@ def time_cases(cases, layouts, backward: bool, repeat: int, out, bw: float, torc
                 if tfn is not None:
                     if label == "forward":
                         theirs = timer(partial(tfn, tx))
+                    elif label == "fwd+idx":
+                        theirs = timer(partial(_torch_forward(torch, case, layout,
+                                                              target.torch_device, True)[1], tx))
                     else:
                         tx.requires_grad_(True)
                         ty = tfn(tx)
@@ -191,7 +199,7 @@ def time_cases(cases, layouts, backward: bool, repeat: int, out, bw: float, torc
 
 def summarise(rows: list[dict], out=print, peer: str = "torch") -> None:
     """Geometric-mean speed-ups, slowest case, median roofline share."""
-    for label in ("forward", "backward"):
+    for label in ("forward", "fwd+idx", "backward"):
         sel = [r for r in rows if r["pass_"] == label and np.isfinite(r["speedup"])]
         if sel:
             gm = math.exp(sum(math.log(r["speedup"]) for r in sel) / len(sel))
