@@ -64,9 +64,9 @@ def decorator(red: Reduction, layout: str, variant: str) -> str:
     return REASSOC_DECORATOR if reassociates(red, layout, variant) else DECORATOR
 
 VARIANTS = {
-    "selection": ("forward", "forward_indices", "forward_indices32", "backward", "forward_rows",
-                  "backward_scatter", "backward_scatter_cover", "forward_global",
-                  "backward_global"),
+    "selection": ("forward", "forward_indices", "forward_indices32", "backward",
+                  "forward_cols", "backward_scatter", "backward_scatter_cover",
+                  "forward_global", "backward_global"),
     "sampling": ("forward_indices", "backward", "backward_scatter"),
     "streaming": ("forward", "backward", "param_grad", "forward_rows", "backward_scatter",
                   "backward_scatter_cover", "forward_global", "backward_global"),
@@ -280,9 +280,10 @@ def _cf_forward(red: Reduction, variant: str) -> str:
 
 
 def row_fast_path(red: Reduction) -> bool:
-    """Whether the channels-first row kernels (vectorisable across output columns) apply."""
-    return isinstance(red, Selection) or (
-        isinstance(red, Streaming) and red.accumulator == "scalar")
+    """Whether the channels-first row kernels (vectorisable across output columns) apply:
+    streaming reductions with a scalar accumulator (selections have the column-first kernel,
+    :func:`_cf_forward_cols`)."""
+    return isinstance(red, Streaming) and red.accumulator == "scalar"
 
 
 def _cf_forward_rows(red: Reduction) -> str:
@@ -290,13 +291,8 @@ def _cf_forward_rows(red: Reduction) -> str:
     row, fed one input row at a time.  Interior windows (full kernel, regular stride) run in
     plain loops over the output columns, through flat views with unsigned indices (no
     negative-index checks) and select-style updates, which the compiler vectorises; border
-    windows use the tables.  Shared window tables only, scalar accumulators, no indices
-    (tracking them defeats the vectorisation: the per-window kernel is faster for those)."""
-    sel = isinstance(red, Selection)
-    args = ["x", "out", "g0", "g1", "g2", "dk", "geo"]
-    if not sel:
-        args += ["dv0", "dv1", "dv2", "override", "zero", "prm"]
-    src = f"def kernel({', '.join(args)}):\n"
+    windows use the tables.  Shared window tables only, scalar accumulators."""
+    src = ("def kernel(x, out, g0, g1, g2, dk, geo, dv0, dv1, dv2, override, zero, prm):\n")
     src += _block("""
         C = x.shape[1]
         S1 = x.shape[3]
@@ -320,13 +316,10 @@ def _cf_forward_rows(red: Reduction) -> str:
             c = pl % C
             xb = pl * plane
     """, 1)
-    if sel:
-        src += _block("acc = np.empty(O2, dtype=x.dtype)", 2)
-    else:
-        src += _block("""
-            pr = prm[c % prm.shape[0]]
-            acc = np.full(O2, zero)
-        """, 2)
+    src += _block("""
+        pr = prm[c % prm.shape[0]]
+        acc = np.full(O2, zero)
+    """, 2)
     src += _load(0, "o0", "0", 2)
     src += _block("for o1 in range(O1):", 2) + _load(1, "o1", "0", 3)
     src += _block("""
@@ -342,10 +335,6 @@ def _cf_forward_rows(red: Reduction) -> str:
 
     def put(pos: str, tap: str, first: bool) -> str:
         v = f"xf[numba.uint64(row + {pos})]"
-        if sel:
-            if first:
-                return f"acc[o2] = {v}\n"
-            return f"v = {v}\nacc[o2] = v if _better(v, acc[o2]) else acc[o2]\n"
         if first:
             return f"acc[o2] = _init(zero + {v}, {tap}, pr)\n"
         return f"acc[o2] = _take(acc[o2], zero + {v}, {tap}, pr)\n"
@@ -374,18 +363,92 @@ def _cf_forward_rows(red: Reduction) -> str:
     src += _block(border, L) + _block("for k2 in range(k2s, n2):", L + 1)
     src += _block(put("b2 + k2 * d2", "rt + t2 + k2", False), L + 2)
     L = 3
-    src += _block("ob = ((pl * O0 + o0) * O1 + o1) * O2", L)
-    if sel:
-        src += _block("""
-            for o2 in range(O2):
-                of[numba.uint64(ob + o2)] = acc[o2]
-        """, L)
-    else:
-        src += _block("""
-            for o2 in range(O2):
-                div = override if override > 0.0 else dv0[0, o0] * dv1[0, o1] * dv2[0, o2]
-                of[numba.uint64(ob + o2)] = _finish(acc[o2], div, pr)
-        """, L)
+    src += _block("""
+        ob = ((pl * O0 + o0) * O1 + o1) * O2
+        for o2 in range(O2):
+            div = override if override > 0.0 else dv0[0, o0] * dv1[0, o1] * dv2[0, o2]
+            of[numba.uint64(ob + o2)] = _finish(acc[o2], div, pr)
+    """, L)
+    return src
+
+
+def _cf_forward_cols(red: Reduction) -> str:
+    """Channels first, selections: like the row kernels, but each output row first folds the
+    window's input rows column by column (contiguous, vectorised), then folds that one row
+    across the window's columns (strided).  A selection's result does not depend on the
+    order it meets the elements (only a tie between -0.0 and 0.0 can come out with the other
+    sign), so this does the strided work once per output row instead of once per window
+    row: 3 strided taps per output instead of 9 for a 3x3 window."""
+    src = "def kernel(x, out, g0, g1, g2, dk, geo):\n"
+    src += _block("""
+        C = x.shape[1]
+        S1 = x.shape[3]
+        S2 = x.shape[4]
+        plane = x.shape[2] * S1 * S2
+        O0 = out.shape[2]
+        O1 = out.shape[3]
+        O2 = out.shape[4]
+        xf = x.reshape(-1)
+        of = out.reshape(-1)
+        lo = geo[0]
+        hi = geo[1]
+        s2 = geo[2]
+        p2 = geo[3]
+        nb = O2 - (hi - lo)
+    """, 1) + _block(_SETUP, 1) + _block("""
+        pair = s2 == 2 and d2 == 1 and K2 == 2
+        triple = s2 == 2 and d2 == 1 and K2 == 3
+    """, 1)
+    src += _block("""
+        for task in numba.prange(x.shape[0] * C * O0):
+            o0 = task % O0
+            pl = task // O0
+            xb = pl * plane
+            col = np.empty(S2, dtype=x.dtype)
+    """, 1)
+    src += _load(0, "o0", "0", 2)
+    src += _block("for o1 in range(O1):", 2) + _load(1, "o1", "0", 3)
+    src += _block("""
+        for k0 in range(n0):
+            for k1 in range(n1):
+                row = xb + ((b0 + k0 * d0) * S1 + b1 + k1 * d1) * S2
+                first = k0 == 0 and k1 == 0  # (a select, not a branch: one loop to compile)
+                for i in range(S2):
+                    v = xf[numba.uint64(row + i)]
+                    col[i] = v if first | _better(v, col[i]) else col[i]
+        ob = ((pl * O0 + o0) * O1 + o1) * O2
+        acc = of[ob:ob + O2]
+        if pair:  # 2 taps, stride 2 (VGG, U-Net): measured 2.7x faster than the loop below
+            for o2 in range(lo, hi):
+                e = numba.uint64(o2 * 2 - p2)
+                a = col[e]
+                v = col[e + 1]
+                acc[o2] = v if _better(v, a) else a
+        elif triple:  # 3 taps, stride 2 (the ResNet stem): 1.6x
+            for o2 in range(lo, hi):
+                e = numba.uint64(o2 * 2 - p2)
+                a = col[e]
+                v = col[e + 1]
+                a = v if _better(v, a) else a
+                v = col[e + 2]
+                acc[o2] = v if _better(v, a) else a
+        else:
+            for k2 in range(K2):
+                off = k2 * d2 - p2
+                first = k2 == 0
+                for o2 in range(lo, hi):
+                    v = col[numba.uint64(o2 * s2 + off)]
+                    acc[o2] = v if first | _better(v, acc[o2]) else acc[o2]
+        for j in range(nb):
+            o2 = j if j < lo else j + hi - lo
+            b2 = g2[0, o2, 0]
+            n2 = g2[0, o2, 1]
+            a = col[b2]
+            for k2 in range(1, n2):
+                v = col[b2 + k2 * d2]
+                a = v if _better(v, a) else a
+            acc[o2] = a
+    """, 3)
     return src
 
 
@@ -982,6 +1045,10 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
             if not global_backward_path(red):
                 raise ValueError(f"no whole-plane backward for reduction {red.name!r}")
             return _cf_backward_global(red)
+        if variant == "forward_cols":
+            if not isinstance(red, Selection):
+                raise ValueError(f"no column-first kernel for reduction {red.name!r}")
+            return _cf_forward_cols(red)
         if variant == "forward_rows":
             if not row_fast_path(red):
                 raise ValueError(f"no row kernel for reduction {red.name!r}")
