@@ -178,6 +178,7 @@ class _Folding(Reduction):
     integer_result: str = "float64"
     uses_divisor: bool = False
     accumulator: str = "scalar"
+    uses_tap: bool = True
     _roles: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
@@ -241,6 +242,10 @@ class Streaming(_Folding):
         Combines the accumulators of two disjoint parts of a window (``take`` is then
         associative).  Lets large windows (global pooling) fold with several independent
         accumulators.
+    uses_tap : bool
+        Whether ``init``/``take`` read ``tap``.  If not, and with ``merge``, channels-first
+        windows fold column by column (each window's rows first, then its columns), which
+        is several times faster for 2-D and 3-D windows.
     """
 
     finish: Callable = None  # type: ignore[assignment]
