@@ -12,7 +12,7 @@ import numpy as np
 
 from . import buffers, targets
 from .geometry import SINGLETON, AxisWindows
-from .kernels import cpu, routing
+from .kernels import cpu, routing, transpose
 from .kernels.templates import native_channels_last
 from .options import check_array, check_bool, check_layout
 from .pooler import Param, Pooler
@@ -122,6 +122,8 @@ class _Call:
         if self.target == "cuda":  # the CUDA kernels take both layouts and any strides
             return a5
         if self.layout != self.kernel_layout:
+            if a5.flags.c_contiguous and a5.dtype.kind in "biuf":  # (parallel, blocked)
+                return transpose.to_channels_first(a5)
             a5 = np.moveaxis(a5, -1, 1)
         return np.ascontiguousarray(a5)
 
@@ -130,7 +132,7 @@ class _Call:
         if self.target == "cuda":
             return a5.reshape(shape)
         if self.layout != self.kernel_layout:
-            a5 = np.ascontiguousarray(np.moveaxis(a5, 1, -1))
+            a5 = transpose.to_channels_last(np.ascontiguousarray(a5))
         return a5.reshape(shape)
 
 

@@ -57,7 +57,8 @@ class AxisWindows:
     inv_win : ndarray of int64
         The inverse map, CSR style: input position ``i`` of plane ``p`` is read by the windows
         ``inv_win[inv_ptr[p, i]:inv_ptr[p, i + 1]]``, in increasing order.  Backward kernels
-        use it to gather gradients without write conflicts.
+        use it to gather gradients without write conflicts.  Built on first use (a forward
+        pass does not need it; for per-plane windows it costs more than the pooling).
     table : ndarray of int64, shape (planes, out, 3)
         ``start``, ``count`` and ``first_tap`` side by side, as kernels receive them.
     """
@@ -69,8 +70,6 @@ class AxisWindows:
     step: int
     extent: int
     padded_count: np.ndarray
-    inv_ptr: np.ndarray
-    inv_win: np.ndarray
     table: np.ndarray
 
     @property
@@ -102,6 +101,34 @@ class AxisWindows:
         res[:] = (lo, hi, stride, pad)
         res.setflags(write=False)
         return res
+
+    @cached_property
+    def _inverse(self) -> tuple[np.ndarray, np.ndarray]:
+        # List every (plane, window, tap), then group them by (plane, position).
+        planes, out = self.start.shape
+        flat_count = self.count.ravel()
+        pairs = np.repeat(np.arange(planes * out, dtype=np.int64), flat_count)
+        offsets = np.arange(pairs.shape[0], dtype=np.int64) - np.repeat(
+            np.cumsum(flat_count) - flat_count, flat_count)
+        positions = self.start.ravel()[pairs] + offsets * self.step
+        key = (pairs // out) * self.length + positions
+        order = np.argsort(key, kind="stable")  # stable: windows stay in increasing order
+        inv_win = np.ascontiguousarray(pairs[order] % out)
+        bounds = np.zeros(planes * self.length + 1, dtype=np.int64)
+        np.cumsum(np.bincount(key, minlength=planes * self.length), out=bounds[1:])
+        rows = np.arange(planes, dtype=np.int64)[:, None] * self.length
+        inv_ptr = np.ascontiguousarray(bounds[rows + np.arange(self.length + 1,
+                                                               dtype=np.int64)])
+        _freeze(inv_ptr, inv_win)
+        return inv_ptr, inv_win
+
+    @property
+    def inv_ptr(self) -> np.ndarray:
+        return self._inverse[0]
+
+    @property
+    def inv_win(self) -> np.ndarray:
+        return self._inverse[1]
 
     @cached_property
     def exact_cover(self) -> bool:
@@ -141,24 +168,10 @@ def _build(length: int, start: np.ndarray, count: np.ndarray, step: int,
     first_tap = np.atleast_2d(np.asarray(first_tap, dtype=np.int64))
     if extent is None:
         extent = int(count.max(initial=1))
-    planes, out = start.shape
-    # Inverse map: list every (plane, window, tap), then group them by (plane, position).
-    flat_count = count.ravel()
-    pairs = np.repeat(np.arange(planes * out, dtype=np.int64), flat_count)
-    offsets = np.arange(pairs.shape[0], dtype=np.int64) - np.repeat(
-        np.cumsum(flat_count) - flat_count, flat_count)
-    positions = start.ravel()[pairs] + offsets * step
-    key = (pairs // out) * length + positions
-    order = np.argsort(key, kind="stable")  # stable: windows stay in increasing order
-    inv_win = np.ascontiguousarray(pairs[order] % out)
-    bounds = np.zeros(planes * length + 1, dtype=np.int64)
-    np.cumsum(np.bincount(key, minlength=planes * length), out=bounds[1:])
-    rows = np.arange(planes, dtype=np.int64)[:, None] * length
-    inv_ptr = np.ascontiguousarray(bounds[rows + np.arange(length + 1, dtype=np.int64)])
     table = np.ascontiguousarray(np.stack([start, count, first_tap], axis=-1))
-    _freeze(start, count, first_tap, padded_count, inv_win, inv_ptr, table)
+    _freeze(start, count, first_tap, padded_count, table)
     return AxisWindows(length, start, count, first_tap, int(step), int(extent), padded_count,
-                       inv_ptr, inv_win, table)
+                       table)
 
 
 def sliding_output_length(length: int, kernel: int, stride: int, pad_before: int,

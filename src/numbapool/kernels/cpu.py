@@ -133,8 +133,8 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
     def smooth() -> list:
         return [*_divisors(axes, include_pad, override), _zero(reduction, x.dtype), prm]
 
-    if layout == "channels_first" and not with_indices and shared:
-        if _whole_plane(axes) and global_fast_path(reduction):
+    if layout == "channels_first" and not with_indices:
+        if shared and _whole_plane(axes) and global_fast_path(reduction):
             if sel:
                 return plan("forward_global", [])
             return plan("forward_global", smooth(), reduction.out_dtype(x.dtype))
@@ -146,7 +146,7 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
         if cols_fast_path(reduction):
             return plan("forward_cols", [*tables, axes[2].interior, *smooth()],
                         reduction.out_dtype(x.dtype))
-        if row_fast_path(reduction):
+        if shared and row_fast_path(reduction):
             return plan("forward_rows", [*tables, axes[2].interior, *smooth()],
                         reduction.out_dtype(x.dtype))
     if sel:

@@ -388,7 +388,8 @@ def _cf_forward_cols(red: Reduction) -> str:
     once per output row instead of once per window row: 3 strided taps per output instead
     of 9 for a 3x3 window.  For selections the result does not depend on the order (only a
     tie between -0.0 and 0.0 can come out with the other sign); streaming reductions must
-    ignore ``tap`` and declare ``merge`` (their sums are reassociated)."""
+    ignore ``tap`` and declare ``merge`` (their sums are reassociated).  Per-plane window
+    tables (fractional pooling) too: their irregular windows take the table path."""
     sel = isinstance(red, Selection)
     if sel:
         src = "def kernel(x, out, g0, g1, g2, dk, geo):\n"
@@ -423,6 +424,9 @@ def _cf_forward_cols(red: Reduction) -> str:
         s2 = geo[2]
         p2 = geo[3]
         nb = O2 - (hi - lo)
+        P0 = g0.shape[0]
+        P1 = g1.shape[0]
+        P2 = g2.shape[0]
     """, 1) + _block(_SETUP, 1) + _block("""
         pair = s2 == 2 and d2 == 1 and K2 == 2
         triple = s2 == 2 and d2 == 1 and K2 == 3
@@ -432,6 +436,9 @@ def _cf_forward_cols(red: Reduction) -> str:
             o0 = task % O0
             pl = task // O0
             xb = pl * plane
+            q0 = pl % P0
+            q1 = pl % P1
+            q2 = pl % P2
     """, 1)
     if sel:
         src += _block("col = np.empty(S2, dtype=x.dtype)", 2)
@@ -441,8 +448,8 @@ def _cf_forward_cols(red: Reduction) -> str:
             col = np.full(S2, zero)
             acc = np.full(O2, zero)
         """, 2)
-    src += _load(0, "o0", "0", 2)
-    src += _block("for o1 in range(O1):", 2) + _load(1, "o1", "0", 3)
+    src += _load(0, "o0", "q0", 2)
+    src += _block("for o1 in range(O1):", 2) + _load(1, "o1", "q1", 3)
     src += _block(f"""
         for k0 in range(n0):
             for k1 in range(n1):
@@ -479,8 +486,8 @@ def _cf_forward_cols(red: Reduction) -> str:
                     acc[o2] = {fold_first("acc[o2]", "v")}
         for j in range(nb):
             o2 = j if j < lo else j + hi - lo
-            b2 = g2[0, o2, 0]
-            n2 = g2[0, o2, 1]
+            b2 = g2[q2, o2, 0]
+            n2 = g2[q2, o2, 1]
             a = col[b2]
             for k2 in range(1, n2):
                 v = col[b2 + k2 * d2]
@@ -490,7 +497,7 @@ def _cf_forward_cols(red: Reduction) -> str:
     if not sel:
         src += _block("""
             for o2 in range(O2):
-                div = override if override > 0.0 else dv0[0, o0] * dv1[0, o1] * dv2[0, o2]
+                div = override if override > 0.0 else dv0[q0, o0] * dv1[q1, o1] * dv2[q2, o2]
                 of[numba.uint64(ob + o2)] = _finish(acc[o2], div, pr)
         """, 3)
     return src
