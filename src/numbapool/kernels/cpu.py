@@ -19,7 +19,13 @@ from ..geometry import AxisWindows
 from ..reduction import Reduction, Sampling, Selection, Streaming, Weighted
 from . import transpose
 from .codegen import get_kernel
-from .templates import cols_fast_path, global_backward_path, global_fast_path, row_fast_path
+from .templates import (
+    cols_fast_path,
+    cols_variant,
+    global_backward_path,
+    global_fast_path,
+    row_fast_path,
+)
 
 __all__ = ["forward", "plan_forward", "ForwardPlan", "backward", "param_grad", "out_shape",
            "SCATTER_MIN_PLANES"]
@@ -142,9 +148,9 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
         # ResNet-stem case: 124-140 ms against 110 ms for the per-window kernel), so indices
         # use the latter (or the channels-last kernel, above).
         if sel:
-            return plan("forward_cols", [*tables, axes[2].interior])
+            return plan(cols_variant(axes[2]), [*tables, axes[2].interior])
         if cols_fast_path(reduction):
-            return plan("forward_cols", [*tables, axes[2].interior, *smooth()],
+            return plan(cols_variant(axes[2]), [*tables, axes[2].interior, *smooth()],
                         reduction.out_dtype(x.dtype))
         if shared and row_fast_path(reduction):
             return plan("forward_rows", [*tables, axes[2].interior, *smooth()],
