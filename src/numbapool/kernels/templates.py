@@ -385,7 +385,7 @@ def cols_fast_path(red: Reduction) -> bool:
 
 COLS_VARIANTS = {"forward_cols": 0, "forward_cols2": 2, "forward_cols3": 3}
 """The column-first kernels: any windows; and interior windows of 2 or 3 taps at stride 2
-(measured 2.7x and 1.6x faster across the columns).  Separate kernels, so that each call
+(measured 7x and 3x faster across the columns).  Separate kernels, so that each call
 compiles only the loop it runs (each specialised loop adds ~0.25 s to a compile)."""
 
 
@@ -461,6 +461,11 @@ def _cf_forward_cols(red: Reduction, taps: int = 0) -> str:
             col = np.full(S2, zero)
             acc = np.full(O2, zero)
         """, 2)
+    if taps == 3:
+        src += _block("""
+            pv = np.empty_like(col)
+            ev = np.empty_like(col)
+        """, 2)
     src += _load(0, "o0", "q0", 2)
     src += _block("for o1 in range(O1):", 2) + _load(1, "o1", "q1", 3)
     src += _block(f"""
@@ -475,23 +480,36 @@ def _cf_forward_cols(red: Reduction, taps: int = 0) -> str:
     """, 3)
     if sel:
         src += _block("acc = of[ob:ob + O2]", 3)
-    if taps == 2:  # (interior windows: 2 taps at stride 2, dilation 1)
+    # Interior windows of 2 or 3 taps at stride 2: signed indices from 0 into slices, so that
+    # the compiler sees an interleaved pair of loads (c[2j], c[2j+1]) and vectorises it with
+    # shuffles (measured 0.11 against 0.83 ns per output with unsigned offsets); 3 taps take
+    # that pair, then the next pair's first element (P, E: contiguous again), 0.38 ns
+    # against 1.1.  The fold order is the generic loop's.
+    if taps == 2:
         src += _block(f"""
-            for o2 in range(lo, hi):
-                e = numba.uint64(o2 * 2 - p2)
-                a = col[e]
-                v = col[e + 1]
-                acc[o2] = {fold("a", "v")}
+            c = col[2 * lo - p2:]
+            ac = acc[lo:hi]
+            for j in range(hi - lo):
+                a = c[2 * j]
+                v = c[2 * j + 1]
+                ac[j] = {fold("a", "v")}
         """, 3)
     elif taps == 3:
         src += _block(f"""
-            for o2 in range(lo, hi):
-                e = numba.uint64(o2 * 2 - p2)
-                a = col[e]
-                v = col[e + 1]
-                a = {fold("a", "v")}
-                v = col[e + 2]
-                acc[o2] = {fold("a", "v")}
+            c = col[2 * lo - p2:]
+            ac = acc[lo:hi]
+            m = hi - lo
+            for j in range(m):
+                a = c[2 * j]
+                v = c[2 * j + 1]
+                ev[j] = a
+                pv[j] = {fold("a", "v")}
+            if m > 0:
+                ev[m] = c[2 * m]
+            for j in range(m):
+                a = pv[j]
+                v = ev[j + 1]
+                ac[j] = {fold("a", "v")}
         """, 3)
     else:
         src += _block(f"""
