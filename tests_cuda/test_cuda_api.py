@@ -180,7 +180,7 @@ def test_cuda_bench_runs_and_reports():
     rows = run_cuda([Case("tiny", "max", (1, 2, 6, 6), dict(kernel_size=2))],
                     layouts=("channels_last",), backward=True, repeat=1, out=lines.append,
                     bandwidth=1e9)
-    assert [r["pass_"] for r in rows] == ["forward", "backward"]
+    assert [r["pass_"] for r in rows] == ["forward", "fwd+idx", "backward"]
     assert all(r["ours"] > 0 for r in rows)
     assert lines[0].startswith("device: ")
     assert any(line.startswith("tiny") for line in lines)

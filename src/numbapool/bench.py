@@ -113,19 +113,27 @@ class Target:
 
 def run(cases=CASES, layouts=("channels_first", "channels_last"), backward: bool = False,
         threads: int = 2, repeat: int = 7, out=print, recompute: bool = False) -> list[dict]:
-    """Time every case on the CPU; print a table through ``out``; return the rows."""
+    """Time every case on the CPU with ``threads`` threads (both libraries; restored after);
+    print a table through ``out``; return the rows."""
+    before = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
         import torch
 
+        torch_before = torch.get_num_threads()
         torch.set_num_threads(threads)
     except ImportError:
         torch = None
-    bw = copy_bandwidth()
-    out(f"threads: {threads}; parallel-copy read+write bandwidth {bw / 1e9:.1f} GB/s")
-    rows = time_cases(cases, layouts, backward, repeat, out, bw, torch, Target(),
-                      recompute=recompute)
-    summarise(rows, out)
+    try:
+        bw = copy_bandwidth()
+        out(f"threads: {threads}; parallel-copy read+write bandwidth {bw / 1e9:.1f} GB/s")
+        rows = time_cases(cases, layouts, backward, repeat, out, bw, torch, Target(),
+                          recompute=recompute)
+        summarise(rows, out)
+    finally:
+        numba.set_num_threads(before)
+        if torch is not None:
+            torch.set_num_threads(torch_before)
     return rows
 
 

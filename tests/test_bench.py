@@ -1,0 +1,58 @@
+"""`numbapool bench` on tiny cases: its rows, its summary, and the backward it times."""
+
+import numpy as np
+
+import numbapool
+from numbapool.bench import Case, backward_call, run, summarise
+
+
+def test_bench_rows_and_summary():
+    lines = []
+    cases = [Case("tiny_max", "max", (1, 2, 6, 6), dict(kernel_size=2)),
+             Case("tiny_avg", "avg", (1, 2, 8), dict(kernel_size=3, stride=2, padding=1))]
+    rows = run(cases, backward=True, threads=1, repeat=1, out=lines.append)
+    assert [(r["case"], r["layout"], r["pass_"]) for r in rows] == [
+        ("tiny_max", "channels_first", "forward"), ("tiny_max", "channels_first", "fwd+idx"),
+        ("tiny_max", "channels_first", "backward"), ("tiny_max", "channels_last", "forward"),
+        ("tiny_max", "channels_last", "fwd+idx"), ("tiny_max", "channels_last", "backward"),
+        ("tiny_avg", "channels_first", "forward"), ("tiny_avg", "channels_first", "backward"),
+        ("tiny_avg", "channels_last", "forward"), ("tiny_avg", "channels_last", "backward")]
+    assert all(r["ours"] > 0 and r["roofline"] > 0 for r in rows)
+    assert lines[0].startswith("threads: 1; parallel-copy read+write bandwidth")
+    assert any(line.startswith("forward: geometric-mean speed-up") for line in lines)
+    assert any(line.startswith("backward: geometric-mean speed-up") for line in lines)
+
+
+def test_backward_is_timed_with_the_forward_indices():
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    gy = np.ones((2, 3, 4, 4), np.float32)
+    with_idx = backward_call("max", x, gy, dict(kernel_size=2))
+    assert "indices" in with_idx.keywords
+    assert "indices" not in backward_call("max", x, gy, dict(kernel_size=2),
+                                          recompute=True).keywords
+    assert "indices" not in backward_call("avg", x, gy, dict(kernel_size=2)).keywords
+    np.testing.assert_array_equal(with_idx(), numbapool.pool_grad("max", x, gy, 2))
+
+
+def test_summary_of_rows():
+    lines = []
+    rows = [dict(case="a", layout="channels_first", pass_="forward", speedup=4.0,
+                 roofline=0.5),
+            dict(case="b", layout="channels_last", pass_="forward", speedup=1.0,
+                 roofline=0.9),
+            dict(case="a", layout="channels_first", pass_="backward", speedup=2.0,
+                 roofline=0.1)]
+    summarise(rows, lines.append)
+    assert lines == [
+        "forward: geometric-mean speed-up over torch 2.00x; slowest b/channels_last 1.00x",
+        "backward: geometric-mean speed-up over torch 2.00x; slowest a/channels_first 2.00x",
+        "forward: median share of the memory roofline (all but 'small') 70%"]
+
+
+def test_bench_restores_thread_counts():
+    import numba
+
+    before = numba.get_num_threads()
+    run([Case("tiny", "avg", (1, 1, 4), dict(kernel_size=2))], layouts=("channels_first",),
+        threads=1, repeat=1, out=lambda line: None)
+    assert numba.get_num_threads() == before
