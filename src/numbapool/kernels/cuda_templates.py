@@ -19,6 +19,8 @@ All kernels use a grid-stride loop, so any launch size covers any array.
 
 from __future__ import annotations
 
+from textwrap import dedent, indent
+
 from ..reduction import Reduction
 from .templates import (
     _DIV,
@@ -53,19 +55,21 @@ CUDA_VARIANTS = {
     "weighted": ("forward", "backward", "param_grad"),
 }
 
-# Element-wise conversion between dtypes (float16 is computed in float32, as on the CPU).
-CAST_SOURCE = '''\
+def _elementwise(signature: str, shape_of: str, body: str) -> str:
+    """A kernel with a thread per element of a 5-D array ``shape_of`` (grid-stride), at
+    ``[n, a, b, c, d]``."""
+    return f'''\
 import numba
 from numba import cuda
 
 
 @cuda.jit(cache=True)
-def kernel(src, dst):
-    A = dst.shape[1]
-    B = dst.shape[2]
-    C = dst.shape[3]
-    D = dst.shape[4]
-    for r in range(cuda.grid(1), dst.size, cuda.gridsize(1)):
+def kernel({signature}):
+    A = {shape_of}.shape[1]
+    B = {shape_of}.shape[2]
+    C = {shape_of}.shape[3]
+    D = {shape_of}.shape[4]
+    for r in range(cuda.grid(1), {shape_of}.size, cuda.gridsize(1)):
         d = r % D
         t = r // D
         c = t % C
@@ -74,35 +78,20 @@ def kernel(src, dst):
         t = t // B
         a = t % A
         n = t // A
-        dst[n, a, b, c, d] = src[n, a, b, c, d]
+{indent(dedent(body).strip(), " " * 8)}
 '''
+
+
+# Element-wise conversion between dtypes (float16 is computed in float32, as on the CPU).
+CAST_SOURCE = _elementwise("src, dst", "dst", "dst[n, a, b, c, d] = src[n, a, b, c, d]")
 
 # How many of the (5-D int64) indices lie outside [0, plane): pool_grad's check of the indices
 # a caller gives (the backward kernels would silently drop such gradients).
-OUTSIDE_SOURCE = '''\
-import numba
-from numba import cuda
-
-
-@cuda.jit(cache=True)
-def kernel(idx, plane, bad):
-    A = idx.shape[1]
-    B = idx.shape[2]
-    C = idx.shape[3]
-    D = idx.shape[4]
-    for r in range(cuda.grid(1), idx.size, cuda.gridsize(1)):
-        d = r % D
-        t = r // D
-        c = t % C
-        t = t // C
-        b = t % B
-        t = t // B
-        a = t % A
-        n = t // A
-        v = idx[n, a, b, c, d]
-        if v < 0 or v >= plane:
-            cuda.atomic.add(bad, 0, 1)
-'''
+OUTSIDE_SOURCE = _elementwise("idx, plane, bad", "idx", """
+    v = idx[n, a, b, c, d]
+    if v < 0 or v >= plane:
+        cuda.atomic.add(bad, 0, 1)
+""")
 
 
 def _at(cf: bool, s0: str, s1: str, s2: str) -> str:

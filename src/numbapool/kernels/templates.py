@@ -289,6 +289,27 @@ def row_fast_path(red: Reduction) -> bool:
     return isinstance(red, Streaming) and red.accumulator == "scalar"
 
 
+# Sizes and flat views of the channels-first kernels that walk a plane's output rows; the
+# regular interior of the last axis (``geo``: lo, hi, stride, pad) and the count of border
+# windows ``nb``.
+_PLANE_ROWS = """
+    C = x.shape[1]
+    S1 = x.shape[3]
+    S2 = x.shape[4]
+    plane = x.shape[2] * S1 * S2
+    O0 = out.shape[2]
+    O1 = out.shape[3]
+    O2 = out.shape[4]
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    lo = geo[0]
+    hi = geo[1]
+    s2 = geo[2]
+    p2 = geo[3]
+    nb = O2 - (hi - lo)
+"""
+
+
 def _cf_forward_rows(red: Reduction) -> str:
     """Channels first, one task per (n, c, o0): a row of accumulators over the outputs of a
     row, fed one input row at a time.  Interior windows (full kernel, regular stride) run in
@@ -296,22 +317,7 @@ def _cf_forward_rows(red: Reduction) -> str:
     negative-index checks) and select-style updates, which the compiler vectorises; border
     windows use the tables.  Shared window tables only, scalar accumulators."""
     src = ("def kernel(x, out, g0, g1, g2, dk, geo, dv0, dv1, dv2, override, zero, prm):\n")
-    src += _block("""
-        C = x.shape[1]
-        S1 = x.shape[3]
-        S2 = x.shape[4]
-        plane = x.shape[2] * S1 * S2
-        O0 = out.shape[2]
-        O1 = out.shape[3]
-        O2 = out.shape[4]
-        xf = x.reshape(-1)
-        of = out.reshape(-1)
-        lo = geo[0]
-        hi = geo[1]
-        s2 = geo[2]
-        p2 = geo[3]
-        nb = O2 - (hi - lo)
-    """, 1) + _block(_SETUP, 1)
+    src += _block(_PLANE_ROWS, 1) + _block(_SETUP, 1)
     src += _block("""
         for task in numba.prange(x.shape[0] * C * O0):
             o0 = task % O0
@@ -425,21 +431,7 @@ def _cf_forward_cols(red: Reduction, taps: int = 0) -> str:
         def fold_first(a: str, v: str) -> str:
             return f"{v} if first else _merge({a}, {v}, pr)"
         start = "v = _init(zero + xf[numba.uint64(row + i)], 0, pr)"
-    src += _block("""
-        C = x.shape[1]
-        S1 = x.shape[3]
-        S2 = x.shape[4]
-        plane = x.shape[2] * S1 * S2
-        O0 = out.shape[2]
-        O1 = out.shape[3]
-        O2 = out.shape[4]
-        xf = x.reshape(-1)
-        of = out.reshape(-1)
-        lo = geo[0]
-        hi = geo[1]
-        s2 = geo[2]
-        p2 = geo[3]
-        nb = O2 - (hi - lo)
+    src += _block(_PLANE_ROWS, 1) + _block("""
         P0 = g0.shape[0]
         P1 = g1.shape[0]
         P2 = g2.shape[0]
