@@ -17,10 +17,13 @@ def test_bench_rows_and_summary():
         ("tiny_max", "channels_last", "fwd+idx"), ("tiny_max", "channels_last", "backward"),
         ("tiny_avg", "channels_first", "forward"), ("tiny_avg", "channels_first", "backward"),
         ("tiny_avg", "channels_last", "forward"), ("tiny_avg", "channels_last", "backward")]
-    assert all(r["ours"] > 0 and r["roofline"] > 0 for r in rows)
+    assert all(r["ours"] > 0 and r["roofline"] > 0 and r["bandwidth"] > 0 for r in rows)
+    # the bandwidth is measured beside each case and layout, shared by its passes
+    assert len({r["bandwidth"] for r in rows}) == 4
     assert lines[0].startswith("threads: 1; parallel-copy read+write bandwidth")
     assert any(line.startswith("forward: geometric-mean speed-up") for line in lines)
     assert any(line.startswith("backward: geometric-mean speed-up") for line in lines)
+    assert any(line.startswith("(copy bandwidth beside the cases: ") for line in lines)
 
 
 def test_backward_is_timed_with_the_forward_indices():

@@ -3,7 +3,8 @@
 For each case (pooler, shape, options, layout) it times the forward pass (and, with
 ``--backward``, ``pool_grad`` against PyTorch autograd's backward), and reports the speed-up
 over PyTorch and the share of the memory roofline: the time to read the input and write the
-output once at the read+write bandwidth measured in the same run by a parallel copy.
+output once at the read+write bandwidth of a parallel copy, measured again beside each case
+(on a shared machine it drifts within minutes).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import numpy as np
 
 from .api import get, pool, pool_grad
 
-__all__ = ["CASES", "Case", "Target", "run", "time_cases", "main", "copy_bandwidth", "best_time",
-           "summarise"]
+__all__ = ["CASES", "Case", "Target", "run", "time_cases", "main", "CopyBandwidth",
+           "best_time", "summarise"]
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,19 @@ def _parallel_copy(src, dst):
         dst[i] = src[i]
 
 
-def copy_bandwidth(nbytes: int = 512 * 2**20) -> float:
-    """Read+write bandwidth in bytes/s of a parallel float32 copy (the roofline's slope)."""
-    n = nbytes // 4
-    src = np.ones(n, dtype=np.float32)
-    dst = np.empty_like(src)
-    t = best_time(lambda: _parallel_copy(src, dst), repeat=5)
-    return 2 * nbytes / t
+class CopyBandwidth:
+    """Read+write bandwidth in bytes/s of a parallel float32 copy of ``nbytes`` (the
+    roofline's slope), measured each time it is called: on a shared machine it drifts
+    within minutes, so the bench measures it beside every case."""
+
+    def __init__(self, nbytes: int = 512 * 2**20) -> None:
+        self.nbytes = nbytes
+        self._src = np.ones(nbytes // 4, dtype=np.float32)
+        self._dst = np.empty_like(self._src)
+
+    def __call__(self) -> float:
+        t = best_time(lambda: _parallel_copy(self._src, self._dst), repeat=5)
+        return 2 * self.nbytes / t
 
 
 def _torch_forward(torch, case: Case, layout: str, device: str = "cpu",
@@ -125,8 +132,9 @@ def run(cases=CASES, layouts=("channels_first", "channels_last"), backward: bool
     except ImportError:
         torch = None
     try:
-        bw = copy_bandwidth()
-        out(f"threads: {threads}; parallel-copy read+write bandwidth {bw / 1e9:.1f} GB/s")
+        bw = CopyBandwidth()
+        out(f"threads: {threads}; parallel-copy read+write bandwidth {bw() / 1e9:.1f} GB/s, "
+            "measured again beside each case")
         rows = time_cases(cases, layouts, backward, repeat, out, bw, torch, Target(),
                           recompute=recompute)
         summarise(rows, out)
@@ -147,11 +155,13 @@ def backward_call(name: str, x, gy, opts: dict, recompute: bool = False) -> Call
     return partial(pool_grad, name, x, gy, **opts)
 
 
-def time_cases(cases, layouts, backward: bool, repeat: int, out, bw: float, torch,
-               target: Target, digits: int = 2, recompute: bool = False) -> list[dict]:
+def time_cases(cases, layouts, backward: bool, repeat: int, out,
+               bw: float | Callable[[], float], torch, target: Target, digits: int = 2,
+               recompute: bool = False) -> list[dict]:
     """The table's rows: numbapool and the PyTorch peer (``torch`` None: none) on every
     case, timed with ``target.sync`` before each clock reading.  Selections' backward passes
-    are given the forward's indices unless ``recompute``."""
+    are given the forward's indices unless ``recompute``.  ``bw``: the roofline's
+    bandwidth, or a function measuring it, called beside each case."""
     head = (f"{'case':<13}{'pooler':<11}{'layout':<15}{'pass':<9}{'numbapool':>11}"
             f"{'torch':>11}{'speed-up':>10}{'roofline':>10}")
     out(head)
@@ -179,6 +189,7 @@ def time_cases(cases, layouts, backward: bool, repeat: int, out, bw: float, torc
                                2 * nx + ny))
             tx, tfn = (None, None) if torch is None else _torch_forward(
                 torch, case, layout, target.torch_device)
+            here = bw() if callable(bw) else bw
             for label, fn, nbytes in passes:
                 ours = timer(fn)
                 theirs = math.nan
@@ -195,10 +206,10 @@ def time_cases(cases, layouts, backward: bool, repeat: int, out, bw: float, torc
                         theirs = timer(partial(torch.autograd.grad, ty, tx, tgy,
                                                retain_graph=True))
                         tx.requires_grad_(False)
-                roof = nbytes / bw
+                roof = nbytes / here
                 rows.append(dict(case=case.name, pooler=case.pooler, layout=layout,
                                  pass_=label, ours=ours, torch=theirs, speedup=theirs / ours,
-                                 roofline=roof / ours))
+                                 roofline=roof / ours, bandwidth=here))
                 out(f"{case.name:<13}{case.pooler:<11}{layout:<15}{label:<9}"
                     f"{ours * 1e3:>9.{digits}f}ms{theirs * 1e3:>9.{digits}f}ms"
                     f"{theirs / ours:>9.2f}x{roof / ours:>9.0%}")
@@ -218,6 +229,10 @@ def summarise(rows: list[dict], out=print, peer: str = "torch") -> None:
     if big:
         out(f"forward: median share of the memory roofline (all but 'small') "
             f"{float(np.median([r['roofline'] for r in big])):.0%}")
+        bws = [r["bandwidth"] for r in big if "bandwidth" in r]
+        if bws:
+            out(f"(copy bandwidth beside the cases: {min(bws) / 1e9:.1f} to "
+                f"{max(bws) / 1e9:.1f} GB/s)")
 
 
 def main(argv: list[str] | None = None) -> int:
