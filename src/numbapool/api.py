@@ -14,7 +14,13 @@ from . import buffers, targets
 from .geometry import SINGLETON, AxisWindows
 from .kernels import cpu, routing, transpose
 from .kernels.templates import native_channels_last
-from .options import check_array, check_bool, check_layout
+from .options import (
+    check_array,
+    check_bool,
+    check_indices,
+    check_layout,
+    indices_out_of_range,
+)
 from .pooler import Param, Pooler
 from .reduction import Reduction, Sampling, Selection
 from .registry import REGISTRY
@@ -592,13 +598,7 @@ def _index_array(indices: object, call: _Call) -> np.ndarray:
         idx = np.asarray(indices)
     except Exception as exc:  # noqa: BLE001
         raise TypeError(f"indices must be an array, got {type(indices).__name__}") from exc
-    if idx.dtype.kind not in "iu":
-        raise TypeError("indices must be an integer array (what pool(..., "
-                        f"return_indices=True) returns), got dtype {idx.dtype}")
-    expected = call.result_shape()
-    if idx.shape != expected:
-        raise ValueError(f"indices must have shape {expected} (the shape pool() returns), "
-                         f"got {idx.shape}")
+    check_indices(idx.dtype, idx.shape, call.result_shape())
     return np.ascontiguousarray(idx, dtype=np.int64)
 
 
@@ -619,6 +619,5 @@ def _route(call: _Call, gy: np.ndarray, idx: np.ndarray) -> np.ndarray:
     gx = buffers.empty(shapes[1], gy.dtype)
     bad = routing.route(gy.reshape(shapes[0]), idx.reshape(shapes[0]), gx, call.layout)
     if bad:
-        raise ValueError(f"indices must be flat positions in each (n, c) plane of x, in "
-                         f"[0, {plane}); {bad} of them are not")
+        raise indices_out_of_range(bad, plane)
     return gx.reshape(x.shape)

@@ -85,8 +85,8 @@ class CopyBandwidth:
         return 2 * self.nbytes / t
 
 
-def _torch_forward(torch, case: Case, layout: str, device: str = "cpu",
-                   indices: bool = False):
+def _torch_forward(torch, case: Case, layout: str, device: str = "cpu"):
+    """PyTorch's input and pooling function for ``case`` (a max pool's takes ``indices``)."""
     import torch.nn.functional as F  # noqa: N812
 
     rank = len(case.shape) - 2
@@ -98,7 +98,7 @@ def _torch_forward(torch, case: Case, layout: str, device: str = "cpu",
     k, s, p = o.get("kernel_size"), o.get("stride"), o.get("padding", 0)
     if case.pooler == "max":
         fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[rank]
-        return x, lambda t: fn(t, k, s, p, return_indices=indices)
+        return x, lambda t, indices=False: fn(t, k, s, p, return_indices=indices)
     if case.pooler == "avg":
         fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[rank]
         return x, lambda t: fn(t, k, s, p)
@@ -197,8 +197,7 @@ def time_cases(cases, layouts, backward: bool, repeat: int, out,
                     if label == "forward":
                         theirs = timer(partial(tfn, tx))
                     elif label == "fwd+idx":
-                        theirs = timer(partial(_torch_forward(torch, case, layout,
-                                                              target.torch_device, True)[1], tx))
+                        theirs = timer(partial(tfn, tx, indices=True))
                     else:
                         tx.requires_grad_(True)
                         ty = tfn(tx)

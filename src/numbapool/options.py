@@ -19,6 +19,8 @@ __all__ = [
     "per_axis_padding",
     "check_bool",
     "check_output_size",
+    "check_indices",
+    "indices_out_of_range",
 ]
 
 LAYOUTS = ("channels_first", "channels_last")
@@ -154,3 +156,19 @@ def check_output_size(value: object, spatial: Sequence[int], name: str = "output
         else:
             out.append(int(v))
     return tuple(out)
+
+
+def check_indices(dtype: np.dtype, shape: tuple[int, ...], expected: tuple[int, ...]) -> None:
+    """Check the dtype and shape of the ``indices`` given to ``pool_grad`` (host or device)."""
+    if np.dtype(dtype).kind not in "iu":
+        raise TypeError("indices must be an integer array (what pool(..., "
+                        f"return_indices=True) returns), got dtype {np.dtype(dtype)}")
+    if tuple(shape) != tuple(expected):
+        raise ValueError(f"indices must have shape {tuple(expected)} (the shape pool() "
+                         f"returns), got {tuple(shape)}")
+
+
+def indices_out_of_range(bad: int, plane: int) -> ValueError:
+    """The error for ``bad`` indices outside ``[0, plane)``."""
+    return ValueError(f"indices must be flat positions in each (n, c) plane of x, in "
+                      f"[0, {plane}); {bad} of them are not")

@@ -179,6 +179,7 @@ class _Folding(Reduction):
     uses_divisor: bool = False
     accumulator: str = "scalar"
     uses_tap: bool = True
+    grad_uses_output: bool = True
     _roles: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
@@ -250,7 +251,6 @@ class Streaming(_Folding):
 
     finish: Callable = None  # type: ignore[assignment]
     grad_uses_acc: bool = True
-    grad_uses_output: bool = True
     merge: Callable | None = None
     kind: str = field(init=False, default="streaming")
     _roles: tuple[str, ...] = field(init=False, default=("init", "take", "finish", "grad"))
@@ -270,7 +270,8 @@ class Weighted(_Folding):
         Second pass: each element's weight.
     grad : numba dispatcher ``(v, tap, y, acc, div, prm) -> float``
         ``dy/dv`` (including the weights' dependence on ``v``).
-    param_grad, param_grad_window, integer_result, uses_divisor, accumulator
+    param_grad, param_grad_window, integer_result, uses_divisor, accumulator, uses_tap, \
+grad_uses_output
         As for :class:`Streaming`.
     """
 

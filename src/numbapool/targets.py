@@ -10,7 +10,7 @@ import numpy as np
 
 from .kernels import cuda as cuda_kernels
 from .kernels.cuda import is_device_array
-from .options import check_array
+from .options import check_array, check_indices
 from .reduction import Reduction, Sampling, Selection
 
 __all__ = ["TARGETS", "choose", "is_device_array", "check_device_array", "lift_device",
@@ -140,13 +140,7 @@ def check_device_grad(grad_output: object, expected: tuple[int, ...], layout: st
 def check_device_indices(indices: object, expected: tuple[int, ...], layout: str):
     """``indices`` of a CUDA ``pool_grad`` as a 5-D int64 device array."""
     idx = cuda_kernels.as_device_array(indices)
-    dtype = np.dtype(idx.dtype)
-    if dtype.kind not in "iu":
-        raise TypeError("indices must be an integer array (what pool(..., "
-                        f"return_indices=True) returns), got dtype {dtype}")
-    if tuple(idx.shape) != tuple(expected):
-        raise ValueError(f"indices must have shape {tuple(expected)} (the shape pool() "
-                         f"returns), got {tuple(idx.shape)}")
+    check_indices(idx.dtype, idx.shape, expected)
     return _lift(astype_device(idx, np.int64), layout)
 
 

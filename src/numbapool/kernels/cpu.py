@@ -190,7 +190,7 @@ def _output_for_grad(reduction: Reduction, layout: str, x: np.ndarray, grad_out:
     """The forward result a smooth reduction's gradient reads; or, when its ``grad`` does not
     read ``y`` (sum, avg), ``grad_out`` in its place (the same shape, never read): no forward
     pass."""
-    if not getattr(reduction, "grad_uses_output", True):
+    if not reduction.grad_uses_output:
         return grad_out
     return forward(reduction, layout, x, axes, prm, include_pad, override)[0]
 

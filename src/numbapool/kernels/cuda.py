@@ -18,6 +18,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..geometry import AxisWindows
+from ..options import indices_out_of_range
 from ..reduction import Reduction, Sampling, Selection
 from . import cpu
 from .codegen import cache_dir, get_kernel, load_module
@@ -247,12 +248,11 @@ def backward(reduction: Reduction, layout: str, x, grad_out, axes: Sequence[Axis
             plane = math.prod(a.length for a in axes)
             bad = count_outside(indices, plane)
             if bad:
-                raise ValueError(f"indices must be flat positions in each (n, c) plane of x, "
-                                 f"in [0, {plane}); {bad} of them are not")
+                raise indices_out_of_range(bad, plane)
             y, idx = grad_out, indices  # (the routed kernels read y's shape only)
         _run(kernel, total, x, y, grad_out, gx, idx, *_inverse(axes), acc.type(0))
         return gx
-    if getattr(reduction, "grad_uses_output", True):
+    if reduction.grad_uses_output:
         y, _ = forward(reduction, layout, x, axes, prm, include_pad, override)
     else:  # (sum, avg: grad does not read y; the same shape, not read)
         y = grad_out
