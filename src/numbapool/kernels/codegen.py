@@ -26,13 +26,14 @@ from pathlib import Path
 
 import numba
 import numpy as np
+from numba.core.dispatcher import Dispatcher
 
 from ..reduction import Reduction
 from .templates import HEADER, decorator, kernel_source, reassociates
 
 __all__ = ["cache_dir", "get_kernel", "kernel_path", "load_module"]
 
-_CODEGEN_VERSION = "3"  # bump when the way files are generated or loaded changes
+_CODEGEN_VERSION = "4"  # bump when the way files are generated or loaded changes
 _FIXED_MTIME = 1_000_000_000  # any constant works; it only has to be the same everywhere
 _lock = threading.Lock()
 _kernels: dict[tuple[int, str, str, str], tuple[Reduction, Callable]] = {}
@@ -120,18 +121,43 @@ def load_module(path: Path, text: str, scope: dict[str, object]) -> types.Module
     return module
 
 
-_reassociable: dict[int, tuple[Callable, Callable]] = {}
+_kernel_versions: dict[tuple[int, bool], tuple[Callable, Callable]] = {}
 
 
-def _reassociable_version(fn: Callable) -> Callable:
-    """``fn`` compiled again with ``fastmath={'reassoc'}``: fast-math flags are set on each
-    instruction when a function is compiled, so a kernel's flags do not reach the functions
-    it inlines."""
-    entry = _reassociable.get(id(fn))
-    if entry is None:
-        entry = (fn, numba.njit(nogil=True, fastmath={"reassoc"})(fn.py_func))
-        _reassociable[id(fn)] = entry  # keeps fn alive, so its id is not reused
-    return entry[1]
+def _is_jitted(obj: object) -> bool:
+    return isinstance(obj, Dispatcher) and hasattr(obj, "py_func")
+
+
+def kernel_version(fn: Callable, reassoc: bool = False) -> Callable:
+    """``fn`` compiled again to be inlined into a kernel, in Numba's IR, with the kernel's
+    flags: the ``numpy`` error model (a division by zero gives inf or NaN instead of a check
+    and a branch to raise, which stops the loop around it from vectorising) and, if
+    ``reassoc``, ``fastmath={'reassoc'}``.  Such flags are set on each instruction when a
+    function is compiled, so a kernel's flags would not reach functions it merely calls;
+    and a function left for LLVM to inline may be judged too large, leaving a call in the
+    loop.  Jitted helpers that ``fn`` calls through its globals or closure are converted the
+    same way, recursively."""
+    key = (id(fn), reassoc)
+    entry = _kernel_versions.get(key)
+    if entry is not None:
+        return entry[1]
+    py = fn.py_func
+    scope = dict(py.__globals__)
+    for name in py.__code__.co_names:
+        if _is_jitted(scope.get(name)):
+            scope[name] = kernel_version(scope[name], reassoc)
+    closure = None
+    if py.__closure__:
+        closure = tuple(
+            types.CellType(kernel_version(cell.cell_contents, reassoc))
+            if _is_jitted(cell.cell_contents) else cell for cell in py.__closure__)
+    clone = types.FunctionType(py.__code__, scope, py.__name__, py.__defaults__, closure)
+    clone.__qualname__ = py.__qualname__
+    clone.__module__ = py.__module__
+    version = numba.njit(nogil=True, error_model="numpy", inline="always",
+                         fastmath={"reassoc"} if reassoc else False)(clone)
+    _kernel_versions[key] = (fn, version)  # keeps fn alive, so its id is not reused
+    return version
 
 
 def _load(reduction: Reduction, layout: str, variant: str, target: str) -> Callable:
@@ -140,8 +166,9 @@ def _load(reduction: Reduction, layout: str, variant: str, target: str) -> Calla
     if target == "cuda":
         from .cuda_functions import device_functions
         functions = device_functions(functions)
-    elif reassociates(reduction, layout, variant):
-        functions = {role: _reassociable_version(fn) for role, fn in functions.items()}
+    else:
+        reassoc = reassociates(reduction, layout, variant)
+        functions = {role: kernel_version(fn, reassoc) for role, fn in functions.items()}
     scope = {f"_{role}": fn for role, fn in functions.items()}
     return load_module(_path(reduction, layout, variant, key, target), text, scope).kernel
 

@@ -19,6 +19,7 @@ from ..geometry import AxisWindows
 from ..reduction import Reduction, Sampling, Selection, Streaming, Weighted
 from . import transpose
 from .codegen import get_kernel
+from .params import for_kernel
 from .templates import (
     cols_fast_path,
     cols_variant,
@@ -50,7 +51,14 @@ def _tables(axes: tuple[AxisWindows, ...]) -> tuple:
     return (*(a.table for a in axes), dk)
 
 
-def _divisors(axes: Sequence[AxisWindows], include_pad: bool, override: float | None) -> list:
+def _divisors(axes: Sequence[AxisWindows], include_pad: bool, override: float | None,
+              zero: np.generic | None = None) -> list:
+    """The divisor arguments: float64, or float32 for a float32 accumulator ``zero`` (a
+    float32 reduction then computes in float32; window counts below 2**24 are exact, and
+    float32 division of a float32 sum rounds as float64 division then rounding would)."""
+    if zero is not None and np.asarray(zero).dtype == np.float32:
+        return [a.divisor(include_pad).astype(np.float32) for a in axes] + [
+            np.float32(override or 0.0)]
     return [a.divisor(include_pad) for a in axes] + [float(override or 0.0)]
 
 
@@ -137,7 +145,8 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
                            indices, with_indices, tuple(args), sampling)
 
     def smooth() -> list:
-        return [*_divisors(axes, include_pad, override), _zero(reduction, x.dtype), prm]
+        zero = _zero(reduction, x.dtype)
+        return [*_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero)]
 
     if layout == "channels_first" and not with_indices:
         if shared and _whole_plane(axes) and global_fast_path(reduction):
@@ -162,7 +171,8 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
                         indices=True)
         return plan("forward", tables)
     if isinstance(reduction, Sampling):
-        return plan("forward_indices", [*tables, np.float64(0.0), prm], indices=True,
+        zero = np.float64(0.0)
+        return plan("forward_indices", [*tables, zero, for_kernel(prm, zero)], indices=True,
                     sampling=True)
     if with_indices:
         raise ValueError(f"reduction {reduction.name!r} has no indices")
@@ -214,7 +224,8 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
         if isinstance(reduction, Selection):
             kernel(x, y, grad_out, gx, zero)
         else:
-            kernel(x, y, grad_out, gx, *_divisors(axes, include_pad, override), zero, prm)
+            kernel(x, y, grad_out, gx, *_divisors(axes, include_pad, override, zero), zero,
+                   for_kernel(prm, zero))
         return gx
     if layout == "channels_first" and x.shape[0] * x.shape[1] >= SCATTER_MIN_PLANES:
         cover = not isinstance(reduction, Sampling) and all(a.exact_cover for a in axes)
@@ -228,7 +239,7 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
             kernel(x, y, grad_out, gx, idx, *_tables(tuple(axes)), zero)
         else:
             kernel(x, y, grad_out, gx, *_tables(tuple(axes)),
-                   *_divisors(axes, include_pad, override), zero, prm)
+                   *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
         return gx
     inv = _inverse(axes)
     kernel = get_kernel(reduction, layout, "backward")
@@ -237,7 +248,7 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
         kernel(x, y, grad_out, gx, idx, *inv, zero)
     else:
         kernel(x, y, grad_out, gx, *inv, *_tables(tuple(axes)),
-               *_divisors(axes, include_pad, override), zero, prm)
+               *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
     return gx
 
 
@@ -249,7 +260,8 @@ def param_grad(reduction: Reduction, x: np.ndarray, grad_out: np.ndarray,
     y, _ = forward(reduction, "channels_first", x, axes, prm, include_pad, override)
     n, c, o0, o1 = y.shape[:4]
     gp = np.zeros((n * c * o0 * o1, prm.shape[1]), dtype=np.float64)
+    zero = _zero(reduction, x.dtype)
     get_kernel(reduction, "channels_first", "param_grad")(
-        x, y, grad_out, gp, *_tables(tuple(axes)), *_divisors(axes, include_pad, override),
-        _zero(reduction, x.dtype), prm)
+        x, y, grad_out, gp, *_tables(tuple(axes)), *_divisors(axes, include_pad, override, zero),
+        zero, for_kernel(prm, zero))
     return gp.reshape(n, c, o0 * o1, prm.shape[1]).sum(axis=2)

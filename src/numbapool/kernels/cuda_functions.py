@@ -4,7 +4,8 @@ A reduction is written as ``numba.njit`` functions.  For the GPU each is recompi
 Python function with ``numba.cuda.jit(device=True)``; jitted helpers it calls through module
 globals or closures (``_pow``, ``_sigmoid``, ...) are converted the same way, recursively, so
 a plugin author never writes CUDA code.  Builtins and ``math`` functions need nothing: Numba's
-CUDA target implements them.
+CUDA target implements them; :mod:`numbapool.vmath`'s functions become the GPU's ``exp``,
+``log`` and ``pow``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from __future__ import annotations
 import types
 from collections.abc import Callable
 
+from numba import config
 from numba.core.dispatcher import Dispatcher
+
+from ..vmath import DEVICE_EQUIVALENTS
 
 __all__ = ["device_function", "device_functions"]
 
@@ -21,6 +25,20 @@ _converted: dict[int, tuple[object, Callable]] = {}
 
 def _is_jitted(obj: object) -> bool:
     return isinstance(obj, Dispatcher) and hasattr(obj, "py_func")
+
+
+def _device_equivalent(obj: object) -> Callable | None:
+    """The device function standing for a :mod:`numbapool.vmath` function, else None."""
+    entry = DEVICE_EQUIVALENTS.get(id(obj))
+    if entry is None or entry[0] is not obj:
+        return None
+    from numba import cuda
+
+    key = id(entry[1])
+    if key not in _converted:
+        plain = entry[0] if config.ENABLE_CUDASIM else entry[1]
+        _converted[key] = (entry[1], cuda.jit(device=True)(plain))
+    return _converted[key][1]
 
 
 def device_function(fn: Callable) -> Callable:
@@ -36,6 +54,8 @@ def device_function(fn: Callable) -> Callable:
     for name in names:
         if _is_jitted(scope.get(name)):
             scope[name] = device_function(scope[name])
+        elif (equivalent := _device_equivalent(scope.get(name))) is not None:
+            scope[name] = equivalent
     closure = None
     if py.__closure__:
         closure = tuple(

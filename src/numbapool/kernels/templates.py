@@ -23,7 +23,8 @@ Kernel arguments
 ``zero``
     A zero of the accumulator dtype (values are converted with ``zero + v``).
 ``prm``
-    float64 ``(1 or C, n_params)``: the pooler's parameters, per channel or shared.
+    The pooler's parameters, per channel or shared: float64 ``(1 or C, n_params)``, or a tuple
+    of its columns (:mod:`numbapool.kernels.params`); ``_row(prm, c)`` reads channel ``c``'s.
 ``u``
     float64 uniforms, one per output (sampling reductions).
 
@@ -44,6 +45,7 @@ HEADER = '''\
 # reduction: {name} ({kind}), layout: {layout}, variant: {variant}, key: {key}
 import numba
 import numpy as np
+from numbapool.kernels.params import row as _row, rows as _rows
 
 '''
 
@@ -273,7 +275,7 @@ def _cf_forward(red: Reduction, variant: str) -> str:
             q2 = (n * C + c) % P2
     """, 1)
     if kind != "selection":
-        src += _block("pr = prm[c % prm.shape[0]]", 2)
+        src += _block("pr = _row(prm, c)", 2)
     src += _load(0, "o0", "q0", 2) + _load(1, "o1", "q1", 2)
     src += _block("for o2 in range(O2):", 2) + _load(2, "o2", "q2", 3)
     at = "n, c, o0, o1, o2"
@@ -326,7 +328,7 @@ def _cf_forward_rows(red: Reduction) -> str:
             xb = pl * plane
     """, 1)
     src += _block("""
-        pr = prm[c % prm.shape[0]]
+        pr = _row(prm, c)
         acc = np.full(O2, zero)
     """, 2)
     src += _load(0, "o0", "0", 2)
@@ -389,6 +391,9 @@ def cols_fast_path(red: Reduction) -> bool:
         and not red.uses_tap)
 
 
+FINISH_RUN = 512
+"""Outputs the column-first kernels finish in one loop (at least; whole rows)."""
+
 COLS_VARIANTS = {"forward_cols": 0, "forward_cols2": 2, "forward_cols3": 3}
 """The column-first kernels: any windows; and interior windows of 2 or 3 taps at stride 2
 (measured 7x and 3x faster across the columns).  Separate kernels, so that each call
@@ -448,10 +453,15 @@ def _cf_forward_cols(red: Reduction, taps: int = 0) -> str:
     if sel:
         src += _block("col = np.empty(S2, dtype=x.dtype)", 2)
     else:
-        src += _block("""
-            pr = prm[(pl % C) % prm.shape[0]]
+        # Finished values go out FINISH_RUN (or more) at a time: one long loop over a
+        # reduction's finish vectorises, where a loop over a short row (28 outputs) would run
+        # mostly in its scalar remainder (a generalised mean's root: 2.5 -> 0.3 ms).
+        src += _block(f"""
+            pr = _row(prm, pl % C)
             col = np.full(S2, zero)
-            acc = np.full(O2, zero)
+            R = max(1, {FINISH_RUN} // O2)
+            accs = np.full(R * O2, zero)
+            divs = np.empty(R * O2, dtype=dv2.dtype)
         """, 2)
     if taps == 3:
         src += _block("""
@@ -460,6 +470,11 @@ def _cf_forward_cols(red: Reduction, taps: int = 0) -> str:
         """, 2)
     src += _load(0, "o0", "q0", 2)
     src += _block("for o1 in range(O1):", 2) + _load(1, "o1", "q1", 3)
+    if not sel:
+        src += _block("""
+            r = o1 % R
+            acc = accs[r * O2:(r + 1) * O2]
+        """, 3)
     src += _block(f"""
         for k0 in range(n0):
             for k1 in range(n1):
@@ -525,9 +540,13 @@ def _cf_forward_cols(red: Reduction, taps: int = 0) -> str:
     """, 3)
     if not sel:
         src += _block("""
+            d01 = dv0[q0, o0] * dv1[q1, o1]
             for o2 in range(O2):
-                div = override if override > 0.0 else dv0[q0, o0] * dv1[q1, o1] * dv2[q2, o2]
-                of[numba.uint64(ob + o2)] = _finish(acc[o2], div, pr)
+                divs[r * O2 + o2] = override if override > 0.0 else d01 * dv2[q2, o2]
+            if r == R - 1 or o1 == O1 - 1:
+                ob = ob - r * O2
+                for i in range((r + 1) * O2):
+                    of[numba.uint64(ob + i)] = _finish(accs[i], divs[i], pr)
         """, 3)
     return src
 
@@ -568,8 +587,8 @@ def _cf_forward_global(red: Reduction) -> str:
                       1)
     if not sel:
         src += _block("""
-            per_channel = prm.shape[0] > 1
-            pr = prm[0]
+            per_channel = _rows(prm) > 1
+            pr = _row(prm, 0)
         """, 1)
     src += _block("""
         for pl in numba.prange(x.shape[0] * C):
@@ -578,7 +597,7 @@ def _cf_forward_global(red: Reduction) -> str:
     if not sel:  # (two integer divisions per plane cost 30% of a 49-element plane)
         src += _block("""
             if per_channel:
-                pr = prm[pl % C]
+                pr = _row(prm, pl % C)
         """, 2)
 
     def first(lane: str, pos: str) -> str:
@@ -656,7 +675,7 @@ def _cf_backward_global(red: Reduction) -> str:
         """, 2)
     else:
         src += _block("""
-            pr = prm[(pl % C) % prm.shape[0]]
+            pr = _row(prm, pl % C)
             for t in range(L):
                 gxf[numba.uint64(b + t)] = g * _grad(zero + xf[numba.uint64(b + t)], t, yy,
                                                      zero, div, pr)
@@ -708,7 +727,7 @@ def _cf_backward(red: Reduction) -> str:
             q2 = (n * C + c) % P2
     """, 1)
     if not routed:
-        src += _block("pr = prm[c % prm.shape[0]]", 2)
+        src += _block("pr = _row(prm, c)", 2)
     src += _block("""
         for i2 in range(S2):
             g = zero
@@ -836,7 +855,7 @@ def _cf_backward_scatter(red: Reduction, cover: bool = False) -> str:
         q0 = pl % P0
         q1 = pl % P1
         q2 = pl % P2
-        pr = prm[c % prm.shape[0]]
+        pr = _row(prm, c)
     """, 2)
     src += _block("for o0 in range(O0):", 2) + _load(0, "o0", "q0", 3)
     src += _block("for o1 in range(O1):", 3) + _load(1, "o1", "q1", 4)
@@ -883,7 +902,7 @@ def _cf_param_grad(red: Reduction) -> str:
             q0 = (n * C + c) % P0
             q1 = (n * C + c) % P1
             q2 = (n * C + c) % P2
-            pr = prm[c % prm.shape[0]]
+            pr = _row(prm, c)
             row = gp[r]
             xb = (n * C + c) * x.shape[2] * S1 * S2
     """, 1)
@@ -939,7 +958,7 @@ def _cl_forward(red: Reduction, variant: str) -> str:
     if with_idx:
         src += _block("idf = idx.reshape(-1)", 1)
     if stream:
-        src += _block("pr = prm[0]", 1)
+        src += _block("pr = _row(prm, 0)", 1)
     src += _block("""
         for r in numba.prange(x.shape[0] * O0 * O1):
             o1 = r % O1
@@ -1036,7 +1055,7 @@ def _cl_backward(red: Reduction) -> str:
     """, 1)
     src += _block("idf = idx.reshape(-1)" if routed else "yf = y.reshape(-1)", 1)
     if not routed:
-        src += _block(_SETUP, 1) + _block("pr = prm[0]", 1)
+        src += _block(_SETUP, 1) + _block("pr = _row(prm, 0)", 1)
     src += _block("""
         for r in numba.prange(x.shape[0] * S0 * S1):
             i1 = r % S1
@@ -1096,7 +1115,7 @@ def _cl_backward_global(red: Reduction) -> str:
         yf = y.reshape(-1)
         gyf = gy.reshape(-1)
         div = override if override > 0.0 else dv0[0, 0] * dv1[0, 0] * dv2[0, 0]
-        pr = prm[0]
+        pr = _row(prm, 0)
         for r in numba.prange(x.shape[0] * L):
             t = r % L
             xb = r * C

@@ -12,6 +12,7 @@ import math
 import numba
 
 from numbapool import Sampling, Streaming, Weighted
+from numbapool.vmath import vpow
 
 _jit = numba.njit(cache=True, nogil=True)
 
@@ -31,7 +32,7 @@ def _pow(c, p):
         return c2 * c2
     if p == 1.0:
         return c
-    return c ** p
+    return vpow(c, p)
 
 
 @_jit
@@ -45,8 +46,13 @@ def gem_take(acc, v, tap, prm):
 
 
 @_jit
+def gem_merge(a, b, prm):
+    return a + b
+
+
+@_jit
 def gem_finish(acc, div, prm):
-    return (acc / div) ** (1.0 / prm[0])
+    return vpow(acc / div, 1.0 / prm[0])
 
 
 @_jit
@@ -71,7 +77,7 @@ def gem_param_grad_window(y, acc, div, prm, g, out):
 
 GEM = Streaming("gem", init=gem_init, take=gem_take, finish=gem_finish, grad=gem_grad,
                 param_grad=gem_param_grad, param_grad_window=gem_param_grad_window,
-                uses_divisor=True, grad_uses_acc=False)
+                uses_divisor=True, grad_uses_acc=False, merge=gem_merge, uses_tap=False)
 
 
 # mixed: prm = [alpha]; acc = (max, tap of the first max, sum) ----------------------------

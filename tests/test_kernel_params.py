@@ -1,0 +1,42 @@
+"""How parameters reach the CPU kernels (numbapool.kernels.params): a tuple of columns, read
+as a tuple of scalars per channel, in the accumulator's precision; or the array itself."""
+
+import numba
+import numpy as np
+import pytest
+
+from numbapool.kernels.params import MAX_TUPLE_WIDTH, for_kernel, row, rows
+
+
+def test_narrow_parameters_become_columns_in_the_accumulators_precision():
+    prm = np.arange(6, dtype=np.float64).reshape(3, 2) + 0.1
+    cols = for_kernel(prm, np.float64(0))
+    assert isinstance(cols, tuple) and len(cols) == 2
+    assert all(c.dtype == np.float64 and c.flags.c_contiguous for c in cols)
+    np.testing.assert_array_equal(cols[1], prm[:, 1])
+    cols32 = for_kernel(prm, np.float32(0))
+    assert all(c.dtype == np.float32 for c in cols32)
+    assert for_kernel(prm, np.int64(0))[0].dtype == np.float64  # (an integer sum)
+
+
+@pytest.mark.parametrize("width", [0, MAX_TUPLE_WIDTH + 1])
+def test_none_or_wide_parameters_stay_an_array(width):
+    prm = np.ones((4, width))
+    assert for_kernel(prm, np.float32(0)) is prm
+
+
+@numba.njit
+def _read(prm, c):
+    pr = row(prm, c)
+    return pr[0] + 10.0 * pr[len(pr) - 1], rows(prm)
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (5, 3), (5, 12)])
+def test_row_reads_the_same_channel_from_either_form(shape):
+    prm = np.random.default_rng(0).uniform(size=shape)
+    for c in range(7):
+        want = (prm[c % shape[0], 0] + 10.0 * prm[c % shape[0], -1], shape[0])
+        for form in (prm, for_kernel(prm, np.float64(0))):
+            assert _read(form, c) == pytest.approx(want, rel=1e-15)
+            got = row(form, c)
+            assert float(got[0]) == prm[c % shape[0], 0] and rows(form) == shape[0]

@@ -1,0 +1,130 @@
+"""numbapool.vmath: accuracy against NumPy (float64 references), special values, the plain
+Python versions, and that a loop over them compiles to vector code."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numba
+import numpy as np
+import pytest
+
+from numbapool.vmath import vexp, vlog, vpow
+
+
+@numba.njit(error_model="numpy")
+def _exp_loop(a, out):
+    for i in range(a.size):
+        out[i] = vexp(a[i])
+
+
+@numba.njit(error_model="numpy")
+def _log_loop(a, out):
+    for i in range(a.size):
+        out[i] = vlog(a[i])
+
+
+@numba.njit(error_model="numpy")
+def _pow_loop(a, y, out):
+    for i in range(a.size):
+        out[i] = vpow(a[i], y)
+
+
+def _ulps(got: np.ndarray, ref: np.ndarray, dtype) -> float:
+    """Largest error in units in the last place of ``dtype``, over finite normal results."""
+    ref_t = ref.astype(dtype)
+    keep = np.isfinite(ref) & (np.abs(ref) >= np.finfo(dtype).tiny)
+    spacing = np.spacing(np.abs(ref_t[keep])).astype(np.float64)
+    return float(np.max(np.abs(got[keep].astype(np.float64) - ref[keep]) / spacing))
+
+
+def _run(loop, a, *args):
+    out = np.empty_like(a)
+    loop(a, *args, out)
+    return out
+
+
+RANGES = {np.float64: (-745.0, 709.0), np.float32: (-103.0, 88.0)}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_exp_and_log_within_two_ulps(dtype):
+    rng = np.random.default_rng(0)
+    lo, hi = RANGES[dtype]
+    t = np.concatenate([rng.uniform(lo, hi, 200_000), rng.normal(size=20_000),
+                        rng.normal(size=1000) * 1e-6]).astype(dtype)
+    with np.errstate(over="ignore", under="ignore"):
+        assert _ulps(_run(_exp_loop, t), np.exp(t.astype(np.float64)), dtype) <= 2
+    x = np.concatenate([np.exp(rng.uniform(lo, hi, 200_000)), rng.uniform(0.5, 2.0, 20_000),
+                        1 + rng.normal(size=1000) * 1e-5]).astype(dtype)
+    x = x[x > 0]
+    assert _ulps(_run(_log_loop, x), np.log(x.astype(np.float64)), dtype) <= 2
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("y", [1 / 3, 0.5, 2.5, 3.0, -1.5, 7.25])
+def test_pow_error_grows_only_with_y_log_x(dtype, y):
+    x = np.random.default_rng(1).uniform(1e-3, 10.0, 100_000).astype(dtype)
+    got = _run(_pow_loop, x, y)
+    ref = x.astype(np.float64) ** np.float64(dtype(y))
+    t = np.abs(np.float64(dtype(y)) * np.log(x.astype(np.float64)))
+    spacing = np.spacing(np.abs(ref.astype(dtype))).astype(np.float64)
+    err = np.abs(got.astype(np.float64) - ref) / spacing
+    assert np.all(err <= 3 + 2.5 * t), float(np.max((err - 3) / t))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_special_values(dtype):
+    info = np.finfo(dtype)
+    inf, nan = np.inf, np.nan
+    t = np.array([0.0, -0.0, inf, -inf, nan, RANGES[dtype][1] + 2, RANGES[dtype][0] - 50],
+                 dtype)
+    with np.errstate(over="ignore", under="ignore"):
+        np.testing.assert_array_equal(_run(_exp_loop, t), np.exp(t))
+    x = np.array([0.0, -0.0, -1.0, inf, -inf, nan, info.smallest_subnormal, info.tiny / 3, 1.0],
+                 dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ref = np.log(x.astype(np.float64))
+    got = _run(_log_loop, x)
+    np.testing.assert_allclose(got, ref, rtol=4 * info.eps)  # (subnormals: rounded input)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    cases = [(0.0, 2.0, 0.0), (0.0, -2.0, inf), (0.0, 0.0, 1.0), (inf, 2.0, inf),
+             (inf, -2.0, 0.0), (1.0, nan, 1.0), (nan, 0.0, 1.0), (-1.0, 2.0, nan),
+             (4.0, 0.5, 2.0), (nan, 1.0, nan)]
+    for xv, yv, want in cases:
+        got = _run(_pow_loop, np.array([xv], dtype), yv)[0]
+        np.testing.assert_equal(got, dtype(want), err_msg=f"vpow({xv}, {yv})")
+        np.testing.assert_equal(vpow(xv, yv), want, err_msg=f"python vpow({xv}, {yv})")
+
+
+def test_python_versions_agree_with_compiled():
+    x = np.random.default_rng(2).uniform(0.01, 50.0, 200)
+    compiled = _run(_pow_loop, x, 0.37)
+    plain = np.array([vpow(v, 0.37) for v in x])
+    np.testing.assert_allclose(compiled, plain, rtol=1e-14)
+    assert vlog(0.0) == -math.inf and math.isnan(vlog(-2.0)) and vexp(1000.0) == math.inf
+    assert vexp(-1000.0) == 0.0 and vlog(math.e) == pytest.approx(1.0, rel=1e-15)
+
+
+def test_precision_follows_the_argument():
+    @numba.njit
+    def kinds(a32, a64):
+        return vpow(a32, 0.5), vpow(a64, np.float32(0.5)), vexp(a32), vlog(a64)
+
+    r = kinds(np.float32(2.0), 2.0)
+    assert kinds.nopython_signatures[0].return_type.types == (
+        numba.float32, numba.float64, numba.float32, numba.float64)
+    assert r[0] == pytest.approx(math.sqrt(2.0), rel=2e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_loop_over_vpow_is_vector_code(dtype):
+    """The point of the module: no call per element (llvmlite has no vector math library)."""
+    x = np.ones(64, dtype)
+    _run(_pow_loop, x, 0.5)
+    sig = [s for s in _pow_loop.signatures if s[0].dtype == numba.from_dtype(np.dtype(dtype))]
+    ir = _pow_loop.inspect_llvm(sig[0])
+    scalar = "float" if dtype == np.float32 else "double"
+    assert re.search(rf"<\d+ x {scalar}>", ir), "the loop did not vectorise"
+    assert not re.search(r"call [^@]*@(pow|exp|log)f?\(", ir)
