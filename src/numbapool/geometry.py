@@ -52,7 +52,8 @@ class AxisWindows:
         ``range(extent)`` (reductions with per-tap weights use them).
     padded_count : ndarray of float64, shape (planes, out)
         Number of taps inside the padded input (real or padding); what an average divides by
-        when padding is counted.
+        when padding is counted.  ``count``, ``first_tap`` and ``padded_count`` may be
+        read-only broadcast views; :meth:`divisor` is always contiguous.
     inv_ptr : ndarray of int64, shape (planes, length + 1)
     inv_win : ndarray of int64
         The inverse map, CSR style: input position ``i`` of plane ``p`` is read by the windows
@@ -103,6 +104,11 @@ class AxisWindows:
         return res
 
     @cached_property
+    def full(self) -> bool:
+        """Whether every window (of every plane) is a whole kernel: ``extent`` real taps."""
+        return bool(np.all(self.count == self.extent) and np.all(self.first_tap == 0))
+
+    @cached_property
     def _inverse(self) -> tuple[np.ndarray, np.ndarray]:
         # List every (plane, window, tap), then group them by (plane, position).
         planes, out = self.start.shape
@@ -136,10 +142,18 @@ class AxisWindows:
         return bool(np.all(np.diff(self.inv_ptr, axis=1) == 1))
 
     def divisor(self, count_include_pad: bool) -> np.ndarray:
-        """Per-window divisor along this axis, as float64, shape (planes, out)."""
+        """Per-window divisor along this axis, as a C-contiguous float64 array, shape
+        (planes, out)."""
         if count_include_pad:
-            return self.padded_count
+            return self._padded_divisor
         return self._real_count
+
+    @cached_property
+    def _padded_divisor(self) -> np.ndarray:
+        # (padded_count may be a broadcast view of one value: explicit_axis with one count)
+        out = np.ascontiguousarray(self.padded_count)
+        out.setflags(write=False)
+        return out
 
     @cached_property
     def _real_count(self) -> np.ndarray:
@@ -162,13 +176,18 @@ def _build(length: int, start: np.ndarray, count: np.ndarray, step: int,
            extent: int | None = None) -> AxisWindows:
     start = np.atleast_2d(np.asarray(start, dtype=np.int64))
     count = np.atleast_2d(np.asarray(count, dtype=np.int64))
-    padded_count = np.ascontiguousarray(np.atleast_2d(padded_count), dtype=np.float64)
+    # (count, first_tap and padded_count may be read-only broadcast views of one value: the
+    # kernels read the table, and divisor() makes a contiguous copy when asked)
+    padded_count = np.atleast_2d(np.asarray(padded_count, dtype=np.float64))
     if first_tap is None:
-        first_tap = np.zeros_like(start)
+        first_tap = np.broadcast_to(np.int64(0), start.shape)
     first_tap = np.atleast_2d(np.asarray(first_tap, dtype=np.int64))
     if extent is None:
         extent = int(count.max(initial=1))
-    table = np.ascontiguousarray(np.stack([start, count, first_tap], axis=-1))
+    table = np.empty(start.shape + (3,), dtype=np.int64)  # (faster than np.stack)
+    table[..., 0] = start
+    table[..., 1] = count
+    table[..., 2] = first_tap
     _freeze(start, count, first_tap, padded_count, table)
     return AxisWindows(length, start, count, first_tap, int(step), int(extent), padded_count,
                        table)
@@ -254,7 +273,7 @@ def global_axis(length: int) -> AxisWindows:
     return _build(length, np.zeros(1, np.int64), one, 1, one.astype(np.float64))
 
 
-def explicit_axis(length: int, start: np.ndarray, count: np.ndarray, step: int = 1,
+def explicit_axis(length: int, start: np.ndarray, count: np.ndarray | int, step: int = 1,
                   padded_count: np.ndarray | None = None, extent: int | None = None
                   ) -> AxisWindows:
     """Windows given directly, for window rules such as fractional pooling.
@@ -263,9 +282,12 @@ def explicit_axis(length: int, start: np.ndarray, count: np.ndarray, step: int =
     ----------
     length : int
         Input length along the axis.
-    start, count : array_like of int, shape (out,) or (planes, out)
-        First input position and number of elements of each window; a 2-D table gives every
-        ``(n, c)`` plane its own windows (``planes == N * C``, row-major).
+    start : array_like of int, shape (out,) or (planes, out)
+        First input position of each window; a 2-D table gives every ``(n, c)`` plane its own
+        windows (``planes == N * C``, row-major).
+    count : int or array_like of int, shape of ``start``
+        Number of elements of each window; one int when they all have as many (cheaper to
+        check and to build, which matters for per-plane tables made on every call).
     step : int
         Distance between the elements of a window.
     padded_count : array_like, optional
@@ -279,12 +301,22 @@ def explicit_axis(length: int, start: np.ndarray, count: np.ndarray, step: int =
         If a window is empty or reads outside ``[0, length)``.
     """
     start = np.atleast_2d(np.asarray(start, dtype=np.int64))
-    count = np.atleast_2d(np.asarray(count, dtype=np.int64))
-    if start.shape != count.shape or start.ndim != 2:
-        raise ValueError("start and count must be arrays of the same shape, (out,) or "
-                         "(planes, out)")
-    if np.any(count < 1) or np.any(start < 0) or np.any(start + (count - 1) * step >= length):
-        raise ValueError(f"windows must be non-empty and inside an axis of length {length}")
+    if start.ndim != 2:
+        raise ValueError("start must be an array of shape (out,) or (planes, out)")
+    if np.ndim(count) == 0:
+        k = int(count)
+        if k < 1 or start.size and (start.min() < 0 or start.max() + (k - 1) * step >= length):
+            raise ValueError(f"windows must be non-empty and inside an axis of length {length}")
+        count = np.broadcast_to(np.int64(k), start.shape)
+        if padded_count is None:
+            padded_count = np.broadcast_to(np.float64(k), start.shape)
+    else:
+        count = np.atleast_2d(np.asarray(count, dtype=np.int64))
+        if start.shape != count.shape:
+            raise ValueError("start and count must be arrays of the same shape, (out,) or "
+                             "(planes, out)")
+        if np.any(count < 1) or np.any(start < 0) or np.any(start + (count - 1) * step >= length):
+            raise ValueError(f"windows must be non-empty and inside an axis of length {length}")
     if padded_count is None:
         padded_count = count.astype(np.float64)
     return _build(length, start, count, step, np.broadcast_to(padded_count, start.shape),

@@ -45,10 +45,18 @@ def out_shape(x: np.ndarray, axes: Sequence[AxisWindows], layout: str) -> tuple[
 
 
 @lru_cache(maxsize=256)
-def _tables(axes: tuple[AxisWindows, ...]) -> tuple:
-    dk = np.array([[a.step for a in axes], [a.extent for a in axes]], dtype=np.int64)
+def _dk(steps: tuple[int, ...], extents: tuple[int, ...]) -> np.ndarray:
+    dk = np.array([steps, extents], dtype=np.int64)
     dk.setflags(write=False)
-    return (*(a.table for a in axes), dk)
+    return dk
+
+
+def _tables(axes: tuple[AxisWindows, ...]) -> tuple:
+    """The window tables and ``dk``.  (Cached by the axes' integers, not by the axes: rules
+    such as fractional pooling make new, large per-plane tables on every call, which a cache
+    of axes would keep alive.)"""
+    return (*(a.table for a in axes), _dk(tuple(a.step for a in axes),
+                                          tuple(a.extent for a in axes)))
 
 
 def _divisors(axes: Sequence[AxisWindows], include_pad: bool, override: float | None,

@@ -142,12 +142,15 @@ def cast(arr5, dtype):
     return out
 
 
-# Device copies of the (immutable, lru-cached) host tables, by identity.
+# Device copies of the (immutable, lru-cached) host tables, by identity.  Per-plane tables
+# (fractional pooling) are made anew by every call, so they are copied without being kept.
 _device_tables: dict[int, tuple[np.ndarray, object]] = {}
 _DEVICE_TABLES_MAX = 512
 
 
-def _dev(host: np.ndarray):
+def _dev(host: np.ndarray, keep: bool = True):
+    if not keep:
+        return to_device(host)
     entry = _device_tables.get(id(host))
     if entry is None or entry[0] is not host:
         if len(_device_tables) >= _DEVICE_TABLES_MAX:
@@ -173,17 +176,21 @@ def _prm(prm: np.ndarray):
     return dev
 
 
+def _shared(axes: Sequence[AxisWindows]) -> bool:
+    return all(a.planes == 1 for a in axes)
+
+
 def _tables(axes: Sequence[AxisWindows]) -> list:
-    return [_dev(t) for t in cpu._tables(tuple(axes))]
+    return [_dev(t, _shared(axes)) for t in cpu._tables(tuple(axes))]
 
 
 def _divisors(axes: Sequence[AxisWindows], include_pad: bool, override: float | None) -> list:
     *factors, over = cpu._divisors(axes, include_pad, override)
-    return [_dev(f) for f in factors] + [over]
+    return [_dev(f, _shared(axes)) for f in factors] + [over]
 
 
 def _inverse(axes: Sequence[AxisWindows]) -> list:
-    return [_dev(a) for a in cpu._inverse(axes)]
+    return [_dev(a, _shared(axes)) for a in cpu._inverse(axes)]
 
 
 _zero = cpu._zero

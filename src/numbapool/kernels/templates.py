@@ -68,12 +68,12 @@ def decorator(red: Reduction, layout: str, variant: str) -> str:
 
 VARIANTS = {
     "selection": ("forward", "forward_indices", "forward_indices32", "backward",
-                  "forward_cols", "forward_cols2", "forward_cols3", "backward_scatter",
-                  "backward_scatter_cover",
+                  "forward_cols", "forward_cols2", "forward_cols3", "forward_cols_gather",
+                  "backward_scatter", "backward_scatter_cover",
                   "forward_global", "backward_global"),
     "sampling": ("forward_indices", "backward", "backward_scatter"),
     "streaming": ("forward", "backward", "param_grad", "forward_rows", "forward_cols",
-                  "forward_cols2", "forward_cols3", "backward_scatter",
+                  "forward_cols2", "forward_cols3", "forward_cols_gather", "backward_scatter",
                   "backward_scatter_cover", "forward_global", "backward_global"),
     "weighted": ("forward", "backward", "param_grad", "backward_scatter",
                  "backward_scatter_cover"),
@@ -394,10 +394,15 @@ def cols_fast_path(red: Reduction) -> bool:
 FINISH_RUN = 512
 """Outputs the column-first kernels finish in one loop (at least; whole rows)."""
 
-COLS_VARIANTS = {"forward_cols": 0, "forward_cols2": 2, "forward_cols3": 3}
-"""The column-first kernels: any windows; and interior windows of 2 or 3 taps at stride 2
-(measured 7x and 3x faster across the columns).  Separate kernels, so that each call
-compiles only the loop it runs (each specialised loop adds ~0.25 s to a compile)."""
+GATHER = -1
+COLS_VARIANTS = {"forward_cols": 0, "forward_cols2": 2, "forward_cols3": 3,
+                 "forward_cols_gather": GATHER}
+"""The column-first kernels: any windows; interior windows of 2 or 3 taps at stride 2
+(measured 7x and 3x faster across the columns); and irregular windows that are all full
+kernels, such as PyTorch's fractional pooling (the row folded over every run of taps, then
+read at each window's start).  Separate kernels,
+so that each call compiles only the loop it runs (each specialised loop adds ~0.25 s to a
+compile)."""
 
 
 def cols_variant(axis: AxisWindows) -> str:
@@ -405,6 +410,8 @@ def cols_variant(axis: AxisWindows) -> str:
     lo, hi, stride, _ = axis.interior
     if hi > lo and stride == 2 and axis.step == 1 and axis.extent in (2, 3):
         return f"forward_cols{axis.extent}"
+    if hi - lo < axis.out and axis.full:
+        return "forward_cols_gather"
     return "forward_cols"
 
 
@@ -468,6 +475,11 @@ def _cf_forward_cols(red: Reduction, taps: int = 0) -> str:
             pv = np.empty_like(col)
             ev = np.empty_like(col)
         """, 2)
+    if taps == GATHER:
+        src += _block("""
+            st2 = g2[q2, :, 0].astype(np.int32)  # (contiguous and narrow: a 16-lane gather)
+            sl = np.empty_like(col)
+        """, 2)
     src += _load(0, "o0", "q0", 2)
     src += _block("for o1 in range(O1):", 2) + _load(1, "o1", "q1", 3)
     if not sel:
@@ -518,6 +530,31 @@ def _cf_forward_cols(red: Reduction, taps: int = 0) -> str:
                 v = ev[j + 1]
                 ac[j] = {fold("a", "v")}
         """, 3)
+    elif taps == GATHER:
+        # Every window is K2 taps from its start: fold the row over every run of K2 taps
+        # (contiguous loops), then read each window's fold at its start (one gather per
+        # output, where folding through the starts took one per tap: 0.9 -> 0.5 ms for
+        # PyTorch's fractional max pool of (8, 64, 56, 56)).  The fold order is the
+        # generic loop's.
+        src += _block(f"""
+            folded = col
+            if K2 > 1:
+                m = S2 - (K2 - 1) * d2
+                nx = col[d2:]  # (a slice, so that the index is a plain loop counter: the
+                for i in range(m):  # loop vectorises, which col[i + d2] did not, 2x slower)
+                    a = col[i]
+                    v = nx[i]
+                    sl[i] = {fold("a", "v")}
+                for k2 in range(2, K2):
+                    nx = col[k2 * d2:]
+                    for i in range(m):
+                        a = sl[i]
+                        v = nx[i]
+                        sl[i] = {fold("a", "v")}
+                folded = sl
+            for o2 in range(O2):
+                acc[o2] = folded[numba.uint32(st2[o2])]
+        """, 3)
     else:
         src += _block(f"""
             for k2 in range(K2):
@@ -527,7 +564,8 @@ def _cf_forward_cols(red: Reduction, taps: int = 0) -> str:
                     v = col[numba.uint64(o2 * s2 + off)]
                     acc[o2] = {fold_first("acc[o2]", "v")}
         """, 3)
-    src += _block(f"""
+    if taps != GATHER:
+        src += _block(f"""
         for j in range(nb):
             o2 = j if j < lo else j + hi - lo
             b2 = g2[q2, o2, 0]
@@ -537,7 +575,7 @@ def _cf_forward_cols(red: Reduction, taps: int = 0) -> str:
                 v = col[b2 + k2 * d2]
                 a = {fold("a", "v")}
             acc[o2] = a
-    """, 3)
+        """, 3)
     if not sel:
         src += _block("""
             d01 = dv0[q0, o0] * dv1[q1, o1]

@@ -131,6 +131,6 @@ class Fractional(WindowRule):
             out = torch_output_size(length, kk, size, ratio, rank=max(rank, 2))
             col = torch_sample_column(rank, a)
             starts = torch_axis_starts(flat[:, col], length, out, kk, dtype)
-            axes.append(explicit_axis(length, starts, np.full_like(starts, kk), extent=kk))
+            axes.append(explicit_axis(length, starts, kk, extent=kk))
             seqs.append(starts.reshape(context.batch, context.channels, out))
         return tuple(axes), seqs
