@@ -13,9 +13,8 @@ of float64), anything else in float64.
 Accuracy, in units in the last place (ulp) of the result's type: ``vlog`` and ``vexp`` within
 2.  ``vpow(x, y)`` is ``vexp(y * vlog(x))``, so the rounding of ``t = y * log(x)`` adds up to
 about ``2.5 |t|`` ulp (``|t|`` is below 88 for a finite float32 result, and a few units for a
-mean's root); libm's ``pow`` is within 1 ulp.  Special values follow C's ``exp``/``log``/``pow``
-where a pooler meets them (zeros, infinities, NaN, subnormals; ``vpow(x, 0) = vpow(1, y) = 1``);
-a negative base gives NaN.
+mean's root); libm's ``pow`` is within 1 ulp.  Special values (zeros, infinities, NaN,
+subnormals, negative bases) follow C's ``exp``, ``log`` and ``pow``.
 
 Called from Python they are plain (slower) functions with the same results to rounding, and
 :mod:`numbapool.kernels.cuda_functions` gives CUDA device functions the GPU's own ``exp``,
@@ -29,11 +28,12 @@ import math
 import struct
 from decimal import Decimal, localcontext
 
+import numba
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic, overload
 
-__all__ = ["vexp", "vlog", "vpow", "DEVICE_EQUIVALENTS"]
+__all__ = ["vexp", "vlog", "vpow", "power", "DEVICE_EQUIVALENTS"]
 
 
 # Constants, derived here rather than copied -------------------------------------------------
@@ -87,6 +87,7 @@ class _Emit:
         ft = fmt.ir
         self._fma = mod.declare_intrinsic("llvm.fmuladd", [ft], ir.FunctionType(ft, [ft] * 3))
         self._floor = mod.declare_intrinsic("llvm.floor", [ft], ir.FunctionType(ft, [ft]))
+        self._fabs = mod.declare_intrinsic("llvm.fabs", [ft], ir.FunctionType(ft, [ft]))
 
     def c(self, value: float) -> ir.Constant:
         return ir.Constant(self.f.ir, value)
@@ -164,9 +165,20 @@ class _Emit:
         return b.select(nan, t, y)
 
     def pow(self, x, y):
-        r = self.exp(self.b.fmul(y, self.log(x)))
+        """C's ``pow``: ``|x| ** y`` as ``exp(y log|x|)``; a negative ``x`` gives NaN unless
+        ``y`` is an integer, and the sign of ``x`` if ``y`` is an odd one."""
+        b = self.b
+        ax = b.call(self._fabs, [x])
         one = self.c(1.0)
-        return self.b.select(self.b.or_(self.eq(y, self.c(0.0)), self.eq(x, one)), one, r)
+        r = b.select(self.eq(ax, one), one, self.exp(b.fmul(y, self.log(ax))))
+        whole = self.eq(b.call(self._floor, [y]), y)  # (false for NaN; true for +-inf)
+        half = b.fmul(y, self.c(0.5))
+        odd = b.and_(whole, b.fcmp_ordered("!=", b.call(self._floor, [half]), half))
+        negative = b.icmp_signed("<", b.bitcast(x, self.f.int), self.i(0))  # (-0.0 too)
+        r = b.select(b.and_(negative, odd), b.fneg(r), r)
+        finite_neg = b.and_(self.lt(x, self.c(0.0)), self.gt(x, self.c(-math.inf)))
+        r = b.select(b.and_(finite_neg, b.not_(whole)), self.c(math.nan), r)
+        return b.select(self.eq(y, self.c(0.0)), one, r)
 
 
 def _real(t) -> bool:
@@ -219,38 +231,63 @@ def vexp(t):
         return math.inf
 
 
+def _odd_integer(y: float) -> bool:
+    return math.isfinite(y) and y == int(y) and int(y) % 2 == 1
+
+
 def vpow(x, y):
-    """``x ** y`` for ``x >= 0``, as ``exp(y * log(x))``; ``vpow(x, 0) = vpow(1, y) = 1``,
-    NaN for a negative ``x`` (vectorises in compiled code)."""
+    """``x ** y`` with C's ``pow`` semantics (a negative ``x`` needs an integer ``y``, else
+    NaN), computed as ``exp(y * log|x|)`` (vectorises in compiled code)."""
     x, y = float(x), float(y)
-    if y == 0.0 or x == 1.0:
-        return 1.0
-    if x != x or x < 0.0:
+    try:
+        return math.pow(x, y)
+    except OverflowError:
+        return -math.inf if x < 0.0 and _odd_integer(y) else math.inf
+    except ValueError:  # where C gives NaN (a negative x to a non-integer power), or +-inf
+        if x == 0.0:  # (0 to a negative power)
+            return math.copysign(math.inf, x) if _odd_integer(y) else math.inf
         return math.nan
-    if x == 0.0:
-        return 0.0 if y > 0.0 else (math.inf if y < 0.0 else math.nan)
-    return vexp(y * math.log(x)) if x != math.inf else (math.inf if y > 0.0 else 0.0)
 
 
-@overload(vlog, target="cpu")
+@overload(vlog, target="cpu", inline="always")
 def _vlog(x):
     if _real(x):
         return lambda x: _log_ir(x)
     return None
 
 
-@overload(vexp, target="cpu")
+@overload(vexp, target="cpu", inline="always")
 def _vexp(t):
     if _real(t):
         return lambda t: _exp_ir(t)
     return None
 
 
-@overload(vpow, target="cpu")
+@overload(vpow, target="cpu", inline="always")
 def _vpow(x, y):
     if _real(x) and _real(y):
         return lambda x, y: _pow_ir(x, y)
     return None
+
+
+@numba.njit(cache=True, nogil=True)
+def power(x, y):
+    """``x ** y``: exact products for ``y`` in 1, 2, 3 and 4, :func:`vpow` otherwise.
+
+    In a kernel's loop where ``y`` does not change (a pooler's parameter), the compiler
+    moves the test on ``y`` out of the loop and vectorises the branch taken; the products
+    are exact where ``exp(y log|x|)`` is within a few ulp.
+    """
+    if y == 2.0:
+        return x * x
+    if y == 3.0:
+        return x * x * x
+    if y == 1.0:
+        return x
+    if y == 4.0:
+        x2 = x * x
+        return x2 * x2
+    return vpow(x, y)
 
 
 # CUDA: the GPU's own functions (numbapool.kernels.cuda_functions swaps them in) -------------

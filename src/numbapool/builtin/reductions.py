@@ -5,6 +5,7 @@ from __future__ import annotations
 import numba
 
 from ..reduction import Selection, Streaming
+from ..vmath import power, vpow
 
 __all__ = ["MAX", "MIN", "SUM", "AVG", "LP"]
 
@@ -61,17 +62,17 @@ def avg_grad(v, tap, y, acc, div, prm):
 # Power mean without the mean: (sum v**p) ** (1/p), PyTorch's lp_pool; prm[0] = p ---------
 @_jit
 def lp_init(v, tap, prm):
-    return v ** prm[0]
+    return power(v, prm[0])
 
 
 @_jit
 def lp_take(acc, v, tap, prm):
-    return acc + v ** prm[0]
+    return acc + power(v, prm[0])
 
 
 @_jit
 def lp_finish(acc, div, prm):
-    return acc ** (1.0 / prm[0])
+    return vpow(acc, 1.0 / prm[0])
 
 
 @_jit
@@ -79,7 +80,7 @@ def lp_grad(v, tap, y, acc, div, prm):
     if y == 0.0:  # an all-zero window: 0, as PyTorch's lp_pool gives
         return 0.0 * v
     p = prm[0]
-    return v ** (p - 1.0) * y ** (1.0 - p)
+    return power(v, p - 1.0) * power(y, 1.0 - p)
 
 
 MAX = Selection("max", better=max_better)

@@ -7,42 +7,23 @@ elements the mean divides by, ``acc`` the accumulator, ``y`` the pooled value.
 
 from __future__ import annotations
 
-import math
-
 import numba
 
 from numbapool import Sampling, Streaming, Weighted
-from numbapool.vmath import vpow
+from numbapool.vmath import power, vexp, vlog, vpow
 
 _jit = numba.njit(cache=True, nogil=True)
 
 
 # gem: prm = [p, eps]; acc = sum(clamp(v, eps) ** p) -------------------------------------
 @_jit
-def _pow(c, p):
-    # Small integer powers by multiplication: the test on p is the same for every element,
-    # so the compiler hoists it out of the loop and the loop vectorises (a general ``**``
-    # is a scalar call per element).
-    if p == 3.0:
-        return c * c * c
-    if p == 2.0:
-        return c * c
-    if p == 4.0:
-        c2 = c * c
-        return c2 * c2
-    if p == 1.0:
-        return c
-    return vpow(c, p)
-
-
-@_jit
 def gem_init(v, tap, prm):
-    return _pow(max(v, prm[1]), prm[0])
+    return power(max(v, prm[1]), prm[0])
 
 
 @_jit
 def gem_take(acc, v, tap, prm):
-    return acc + _pow(max(v, prm[1]), prm[0])
+    return acc + power(max(v, prm[1]), prm[0])
 
 
 @_jit
@@ -60,19 +41,19 @@ def gem_grad(v, tap, y, acc, div, prm):
     if v < prm[1]:  # clamped
         return 0.0
     p = prm[0]
-    return v ** (p - 1.0) * y ** (1.0 - p) / div
+    return power(v, p - 1.0) * power(y, 1.0 - p) / div
 
 
 @_jit
 def gem_param_grad(v, tap, y, acc, div, prm, g, out):
     p = prm[0]
     c = max(v, prm[1])
-    out[0] += g * y ** (1.0 - p) * c ** p * math.log(c) / (p * div)
+    out[0] += g * power(y, 1.0 - p) * power(c, p) * vlog(c) / (p * div)
 
 
 @_jit
 def gem_param_grad_window(y, acc, div, prm, g, out):
-    out[0] -= g * y * math.log(y) / prm[0]
+    out[0] -= g * y * vlog(y) / prm[0]
 
 
 GEM = Streaming("gem", init=gem_init, take=gem_take, finish=gem_finish, grad=gem_grad,
@@ -133,7 +114,7 @@ def gated_take(acc, v, tap, prm):
 
 @_jit
 def _sigmoid(z):
-    return 1.0 / (1.0 + math.exp(-z))
+    return 1.0 / (1.0 + vexp(-z))
 
 
 @_jit
@@ -172,24 +153,24 @@ def lse_take(acc, v, tap, prm):
     m, s = acc
     r = prm[0]
     if v > m:
-        return (v, s * math.exp(r * (m - v)) + 1.0)
-    return (m, s + math.exp(r * (v - m)))
+        return (v, s * vexp(r * (m - v)) + 1.0)
+    return (m, s + vexp(r * (v - m)))
 
 
 @_jit
 def lse_finish(acc, div, prm):
-    return acc[0] + math.log(acc[1] / div) / prm[0]
+    return acc[0] + vlog(acc[1] / div) / prm[0]
 
 
 @_jit
 def lse_grad(v, tap, y, acc, div, prm):
-    return math.exp(prm[0] * (v - acc[0])) / acc[1]
+    return vexp(prm[0] * (v - acc[0])) / acc[1]
 
 
 @_jit
 def lse_param_grad(v, tap, y, acc, div, prm, g, out):
     r = prm[0]
-    out[0] += g * v * math.exp(r * (v - acc[0])) / (r * acc[1])
+    out[0] += g * v * vexp(r * (v - acc[0])) / (r * acc[1])
 
 
 @_jit
@@ -207,18 +188,18 @@ LSE = Streaming("lse", init=max_expsum_init, take=lse_take, finish=lse_finish, g
 def softmax_take(acc, v, tap, prm):
     m, s = acc
     if v > m:
-        return (v, s * math.exp(m - v) + 1.0)
-    return (m, s + math.exp(v - m))
+        return (v, s * vexp(m - v) + 1.0)
+    return (m, s + vexp(v - m))
 
 
 @_jit
 def softpool_weight(v, tap, acc, div, prm):
-    return math.exp(v - acc[0]) / acc[1]
+    return vexp(v - acc[0]) / acc[1]
 
 
 @_jit
 def softpool_grad(v, tap, y, acc, div, prm):
-    return math.exp(v - acc[0]) / acc[1] * (1.0 + v - y)
+    return vexp(v - acc[0]) / acc[1] * (1.0 + v - y)
 
 
 SOFTPOOL = Weighted("softpool", init=max_expsum_init, take=softmax_take, weight=softpool_weight,
