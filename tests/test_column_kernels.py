@@ -54,3 +54,46 @@ def test_finished_in_runs_of_rows(name, height, width):
     got = numbapool.pool(name, x, **opts, **extra)
     want = ref_pool(name, x.astype(np.float64), **opts, **extra)
     np.testing.assert_allclose(got, want, rtol=2e-6, atol=0)
+
+
+class _PerPlaneSteps(numbapool.WindowRule):
+    """Random per-plane windows of ``k`` taps ``step`` apart along the last axis (the
+    ``forward_cols_gather`` kernel), sliding 2 taps along the first."""
+
+    name = "per_plane_steps"
+    options = {"k": 2, "step": 1, "seed": 0}
+
+    def plan(self, spatial, context, *, k=2, step=1, seed=0):
+        rows, cols = spatial
+        planes = context.batch * context.channels
+        rng = np.random.default_rng(seed)
+        last = cols - 1 - (k - 1) * step
+        starts = np.sort(rng.integers(0, last + 1, (planes, 5)), axis=1)
+        row_axis = numbapool.geometry.sliding_axis(rows, 2, 1, 0, 0, 1, False)
+        return numbapool.WindowPlan((row_axis, numbapool.explicit_axis(cols, starts, k, step,
+                                                                        extent=k)))
+
+
+@pytest.mark.parametrize("name", ["max", "min", "avg", "sum"])
+@pytest.mark.parametrize("k, step", [(1, 1), (2, 1), (3, 1), (2, 2), (3, 3)])
+def test_irregular_whole_windows_kernel(name, k, step):
+    from numbapool import Pooler
+
+    rule = _PerPlaneSteps()
+    red = numbapool.get(name).reduction
+    pooler = numbapool.register(Pooler(f"test_pps_{name}", rule, red, "test"))
+    try:
+        x = np.random.default_rng(3).uniform(-1, 1, (2, 3, 6, 13))
+        x[1, 2, 3, 4] = np.nan
+        plan = rule.plan((6, 13), numbapool.WindowContext(2, 3, x.dtype, None), k=k, step=step)
+        assert cols_variant(plan.axes[1]) == "forward_cols_gather"
+        got = numbapool.pool(pooler.name, x, k=k, step=step)
+        starts = plan.axes[1].start.reshape(2, 3, 5)
+        want = np.empty((2, 3, 5, 5))
+        fold = {"max": np.max, "min": np.min, "avg": np.mean, "sum": np.sum}[name]
+        for n, c, r, o in itertools.product(range(2), range(3), range(5), range(5)):
+            s = starts[n, c, o]
+            want[n, c, r, o] = fold(x[n, c, r:r + 2, s:s + (k - 1) * step + 1:step])
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
+    finally:
+        numbapool.unregister(pooler.name)

@@ -113,3 +113,37 @@ def test_explicit_per_plane_tables_and_inverse(length, planes, step, data):
             assert got == readers
     with pytest.raises(ValueError, match="inside an axis"):
         explicit_axis(length, [length], [1])
+
+
+@given(st.data())
+@settings(max_examples=60, deadline=None)
+def test_explicit_axis_with_one_count_matches_the_table_form(data):
+    """One count for every window (cheaper to check and build) gives the same windows as
+    the full table, and the same errors."""
+    length = data.draw(st.integers(1, 12))
+    step = data.draw(st.integers(1, 3))
+    k = data.draw(st.integers(1, length))
+    last = length - 1 - (k - 1) * step  # the last start that fits
+    planes = data.draw(st.integers(1, 3))
+    out = data.draw(st.integers(1, 5))
+    if last < 0:
+        with pytest.raises(ValueError, match="inside an axis"):
+            explicit_axis(length, np.zeros((planes, out), dtype=int), k, step)
+        return
+    starts = np.array(data.draw(st.lists(st.integers(0, last), min_size=planes * out,
+                                         max_size=planes * out))).reshape(planes, out)
+    one = explicit_axis(length, starts, k, step, extent=k)
+    table = explicit_axis(length, starts, np.full_like(starts, k), step, extent=k)
+    np.testing.assert_array_equal(one.table, table.table)
+    np.testing.assert_array_equal(one.divisor(True), table.divisor(True))
+    assert one.divisor(True).flags.c_contiguous
+    np.testing.assert_array_equal(one.inv_ptr, table.inv_ptr)
+    np.testing.assert_array_equal(one.inv_win, table.inv_win)
+    assert one.full and table.full
+    assert not explicit_axis(length, starts, k, step, extent=k + 1).full
+    bad = starts.copy()
+    bad[-1, -1] = last + 1
+    with pytest.raises(ValueError, match="inside an axis"):
+        explicit_axis(length, bad, k, step)
+    with pytest.raises(ValueError, match="inside an axis"):
+        explicit_axis(length, starts, 0, step)

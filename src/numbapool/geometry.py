@@ -319,8 +319,11 @@ def explicit_axis(length: int, start: np.ndarray, count: np.ndarray | int, step:
             raise ValueError(f"windows must be non-empty and inside an axis of length {length}")
     if padded_count is None:
         padded_count = count.astype(np.float64)
-    return _build(length, start, count, step, np.broadcast_to(padded_count, start.shape),
+    axis = _build(length, start, count, step, np.broadcast_to(padded_count, start.shape),
                   extent=extent)
+    if np.ndim(count) == 2 and count.strides == (0, 0):  # one count: whole kernels or not
+        axis.__dict__["full"] = int(count[0, 0]) == axis.extent  # (the cached property)
+    return axis
 
 
 SINGLETON = global_axis(1)
