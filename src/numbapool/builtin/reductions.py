@@ -80,7 +80,7 @@ def lp_grad(v, tap, y, acc, div, prm):
     if y == 0.0:  # an all-zero window: 0, as PyTorch's lp_pool gives
         return 0.0 * v
     p = prm[0]
-    return power(v, p - 1.0) * power(y, 1.0 - p)
+    return power(v / y, p - 1.0)  # v**(p-1) y**(1-p): one power, so the loop vectorises
 
 
 MAX = Selection("max", better=max_better)
