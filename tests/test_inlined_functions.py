@@ -45,7 +45,7 @@ def _grad(v, tap, y, acc, div, prm):
 def test_a_division_by_zero_in_a_reduction_gives_inf_not_an_exception(merge, layout):
     red = Streaming("over_zero", init=_first, take=_plus, finish=_over_zero, grad=_grad,
                     uses_divisor=True, merge=merge, uses_tap=merge is None)
-    pooler = numbapool.register(Pooler("test_over_zero", Sliding(), red, "test"))
+    numbapool.register(Pooler("test_over_zero", Sliding(), red, "test"))
     try:
         x = np.array([[[[1.0, -2.0], [0.0, 0.0]]]])
         if layout == "channels_last":

@@ -398,11 +398,10 @@ GATHER = -1
 COLS_VARIANTS = {"forward_cols": 0, "forward_cols2": 2, "forward_cols3": 3,
                  "forward_cols_gather": GATHER}
 """The column-first kernels: any windows; interior windows of 2 or 3 taps at stride 2
-(measured 7x and 3x faster across the columns); and irregular windows that are all full
+(measured 7x and 3x faster across the columns); and irregular windows that are all whole
 kernels, such as PyTorch's fractional pooling (the row folded over every run of taps, then
-read at each window's start).  Separate kernels,
-so that each call compiles only the loop it runs (each specialised loop adds ~0.25 s to a
-compile)."""
+read at each window's start).  Separate kernels, so that each call compiles only the loop it
+runs (each specialised loop adds ~0.25 s to a compile)."""
 
 
 def cols_variant(axis: AxisWindows) -> str:
@@ -477,7 +476,7 @@ def _cf_forward_cols(red: Reduction, taps: int = 0) -> str:
         """, 2)
     if taps == GATHER:
         src += _block("""
-            st2 = g2[q2, :, 0].astype(np.int32)  # (contiguous and narrow: a 16-lane gather)
+            st2 = g2[q2, :, 0].astype(np.int32)  # (contiguous and narrow, for the gather)
             sl = np.empty_like(col)
         """, 2)
     src += _load(0, "o0", "q0", 2)
