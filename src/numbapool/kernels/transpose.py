@@ -15,9 +15,14 @@ import numpy as np
 
 from .. import buffers
 
-__all__ = ["TILE", "to_channels_last", "to_channels_first"]
+__all__ = ["TILE", "TILE_TO_FIRST", "to_channels_last", "to_channels_first"]
 
 TILE = 256
+TILE_TO_FIRST = 64
+"""Positions per task: to channels-last, each task reads a tile of every channel's row and
+writes it contiguously; to channels-first, it reads ``TILE_TO_FIRST`` positions' channels
+contiguously and writes them to every channel's row (measured against the other loop order:
+(8, 3136, 64) float32 1.07 -> 0.75 ms, (64, 49, 2048) 9.6 -> 6.4 ms, (32, 12544, 64) equal)."""
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -47,10 +52,10 @@ def _last_to_first(a, out, tile):  # a (N, P, C) -> out (N, C, P)
         p0 = (t % tiles) * tile
         p1 = min(p0 + tile, positions)
         base = numba.uint64(n * channels * positions)
-        for c in range(channels):
-            ob = base + numba.uint64(c * positions)
-            for p in range(p0, p1):  # contiguous writes, reads from the tile's block
-                of[ob + numba.uint64(p)] = af[base + numba.uint64(p * channels + c)]
+        for p in range(p0, p1):
+            ib = base + numba.uint64(p * channels)
+            for c in range(channels):  # contiguous reads; the tile's writes stay in cache
+                of[base + numba.uint64(c * positions + p)] = af[ib + numba.uint64(c)]
 
 
 def to_channels_last(a: np.ndarray) -> np.ndarray:
@@ -69,5 +74,5 @@ def to_channels_first(a: np.ndarray) -> np.ndarray:
     n, c = a.shape[0], a.shape[-1]
     out = buffers.empty((n, c, *a.shape[1:-1]), a.dtype)
     if out.size:
-        _last_to_first(a.reshape(n, -1, c), out.reshape(n, c, -1), TILE)
+        _last_to_first(a.reshape(n, -1, c), out.reshape(n, c, -1), TILE_TO_FIRST)
     return out
