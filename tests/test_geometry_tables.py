@@ -147,3 +147,9 @@ def test_explicit_axis_with_one_count_matches_the_table_form(data):
         explicit_axis(length, bad, k, step)
     with pytest.raises(ValueError, match="inside an axis"):
         explicit_axis(length, starts, 0, step)
+
+
+def test_explicit_axis_with_one_count_and_no_windows():
+    axis = explicit_axis(5, np.zeros((3, 0), dtype=int), 2, extent=2)
+    assert axis.table.shape == (3, 0, 3) and axis.full
+    assert axis.divisor(True).shape == (3, 0)

@@ -303,6 +303,7 @@ def explicit_axis(length: int, start: np.ndarray, count: np.ndarray | int, step:
     start = np.atleast_2d(np.asarray(start, dtype=np.int64))
     if start.ndim != 2:
         raise ValueError("start must be an array of shape (out,) or (planes, out)")
+    k = None
     if np.ndim(count) == 0:
         k = int(count)
         if k < 1 or start.size and (start.min() < 0 or start.max() + (k - 1) * step >= length):
@@ -321,8 +322,8 @@ def explicit_axis(length: int, start: np.ndarray, count: np.ndarray | int, step:
         padded_count = count.astype(np.float64)
     axis = _build(length, start, count, step, np.broadcast_to(padded_count, start.shape),
                   extent=extent)
-    if np.ndim(count) == 2 and count.strides == (0, 0):  # one count: whole kernels or not
-        axis.__dict__["full"] = int(count[0, 0]) == axis.extent  # (the cached property)
+    if k is not None:  # one count: the windows are whole kernels or none is
+        axis.__dict__["full"] = k == axis.extent  # (sets the cached property)
     return axis
 
 
