@@ -59,3 +59,19 @@ def test_bench_restores_thread_counts():
     run([Case("tiny", "avg", (1, 1, 4), dict(kernel_size=2))], layouts=("channels_first",),
         threads=1, repeat=1, out=lambda line: None)
     assert numba.get_num_threads() == before
+
+
+def test_plugin_pairs_are_timed_alternately_and_report_their_ratio():
+    from numbapool.bench import time_pairs
+
+    lines = []
+    rows = time_pairs(pairs=[("gem", "avg"), ("no_such_pooler", "max")],
+                      layouts=("channels_first",), shape=(1, 2, 8, 8), rounds=1, repeat=1,
+                      out=lines.append)
+    assert [(r["plugin"], r["builtin"], r["layout"]) for r in rows] == [
+        ("gem", "avg", "channels_first")]
+    r = rows[0]
+    assert r["plugin_time"] > 0 and r["builtin_time"] > 0
+    assert r["ratio"] == r["plugin_time"] / r["builtin_time"]
+    assert lines[2].startswith("gem") and lines[2].endswith(f"{r['ratio']:.2f}x")
+    assert "(not installed)" in lines[3]

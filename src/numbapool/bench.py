@@ -18,10 +18,10 @@ from functools import partial
 import numba
 import numpy as np
 
-from .api import get, pool, pool_grad
+from .api import get, pool, pool_grad, poolers
 
 __all__ = ["CASES", "Case", "Target", "run", "time_cases", "main", "CopyBandwidth",
-           "best_time", "summarise"]
+           "best_time", "summarise", "PAIRS", "PAIR_SHAPE", "time_pairs"]
 
 
 @dataclass(frozen=True)
@@ -234,6 +234,54 @@ def summarise(rows: list[dict], out=print, peer: str = "torch") -> None:
                 f"{max(bws) / 1e9:.1f} GB/s)")
 
 
+PAIRS = [("gem", "avg"), ("fractional_max", "max")]
+"""Plugin poolers and the built-in each is compared with (the issue's target: within 1.5x)."""
+PAIR_SHAPE = (8, 64, 56, 56)
+"""The shape of the asv per-pooler benchmarks."""
+
+
+def _pair_options(name: str) -> dict:
+    """The first 2-D geometry example of the pooler's window rule, as the asv per-pooler
+    benchmarks use, with a seed if it draws random numbers."""
+    from .testing import examples
+
+    opts = dict(examples(name, 2)[0])
+    if not get(name).deterministic:
+        opts["seed"] = 0
+    return opts
+
+
+def time_pairs(pairs=PAIRS, layouts=("channels_first", "channels_last"),
+               shape: tuple[int, ...] = PAIR_SHAPE, rounds: int = 5, repeat: int = 3,
+               out=print) -> list[dict]:
+    """Plugin poolers against the built-in they are compared with, on one input: the two
+    are timed in alternating rounds (best of each), so that a drifting machine slows both
+    alike; the ratio is what the target is about."""
+    head = f"{'plugin':<16}{'built-in':<10}{'layout':<15}{'plugin':>11}{'built-in':>11}{'ratio':>8}"
+    out(head)
+    out("-" * len(head))
+    rows = []
+    x_cf = np.random.default_rng(0).uniform(0.5, 1.5, shape).astype(np.float32)
+    for plugin, builtin in pairs:
+        if plugin not in poolers() or builtin not in poolers():
+            out(f"{plugin:<16}{builtin:<10}(not installed)")
+            continue
+        for layout in layouts:
+            x = x_cf if layout == "channels_first" else np.ascontiguousarray(
+                np.moveaxis(x_cf, 1, -1))
+            fp = partial(pool, plugin, x, layout=layout, **_pair_options(plugin))
+            fb = partial(pool, builtin, x, layout=layout, **_pair_options(builtin))
+            tp = tb = math.inf
+            for _ in range(rounds):
+                tb = min(tb, best_time(fb, repeat=repeat, min_time=0.05))
+                tp = min(tp, best_time(fp, repeat=repeat, min_time=0.05))
+            rows.append(dict(plugin=plugin, builtin=builtin, layout=layout, plugin_time=tp,
+                             builtin_time=tb, ratio=tp / tb))
+            out(f"{plugin:<16}{builtin:<10}{layout:<15}{tp * 1e3:>9.3f}ms{tb * 1e3:>9.3f}ms"
+                f"{tp / tb:>7.2f}x")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -247,12 +295,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", action="append", help="only these cases (by name)")
     parser.add_argument("--layout", action="append",
                         choices=["channels_first", "channels_last"])
+    parser.add_argument("--plugins", action="store_true",
+                        help="only the plugin poolers against their built-ins (gem / avg, "
+                        f"fractional_max / max) on {PAIR_SHAPE}, timed alternately")
     parser.add_argument("--target", choices=["cpu", "cuda"], default="cpu",
                         help="cuda: device arrays, against PyTorch CUDA (cuDNN) and the "
                         "device-memory roofline")
     args = parser.parse_args(argv)
     cases = [c for c in CASES if not args.case or c.name in args.case]
     layouts = tuple(args.layout or ("channels_first", "channels_last"))
+    if args.plugins:
+        before = numba.get_num_threads()
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            time_pairs(layouts=layouts)
+        finally:
+            numba.set_num_threads(before)
+        return 0
     if args.target == "cuda":
         from .bench_cuda import run_cuda
 
