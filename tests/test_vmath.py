@@ -139,3 +139,21 @@ def test_a_loop_over_vpow_is_vector_code(dtype):
     scalar = "float" if dtype == np.float32 else "double"
     assert re.search(rf"<\d+ x {scalar}>", ir), "the loop did not vectorise"
     assert not re.search(r"call [^@]*@(pow|exp|log)f?\(", ir)
+
+
+def test_power_and_root_fast_paths_agree_with_vpow():
+    from numbapool.vmath import power, root
+
+    @numba.njit
+    def both(x, y):
+        return power(x, y), root(x, y)
+
+    x = np.float32(2.5)
+    for y in (1.0, 2.0, 3.0, 4.0, 2.5, 0.5):
+        p, r = both(x, np.float32(y))
+        assert p == pytest.approx(2.5 ** y, rel=3e-6) and r == pytest.approx(2.5 ** (1 / y),
+                                                                             rel=3e-6)
+    assert both(2.5, 2.0) == (6.25, math.sqrt(2.5))  # exact: a product and a square root
+    assert both(-2.0, 3.0)[0] == -8.0 and math.isnan(both(-4.0, 2.0)[1])
+    sig = both.nopython_signatures[0]
+    assert sig.return_type.types == (numba.float32, numba.float32)

@@ -29,11 +29,12 @@ import struct
 from decimal import Decimal, localcontext
 
 import numba
+import numpy as np
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic, overload
 
-__all__ = ["vexp", "vlog", "vpow", "power", "DEVICE_EQUIVALENTS"]
+__all__ = ["vexp", "vlog", "vpow", "power", "root", "DEVICE_EQUIVALENTS"]
 
 
 # Constants, derived here rather than copied -------------------------------------------------
@@ -290,6 +291,18 @@ def power(x, y):
     return vpow(x, y)
 
 
+@numba.njit(cache=True, nogil=True)
+def root(x, p):
+    """``x ** (1 / p)``: a square root for ``p`` 2 (one correctly rounded instruction), ``x``
+    for ``p`` 1, :func:`vpow` otherwise.  As with :func:`power`, the test on ``p`` moves out
+    of a loop where ``p`` does not change."""
+    if p == 2.0:
+        return np.sqrt(x)  # (NaN below 0, no exception)
+    if p == 1.0:
+        return x
+    return vpow(x, 1.0 / p)
+
+
 # CUDA: the GPU's own functions (numbapool.kernels.cuda_functions swaps them in) -------------
 def _device_exp(t):
     return math.exp(t)
@@ -303,7 +316,15 @@ def _device_pow(x, y):
     return x ** y
 
 
+def _device_root(x, p):
+    if p == 2.0:
+        return math.sqrt(x)  # (np.sqrt has no CUDA scalar version)
+    if p == 1.0:
+        return x
+    return x ** (1.0 / p)
+
+
 DEVICE_EQUIVALENTS = {id(vexp): (vexp, _device_exp), id(vlog): (vlog, _device_log),
-                      id(vpow): (vpow, _device_pow)}
+                      id(vpow): (vpow, _device_pow), id(root): (root, _device_root)}
 """``id(f)``: ``(f, the function it becomes in a CUDA device function)``.  Under Numba's CUDA
 simulator, where device functions run as Python, ``f`` itself serves."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 
 from ..reduction import Selection, Streaming
-from ..vmath import power, vpow
+from ..vmath import power, root
 
 __all__ = ["MAX", "MIN", "SUM", "AVG", "LP"]
 
@@ -72,7 +72,7 @@ def lp_take(acc, v, tap, prm):
 
 @_jit
 def lp_finish(acc, div, prm):
-    return vpow(acc, 1.0 / prm[0])
+    return root(acc, prm[0])
 
 
 @_jit

@@ -37,6 +37,7 @@ def _device_equivalent(obj: object) -> Callable | None:
     key = id(entry[1])
     if key not in _converted:
         plain = entry[0] if config.ENABLE_CUDASIM else entry[1]
+        plain = getattr(plain, "py_func", plain)  # (a jitted one runs as Python there)
         _converted[key] = (entry[1], cuda.jit(device=True)(plain))
     return _converted[key][1]
 
@@ -52,10 +53,10 @@ def device_function(fn: Callable) -> Callable:
     names = set(py.__code__.co_names)
     scope = dict(py.__globals__)
     for name in names:
-        if _is_jitted(scope.get(name)):
-            scope[name] = device_function(scope[name])
-        elif (equivalent := _device_equivalent(scope.get(name))) is not None:
+        if (equivalent := _device_equivalent(scope.get(name))) is not None:
             scope[name] = equivalent
+        elif _is_jitted(scope.get(name)):
+            scope[name] = device_function(scope[name])
     closure = None
     if py.__closure__:
         closure = tuple(
