@@ -10,7 +10,7 @@ from __future__ import annotations
 import numba
 
 from numbapool import Sampling, Streaming, Weighted
-from numbapool.vmath import power, root, vexp, vlog
+from numbapool.vmath import power, vexp, vlog, vpow
 
 _jit = numba.njit(cache=True, nogil=True)
 
@@ -33,7 +33,7 @@ def gem_merge(a, b, prm):
 
 @_jit
 def gem_finish(acc, div, prm):
-    return root(acc / div, prm[0])
+    return vpow(acc / div, 1.0 / prm[0])
 
 
 @_jit
