@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numba
 import numpy as np
-from numba.core.dispatcher import Dispatcher
 
 from ..reduction import Reduction
+from .rebind import is_jitted, rebound
 from .templates import HEADER, decorator, kernel_source, reassociates
 
 __all__ = ["cache_dir", "get_kernel", "kernel_path", "load_module"]
@@ -124,10 +124,6 @@ def load_module(path: Path, text: str, scope: dict[str, object]) -> types.Module
 _kernel_versions: dict[tuple[int, bool], tuple[Callable, Callable]] = {}
 
 
-def _is_jitted(obj: object) -> bool:
-    return isinstance(obj, Dispatcher) and hasattr(obj, "py_func")
-
-
 def kernel_version(fn: Callable, reassoc: bool = False) -> Callable:
     """``fn`` compiled again to be inlined into a kernel, in Numba's IR, with the kernel's
     flags: the ``numpy`` error model (a division by zero gives inf or NaN instead of a check
@@ -141,19 +137,7 @@ def kernel_version(fn: Callable, reassoc: bool = False) -> Callable:
     entry = _kernel_versions.get(key)
     if entry is not None:
         return entry[1]
-    py = fn.py_func
-    scope = dict(py.__globals__)
-    for name in py.__code__.co_names:
-        if _is_jitted(scope.get(name)):
-            scope[name] = kernel_version(scope[name], reassoc)
-    closure = None
-    if py.__closure__:
-        closure = tuple(
-            types.CellType(kernel_version(cell.cell_contents, reassoc))
-            if _is_jitted(cell.cell_contents) else cell for cell in py.__closure__)
-    clone = types.FunctionType(py.__code__, scope, py.__name__, py.__defaults__, closure)
-    clone.__qualname__ = py.__qualname__
-    clone.__module__ = py.__module__
+    clone = rebound(fn, lambda obj: kernel_version(obj, reassoc) if is_jitted(obj) else None)
     version = numba.njit(nogil=True, error_model="numpy", inline="always",
                          fastmath={"reassoc"} if reassoc else False)(clone)
     _kernel_versions[key] = (fn, version)  # keeps fn alive, so its id is not reused

@@ -10,21 +10,16 @@ CUDA target implements them; :mod:`numbapool.vmath`'s functions become the GPU's
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable
 
 from numba import config
-from numba.core.dispatcher import Dispatcher
 
 from ..vmath import DEVICE_EQUIVALENTS
+from .rebind import is_jitted, rebound
 
 __all__ = ["device_function", "device_functions"]
 
 _converted: dict[int, tuple[object, Callable]] = {}
-
-
-def _is_jitted(obj: object) -> bool:
-    return isinstance(obj, Dispatcher) and hasattr(obj, "py_func")
 
 
 def _device_equivalent(obj: object) -> Callable | None:
@@ -42,6 +37,14 @@ def _device_equivalent(obj: object) -> Callable | None:
     return _converted[key][1]
 
 
+def _device_version(obj: object) -> Callable | None:
+    """What a function's global or closure cell becomes on the GPU (None: unchanged)."""
+    equivalent = _device_equivalent(obj)
+    if equivalent is not None:
+        return equivalent
+    return device_function(obj) if is_jitted(obj) else None
+
+
 def device_function(fn: Callable) -> Callable:
     """The CUDA device function compiled from the jitted CPU function ``fn``."""
     from numba import cuda
@@ -49,22 +52,7 @@ def device_function(fn: Callable) -> Callable:
     entry = _converted.get(id(fn))
     if entry is not None:
         return entry[1]
-    py = fn.py_func
-    names = set(py.__code__.co_names)
-    scope = dict(py.__globals__)
-    for name in names:
-        if (equivalent := _device_equivalent(scope.get(name))) is not None:
-            scope[name] = equivalent
-        elif _is_jitted(scope.get(name)):
-            scope[name] = device_function(scope[name])
-    closure = None
-    if py.__closure__:
-        closure = tuple(
-            types.CellType(device_function(cell.cell_contents))
-            if _is_jitted(cell.cell_contents) else cell for cell in py.__closure__)
-    clone = types.FunctionType(py.__code__, scope, py.__name__, py.__defaults__, closure)
-    clone.__qualname__ = py.__qualname__
-    clone.__module__ = py.__module__
+    clone = rebound(fn, _device_version)
     device = cuda.jit(device=True)(clone)
     _converted[id(fn)] = (fn, device)  # keeps fn alive, so its id is not reused
     return device
