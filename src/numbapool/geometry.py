@@ -141,12 +141,26 @@ class AxisWindows:
         """Whether every input position is read by exactly one window (in every plane)."""
         return bool(np.all(np.diff(self.inv_ptr, axis=1) == 1))
 
-    def divisor(self, count_include_pad: bool) -> np.ndarray:
-        """Per-window divisor along this axis, as a C-contiguous float64 array, shape
-        (planes, out)."""
+    def divisor(self, count_include_pad: bool, dtype: type = np.float64) -> np.ndarray:
+        """Per-window divisor along this axis, as a C-contiguous array, shape (planes, out);
+        float64, or float32 (exact below 2**24) for float32 reductions."""
+        if np.dtype(dtype) == np.float32:
+            return self._padded_divisor32 if count_include_pad else self._real_count32
         if count_include_pad:
             return self._padded_divisor
         return self._real_count
+
+    @cached_property
+    def _padded_divisor32(self) -> np.ndarray:
+        out = self._padded_divisor.astype(np.float32)
+        out.setflags(write=False)
+        return out
+
+    @cached_property
+    def _real_count32(self) -> np.ndarray:
+        out = self._real_count.astype(np.float32)
+        out.setflags(write=False)
+        return out
 
     @cached_property
     def _padded_divisor(self) -> np.ndarray:

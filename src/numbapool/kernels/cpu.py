@@ -65,7 +65,7 @@ def _divisors(axes: Sequence[AxisWindows], include_pad: bool, override: float | 
     float32 reduction then computes in float32; window counts below 2**24 are exact, and
     float32 division of a float32 sum rounds as float64 division then rounding would)."""
     if zero is not None and np.asarray(zero).dtype == np.float32:
-        return [a.divisor(include_pad).astype(np.float32) for a in axes] + [
+        return [a.divisor(include_pad, np.float32) for a in axes] + [
             np.float32(override or 0.0)]
     return [a.divisor(include_pad) for a in axes] + [float(override or 0.0)]
 
