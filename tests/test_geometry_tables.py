@@ -140,6 +140,11 @@ def test_explicit_axis_with_one_count_matches_the_table_form(data):
     np.testing.assert_array_equal(one.inv_ptr, table.inv_ptr)
     np.testing.assert_array_equal(one.inv_win, table.inv_win)
     assert one.full and table.full
+    for field in ("start", "count", "first_tap", "padded_count"):
+        np.testing.assert_array_equal(getattr(one, field), getattr(table, field))
+        assert not getattr(one, field).flags.writeable
+    assert starts.flags.writeable  # the caller's array is neither kept nor frozen
+    assert not np.shares_memory(one.start, starts)
     assert not explicit_axis(length, starts, k, step, extent=k + 1).full
     bad = starts.copy()
     bad[-1, -1] = last + 1

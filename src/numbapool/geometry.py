@@ -202,9 +202,11 @@ def _build(length: int, start: np.ndarray, count: np.ndarray, step: int,
     table[..., 0] = start
     table[..., 1] = count
     table[..., 2] = first_tap
-    _freeze(start, count, first_tap, padded_count, table)
-    return AxisWindows(length, start, count, first_tap, int(step), int(extent), padded_count,
-                       table)
+    # Read-only views: the caller's arrays are neither kept writable nor frozen.
+    padded_count = padded_count.view()
+    _freeze(padded_count, table)
+    return AxisWindows(length, table[..., 0], table[..., 1], table[..., 2], int(step),
+                       int(extent), padded_count, table)
 
 
 def sliding_output_length(length: int, kernel: int, stride: int, pad_before: int,
@@ -314,30 +316,53 @@ def explicit_axis(length: int, start: np.ndarray, count: np.ndarray | int, step:
     ValueError
         If a window is empty or reads outside ``[0, length)``.
     """
-    start = np.atleast_2d(np.asarray(start, dtype=np.int64))
+    start = np.asarray(start, dtype=np.int64)
+    if start.ndim == 1:
+        start = start[None]
     if start.ndim != 2:
         raise ValueError("start must be an array of shape (out,) or (planes, out)")
-    k = None
     if np.ndim(count) == 0:
-        k = int(count)
-        if k < 1 or start.size and (start.min() < 0 or start.max() + (k - 1) * step >= length):
-            raise ValueError(f"windows must be non-empty and inside an axis of length {length}")
-        count = np.broadcast_to(np.int64(k), start.shape)
-        if padded_count is None:
-            padded_count = np.broadcast_to(np.float64(k), start.shape)
-    else:
-        count = np.atleast_2d(np.asarray(count, dtype=np.int64))
-        if start.shape != count.shape:
-            raise ValueError("start and count must be arrays of the same shape, (out,) or "
-                             "(planes, out)")
-        if np.any(count < 1) or np.any(start < 0) or np.any(start + (count - 1) * step >= length):
-            raise ValueError(f"windows must be non-empty and inside an axis of length {length}")
+        return _uniform_axis(length, start, int(count), step, padded_count, extent)
+    count = np.atleast_2d(np.asarray(count, dtype=np.int64))
+    if start.shape != count.shape:
+        raise ValueError("start and count must be arrays of the same shape, (out,) or "
+                         "(planes, out)")
+    if np.any(count < 1) or np.any(start < 0) or np.any(start + (count - 1) * step >= length):
+        raise ValueError(f"windows must be non-empty and inside an axis of length {length}")
     if padded_count is None:
         padded_count = count.astype(np.float64)
-    axis = _build(length, start, count, step, np.broadcast_to(padded_count, start.shape),
+    return _build(length, start, count, step, np.broadcast_to(padded_count, start.shape),
                   extent=extent)
-    if k is not None:  # one count: the windows are whole kernels or none is
-        axis.__dict__["full"] = k == axis.extent  # (sets the cached property)
+
+
+def _constant(value: float | int, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """A read-only array of ``shape`` holding one value (strides 0: no memory, and cheaper
+    to make than ``np.broadcast_to``, which matters for tables made on every call)."""
+    out = np.ndarray(shape, dtype=dtype, buffer=np.array(value, dtype=dtype),
+                     strides=(0,) * len(shape))
+    out.setflags(write=False)
+    return out
+
+
+def _uniform_axis(length: int, start: np.ndarray, k: int, step: int,
+                  padded_count: np.ndarray | None, extent: int | None) -> AxisWindows:
+    """:func:`explicit_axis` with one count ``k`` for every window: one table written in
+    two passes, its columns the ``start``, ``count`` and ``first_tap`` views (fractional
+    pooling builds these for every plane on every call)."""
+    if k < 1 or start.size and (start.min() < 0 or start.max() + (k - 1) * step >= length):
+        raise ValueError(f"windows must be non-empty and inside an axis of length {length}")
+    table = np.empty(start.shape + (3,), dtype=np.int64)
+    table[..., 0] = start
+    table[..., 1] = k
+    table[..., 2] = 0
+    table.setflags(write=False)
+    if padded_count is None:
+        padded_count = _constant(float(k), start.shape, np.float64)
+    else:
+        padded_count = np.broadcast_to(np.asarray(padded_count, dtype=np.float64), start.shape)
+    axis = AxisWindows(int(length), table[..., 0], table[..., 1], table[..., 2], int(step),
+                       k if extent is None else int(extent), padded_count, table)
+    axis.__dict__["full"] = k == axis.extent  # (one count: all windows are whole, or none)
     return axis
 
 

@@ -167,9 +167,9 @@ def torch_axis_starts(
 
     n_planes = samples.shape[0]
     last = input_size - pool_size
-    starts = np.full((n_planes, output_size), last, dtype=np.int64)
     if output_size == 1 or n_planes == 0:
-        return starts
+        return np.full((n_planes, output_size), last, dtype=np.int64)
+    starts = np.empty((n_planes, output_size), dtype=np.int64)
 
     i = np.arange(output_size - 1)
     if name == "bfloat16":
@@ -188,7 +188,7 @@ def torch_axis_starts(
     if name in ("float32", "float64"):
         # The same arithmetic, compiled: one pass instead of a dozen over (P, out) arrays
         # (this runs on every call, for every plane).
-        _starts_into(u, i.astype(ft), alpha, starts)
+        lo, hi = _starts_into(u, i.astype(ft), alpha, last, starts)
     else:
         if name == "float16":
             # NumPy float16 arithmetic computes in float32 and rounds, exactly like c10::Half.
@@ -196,11 +196,13 @@ def torch_axis_starts(
             offset = u * alpha
         # static_cast<int>: truncation toward zero, as astype does.
         starts[:, :-1] = pos.astype(np.int64) - offset.astype(np.int64)[:, None]
+        starts[:, -1] = last
+        lo, hi = starts.min(), starts.max()
 
-    if starts.min() < 0 or starts.max() > last:
+    if lo < 0 or hi > last:
         raise ValueError(
             f"{name} rounding puts a window outside the input (start range "
-            f"[{starts.min()}, {starts.max()}], allowed [0, {last}]) for input_size="
+            f"[{lo}, {hi}], allowed [0, {last}]) for input_size="
             f"{input_size}, output_size={output_size}, pool_size={pool_size}; torch fails with "
             f"an internal assertion here"
         )
@@ -208,14 +210,22 @@ def torch_axis_starts(
 
 
 @numba.njit(cache=True, nogil=True)
-def _starts_into(u, steps, alpha, starts):
+def _starts_into(u, steps, alpha, last, starts):
     """``starts[p, i] = int((steps[i] + u[p]) * alpha) - int(u[p] * alpha)`` for the first
     ``len(steps)`` columns, in the type of ``u`` (float32 operations round to float32, as
-    ``scalar_t`` arithmetic does; ``int`` truncates toward zero, as ``static_cast<int>``)."""
+    ``scalar_t`` arithmetic does; ``int`` truncates toward zero, as ``static_cast<int>``),
+    and ``last`` in the final column.  Returns the smallest and largest start."""
+    lo = last
+    hi = last
     for p in range(u.shape[0]):
         offset = int(u[p] * alpha)
         for i in range(steps.shape[0]):
-            starts[p, i] = int((steps[i] + u[p]) * alpha) - offset
+            s = int((steps[i] + u[p]) * alpha) - offset
+            starts[p, i] = s
+            lo = min(lo, s)
+            hi = max(hi, s)
+        starts[p, steps.shape[0]] = last
+    return lo, hi
 
 
 def torch_sample_column(rank: int, axis: int) -> int:
