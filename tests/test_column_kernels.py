@@ -97,3 +97,62 @@ def test_irregular_whole_windows_kernel(name, k, step):
         np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
     finally:
         numbapool.unregister(pooler.name)
+
+
+class _PerPlaneBoth(numbapool.WindowRule):
+    """Per-plane windows of ``k`` consecutive taps along both axes, their starts near
+    ``o * stride`` (``spread``: how far apart channels' starts may be); for the masked
+    channels-last kernel."""
+
+    name = "per_plane_both"
+    options = {"k": 2, "spread": 1, "seed": 0}
+
+    def plan(self, spatial, context, *, k=2, spread=1, seed=0):
+        planes = context.batch * context.channels
+        rng = np.random.default_rng(seed)
+        axes = []
+        for length in spatial:
+            out = max(1, (length - k - spread) // 2 + 1)
+            starts = np.arange(out) * 2 + rng.integers(0, spread + 1, (planes, out))
+            axes.append(numbapool.explicit_axis(length, starts, k, extent=k))
+        return numbapool.WindowPlan(tuple(axes))
+
+
+@pytest.mark.parametrize("name", ["max", "min"])
+@pytest.mark.parametrize("k, spread, masked", [(1, 0, True), (2, 1, True), (3, 2, True),
+                                               (2, 5, False)])
+def test_per_plane_windows_channels_last(name, k, spread, masked):
+    """Channels last, every channel its own windows: the masked kernel (candidate rows
+    folded under per-channel masks, no transposes) where the starts are close together,
+    the transposing path otherwise; both against a plain loop, NaN included."""
+    from numbapool import Pooler
+    from numbapool.geometry import SINGLETON
+    from numbapool.kernels import cpu
+
+    rule = _PerPlaneBoth()
+    red = numbapool.get(name).reduction
+    pooler = numbapool.register(Pooler(f"test_ppb_{name}", rule, red, "test"))
+    try:
+        n, h, w, c = 2, 11, 14, 19
+        x = np.random.default_rng(5).uniform(-1, 1, (n, h, w, c)).astype(np.float32)
+        x[1, 3, 4, 7] = np.nan
+        x[0, 5, :, 2] = np.nan
+        plan = rule.plan((h, w), numbapool.WindowContext(n, c, x.dtype, None), k=k,
+                         spread=spread)
+        axes = (SINGLETON, *plan.axes)
+        assert cpu.masked_channels_last(red, axes, n, c) == masked
+        got = numbapool.pool(pooler.name, x, layout="channels_last", k=k, spread=spread)
+        sr = plan.axes[0].start.reshape(n, c, -1)
+        sc = plan.axes[1].start.reshape(n, c, -1)
+        fold = {"max": np.max, "min": np.min}[name]
+        want = np.empty((n, sr.shape[2], sc.shape[2], c), np.float32)
+        for i, ch, a, b in itertools.product(range(n), range(c), range(sr.shape[2]),
+                                             range(sc.shape[2])):
+            r0, c0 = sr[i, ch, a], sc[i, ch, b]
+            want[i, a, b, ch] = fold(x[i, r0:r0 + k, c0:c0 + k, ch])
+        np.testing.assert_array_equal(got, want)
+        first = numbapool.pool(pooler.name, np.ascontiguousarray(np.moveaxis(x, -1, 1)),
+                               k=k, spread=spread)
+        np.testing.assert_array_equal(np.moveaxis(first, 1, -1), want)
+    finally:
+        numbapool.unregister(pooler.name)

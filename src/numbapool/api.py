@@ -242,7 +242,8 @@ def _prepare(name: str, x: object, options: dict[str, Any], params: dict[str, An
                      include_pad, override, None, target)
     else:
         call = _Call(pooler, reduction, arr, _lift_host(arr, layout), layout,
-                     _kernel_layout(layout, reduction, prm, axes, variants), plan, axes, prm,
+                     _kernel_layout(layout, reduction, prm, axes, variants, batch, channels),
+                     plan, axes, prm,
                      slots, include_pad, override, None)
         call.work = call.to_kernel_layout(call.work)
     if isinstance(reduction, Sampling):
@@ -253,12 +254,16 @@ def _prepare(name: str, x: object, options: dict[str, Any], params: dict[str, An
 
 
 def _kernel_layout(layout: str, reduction: Reduction, prm: np.ndarray,
-                   axes: tuple[AxisWindows, ...], variants: tuple[str, ...]) -> str:
+                   axes: tuple[AxisWindows, ...], variants: tuple[str, ...], batch: int,
+                   channels: int) -> str:
     """The layout the CPU kernels run in: the caller's, or channels-first on a transposed
     copy where no channels-last kernel exists."""
     if layout == "channels_last" and (
             prm.shape[0] > 1 or any(a.planes > 1 for a in axes)
             or not all(native_channels_last(reduction, v) for v in variants)):
+        if variants == ("forward",) and cpu.masked_channels_last(reduction, axes, batch,
+                                                                  channels):
+            return layout  # (per-plane windows, the masked kernel)
         return "channels_first"
     return layout
 

@@ -141,6 +141,27 @@ class AxisWindows:
         """Whether every input position is read by exactly one window (in every plane)."""
         return bool(np.all(np.diff(self.inv_ptr, axis=1) == 1))
 
+    def starts_by_channel(self, batch: int, channels: int) -> tuple[np.ndarray, int]:
+        """The window starts as a C-contiguous ``(batch, out, channels)`` int64 table (for
+        channels-last kernels, whose inner loops run over channels), and the largest range
+        of the starts over the channels of one output position (0 for shared windows).
+        The last result is kept."""
+        key = (batch, channels)
+        kept = self.__dict__.get("_by_channel")
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        if self.planes == 1:
+            table = np.empty((batch, self.out, channels), dtype=np.int64)
+            table[...] = self.start[0][None, :, None]
+            spread = 0
+        else:
+            by_plane = self.start.reshape(batch, channels, self.out)
+            table = np.ascontiguousarray(by_plane.transpose(0, 2, 1))
+            spread = int((by_plane.max(axis=1) - by_plane.min(axis=1)).max(initial=0))
+        table.setflags(write=False)
+        self.__dict__["_by_channel"] = (key, (table, spread))
+        return table, spread
+
     def divisor(self, count_include_pad: bool, dtype: type = np.float64) -> np.ndarray:
         """Per-window divisor along this axis, as a C-contiguous array, shape (planes, out);
         float64, or float32 (exact below 2**24) for float32 reductions."""

@@ -21,6 +21,7 @@ from . import transpose
 from .codegen import get_kernel
 from .params import for_kernel
 from .templates import (
+    MASKED_MAX_READS,
     cols_fast_path,
     cols_variant,
     global_backward_path,
@@ -29,7 +30,7 @@ from .templates import (
 )
 
 __all__ = ["forward", "plan_forward", "ForwardPlan", "backward", "param_grad", "out_shape",
-           "SCATTER_MIN_PLANES"]
+           "masked_channels_last", "SCATTER_MIN_PLANES"]
 
 SCATTER_MIN_PLANES = 8
 """Channels-first backward scatters per (n, c) plane when there are at least this many planes
@@ -132,6 +133,27 @@ class ViaChannelsLast:
                 None if idx is None else transpose.to_channels_first(idx))
 
 
+def masked_channels_last(reduction: Reduction, axes: Sequence[AxisWindows], batch: int,
+                         channels: int) -> bool:
+    """Whether a channels-last forward pass (values only) with per-plane windows runs the
+    masked kernel in place, rather than transposing around the channels-first one: a
+    selection, whole windows of consecutive taps, and starts close enough together across
+    the channels (at most ``MASKED_MAX_READS`` times the window reads)."""
+    if not isinstance(reduction, Selection) or all(a.planes == 1 for a in axes):
+        return False
+    if not all(a.step == 1 and a.full for a in axes):
+        return False
+    reads = 1.0
+    for a in axes:
+        reads *= (a.extent + a.starts_by_channel(batch, channels)[1]) / a.extent
+    return reads <= MASKED_MAX_READS
+
+
+def _masked_tables(axes: Sequence[AxisWindows], batch: int, channels: int) -> list:
+    return [a.starts_by_channel(batch, channels)[0] for a in axes] + [
+        _dk(tuple(a.step for a in axes), tuple(a.extent for a in axes))]
+
+
 def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
                  axes: Sequence[AxisWindows], prm: np.ndarray, include_pad: bool = True,
                  override: float | None = None, with_indices: bool = False
@@ -172,6 +194,9 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
         if shared and row_fast_path(reduction):
             return plan("forward_rows", [*tables, axes[2].interior, *smooth()],
                         reduction.out_dtype(x.dtype))
+    if (sel and layout == "channels_last" and not with_indices and not shared
+            and masked_channels_last(reduction, axes, x.shape[0], x.shape[4])):
+        return plan("forward_masked", _masked_tables(axes, x.shape[0], x.shape[4]))
     if sel:
         if with_indices:
             narrow = layout == "channels_last" and math.prod(x.shape[1:4]) < 2**31

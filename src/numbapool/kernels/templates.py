@@ -70,7 +70,7 @@ VARIANTS = {
     "selection": ("forward", "forward_indices", "forward_indices32", "backward",
                   "forward_cols", "forward_cols2", "forward_cols3", "forward_cols_gather",
                   "backward_scatter", "backward_scatter_cover",
-                  "forward_global", "backward_global"),
+                  "forward_global", "backward_global", "forward_masked"),
     "sampling": ("forward_indices", "backward", "backward_scatter"),
     "streaming": ("forward", "backward", "param_grad", "forward_rows", "forward_cols",
                   "forward_cols2", "forward_cols3", "forward_cols_gather", "backward_scatter",
@@ -1057,6 +1057,94 @@ def _cl_forward(red: Reduction, variant: str) -> str:
     return _flat_cl(src)
 
 
+MASKED_MAX_READS = 4.0
+"""The channels-last masked kernel runs when it reads at most this many times the elements
+of the windows (see :func:`_cl_forward_masked`); otherwise the call transposes."""
+
+
+def _cl_forward_masked(red: Reduction) -> str:
+    """Channels last with per-plane windows (fractional pooling: every channel its own
+    windows) that are whole kernels of consecutive taps, without transposing the array.
+
+    A task per ``(n, o0, o1)`` output row.  The windows of the C channels at (o0, o1) start
+    at different input rows, but close together; every candidate row between the first
+    start and the last end is folded, contiguously over (column, channel) and vectorised,
+    into a row of columns, each channel taking only its own rows (a per-channel mask); that
+    row is folded over every run of K2 columns, and each output reads its channel's fold at
+    its start (as the channels-first gather kernel does).  The reads grow by
+    ``(K + spread) / K`` along the first two axes (``spread``: the range of the starts over
+    the channels, 1 for PyTorch's rule) instead of two transposes of the array (measured
+    0.6 against 2.1 ms for PyTorch's rule on (8, 56, 56, 64) float32, 39x39 out).  The
+    window starts come as ``(N, out, C)`` tables (:meth:`AxisWindows.starts_by_channel`)."""
+    if not isinstance(red, Selection):
+        raise ValueError(f"no masked channels-last kernel for reduction {red.name!r}")
+    src = "def kernel(x, out, st0, st1, st2, dk):\n"
+    src += _block("""
+        S0 = x.shape[1]
+        S1 = x.shape[2]
+        S2 = x.shape[3]
+        C = x.shape[4]
+        O0 = out.shape[1]
+        O1 = out.shape[2]
+        O2 = out.shape[3]
+        xf = x.reshape(-1)
+        of = out.reshape(-1)
+        K0 = dk[1, 0]
+        K1 = dk[1, 1]
+        K2 = dk[1, 2]
+        for r in numba.prange(x.shape[0] * O0 * O1):
+            o1 = r % O1
+            t = r // O1
+            o0 = t % O0
+            n = t // O0
+            B0 = st0[n, o0]
+            B1 = st1[n, o1]
+            B2 = st2[n].reshape(-1)
+            inside = np.empty(C, dtype=np.bool_)
+            first = np.empty(C, dtype=np.bool_)
+            col = np.empty(S2 * C, dtype=x.dtype)
+            sl = np.empty_like(col)
+            for r0 in range(B0.min(), B0.max() + K0):
+                for r1 in range(B1.min(), B1.max() + K1):
+                    for ch in range(C):
+                        a0 = B0[ch]
+                        a1 = B1[ch]
+                        inside[ch] = (a0 <= r0) & (r0 < a0 + K0) & (a1 <= r1) & (r1 < a1 + K1)
+                        first[ch] = (a0 == r0) & (a1 == r1)
+                    xb = ((n * S0 + r0) * S1 + r1) * S2 * C
+                    for i in range(S2):
+                        cb = col[i * C:(i + 1) * C]
+                        xr = xf[xb + i * C:xb + (i + 1) * C]
+                        for ch in range(C):
+                            v = xr[ch]
+                            a = cb[ch]
+                            cb[ch] = {fold_a}
+            m = (S2 - K2 + 1) * C
+            folded = col
+            if K2 > 1:
+                nx = col[C:]
+                for i in range(m):
+                    a = col[i]
+                    v = nx[i]
+                    sl[i] = {fold_b}
+                for k2 in range(2, K2):
+                    nx = col[k2 * C:]
+                    for i in range(m):
+                        a = sl[i]
+                        v = nx[i]
+                        sl[i] = {fold_b}
+                folded = sl
+            ob = ((n * O0 + o0) * O1 + o1) * O2 * C
+            ro = of[ob:ob + O2 * C]
+            for o2 in range(O2):
+                for ch in range(C):
+                    j = o2 * C + ch
+                    ro[j] = folded[numba.uint64(B2[j] * C + ch)]
+    """.format(fold_a="v if first[ch] | (inside[ch] & _better(v, a)) else a",
+               fold_b="v if _better(v, a) else a"), 1)
+    return src
+
+
 _CL5 = re.compile(r"(?<![\w])(x|out|idx)\[n, ([^,\]]+), ([^,\]]+), ([^,\]]+), ch\]")
 _CL_DIMS = {"x": ("xf", "S0", "S1", "S2"), "out": ("of", "O0", "O1", "O2"),
             "idx": ("idf", "O0", "O1", "O2")}
@@ -1204,10 +1292,11 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
         return _cl_backward(red)
     if variant == "backward_global":
         return _cl_backward_global(red)
+    if variant == "forward_masked":
+        return _cl_forward_masked(red)
     return _cl_forward(red, variant)
 
 
 __all__ = ["HEADER", "DECORATOR", "VARIANTS", "decorator", "reassociates", "kernel_source",
            "native_channels_last", "row_fast_path", "cols_fast_path", "cols_variant",
-           "global_fast_path",
-           "global_backward_path"]
+           "global_fast_path", "global_backward_path", "MASKED_MAX_READS"]
