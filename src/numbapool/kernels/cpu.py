@@ -137,9 +137,10 @@ def masked_channels_last(reduction: Reduction, axes: Sequence[AxisWindows], batc
                          channels: int) -> bool:
     """Whether a channels-last forward pass (values only) with per-plane windows runs the
     masked kernel in place, rather than transposing around the channels-first one: a
-    selection, whole windows of consecutive taps, and starts close enough together across
-    the channels (at most ``MASKED_MAX_READS`` times the window reads)."""
-    if not isinstance(reduction, Selection) or all(a.planes == 1 for a in axes):
+    selection or a streaming reduction with ``merge``, whole windows of consecutive taps,
+    and starts close enough together across the channels (at most ``MASKED_MAX_READS``
+    times the window reads)."""
+    if not cols_fast_path(reduction) or all(a.planes == 1 for a in axes):
         return False
     if not all(a.step == 1 and a.full for a in axes):
         return False
@@ -194,9 +195,12 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
         if shared and row_fast_path(reduction):
             return plan("forward_rows", [*tables, axes[2].interior, *smooth()],
                         reduction.out_dtype(x.dtype))
-    if (sel and layout == "channels_last" and not with_indices and not shared
+    if (layout == "channels_last" and not with_indices and not shared and prm.shape[0] == 1
             and masked_channels_last(reduction, axes, x.shape[0], x.shape[4])):
-        return plan("forward_masked", _masked_tables(axes, x.shape[0], x.shape[4]))
+        tables = _masked_tables(axes, x.shape[0], x.shape[4])
+        if sel:
+            return plan("forward_masked", tables)
+        return plan("forward_masked", [*tables, *smooth()], reduction.out_dtype(x.dtype))
     if sel:
         if with_indices:
             narrow = layout == "channels_last" and math.prod(x.shape[1:4]) < 2**31

@@ -74,7 +74,8 @@ VARIANTS = {
     "sampling": ("forward_indices", "backward", "backward_scatter"),
     "streaming": ("forward", "backward", "param_grad", "forward_rows", "forward_cols",
                   "forward_cols2", "forward_cols3", "forward_cols_gather", "backward_scatter",
-                  "backward_scatter_cover", "forward_global", "backward_global"),
+                  "backward_scatter_cover", "forward_global", "backward_global",
+                  "forward_masked"),
     "weighted": ("forward", "backward", "param_grad", "backward_scatter",
                  "backward_scatter_cover"),
 }
@@ -965,8 +966,8 @@ def native_channels_last(red: Reduction, variant: str) -> bool:
     if isinstance(red, Selection):
         return True
     if isinstance(red, Streaming) and red.accumulator == "scalar":
-        return variant == "forward" or (variant in ("backward", "backward_global")
-                                         and not red.grad_uses_acc)
+        return (variant == "forward" or (variant == "forward_masked" and cols_fast_path(red))
+                or (variant in ("backward", "backward_global") and not red.grad_uses_acc))
     return False
 
 
@@ -1075,10 +1076,28 @@ def _cl_forward_masked(red: Reduction) -> str:
     ``(K + spread) / K`` along the first two axes (``spread``: the range of the starts over
     the channels, 1 for PyTorch's rule) instead of two transposes of the array (measured
     0.6 against 2.1 ms for PyTorch's rule on (8, 56, 56, 64) float32, 39x39 out).  The
-    window starts come as ``(N, out, C)`` tables (:meth:`AxisWindows.starts_by_channel`)."""
-    if not isinstance(red, Selection):
+    window starts come as ``(N, out, C)`` tables (:meth:`AxisWindows.starts_by_channel`).
+    Selections, and streaming reductions that fold with ``merge`` and ignore ``tap`` (their
+    sums are reassociated: rows first, then columns, as in the channels-first kernels)."""
+    if not cols_fast_path(red):
         raise ValueError(f"no masked channels-last kernel for reduction {red.name!r}")
-    src = "def kernel(x, out, st0, st1, st2, dk):\n"
+    sel = isinstance(red, Selection)
+    if sel:
+        src = "def kernel(x, out, st0, st1, st2, dk):\n"
+        take = "v = xr[ch]"
+        fold_a = "v if first[ch] | (inside[ch] & _better(v, a)) else a"
+        fold_b = "v if _better(v, a) else a"
+        put = "ro[j] = folded[numba.uint64(B2[j] * C + ch)]"
+        new_col = "np.empty(S2 * C, dtype=x.dtype)"
+    else:
+        src = ("def kernel(x, out, st0, st1, st2, dk, dv0, dv1, dv2, override, zero, "
+               "prm):\n")
+        take = "v = _init(zero + xr[ch], 0, pr)"
+        fold_a = "v if first[ch] else (_merge(a, v, pr) if inside[ch] else a)"
+        fold_b = "_merge(a, v, pr)"
+        put = ("ro[j] = _finish(folded[numba.uint64(B2[j] * C + ch)], override if override "
+               "> 0.0 else d01[ch] * dv2[q2 if P2 > 1 else 0, o2], pr)")
+        new_col = "np.full(S2 * C, zero)"  # (the accumulator's type)
     src += _block("""
         S0 = x.shape[1]
         S1 = x.shape[2]
@@ -1092,6 +1111,15 @@ def _cl_forward_masked(red: Reduction) -> str:
         K0 = dk[1, 0]
         K1 = dk[1, 1]
         K2 = dk[1, 2]
+    """, 1)
+    if not sel:
+        src += _block("""
+            pr = _row(prm, 0)
+            P0 = dv0.shape[0]
+            P1 = dv1.shape[0]
+            P2 = dv2.shape[0]
+        """, 1)
+    src += _block(f"""
         for r in numba.prange(x.shape[0] * O0 * O1):
             o1 = r % O1
             t = r // O1
@@ -1102,7 +1130,7 @@ def _cl_forward_masked(red: Reduction) -> str:
             B2 = st2[n].reshape(-1)
             inside = np.empty(C, dtype=np.bool_)
             first = np.empty(C, dtype=np.bool_)
-            col = np.empty(S2 * C, dtype=x.dtype)
+            col = {new_col}
             sl = np.empty_like(col)
             for r0 in range(B0.min(), B0.max() + K0):
                 for r1 in range(B1.min(), B1.max() + K1):
@@ -1116,7 +1144,7 @@ def _cl_forward_masked(red: Reduction) -> str:
                         cb = col[i * C:(i + 1) * C]
                         xr = xf[xb + i * C:xb + (i + 1) * C]
                         for ch in range(C):
-                            v = xr[ch]
+                            {take}
                             a = cb[ch]
                             cb[ch] = {fold_a}
             m = (S2 - K2 + 1) * C
@@ -1136,12 +1164,21 @@ def _cl_forward_masked(red: Reduction) -> str:
                 folded = sl
             ob = ((n * O0 + o0) * O1 + o1) * O2 * C
             ro = of[ob:ob + O2 * C]
-            for o2 in range(O2):
-                for ch in range(C):
-                    j = o2 * C + ch
-                    ro[j] = folded[numba.uint64(B2[j] * C + ch)]
-    """.format(fold_a="v if first[ch] | (inside[ch] & _better(v, a)) else a",
-               fold_b="v if _better(v, a) else a"), 1)
+    """, 1)
+    if not sel:
+        src += _block("""
+            d01 = np.empty(C, dtype=dv2.dtype)
+            for ch in range(C):
+                q = n * C + ch
+                d01[ch] = dv0[q if P0 > 1 else 0, o0] * dv1[q if P1 > 1 else 0, o1]
+        """, 2)
+    src += _block(f"""
+        for o2 in range(O2):
+            for ch in range(C):
+                j = o2 * C + ch
+                q2 = n * C + ch
+                {put}
+    """, 2)
     return src
 
 
