@@ -160,3 +160,17 @@ def test_per_plane_windows_channels_last(name, k, spread, masked):
         np.testing.assert_allclose(np.moveaxis(first, 1, -1), want, **tol)
     finally:
         numbapool.unregister(pooler.name)
+
+
+@pytest.mark.parametrize("name", ["fractional_max", "fractional_avg"])
+@pytest.mark.parametrize("shape", [(2, 10, 10, 0), (0, 10, 10, 3)])
+def test_per_plane_windows_channels_last_empty(name, shape):
+    """No channels or no samples: an empty result of the right shape (the masked kernel's
+    per-channel tables are not built), as channels first gives."""
+    pytest.importorskip("numbapool_fractional")
+    x = np.ones(shape, np.float32)
+    got = numbapool.pool(name, x, output_size=5, seed=0, layout="channels_last")
+    assert got.shape == (shape[0], 5, 5, shape[3]) and got.dtype == np.float32
+    first = numbapool.pool(name, np.ascontiguousarray(np.moveaxis(x, -1, 1)), output_size=5,
+                           seed=0)
+    assert first.shape == (shape[0], shape[3], 5, 5)

@@ -203,6 +203,8 @@ def _by_channel(start, batch, channels):  # (planes, out) -> (batch, out, channe
     out = start.shape[1]
     table = np.empty((batch, out, channels), dtype=np.int64)
     spread = 0
+    if channels == 0:
+        return table, spread
     for n in range(batch):
         for o in range(out):
             lo = start[n * channels, o]

@@ -140,7 +140,8 @@ def masked_channels_last(reduction: Reduction, axes: Sequence[AxisWindows], batc
     selection or a streaming reduction with ``merge``, whole windows of consecutive taps,
     and starts close enough together across the channels (at most ``MASKED_MAX_READS``
     times the window reads)."""
-    if not cols_fast_path(reduction) or all(a.planes == 1 for a in axes):
+    if (not cols_fast_path(reduction) or all(a.planes == 1 for a in axes)
+            or batch * channels == 0):
         return False
     if not all(a.step == 1 and a.full for a in axes):
         return False
