@@ -284,3 +284,40 @@ def test_get_builtin(name):
 
 def test_get_max_name():
     assert numbapool.get("max").name == "max"
+
+
+class _BadRule(numbapool.WindowRule):
+    """Windows that do not describe the input: ``how`` picks the mistake."""
+
+    name = "bad_rule"
+    options = {"how": "planes"}
+
+    def plan(self, spatial, context, *, how="planes"):
+        planes = context.batch * context.channels
+        axes = []
+        for length in spatial:
+            if how == "planes":
+                starts = np.zeros((planes + 1, 2), dtype=np.int64)
+            else:
+                starts = np.zeros((1, 2), dtype=np.int64)
+            axes.append(numbapool.explicit_axis(length + (how == "length"), starts, 1))
+        if how == "rank":
+            axes = axes[:1]
+        return numbapool.WindowPlan(tuple(axes))
+
+
+@pytest.mark.parametrize("how, match", [("planes", r"3 planes of windows.*N \* C = 2"),
+                                        ("length", "windows for length 7 on spatial axis 0"),
+                                        ("rank", "returned 1 axes of windows for 2 spatial")])
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_window_rule_must_describe_the_input(how, match, layout):
+    """A plugin's window rule that returns tables for another input is refused with the
+    rule named, before any kernel indexes them."""
+    pooler = numbapool.register(numbapool.Pooler("test_bad_rule", _BadRule(),
+                                                 numbapool.get("max").reduction, "test"))
+    try:
+        x = np.ones((1, 2, 6, 5) if layout == "channels_first" else (1, 6, 5, 2))
+        with pytest.raises(ValueError, match=match):
+            numbapool.pool(pooler.name, x, how=how, layout=layout)
+    finally:
+        numbapool.unregister(pooler.name)

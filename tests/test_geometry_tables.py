@@ -158,3 +158,21 @@ def test_explicit_axis_with_one_count_and_no_windows():
     axis = explicit_axis(5, np.zeros((3, 0), dtype=int), 2, extent=2)
     assert axis.table.shape == (3, 0, 3) and axis.full
     assert axis.divisor(True).shape == (3, 0)
+
+
+@pytest.mark.parametrize("one_count", [True, False])
+def test_explicit_axis_keeps_no_caller_array(one_count):
+    """Changing the arrays given to explicit_axis afterwards changes nothing (they are
+    copied), and they stay writable."""
+    start = np.array([[0, 2, 4], [1, 3, 4]])
+    count = 2 if one_count else np.full((2, 3), 2)
+    padded = np.full((2, 3), 3.0)
+    axis = explicit_axis(6, start, count, padded_count=padded)
+    before = (axis.table.copy(), axis.divisor(True).copy())
+    start[:] = 0
+    padded[:] = 7.0
+    if not one_count:
+        count[:] = 1
+    np.testing.assert_array_equal(axis.table, before[0])
+    np.testing.assert_array_equal(axis.divisor(True), before[1])
+    assert start.flags.writeable and padded.flags.writeable

@@ -219,6 +219,7 @@ def _prepare(name: str, x: object, options: dict[str, Any], params: dict[str, An
     context = WindowContext(batch, channels, arr.dtype, rng)
     window_opts = {k: given.get(k, default) for k, default in pooler.window.options.items()}
     plan = pooler.window.plan(tuple(int(s) for s in spatial), context, **window_opts)
+    _check_plan(plan, tuple(int(s) for s in spatial), batch * channels, pooler)
     axes = (SINGLETON,) * (3 - rank) + plan.axes
     taps = math.prod(a.extent for a in plan.axes)
     prm, slots = _float_params(pooler, values, set(params), channels, taps)
@@ -251,6 +252,25 @@ def _prepare(name: str, x: object, options: dict[str, Any], params: dict[str, An
         # that a seed gives the same samples on the CPU and on the GPU.
         call.u = rng.random((batch, channels, *(a.out for a in axes)))
     return call
+
+
+def _check_plan(plan: WindowPlan, spatial: tuple[int, ...], planes: int,
+                pooler: Pooler) -> None:
+    """A window rule's plan must describe this input: one axis per spatial axis, of its
+    length, with shared windows or one set per ``(n, c)`` plane (kernels index the tables
+    by plane)."""
+    rule = type(pooler.window).__name__
+    if len(plan.axes) != len(spatial):
+        raise ValueError(f"window rule {rule} of pooler {pooler.name!r} returned "
+                         f"{len(plan.axes)} axes of windows for {len(spatial)} spatial axes")
+    for i, (axis, length) in enumerate(zip(plan.axes, spatial)):
+        if axis.length != length:
+            raise ValueError(f"window rule {rule} of pooler {pooler.name!r} returned windows "
+                             f"for length {axis.length} on spatial axis {i} of length {length}")
+        if axis.planes not in (1, planes):
+            raise ValueError(f"window rule {rule} of pooler {pooler.name!r} returned "
+                             f"{axis.planes} planes of windows on spatial axis {i}; expected 1 "
+                             f"(shared) or N * C = {planes}")
 
 
 def _kernel_layout(layout: str, reduction: Reduction, prm: np.ndarray,

@@ -259,7 +259,8 @@ def _build(length: int, start: np.ndarray, count: np.ndarray, step: int,
     table[..., 0] = start
     table[..., 1] = count
     table[..., 2] = first_tap
-    # Read-only views: the caller's arrays are neither kept writable nor frozen.
+    # Read-only views of arrays made here: start, count and first_tap are copied into the
+    # table, and callers pass padded_count as a copy or a view of their own (never frozen).
     padded_count = padded_count.view()
     _freeze(padded_count, table)
     return AxisWindows(length, table[..., 0], table[..., 1], table[..., 2], int(step),
@@ -388,6 +389,8 @@ def explicit_axis(length: int, start: np.ndarray, count: np.ndarray | int, step:
         raise ValueError(f"windows must be non-empty and inside an axis of length {length}")
     if padded_count is None:
         padded_count = count.astype(np.float64)
+    else:  # (a copy: the caller may change its array later)
+        padded_count = np.array(padded_count, dtype=np.float64)
     return _build(length, start, count, step, np.broadcast_to(padded_count, start.shape),
                   extent=extent)
 
@@ -412,8 +415,8 @@ def _uniform_axis(length: int, start: np.ndarray, k: int, step: int,
     table.setflags(write=False)
     if padded_count is None:
         padded_count = _constant(float(k), start.shape, np.float64)
-    else:
-        padded_count = np.broadcast_to(np.asarray(padded_count, dtype=np.float64), start.shape)
+    else:  # (a copy: the caller may change its array later)
+        padded_count = np.broadcast_to(np.array(padded_count, dtype=np.float64), start.shape)
     axis = AxisWindows(int(length), table[..., 0], table[..., 1], table[..., 2], int(step),
                        k if extent is None else int(extent), padded_count, table)
     axis.__dict__["full"] = k == axis.extent  # (one count: all windows are whole, or none)
