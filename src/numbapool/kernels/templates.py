@@ -384,36 +384,6 @@ def _cf_forward_rows(red: Reduction) -> str:
     return src
 
 
-TASK_CHUNKS = 256
-"""At most this many chunks of tasks in kernels that allocate scratch rows (see
-:func:`_chunked`): enough to balance any thread count met here.  (A constant: a kernel that
-asks Numba for its thread count cannot be cached.)"""
-
-_PRANGE_TASKS = re.compile(r"^    for task in numba\.prange\((.*)\):$")
-
-
-def _chunked(src: str, hoist: tuple[str, ...]) -> str:
-    """The kernel ``src`` with its ``for task in numba.prange(NT)`` loop split into at most
-    ``TASK_CHUNKS`` chunks of consecutive tasks, and the scratch arrays named in ``hoist`` (assigned
-    at the top of the task body, from shapes only) allocated once per chunk instead of once
-    per task.  Every task overwrites its scratch before reading it.  (A (32, 128, 4096)
-    channels-first average pool has 4096 tasks of 4096 elements: allocating five rows per
-    task cost 15-20% of it.)"""
-    lines = src.split("\n")
-    at = next(i for i, line in enumerate(lines) if _PRANGE_TASKS.match(line))
-    total = _PRANGE_TASKS.match(lines[at]).group(1)
-    body = lines[at + 1:]
-    starts = tuple(f"        {name} = " for name in hoist)
-    moved = [line for line in body if line.startswith(starts)]
-    kept = [("    " + line) if line else line for line in body if not line.startswith(starts)]
-    head = [f"    NT = {total}",
-            f"    NCH = min(NT, {TASK_CHUNKS})",
-            "    for chunk in numba.prange(NCH):",
-            *moved,
-            "        for task in range(NT * chunk // NCH, NT * (chunk + 1) // NCH):"]
-    return "\n".join(lines[:at] + head + kept)
-
-
 def cols_fast_path(red: Reduction) -> bool:
     """Whether the channels-first column-first kernel applies: selections, and streaming
     reductions that can fold in any order (``merge``) and ignore ``tap``."""
@@ -616,7 +586,7 @@ def _cf_forward_cols(red: Reduction, taps: int = 0) -> str:
                 for i in range((r + 1) * O2):
                     of[numba.uint64(ob + i)] = _finish(accs[i], divs[i], pr)
         """, 3)
-    return _chunked(src, ("col", "R", "accs", "divs", "pv", "ev", "sl"))
+    return src
 
 
 def global_fast_path(red: Reduction) -> bool:
