@@ -961,6 +961,20 @@ def _cf_param_grad(red: Reduction) -> str:
 # ----------------------------------------------------------------------------------------
 # Channels last: x (N, S0, S1, S2, C), shared window tables, shared parameters
 # ----------------------------------------------------------------------------------------
+_CL_SHAPES = """
+    S0 = x.shape[1]
+    S1 = x.shape[2]
+    S2 = x.shape[3]
+    C = x.shape[4]
+    O0 = out.shape[1]
+    O1 = out.shape[2]
+    O2 = out.shape[3]
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+"""
+"""The sizes and flat views a channels-last forward kernel starts with."""
+
+
 def native_channels_last(red: Reduction, variant: str) -> bool:
     """Whether a channels-last kernel exists for this reduction and variant."""
     if isinstance(red, Selection):
@@ -982,17 +996,7 @@ def _cl_forward(red: Reduction, variant: str) -> str:
     if stream:
         args += ["dv0", "dv1", "dv2", "override", "zero", "prm"]
     src = f"def kernel({', '.join(args)}):\n"
-    src += _block("""
-        S0 = x.shape[1]
-        S1 = x.shape[2]
-        S2 = x.shape[3]
-        C = x.shape[4]
-        O0 = out.shape[1]
-        O1 = out.shape[2]
-        O2 = out.shape[3]
-        xf = x.reshape(-1)
-        of = out.reshape(-1)
-    """, 1) + _block(_SETUP, 1)
+    src += _block(_CL_SHAPES, 1) + _block(_SETUP, 1)
     if with_idx:
         src += _block("idf = idx.reshape(-1)", 1)
     if stream:
@@ -1098,16 +1102,7 @@ def _cl_forward_masked(red: Reduction) -> str:
         put = ("ro[j] = _finish(folded[numba.uint64(B2[j] * C + ch)], override if override "
                "> 0.0 else d01[ch] * dv2[q2 if P2 > 1 else 0, o2], pr)")
         new_col = "np.full(S2 * C, zero)"  # (the accumulator's type)
-    src += _block("""
-        S0 = x.shape[1]
-        S1 = x.shape[2]
-        S2 = x.shape[3]
-        C = x.shape[4]
-        O0 = out.shape[1]
-        O1 = out.shape[2]
-        O2 = out.shape[3]
-        xf = x.reshape(-1)
-        of = out.reshape(-1)
+    src += _block(_CL_SHAPES, 1) + _block("""
         K0 = dk[1, 0]
         K1 = dk[1, 1]
         K2 = dk[1, 2]
