@@ -162,37 +162,21 @@ class AxisWindows:
         return table, spread
 
     def divisor(self, count_include_pad: bool, dtype: type = np.float64) -> np.ndarray:
-        """Per-window divisor along this axis, as a C-contiguous array, shape (planes, out);
-        float64, or float32 (exact below 2**24) for float32 reductions."""
-        if np.dtype(dtype) == np.float32:
-            return self._padded_divisor32 if count_include_pad else self._real_count32
-        if count_include_pad:
-            return self._padded_divisor
-        return self._real_count
-
-    @cached_property
-    def _padded_divisor32(self) -> np.ndarray:
-        out = self._padded_divisor.astype(np.float32)
-        out.setflags(write=False)
-        return out
-
-    @cached_property
-    def _real_count32(self) -> np.ndarray:
-        out = self._real_count.astype(np.float32)
-        out.setflags(write=False)
-        return out
-
-    @cached_property
-    def _padded_divisor(self) -> np.ndarray:
-        # (padded_count may be a broadcast view of one value: explicit_axis with one count)
-        out = np.ascontiguousarray(self.padded_count)
-        out.setflags(write=False)
-        return out
-
-    @cached_property
-    def _real_count(self) -> np.ndarray:
-        out = self.count.astype(np.float64)
-        out.setflags(write=False)
+        """Per-window divisor along this axis, as a read-only C-contiguous array, shape
+        (planes, out); float64, or float32 (exact below 2**24) for float32 reductions.
+        Each kind is made once."""
+        key = (bool(count_include_pad), np.dtype(dtype) == np.float32)
+        kept = self.__dict__.setdefault("_divisors", {})
+        out = kept.get(key)
+        if out is None:
+            # (padded_count may be a broadcast view of one value: explicit_axis with one
+            # count; the float32 divisor is the float64 one rounded)
+            out = np.ascontiguousarray(self.padded_count if key[0] else self.count,
+                                       dtype=np.float64)
+            if key[1]:
+                out = out.astype(np.float32)
+            out.setflags(write=False)
+            kept[key] = out
         return out
 
 
