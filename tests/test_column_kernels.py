@@ -141,7 +141,7 @@ def test_per_plane_windows_channels_last(name, k, spread, masked):
         plan = rule.plan((h, w), numbapool.WindowContext(n, c, x.dtype, None), k=k,
                          spread=spread)
         axes = (SINGLETON, *plan.axes)
-        assert cpu.masked_channels_last(red, axes, n, c) == masked
+        assert cpu.masked_channels_last(red, axes, np.zeros((1, 0)), n, c) == masked
         got = numbapool.pool(pooler.name, x, layout="channels_last", k=k, spread=spread)
         sr = plan.axes[0].start.reshape(n, c, -1)
         sc = plan.axes[1].start.reshape(n, c, -1)

@@ -281,8 +281,8 @@ def _kernel_layout(layout: str, reduction: Reduction, prm: np.ndarray,
     if layout == "channels_last" and (
             prm.shape[0] > 1 or any(a.planes > 1 for a in axes)
             or not all(native_channels_last(reduction, v) for v in variants)):
-        if (variants == ("forward",) and prm.shape[0] == 1
-                and cpu.masked_channels_last(reduction, axes, batch, channels)):
+        if variants == ("forward",) and cpu.masked_channels_last(reduction, axes, prm, batch,
+                                                                  channels):
             return layout  # (per-plane windows, the masked kernel)
         return "channels_first"
     return layout

@@ -133,15 +133,16 @@ class ViaChannelsLast:
                 None if idx is None else transpose.to_channels_first(idx))
 
 
-def masked_channels_last(reduction: Reduction, axes: Sequence[AxisWindows], batch: int,
-                         channels: int) -> bool:
+def masked_channels_last(reduction: Reduction, axes: Sequence[AxisWindows], prm: np.ndarray,
+                         batch: int, channels: int) -> bool:
     """Whether a channels-last forward pass (values only) with per-plane windows runs the
     masked kernel in place, rather than transposing around the channels-first one: a
-    selection or a streaming reduction with ``merge``, whole windows of consecutive taps,
-    and starts close enough together across the channels (at most ``MASKED_MAX_READS``
-    times the window reads)."""
+    selection or a streaming reduction with ``merge``, parameters shared by the channels,
+    non-empty batch and channel axes, whole windows of consecutive taps, and starts close
+    enough together across the channels (at most ``MASKED_MAX_READS`` times the window
+    reads)."""
     if (not cols_fast_path(reduction) or all(a.planes == 1 for a in axes)
-            or batch * channels == 0):
+            or prm.shape[0] > 1 or batch * channels == 0):
         return False
     if not all(a.step == 1 and a.full for a in axes):
         return False
@@ -196,8 +197,8 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
         if shared and row_fast_path(reduction):
             return plan("forward_rows", [*tables, axes[2].interior, *smooth()],
                         reduction.out_dtype(x.dtype))
-    if (layout == "channels_last" and not with_indices and not shared and prm.shape[0] == 1
-            and masked_channels_last(reduction, axes, x.shape[0], x.shape[4])):
+    if (layout == "channels_last" and not with_indices
+            and masked_channels_last(reduction, axes, prm, x.shape[0], x.shape[4])):
         tables = _masked_tables(axes, x.shape[0], x.shape[4])
         if sel:
             return plan("forward_masked", tables)
