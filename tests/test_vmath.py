@@ -10,7 +10,7 @@ import numba
 import numpy as np
 import pytest
 
-from numbapool.vmath import vexp, vlog, vpow
+from numbapool.vmath import vcbrt, vexp, vfma, vlog, vpow
 
 
 @numba.njit(error_model="numpy")
@@ -29,6 +29,18 @@ def _log_loop(a, out):
 def _pow_loop(a, y, out):
     for i in range(a.size):
         out[i] = vpow(a[i], y)
+
+
+@numba.njit(error_model="numpy")
+def _cbrt_loop(a, out):
+    for i in range(a.size):
+        out[i] = vcbrt(a[i])
+
+
+@numba.njit(error_model="numpy")
+def _fma_loop(a, b, c, out):
+    for i in range(a.size):
+        out[i] = vfma(a[i], b[i], c[i])
 
 
 def _ulps(got: np.ndarray, ref: np.ndarray, dtype) -> float:
@@ -75,6 +87,60 @@ def test_pow_error_grows_only_with_y_log_x(dtype, y):
     err = np.abs(got.astype(np.float64) - ref) / spacing
     assert np.array_equal(np.signbit(got), np.signbit(ref))
     assert np.all(err <= 3 + 2.5 * t), float(np.max((err - 3) / t))
+
+
+def _all_magnitudes(dtype, n):
+    """``n`` values spread evenly over every exponent of ``dtype`` (random bit patterns of
+    the positive finite numbers, subnormals included), half of them negative."""
+    rng = np.random.default_rng(3)
+    ints = np.int32 if dtype == np.float32 else np.int64
+    top = np.array([np.inf], dtype).view(ints)[0]
+    x = rng.integers(1, top, n, dtype=np.int64).astype(ints).view(dtype).copy()
+    x[::2] *= -1
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cbrt_within_one_ulp(dtype):
+    x = np.concatenate([_all_magnitudes(dtype, 400_000),
+                        np.linspace(1.0, 8.0, 20_001).astype(dtype)])  # (one period)
+    got = _run(_cbrt_loop, x)
+    ref = np.cbrt(x.astype(np.longdouble))
+    spacing = np.spacing(np.abs(ref.astype(dtype))).astype(np.longdouble)
+    err = np.abs(got.astype(np.longdouble) - ref) / spacing
+    assert float(err.max()) <= 1.0, float(err.max())
+    assert np.array_equal(np.signbit(got), np.signbit(x))
+    cubes = np.arange(-20, 21).astype(dtype)
+    np.testing.assert_array_equal(_run(_cbrt_loop, cubes ** 3), cubes)  # exact cubes
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cbrt_special_values_and_python_version(dtype):
+    info = np.finfo(dtype)
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, info.smallest_subnormal,
+                  -info.smallest_subnormal, info.tiny, info.max, -27.0], dtype)
+    got = _run(_cbrt_loop, x)
+    want = np.cbrt(x.astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=2 * info.eps)
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+    assert np.array_equal(np.isnan(got), np.isnan(x))
+    plain = np.array([vcbrt(v) for v in x.astype(np.float64)])
+    np.testing.assert_allclose(plain, want, rtol=1e-15)
+    assert np.array_equal(np.signbit(plain), np.signbit(want))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fma_rounds_once_or_twice(dtype):
+    """a * b + c: fused (one rounding) where the machine can, else the plain expression."""
+    rng = np.random.default_rng(4)
+    a, b, c = (rng.standard_normal(1000).astype(dtype) for _ in range(3))
+    got = np.empty_like(a)
+    _fma_loop(a, b, c, got)
+    exact = a.astype(np.longdouble) * b + c
+    fused = exact.astype(dtype)
+    plain = a * b + c
+    assert np.all((got == fused) | (got == plain))
+    assert vfma(2.0, 3.0, 1.0) == 7.0
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -130,15 +196,17 @@ def test_precision_follows_the_argument():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_a_loop_over_vpow_is_vector_code(dtype):
+@pytest.mark.parametrize("loop", ["pow", "cbrt"])
+def test_a_loop_over_vpow_or_vcbrt_is_vector_code(dtype, loop):
     """The point of the module: no call per element (llvmlite has no vector math library)."""
     x = np.ones(64, dtype)
-    _run(_pow_loop, x, 0.5)
-    sig = [s for s in _pow_loop.signatures if s[0].dtype == numba.from_dtype(np.dtype(dtype))]
-    ir = _pow_loop.inspect_llvm(sig[0])
+    fn = _pow_loop if loop == "pow" else _cbrt_loop
+    _run(fn, x, 0.5) if loop == "pow" else _run(fn, x)
+    sig = [s for s in fn.signatures if s[0].dtype == numba.from_dtype(np.dtype(dtype))]
+    ir = fn.inspect_llvm(sig[0])
     scalar = "float" if dtype == np.float32 else "double"
     assert re.search(rf"<\d+ x {scalar}>", ir), "the loop did not vectorise"
-    assert not re.search(r"call [^@]*@(pow|exp|log)f?\(", ir)
+    assert not re.search(r"call [^@]*@(pow|exp|log|cbrt)f?\(", ir)
 
 
 def test_power_and_root_fast_paths_agree_with_vpow():

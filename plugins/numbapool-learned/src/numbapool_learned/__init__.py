@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from numbapool import Param, Pooler, Sliding, hookimpl
 
-from .reductions import GATED, GEM, LSE, MIXED, SOFTPOOL, STOCHASTIC, STOCHASTIC_EXPECTATION
+from .reductions import (
+    GATED,
+    GEM,
+    GEM_CUBE,
+    LSE,
+    MIXED,
+    SOFTPOOL,
+    STOCHASTIC,
+    STOCHASTIC_EXPECTATION,
+)
 
 __version__ = "0.1.0"
 
 
 def _positive(v: float) -> str | None:
     return None if v > 0 else "must be positive"
+
+
+def _gem_reduction(params):
+    """p = 3 everywhere (the default): cube and cube root instead of powers and a root."""
+    p = np.asarray(params["p"])
+    return GEM_CUBE if p.size and bool(np.all(p == 3.0)) else GEM
 
 
 def _stochastic_reduction(params):
@@ -24,7 +41,8 @@ def register_poolers(register):
         "gem", sliding, GEM, "generalised mean (mean clamp(x, eps)**p)**(1/p)",
         parameters=(Param("p", 3.0, "the power", trainable=True, per_channel=True,
                           check=_positive),
-                    Param("eps", 1e-6, "inputs are clamped below at eps", check=_positive))))
+                    Param("eps", 1e-6, "inputs are clamped below at eps", check=_positive)),
+        choose=_gem_reduction))
     register(Pooler(
         "mixed", sliding, MIXED, "alpha * max + (1 - alpha) * mean",
         parameters=(Param("alpha", 0.5, "share of the max", trainable=True,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numba
 
 from numbapool import Sampling, Streaming, Weighted
-from numbapool.vmath import power, vexp, vlog, vpow
+from numbapool.vmath import power, vcbrt, vexp, vfma, vlog, vpow
 
 _jit = numba.njit(cache=True, nogil=True)
 
@@ -59,6 +59,40 @@ def gem_param_grad_window(y, acc, div, prm, g, out):
 GEM = Streaming("gem", init=gem_init, take=gem_take, finish=gem_finish, grad=gem_grad,
                 param_grad=gem_param_grad, param_grad_window=gem_param_grad_window,
                 uses_divisor=True, grad_uses_acc=False, merge=gem_merge, uses_tap=False)
+
+
+# gem with p = 3 (its default): the same pooler, with products for the powers and a cube root
+# for the root, chosen by the pooler when every channel's p is 3.  vpow(m, 1/3) was about
+# 90 vector instructions per 16 outputs and cost gem 1.7-2.2x the time of avg; vcbrt is 33.
+@_jit
+def gem3_init(v, tap, prm):
+    c = max(v, prm[1])
+    return c * c * c
+
+
+@_jit
+def gem3_take(acc, v, tap, prm):
+    c = max(v, prm[1])
+    return vfma(c * c, c, acc)
+
+
+@_jit
+def gem3_finish(acc, div, prm):
+    return vcbrt(acc / div)  # (the mean is positive: the inputs are clamped at eps > 0)
+
+
+@_jit
+def gem3_grad(v, tap, y, acc, div, prm):
+    if v < prm[1]:
+        return 0.0
+    r = v / y
+    return r * r / div
+
+
+GEM_CUBE = Streaming("gem_cube", init=gem3_init, take=gem3_take, finish=gem3_finish,
+                     grad=gem3_grad, param_grad=gem_param_grad,
+                     param_grad_window=gem_param_grad_window, uses_divisor=True,
+                     grad_uses_acc=False, merge=gem_merge, uses_tap=False)
 
 
 # mixed: prm = [alpha]; acc = (max, tap of the first max, sum) ----------------------------
