@@ -17,13 +17,21 @@ _jit = numba.njit(cache=True, nogil=True)
 
 # gem: prm = [p, eps]; acc = sum(clamp(v, eps) ** p) -------------------------------------
 @_jit
+def _clamp(v, eps):
+    """``max(v, eps)``, NaN kept, written as the select it is: with ``max(v, eps)`` the
+    channels-first column kernel of gem ran 1.4x slower (measured against this form, which
+    costs nothing beside avg)."""
+    return eps if v < eps else v
+
+
+@_jit
 def gem_init(v, tap, prm):
-    return power(max(v, prm[1]), prm[0])
+    return power(_clamp(v, prm[1]), prm[0])
 
 
 @_jit
 def gem_take(acc, v, tap, prm):
-    return acc + power(max(v, prm[1]), prm[0])
+    return acc + power(_clamp(v, prm[1]), prm[0])
 
 
 @_jit
@@ -47,7 +55,7 @@ def gem_grad(v, tap, y, acc, div, prm):
 @_jit
 def gem_param_grad(v, tap, y, acc, div, prm, g, out):
     p = prm[0]
-    c = max(v, prm[1])
+    c = _clamp(v, prm[1])
     out[0] += g * y * power(c / y, p) * vlog(c) / (p * div)  # (y**(1-p) c**p)
 
 
@@ -66,13 +74,13 @@ GEM = Streaming("gem", init=gem_init, take=gem_take, finish=gem_finish, grad=gem
 # 90 vector instructions per 16 outputs and cost gem 1.7-2.2x the time of avg; vcbrt is 33.
 @_jit
 def gem3_init(v, tap, prm):
-    c = max(v, prm[1])
+    c = _clamp(v, prm[1])
     return c * c * c
 
 
 @_jit
 def gem3_take(acc, v, tap, prm):
-    c = max(v, prm[1])
+    c = _clamp(v, prm[1])
     return vfma(c * c, c, acc)
 
 
