@@ -182,28 +182,33 @@ class _Emit:
     def cbrt(self, x):
         """C's ``cbrt``: the real cube root, odd in ``x``.  No division and no polynomial of
         ``log``: a guess of ``r = 1 / cbrt(|x|)`` from the bits of ``|x|``, Newton steps
-        ``r += r d / 3`` with ``d = 1 - |x| r**3`` (no division), then ``y = |x| r**2`` and
-        one Newton step on ``y**3 = |x|`` (``r**2`` for ``1 / y**2``) that brings it within
-        an ulp (0.78 measured over 4 million float32 and float64 values)."""
+        ``r = r (4/3 - |x|/3 r**3)`` (no division), then ``y = |x| r**2`` and one Newton
+        step on ``y**3 = |x|`` (``r**2`` for ``1 / y**2``) that brings it within an ulp (0.81
+        measured over 4 million float32 and float64 values).  About 30 vector instructions
+        for 16 float32 lanes, where ``vpow`` takes 90."""
         b, f = self.b, self.f
-        one = self.c(1.0)
         ax = b.call(self._fabs, [x])
-        tiny = self.lt(ax, self.c(f.tiny))
+        ax_bits = b.bitcast(ax, f.int)
+        # (compares of the bits as integers, where the machine's float units are the busy
+        # ones: below the smallest normal number, 0 included; and 0, inf or NaN)
+        tiny = b.icmp_unsigned("<", ax_bits, self.i(1 << f.mbits))
         xs = b.select(tiny, b.fmul(ax, self.c(2.0 ** (3 * f.cbrt_shift))), ax)
         guess = self.fma(b.sitofp(b.bitcast(xs, f.int), f.ir), self.c(-1.0 / 3.0),
                          self.c(float(f.cbrt_magic)))  # (K - bits / 3, in floating point)
         r = b.bitcast(b.fptosi(guess, f.int), f.ir)
-        nxs = b.fneg(xs)
+        nxs3 = b.fmul(xs, self.c(-1.0 / 3.0))
         for _ in range(f.cbrt_steps):
-            d = self.fma(nxs, b.fmul(b.fmul(r, r), r), one)
-            r = self.fma(b.fmul(r, d), self.c(1.0 / 3.0), r)
+            r = b.fmul(r, self.fma(nxs3, b.fmul(b.fmul(r, r), r), self.c(4.0 / 3.0)))
         r2 = b.fmul(r, r)
         y = b.fmul(xs, r2)
-        e = self.fma(b.fmul(y, y), y, nxs)  # y**3 - |x|, one rounding
+        e = self.fma(b.fmul(y, y), y, b.fneg(xs))  # y**3 - |x|, one rounding
         y = self.fma(b.fmul(e, r2), self.c(-1.0 / 3.0), y)
         y = b.select(tiny, b.fmul(y, self.c(2.0 ** -f.cbrt_shift)), y)
-        # 0, inf and NaN are their own cube roots (the steps would give NaN for 0 and inf)
-        y = b.select(b.fcmp_unordered("==", b.fmul(ax, self.c(0.5)), ax), ax, y)
+        # 0, inf and NaN are their own cube roots (the steps would give NaN for 0 and inf):
+        # the bits of |x| minus 1 wrap around for 0, and are inf's minus 1 or more for the others
+        inf_bits = (2 ** (f.int.width - 1 - f.mbits) - 1) << f.mbits
+        special = b.icmp_unsigned(">=", b.sub(ax_bits, self.i(1)), self.i(inf_bits - 1))
+        y = b.select(special, ax, y)
         sign = b.and_(b.bitcast(x, f.int), self.i(f.sign))
         return b.bitcast(b.or_(b.bitcast(y, f.int), sign), f.ir)
 
