@@ -176,3 +176,33 @@ def test_explicit_axis_keeps_no_caller_array(one_count):
     np.testing.assert_array_equal(axis.table, before[0])
     np.testing.assert_array_equal(axis.divisor(True), before[1])
     assert start.flags.writeable and padded.flags.writeable
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_starts_by_channel_and_their_offsets(data):
+    """Per-plane starts laid out (batch, out, channels) for channels-last kernels, their
+    spread, and the same split into the first start over the channels and int32 offsets."""
+    batch = data.draw(st.integers(0, 3))
+    channels = data.draw(st.integers(0, 4))
+    out = data.draw(st.integers(0, 5))
+    length = 9
+    starts = np.array(data.draw(st.lists(st.integers(0, length - 2), min_size=batch * channels
+                                         * out, max_size=batch * channels * out)),
+                      dtype=np.int64).reshape(batch * channels, out)
+    if batch * channels == 0:
+        starts = np.zeros((1, out), dtype=np.int64)  # (shared windows: one plane)
+    axis = explicit_axis(length, starts, 2, extent=2)
+    table, spread = axis.starts_by_channel(batch, channels)
+    want = np.broadcast_to(starts, (batch * channels, out)) if axis.planes == 1 else starts
+    want = want.reshape(batch, channels, out).transpose(0, 2, 1)
+    np.testing.assert_array_equal(table, want)
+    assert table.shape == (batch, out, channels) and table.dtype == np.int64
+    assert spread == (int(np.ptp(want, axis=2).max()) if want.size else 0)
+    lo, delta = axis.offsets_by_channel(batch, channels)
+    assert lo.shape == (batch, out) and delta.shape == (batch, out, channels)
+    assert delta.dtype == np.int32 and not lo.flags.writeable and not delta.flags.writeable
+    if channels:
+        np.testing.assert_array_equal(lo, want.min(axis=2))
+        np.testing.assert_array_equal(lo[..., None] + delta, want)
+        assert (delta.max(initial=0)) == spread

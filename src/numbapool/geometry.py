@@ -161,6 +161,21 @@ class AxisWindows:
         self.__dict__["_by_channel"] = (key, (table, spread))
         return table, spread
 
+    def offsets_by_channel(self, batch: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+        """The starts of :meth:`starts_by_channel` split in two: the first start over the
+        channels of each output position, ``(batch, out)`` int64, and each channel's start
+        after it, ``(batch, out, channels)`` int32 (from 0 to the spread: a channels-last
+        kernel picks among that few candidates with selects, lane by lane).  The last result
+        is kept."""
+        key = (batch, channels)
+        kept = self.__dict__.get("_offsets")
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        lo, delta = _offsets(self.starts_by_channel(batch, channels)[0])
+        _freeze(lo, delta)
+        self.__dict__["_offsets"] = (key, (lo, delta))
+        return lo, delta
+
     def divisor(self, count_include_pad: bool, dtype: type = np.float64) -> np.ndarray:
         """Per-window divisor along this axis, as a read-only C-contiguous array, shape
         (planes, out); float64, or float32 (exact below 2**24) for float32 reductions.
@@ -200,6 +215,21 @@ def _by_channel(start, batch, channels):  # (planes, out) -> (batch, out, channe
                 hi = max(hi, s)
             spread = max(spread, hi - lo)
     return table, spread
+
+
+@numba.njit(cache=True, nogil=True)
+def _offsets(table):  # (batch, out, channels) -> first start (batch, out), offsets (int32)
+    lo = np.empty(table.shape[:2], dtype=np.int64)
+    delta = np.empty(table.shape, dtype=np.int32)
+    for n in range(table.shape[0]):
+        for o in range(table.shape[1]):
+            m = table[n, o, 0] if table.shape[2] else 0
+            for c in range(table.shape[2]):
+                m = min(m, table[n, o, c])
+            lo[n, o] = m
+            for c in range(table.shape[2]):
+                delta[n, o, c] = table[n, o, c] - m
+    return lo, delta
 
 
 @numba.njit(cache=True, nogil=True)

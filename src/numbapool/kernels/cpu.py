@@ -153,8 +153,12 @@ def masked_channels_last(reduction: Reduction, axes: Sequence[AxisWindows], prm:
 
 
 def _masked_tables(axes: Sequence[AxisWindows], batch: int, channels: int) -> list:
-    return [a.starts_by_channel(batch, channels)[0] for a in axes] + [
-        _dk(tuple(a.step for a in axes), tuple(a.extent for a in axes))]
+    """The masked kernel's tables: the starts along the first two axes by channel, the last
+    axis's as first start and offsets (:meth:`AxisWindows.offsets_by_channel`), and ``dk``."""
+    return [axes[0].starts_by_channel(batch, channels)[0],
+            axes[1].starts_by_channel(batch, channels)[0],
+            *axes[2].offsets_by_channel(batch, channels),
+            _dk(tuple(a.step for a in axes), tuple(a.extent for a in axes))]
 
 
 def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
