@@ -41,20 +41,24 @@ def test_the_specialised_loops_are_chosen():
 @pytest.mark.parametrize("name", ["avg", "lp"])
 @pytest.mark.parametrize("height, width",
                          [(5, 1100), (10, 201), (11, 201), (40, 9), (33, 33), (2, 40)])
-def test_finished_in_runs_of_rows(name, height, width):
+@pytest.mark.parametrize("opts", [dict(kernel_size=2, stride=1),
+                                  dict(kernel_size=2, stride=2),
+                                  dict(kernel_size=3, stride=2, padding=1)], ids=str)
+def test_finished_in_runs_of_rows(name, height, width, opts):
     """Smooth reductions gather whole rows until FINISH_RUN (512) outputs or more wait, then
     finish the largest multiple of FINISH_STEP (64) of them and carry the rest into the next
     run; the last run of a plane finishes everything.  Width 1100: every row a run, 11, 22,
     33 outputs carried; 201 wide: three rows a run, 24 then 48 carried, then a last run of
     648 (9 output rows), or 640 and a last 208 (10 rows); 9 wide: one run of 312; 33 wide:
-    two runs of exactly 512, nothing carried; 40 wide: one row of 39."""
+    two runs of exactly 512, nothing carried; 40 wide: one row of 39 (for the 2-tap window
+    at stride 1; the stride-2 windows take the specialised 2- and 3-tap loops, with other
+    counts carried)."""
     from numbapool.kernels.templates import FINISH_RUN, FINISH_STEP
 
     assert (FINISH_RUN, FINISH_STEP) == (512, 64)
     rng = np.random.default_rng(12)
     x = rng.uniform(0.5, 1.5, (2, 3, height, width)).astype(np.float32)
     extra = dict(p=3.0) if name == "lp" else {}
-    opts = dict(kernel_size=2, stride=1)
     got = numbapool.pool(name, x, **opts, **extra)
     want = ref_pool(name, x.astype(np.float64), **opts, **extra)
     np.testing.assert_allclose(got, want, rtol=2e-6, atol=0)

@@ -106,6 +106,15 @@ def test_every_kernel_compiles_for_a_gpu(name, layout, launches):
     assert _compile_all(launches) >= 2
 
 
+def test_general_gem_compiles_for_a_gpu(launches):
+    """p other than 3 takes gem's general reduction (vpow), which the default does not."""
+    x = np.random.default_rng(0).uniform(0.5, 1.5, (2, 3, 6, 7)).astype(np.float32)
+    y = numbapool.pool("gem", x, 3, stride=2, p=2.5, target="cuda")
+    numbapool.pool_grad("gem", x, np.ones(y.shape, np.float32), 3, stride=2, p=2.5,
+                        target="cuda", return_param_grads=True)
+    assert _compile_all(launches) >= 2
+
+
 @pytest.mark.parametrize("dtype", ["float16", "float64", "int32", "uint8", "bool"])
 def test_other_dtypes_compile(dtype, launches):
     x = (np.arange(2 * 3 * 6 * 7) % 5).reshape(2, 3, 6, 7).astype(dtype)

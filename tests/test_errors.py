@@ -124,6 +124,17 @@ POOL_CASES = [
     ("output_size-0", "adaptive_avg", x2d, (), {"output_size": 0}, ValueError, r"output_size"),
     ("output_size-wrong-len", "adaptive_max", x2d, (), {"output_size": (2, 2, 2)}, ValueError,
      r"output_size"),
+    # --- float parameters (lp's p): numbers or arrays of them, not strings, bools or None
+    ("lp-p-string", "lp", x2d, (2,), {"p": "3"}, TypeError, r"parameter p must be a real"),
+    ("lp-p-bytes", "lp", x2d, (2,), {"p": b"3"}, TypeError, r"parameter p must be a real"),
+    ("lp-p-none", "lp", x2d, (2,), {"p": None}, TypeError, r"parameter p must be a real"),
+    ("lp-p-bool-array", "lp", x2d, (2,), {"p": np.array([True] * 3)}, TypeError,
+     r"parameter p .* of bool"),
+    ("lp-p-mixed-list", "lp", x2d, (2,), {"p": [2.0, "a", 1.0]}, TypeError,
+     r"parameter p must be a real"),
+    ("lp-p-ragged", "lp", x2d, (2,), {"p": [[2.0], [2.0, 2.0]]}, TypeError,
+     r"parameter p must be a real"),
+    ("lp-p-inf", "lp", x2d, (2,), {"p": np.inf}, ValueError, r"parameter p must be finite"),
     # --- layout
     ("layout-unknown", "max", x2d, (2,), {"layout": "NCHW"}, ValueError, r"layout"),
     ("layout-unknown-avg", "avg", x2d, (2,), {"layout": "channels_middle"}, ValueError,

@@ -162,7 +162,7 @@ class AxisWindows:
         return table, spread
 
     def offsets_by_channel(self, batch: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
-        """The starts of :meth:`starts_by_channel` split in two: the first start over the
+        """The starts of :meth:`starts_by_channel` split in two: the smallest start over the
         channels of each output position, ``(batch, out)`` int64, and each channel's start
         after it, ``(batch, out, channels)`` int32 (from 0 to the spread: a channels-last
         kernel picks among that few candidates with selects, lane by lane).  The last result
@@ -218,7 +218,7 @@ def _by_channel(start, batch, channels):  # (planes, out) -> (batch, out, channe
 
 
 @numba.njit(cache=True, nogil=True)
-def _offsets(table):  # (batch, out, channels) -> first start (batch, out), offsets (int32)
+def _offsets(table):  # (batch, out, channels) -> smallest start (batch, out), int32 offsets
     lo = np.empty(table.shape[:2], dtype=np.int64)
     delta = np.empty(table.shape, dtype=np.int32)
     for n in range(table.shape[0]):

@@ -71,11 +71,15 @@ class Param:
         if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
             arr = np.full((1, width), float(value))
         else:
-            try:
-                arr = np.asarray(value, dtype=np.float64)
+            try:  # (no conversion yet: a string such as "3" is not a number)
+                raw = None if isinstance(value, (str, bytes)) else np.asarray(value)
             except (TypeError, ValueError):
+                raw = None
+            if raw is None or raw.dtype.kind not in "iuf":
                 raise TypeError(f"{pooler}: parameter {self.name} must be a real number or "
-                                f"an array of them, got {type(value).__name__}") from None
+                                f"an array of them, got {type(value).__name__}"
+                                + (f" of {raw.dtype}" if raw is not None else ""))
+            arr = raw.astype(np.float64)
             shared = (width,) if width > 1 else ()
             per_channel = (channels, width) if width > 1 else (channels,)
             if arr.shape == shared:

@@ -20,7 +20,7 @@ subnormals, negative bases) follow C's ``exp``, ``log``, ``pow`` and ``cbrt``.
 
 Called from Python they are plain (slower) functions with the same results to rounding, and
 :mod:`numbapool.kernels.cuda_functions` gives CUDA device functions the GPU's own ``exp``,
-``log`` and ``pow`` (``DEVICE_EQUIVALENTS``; ``vcbrt`` becomes a power of ``|x|``).  Import
+``log``, ``pow`` and ``cbrt`` (``DEVICE_EQUIVALENTS``).  Import
 the names into a reduction's module (``from numbapool.vmath import vpow``) so that the CUDA
 conversion finds them.
 """
@@ -339,7 +339,9 @@ def _vpow(x, y):
 
 def vfma(a, b, c):
     """``a * b + c``, rounded once where the machine has a fused multiply-add (the compiler
-    decides: LLVM's ``fmuladd``), else twice; one instruction in place of two in a loop."""
+    decides: LLVM's ``fmuladd``), else twice; one instruction in place of two in a loop.
+    Like the others, it computes in the precision of its first argument: ``b`` and ``c``
+    are converted to it (a float64 ``c`` is rounded to float32 if ``a`` is float32)."""
     return float(a) * float(b) + float(c)
 
 
@@ -409,10 +411,6 @@ def _device_fma(a, b, c):
     return a * b + c  # (NVVM contracts it to one fused instruction)
 
 
-def _device_cbrt(x):
-    return math.copysign(abs(x) ** (1.0 / 3.0), x)
-
-
 def _device_root(x, p):
     if p == 2.0:
         return math.sqrt(x)  # (np.sqrt has no CUDA scalar version)
@@ -422,8 +420,10 @@ def _device_root(x, p):
 
 
 DEVICE_EQUIVALENTS = {id(vexp): (vexp, _device_exp), id(vlog): (vlog, _device_log),
-                      id(vpow): (vpow, _device_pow), id(vcbrt): (vcbrt, _device_cbrt),
+                      id(vpow): (vpow, _device_pow), id(vcbrt): (vcbrt, "cbrt"),
                       id(vfma): (vfma, _device_fma),
                       id(root): (root, _device_root)}
-"""``id(f)``: ``(f, the function it becomes in a CUDA device function)``.  Under Numba's CUDA
-simulator, where device functions run as Python, ``f`` itself serves."""
+"""``id(f)``: ``(f, the function it becomes in a CUDA device function)``, or the name of a
+one-argument ``numba.cuda`` function (``"cbrt"``: libdevice's ``cbrt``/``cbrtf``, in the
+argument's precision).  Under Numba's CUDA simulator, where device functions run as Python,
+``f`` itself serves."""

@@ -451,6 +451,15 @@ def test_gem_with_p_3_takes_cube_and_cube_root(layout, dtype):
     check_against_torch("gem", x, (2, 3), 1, (2, 1), layout, {"p": np.full(C, 3.0)}, **tol)
 
 
+def test_gem_choice_leaves_bad_p_to_the_checks():
+    """The choice of reduction sees p before it is checked; a bad p still gets the
+    parameter's own error."""
+    x = make_x("gem", (1, C, 6, 6), seed=44)
+    for bad in ([[3.0], [3.0, 3.0]], "3", 1 + 2j):
+        with pytest.raises(TypeError, match="parameter p must be a real number"):
+            numbapool.pool("gem", x, 2, p=bad)
+
+
 # ----------------------------------------------------------------------------------------------
 # stochastic pooling, training mode
 # ----------------------------------------------------------------------------------------------

@@ -32,6 +32,10 @@ def _device_equivalent(obj: object) -> Callable | None:
     key = id(entry[1])
     if key not in _converted:
         plain = entry[0] if config.ENABLE_CUDASIM else entry[1]
+        if isinstance(plain, str):  # a numba.cuda function, called through the module
+            scope: dict[str, object] = {"cuda": cuda}
+            exec(f"def {plain}(x):\n    return cuda.{plain}(x)\n", scope)  # noqa: S102
+            plain = scope[plain]
         plain = getattr(plain, "py_func", plain)  # (a jitted one runs as Python there)
         _converted[key] = (entry[1], cuda.jit(device=True)(plain))
     return _converted[key][1]

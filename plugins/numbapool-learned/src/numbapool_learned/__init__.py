@@ -25,8 +25,13 @@ def _positive(v: float) -> str | None:
 
 
 def _gem_reduction(params):
-    """p = 3 everywhere (the default): cube and cube root instead of powers and a root."""
-    p = np.asarray(params["p"])
+    """p = 3 everywhere (the default): cube and cube root instead of powers and a root.
+    (Runs before the parameters are checked: anything odd takes the general reduction, and
+    the checks then say what is wrong with it.)"""
+    try:
+        p = np.asarray(params["p"], dtype=np.float64)
+    except (TypeError, ValueError):
+        return GEM
     return GEM_CUBE if p.size and bool(np.all(p == 3.0)) else GEM
 
 

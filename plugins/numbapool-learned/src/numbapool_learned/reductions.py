@@ -70,8 +70,8 @@ GEM = Streaming("gem", init=gem_init, take=gem_take, finish=gem_finish, grad=gem
 
 
 # gem with p = 3 (its default): the same pooler, with products for the powers and a cube root
-# for the root, chosen by the pooler when every channel's p is 3.  vpow(m, 1/3) was about
-# 90 vector instructions per 16 outputs and cost gem 1.7-2.2x the time of avg; vcbrt is 33.
+# for the root, chosen by the pooler when every channel's p is 3.  vpow(m, 1/3) is about 90
+# vector instructions per 16 outputs and cost gem 1.7-2.2x the time of avg; vcbrt about 30.
 @_jit
 def gem3_init(v, tap, prm):
     c = _clamp(v, prm[1])
