@@ -984,18 +984,14 @@ def _cf_param_grad(red: Reduction) -> str:
 # ----------------------------------------------------------------------------------------
 # Channels last: x (N, S0, S1, S2, C), shared window tables, shared parameters
 # ----------------------------------------------------------------------------------------
-_CL_SHAPES = """
-    S0 = x.shape[1]
-    S1 = x.shape[2]
-    S2 = x.shape[3]
-    C = x.shape[4]
-    O0 = out.shape[1]
-    O1 = out.shape[2]
-    O2 = out.shape[3]
-    xf = x.reshape(-1)
-    of = out.reshape(-1)
-"""
-"""The sizes and flat views a channels-last forward kernel starts with."""
+def _cl_shapes(like: str = "out", views: tuple[str, ...] = ("x", "out")) -> str:
+    """The sizes and flat views a channels-last kernel starts with: ``S0``-``S2`` and ``C``
+    from ``x``, ``O0``-``O2`` from ``like`` (the output, or the gradient of one), and a flat
+    view of each array in ``views`` (``xf``, ``of`` for ``out``, ``gyf`` for ``gy``...)."""
+    lines = [f"S{i} = x.shape[{i + 1}]" for i in range(3)] + ["C = x.shape[4]"]
+    lines += [f"O{i} = {like}.shape[{i + 1}]" for i in range(3)]
+    lines += [f"{'o' if v == 'out' else v}f = {v}.reshape(-1)" for v in views]
+    return "\n".join(lines) + "\n"
 
 
 def native_channels_last(red: Reduction, variant: str) -> bool:
@@ -1019,7 +1015,7 @@ def _cl_forward(red: Reduction, variant: str) -> str:
     if stream:
         args += ["dv0", "dv1", "dv2", "override", "zero", "prm"]
     src = f"def kernel({', '.join(args)}):\n"
-    src += _block(_CL_SHAPES, 1) + _block(_SETUP, 1)
+    src += _block(_cl_shapes(), 1) + _block(_SETUP, 1)
     if with_idx:
         src += _block("idf = idx.reshape(-1)", 1)
     if stream:
@@ -1124,7 +1120,7 @@ def _cl_forward_masked(red: Reduction) -> str:
         fold_a = "v if first[ch] else (_merge(a, v, pr) if inside[ch] else a)"
         fold_b = "_merge(a, v, pr)"
         new_col = "np.full(S2 * C, zero)"  # (the accumulator's type)
-    src += _block(_CL_SHAPES, 1) + _block("""
+    src += _block(_cl_shapes(), 1) + _block("""
         K0 = dk[1, 0]
         K1 = dk[1, 1]
         K2 = dk[1, 2]
@@ -1178,9 +1174,11 @@ def _cl_forward_masked(red: Reduction) -> str:
     # spread, 1 for PyTorch's rule): its fold is picked by selects over those few candidates,
     # lane by lane, where reading it at its own start was a scalar gather per output (the
     # kernel on PyTorch's fractional max pool of (8, 56, 56, 64): 0.67 -> 0.60 ms median).
-    src += _block("""
-        pick = np.empty(C, dtype=folded.dtype)
+    if not sel:
+        src += _block("pick = np.empty(C, dtype=folded.dtype)", 2)
+    src += _block(f"""
         for o2 in range(O2):
+            {"pick = ro[o2 * C:(o2 + 1) * C]" if sel else "rj = ro[o2 * C:(o2 + 1) * C]"}
             fb = folded[lo2[n, o2] * C:]
             dj = dt2[n, o2]
             top = 0
@@ -1195,14 +1193,8 @@ def _cl_forward_masked(red: Reduction) -> str:
                     v = fs[ch]  # (both loaded first: a select, not a branch, vectorises)
                     a = pick[ch]
                     pick[ch] = v if dj[ch] == s32 else a
-            rj = ro[o2 * C:(o2 + 1) * C]
     """, 2)
-    if sel:
-        src += _block("""
-            for ch in range(C):
-                rj[ch] = pick[ch]
-        """, 3)
-    else:
+    if not sel:  # (selections picked straight into the output)
         src += _block("""
             d2 = dv2[0, o2]
             for ch in range(C):
@@ -1235,18 +1227,7 @@ def _cl_backward(red: Reduction) -> str:
     views with unsigned indices (no negative-index checks, so they vectorise)."""
     routed = red.kind == "selection"
     src = _gather_signature(routed)
-    src += _block("""
-        S0 = x.shape[1]
-        S1 = x.shape[2]
-        S2 = x.shape[3]
-        C = x.shape[4]
-        O0 = gy.shape[1]
-        O1 = gy.shape[2]
-        O2 = gy.shape[3]
-        xf = x.reshape(-1)
-        gxf = gx.reshape(-1)
-        gyf = gy.reshape(-1)
-    """, 1)
+    src += _block(_cl_shapes("gy", ("x", "gx", "gy")), 1)
     src += _block("idf = idx.reshape(-1)" if routed else "yf = y.reshape(-1)", 1)
     if not routed:
         src += _block(_SETUP, 1) + _block("pr = _row(prm, 0)", 1)
