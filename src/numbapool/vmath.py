@@ -20,9 +20,8 @@ subnormals, negative bases) follow C's ``exp``, ``log``, ``pow`` and ``cbrt``.
 
 Called from Python they are plain (slower) functions with the same results to rounding, and
 :mod:`numbapool.kernels.cuda_functions` gives CUDA device functions the GPU's own ``exp``,
-``log``, ``pow`` and ``cbrt`` (``DEVICE_EQUIVALENTS``).  Import
-the names into a reduction's module (``from numbapool.vmath import vpow``) so that the CUDA
-conversion finds them.
+``log``, ``pow`` and ``cbrt`` (``DEVICE_EQUIVALENTS``).  Import the names into a reduction's
+module (``from numbapool.vmath import vpow``) so that the CUDA conversion finds them.
 """
 
 from __future__ import annotations

@@ -154,7 +154,7 @@ def masked_channels_last(reduction: Reduction, axes: Sequence[AxisWindows], prm:
 
 def _masked_tables(axes: Sequence[AxisWindows], batch: int, channels: int) -> list:
     """The masked kernel's tables: the starts along the first two axes by channel, the last
-    axis's as first start and offsets (:meth:`AxisWindows.offsets_by_channel`), and ``dk``."""
+    axis's as smallest start and offsets (:meth:`AxisWindows.offsets_by_channel`), and ``dk``."""
     return [axes[0].starts_by_channel(batch, channels)[0],
             axes[1].starts_by_channel(batch, channels)[0],
             *axes[2].offsets_by_channel(batch, channels),

@@ -1101,7 +1101,7 @@ def _cl_forward_masked(red: Reduction) -> str:
     the channels, 1 for PyTorch's rule) instead of two transposes of the array (measured
     0.6 against 2.1 ms for PyTorch's rule on (8, 56, 56, 64) float32, 39x39 out).  The
     window starts come as ``(N, out, C)`` tables (:meth:`AxisWindows.starts_by_channel`),
-    the last axis's as first starts and offsets (:meth:`AxisWindows.offsets_by_channel`).
+    the last axis's as smallest starts and offsets (:meth:`AxisWindows.offsets_by_channel`).
     Selections, and streaming reductions that fold with ``merge`` and ignore ``tap`` (their
     sums are reassociated: rows first, then columns, as in the channels-first kernels)."""
     if not cols_fast_path(red):
