@@ -295,6 +295,30 @@ def row_fast_path(red: Reduction) -> bool:
 # Sizes and flat views of the channels-first kernels that walk a plane's output rows; the
 # regular interior of the last axis (``geo``: lo, hi, stride, pad) and the count of border
 # windows ``nb``.
+_CHUNKS = """
+    sdt = {dtype}
+    NT = {tasks}
+    NCH = min(NT, {chunks})
+    for chunk in numba.prange(NCH):
+"""
+"""The tasks of a kernel in at most ``TASK_CHUNKS`` runs, each allocating its scratch rows
+once, as ``np.empty(n, dtype=sdt)`` (``sdt``: the values' or the accumulator's dtype) or of
+another dtype known before the loop: such allocations are the only ones Numba hoists out of
+a ``prange`` loop, so each thread then makes them once.  (``np.full`` or ``np.empty_like``
+in a task allocated on every task: the avg pool of (32, 128, 4096) channels-first took 17%
+more time, gem's 3x3 of (8, 64, 56, 56) 20%.)  Scratch rows are written before they are
+read."""
+
+
+def _chunks(tasks: str, sel: bool) -> str:
+    """The head of a kernel's task loop, at level 1: :data:`_CHUNKS`."""
+    return _block(_CHUNKS.format(tasks=tasks, chunks=TASK_CHUNKS,
+                                 dtype="x.dtype" if sel else "np.asarray(zero).dtype"), 1)
+
+TASK_CHUNKS = 256
+"""Runs of tasks per kernel call: enough to keep 256 threads busy.  (A constant: a kernel
+that calls ``numba.get_num_threads()`` cannot be cached.)"""
+
 _PLANE_ROWS = """
     C = x.shape[1]
     S1 = x.shape[3]
@@ -321,16 +345,18 @@ def _cf_forward_rows(red: Reduction) -> str:
     windows use the tables.  Shared window tables only, scalar accumulators."""
     src = ("def kernel(x, out, g0, g1, g2, dk, geo, dv0, dv1, dv2, override, zero, prm):\n")
     src += _block(_PLANE_ROWS, 1) + _block(_SETUP, 1)
+    src += _chunks("x.shape[0] * C * O0", sel=False)
     src += _block("""
-        for task in numba.prange(x.shape[0] * C * O0):
-            o0 = task % O0
-            pl = task // O0
-            c = pl % C
-            xb = pl * plane
-    """, 1)
+        acc = np.empty(O2, dtype=sdt)
+        for task in range(NT * chunk // NCH, NT * (chunk + 1) // NCH):
+    """, 2)
+    head = len(src)  # (the task body below is written a level shallower than it runs)
     src += _block("""
+        o0 = task % O0
+        pl = task // O0
+        c = pl % C
+        xb = pl * plane
         pr = _row(prm, c)
-        acc = np.full(O2, zero)
     """, 2)
     src += _load(0, "o0", "0", 2)
     src += _block("for o1 in range(O1):", 2) + _load(1, "o1", "0", 3)
@@ -381,7 +407,7 @@ def _cf_forward_rows(red: Reduction) -> str:
             div = override if override > 0.0 else dv0[0, o0] * dv1[0, o1] * dv2[0, o2]
             of[numba.uint64(ob + o2)] = _finish(acc[o2], div, pr)
     """, L)
-    return src
+    return src[:head] + indent(src[head:], "    ")
 
 
 def cols_fast_path(red: Reduction) -> bool:
@@ -478,17 +504,17 @@ def _cf_forward_cols(red: Reduction, taps: int = 0) -> str:
         P1 = g1.shape[0]
         P2 = g2.shape[0]
     """, 1) + _block(_SETUP, 1)
-    src += _block("""
-        for task in numba.prange(x.shape[0] * C * O0):
-            o0 = task % O0
-            pl = task // O0
-            xb = pl * plane
-            q0 = pl % P0
-            q1 = pl % P1
-            q2 = pl % P2
-    """, 1)
+    src += _chunks("x.shape[0] * C * O0", sel)
+    body = _block("""
+        o0 = task % O0
+        pl = task // O0
+        xb = pl * plane
+        q0 = pl % P0
+        q1 = pl % P1
+        q2 = pl % P2
+    """, 2)
     if sel:
-        src += _block("col = np.empty(S2, dtype=x.dtype)", 2)
+        src += _block("col = np.empty(S2, dtype=sdt)", 2)
     else:
         # Finished values go out FINISH_RUN (or more) at a time, in multiples of FINISH_STEP
         # except at the end of a task: one long loop over a reduction's finish vectorises,
@@ -498,22 +524,31 @@ def _cf_forward_cols(red: Reduction, taps: int = 0) -> str:
         # batches of 504 and 280 outputs: 1.6x the time of avg against 1.2x on whole
         # multiples).  The unfinished rest (under FINISH_STEP) moves to the front.
         src += _block(f"""
-            pr = _row(prm, pl % C)
-            col = np.full(S2, zero)
-            accs = np.full({FINISH_RUN} + O2, zero)
+            col = np.empty(S2, dtype=sdt)
+            accs = np.empty({FINISH_RUN} + O2, dtype=sdt)
             divs = np.empty({FINISH_RUN} + O2, dtype=dv2.dtype)
+        """, 2)
+        body += _block("""
+            pr = _row(prm, pl % C)
             cnt = 0
         """, 2)
     if taps == 3:
         src += _block("""
-            pv = np.empty_like(col)
-            ev = np.empty_like(col)
+            pv = np.empty(S2, dtype=sdt)
+            ev = np.empty(S2, dtype=sdt)
         """, 2)
     if taps == GATHER:
         src += _block("""
-            st2 = g2[q2, :, 0].astype(np.int32)  # (contiguous and narrow, for the gather)
-            sl = np.empty_like(col)
+            st2 = np.empty(O2, dtype=np.int32)  # (contiguous and narrow, for the gather)
+            sl = np.empty(S2, dtype=sdt)
         """, 2)
+        body += _block("""
+            for o2 in range(O2):
+                st2[o2] = g2[q2, o2, 0]
+        """, 2)
+    src += _block("for task in range(NT * chunk // NCH, NT * (chunk + 1) // NCH):", 2)
+    head = len(src)  # (the task body below is written a level shallower than it runs)
+    src += body
     src += _load(0, "o0", "q0", 2)
     src += _block("for o1 in range(O1):", 2) + _load(1, "o1", "q1", 3)
     if not sel:
@@ -609,7 +644,7 @@ def _cf_forward_cols(red: Reduction, taps: int = 0) -> str:
                     divs[i] = divs[m + i]
                 cnt -= m
         """, 3)
-    return src
+    return src[:head] + indent(src[head:], "    ")
 
 
 def global_fast_path(red: Reduction) -> bool:
@@ -1020,20 +1055,22 @@ def _cl_forward(red: Reduction, variant: str) -> str:
         src += _block("idf = idx.reshape(-1)", 1)
     if stream:
         src += _block("pr = _row(prm, 0)", 1)
-    src += _block("""
-        for r in numba.prange(x.shape[0] * O0 * O1):
-            o1 = r % O1
-            t = r // O1
-            o0 = t % O0
-            n = t // O0
-    """, 1)
-    src += _load(0, "o0", "0", 2) + _load(1, "o1", "0", 2)
+    src += _chunks("x.shape[0] * O0 * O1", not stream)
     if stream:
-        src += _block("acc = np.full(C, zero)", 2)
+        src += _block("acc = np.empty(C, dtype=sdt)", 2)
     else:
-        src += _block("best = np.empty(C, dtype=x.dtype)", 2)
+        src += _block("best = np.empty(C, dtype=sdt)", 2)
         if with_idx:
             src += _block(f"bi = np.empty(C, dtype=np.{'int32' if narrow else 'int64'})", 2)
+    src += _block("for r in range(NT * chunk // NCH, NT * (chunk + 1) // NCH):", 2)
+    head = len(src)  # (the task body below is written a level shallower than it runs)
+    src += _block("""
+        o1 = r % O1
+        t = r // O1
+        o0 = t % O0
+        n = t // O0
+    """, 2)
+    src += _load(0, "o0", "0", 2) + _load(1, "o1", "0", 2)
     src += _block("for o2 in range(O2):", 2) + _load(2, "o2", "0", 3)
     L = 3
     if stream:
@@ -1051,7 +1088,7 @@ def _cl_forward(red: Reduction, variant: str) -> str:
             for ch in range(C):
                 out[n, o0, o1, o2, ch] = _finish(acc[ch], div, pr)
         """, L)
-        return _flat_cl(src)
+        return _flat_cl(src[:head] + indent(src[head:], "    "))
     src += _block("""
         f0 = (b0 * S1 + b1) * S2 + b2
         for ch in range(C):
@@ -1078,7 +1115,7 @@ def _cl_forward(red: Reduction, variant: str) -> str:
     """, L)
     if with_idx:
         src += _block("idx[n, o0, o1, o2, ch] = bi[ch]", L + 1)
-    return _flat_cl(src)
+    return _flat_cl(src[:head] + indent(src[head:], "    "))
 
 
 MASKED_MAX_READS = 4.0
@@ -1112,14 +1149,14 @@ def _cl_forward_masked(red: Reduction) -> str:
         take = "v = xr[ch]"
         fold_a = "v if first[ch] | (inside[ch] & _better(v, a)) else a"
         fold_b = "v if _better(v, a) else a"
-        new_col = "np.empty(S2 * C, dtype=x.dtype)"
+        new_col = "np.empty(S2 * C, dtype=sdt)"
     else:
         src = ("def kernel(x, out, st0, st1, lo2, dt2, dk, dv0, dv1, dv2, override, zero, "
                "prm):\n")
         take = "v = _init(zero + xr[ch], 0, pr)"
         fold_a = "v if first[ch] else (_merge(a, v, pr) if inside[ch] else a)"
         fold_b = "_merge(a, v, pr)"
-        new_col = "np.full(S2 * C, zero)"  # (the accumulator's type)
+        new_col = "np.empty(S2 * C, dtype=sdt)"  # (the accumulator's type)
     src += _block(_cl_shapes(), 1) + _block("""
         K0 = dk[1, 0]
         K1 = dk[1, 1]
@@ -1132,18 +1169,27 @@ def _cl_forward_masked(red: Reduction) -> str:
             P1 = dv1.shape[0]
             P2 = dv2.shape[0]
         """, 1)
+    src += _chunks("x.shape[0] * O0 * O1", sel)
     src += _block(f"""
-        for r in numba.prange(x.shape[0] * O0 * O1):
+        inside = np.empty(C, dtype=np.bool_)
+        first = np.empty(C, dtype=np.bool_)
+        col = {new_col}
+        sl = np.empty(S2 * C, dtype=sdt)
+    """, 2)
+    if not sel:
+        src += _block("""
+            d01 = np.empty(C, dtype=dv2.dtype)
+            pick = np.empty(C, dtype=sdt)
+        """, 2)
+    src += _block("for r in range(NT * chunk // NCH, NT * (chunk + 1) // NCH):", 2)
+    head = len(src)  # (the task body below is written a level shallower than it runs)
+    src += _block(f"""
             o1 = r % O1
             t = r // O1
             o0 = t % O0
             n = t // O0
             B0 = st0[n, o0]
             B1 = st1[n, o1]
-            inside = np.empty(C, dtype=np.bool_)
-            first = np.empty(C, dtype=np.bool_)
-            col = {new_col}
-            sl = np.empty_like(col)
             for r0 in range(B0.min(), B0.max() + K0):
                 for r1 in range(B1.min(), B1.max() + K1):
                     for ch in range(C):
@@ -1159,13 +1205,12 @@ def _cl_forward_masked(red: Reduction) -> str:
                             {take}
                             a = cb[ch]
                             cb[ch] = {fold_a}
-    """, 1) + _block(_fold_runs("C", "S2 * C", fold_b), 2) + _block("""
+    """, 2) + _block(_fold_runs("C", "S2 * C", fold_b), 2) + _block("""
         ob = ((n * O0 + o0) * O1 + o1) * O2 * C
         ro = of[ob:ob + O2 * C]
     """, 2)
     if not sel:
         src += _block("""
-            d01 = np.empty(C, dtype=dv2.dtype)
             for ch in range(C):
                 q = n * C + ch
                 d01[ch] = dv0[q if P0 > 1 else 0, o0] * dv1[q if P1 > 1 else 0, o1]
@@ -1174,8 +1219,6 @@ def _cl_forward_masked(red: Reduction) -> str:
     # spread, 1 for PyTorch's rule): its fold is picked by selects over those few candidates,
     # lane by lane, where reading it at its own start was a scalar gather per output (the
     # kernel on PyTorch's fractional max pool of (8, 56, 56, 64): 0.67 -> 0.60 ms median).
-    if not sel:
-        src += _block("pick = np.empty(C, dtype=folded.dtype)", 2)
     src += _block(f"""
         for o2 in range(O2):
             {"pick = ro[o2 * C:(o2 + 1) * C]" if sel else "rj = ro[o2 * C:(o2 + 1) * C]"}
@@ -1203,7 +1246,7 @@ def _cl_forward_masked(red: Reduction) -> str:
                 div = override if override > 0.0 else d01[ch] * d2
                 rj[ch] = _finish(pick[ch], div, pr)
         """, 3)
-    return src
+    return src[:head] + indent(src[head:], "    ")
 
 
 _CL5 = re.compile(r"(?<![\w])(x|out|idx)\[n, ([^,\]]+), ([^,\]]+), ([^,\]]+), ch\]")
