@@ -1274,13 +1274,16 @@ def _cl_backward(red: Reduction) -> str:
     src += _block("idf = idx.reshape(-1)" if routed else "yf = y.reshape(-1)", 1)
     if not routed:
         src += _block(_SETUP, 1) + _block("pr = _row(prm, 0)", 1)
+    # (np.empty of a dtype known before the loop: Numba allocates it once per thread; the
+    # row is zeroed before each use)
     src += _block("""
+        gdt = np.asarray(zero).dtype
         for r in numba.prange(x.shape[0] * S0 * S1):
             i1 = r % S1
             t = r // S1
             i0 = t % S0
             n = t // S0
-            g = np.full(C, zero)
+            g = np.empty(C, dtype=gdt)
             for i2 in range(S2):
                 for ch in range(C):
                     g[ch] = zero
