@@ -10,10 +10,11 @@ from numbapool import AxisWindows, WindowContext, WindowPlan, WindowRule, explic
 from numbapool.options import check_bool, per_axis_ints
 
 from .sequences import (
+    _dtype_name,
+    _torch_starts,
     graham_output_size,
     graham_sequence,
     graham_windows,
-    torch_axis_starts,
     torch_output_size,
     torch_sample_column,
 )
@@ -126,11 +127,14 @@ class Fractional(WindowRule):
             if not np.all((samples >= 0) & (samples < 1)):
                 raise ValueError("samples must lie in [0, 1)")
         flat = np.asarray(samples).reshape(planes, rank)
+        name = _dtype_name(dtype)
         axes, seqs = [], []
         for a, (length, kk, size, ratio) in enumerate(zip(spatial, k, sizes, ratios)):
             out = torch_output_size(length, kk, size, ratio, rank=max(rank, 2))
             col = torch_sample_column(rank, a)
-            starts = torch_axis_starts(flat[:, col], length, out, kk, dtype)
+            # (the samples are finite: drawn in [0, 1) or checked to lie there; the sizes
+            # passed torch_output_size's checks)
+            starts = _torch_starts(flat[:, col], length, out, kk, name)
             axes.append(explicit_axis(length, starts, kk, extent=kk))
             seqs.append(starts.reshape(context.batch, context.channels, out))
         return tuple(axes), seqs
