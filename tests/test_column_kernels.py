@@ -127,12 +127,13 @@ class _PerPlaneBoth(numbapool.WindowRule):
 
 
 @pytest.mark.parametrize("name", ["max", "min", "avg", "sum"])
-@pytest.mark.parametrize("k, spread, masked", [(1, 0, True), (2, 1, True), (3, 2, True),
-                                               (2, 5, False)])
+@pytest.mark.parametrize("k, spread, masked", [(1, 0, True), (2, 0, True), (2, 1, True),
+                                               (3, 2, True), (2, 5, False)])
 def test_per_plane_windows_channels_last(name, k, spread, masked):
     """Channels last, every channel its own windows: the masked kernel (candidate rows
-    folded under per-channel masks, no transposes) where the starts are close together,
-    the transposing path otherwise; both against a plain loop, NaN included."""
+    folded under per-channel masks, no transposes; windows of 2 rows starting at most a row
+    apart fold three rows in one pass) where the starts are close together, the transposing
+    path otherwise; both against a plain loop, NaN included."""
     from numbapool import Pooler
     from numbapool.geometry import SINGLETON
     from numbapool.kernels import cpu

@@ -1139,6 +1139,10 @@ def _cl_forward_masked(red: Reduction) -> str:
     0.6 against 2.1 ms for PyTorch's rule on (8, 56, 56, 64) float32, 39x39 out).  The
     window starts come as ``(N, out, C)`` tables (:meth:`AxisWindows.starts_by_channel`),
     the last axis's as smallest starts and offsets (:meth:`AxisWindows.offsets_by_channel`).
+    Windows of two rows whose starts over the channels are at most a row apart (PyTorch's
+    rule in 2-D) take a pass of their own: the three candidate rows are read together and
+    each channel takes the fold of its pair, where the general loop folds the rows one at a
+    time through the masks (0.55 -> 0.43 ms for the max pool above).
     Selections, and streaming reductions that fold with ``merge`` and ignore ``tap`` (their
     sums are reassociated: rows first, then columns, as in the channels-first kernels)."""
     if not cols_fast_path(red):
@@ -1147,6 +1151,9 @@ def _cl_forward_masked(red: Reduction) -> str:
     if sel:
         src = "def kernel(x, out, st0, st1, lo2, dt2, dk):\n"
         take = "v = xr[ch]"
+
+        def load(row: str) -> str:
+            return f"{row}[ch]"
         fold_a = "v if first[ch] | (inside[ch] & _better(v, a)) else a"
         fold_b = "v if _better(v, a) else a"
         new_col = "np.empty(S2 * C, dtype=sdt)"
@@ -1154,6 +1161,9 @@ def _cl_forward_masked(red: Reduction) -> str:
         src = ("def kernel(x, out, st0, st1, lo2, dt2, dk, dv0, dv1, dv2, override, zero, "
                "prm):\n")
         take = "v = _init(zero + xr[ch], 0, pr)"
+
+        def load(row: str) -> str:
+            return f"_init(zero + {row}[ch], 0, pr)"
         fold_a = "v if first[ch] else (_merge(a, v, pr) if inside[ch] else a)"
         fold_b = "_merge(a, v, pr)"
         new_col = "np.empty(S2 * C, dtype=sdt)"  # (the accumulator's type)
@@ -1173,6 +1183,7 @@ def _cl_forward_masked(red: Reduction) -> str:
     src += _block(f"""
         inside = np.empty(C, dtype=np.bool_)
         first = np.empty(C, dtype=np.bool_)
+        later = np.empty(C, dtype=np.bool_)
         col = {new_col}
         sl = np.empty(S2 * C, dtype=sdt)
     """, 2)
@@ -1190,21 +1201,47 @@ def _cl_forward_masked(red: Reduction) -> str:
             n = t // O0
             B0 = st0[n, o0]
             B1 = st1[n, o1]
-            for r0 in range(B0.min(), B0.max() + K0):
-                for r1 in range(B1.min(), B1.max() + K1):
+            lo0 = B0.min()
+            lo1 = B1.min()
+            hi1 = B1.max()
+            if K0 == 1 and B0.max() == lo0 and K1 == 2 and hi1 - lo1 <= 1:
+                for ch in range(C):
+                    later[ch] = B1[ch] != lo1
+                RS = S2 * C
+                xa = ((n * S0 + lo0) * S1 + lo1) * RS
+                ra = xf[xa:xa + RS]
+                rb = xf[xa + RS:xa + 2 * RS]
+                rc = xf[xa + 2 * RS:xa + 3 * RS] if hi1 > lo1 else rb
+                for i in range(S2):
+                    ca = ra[i * C:(i + 1) * C]
+                    cb = rb[i * C:(i + 1) * C]
+                    cc = rc[i * C:(i + 1) * C]
+                    co = col[i * C:(i + 1) * C]
                     for ch in range(C):
-                        a0 = B0[ch]
-                        a1 = B1[ch]
-                        inside[ch] = (a0 <= r0) & (r0 < a0 + K0) & (a1 <= r1) & (r1 < a1 + K1)
-                        first[ch] = (a0 == r0) & (a1 == r1)
-                    xb = ((n * S0 + r0) * S1 + r1) * S2 * C
-                    for i in range(S2):
-                        cb = col[i * C:(i + 1) * C]
-                        xr = xf[xb + i * C:xb + (i + 1) * C]
+                        a = {load("ca")}
+                        v = {load("cb")}
+                        p = {fold_b}
+                        a = v
+                        v = {load("cc")}
+                        q = {fold_b}
+                        co[ch] = q if later[ch] else p
+            else:
+                for r0 in range(lo0, B0.max() + K0):
+                    for r1 in range(lo1, hi1 + K1):
                         for ch in range(C):
-                            {take}
-                            a = cb[ch]
-                            cb[ch] = {fold_a}
+                            a0 = B0[ch]
+                            a1 = B1[ch]
+                            inside[ch] = ((a0 <= r0) & (r0 < a0 + K0) & (a1 <= r1)
+                                          & (r1 < a1 + K1))
+                            first[ch] = (a0 == r0) & (a1 == r1)
+                        xb = ((n * S0 + r0) * S1 + r1) * S2 * C
+                        for i in range(S2):
+                            cb = col[i * C:(i + 1) * C]
+                            xr = xf[xb + i * C:xb + (i + 1) * C]
+                            for ch in range(C):
+                                {take}
+                                a = cb[ch]
+                                cb[ch] = {fold_a}
     """, 2) + _block(_fold_runs("C", "S2 * C", fold_b), 2) + _block("""
         ob = ((n * O0 + o0) * O1 + o1) * O2 * C
         ro = of[ob:ob + O2 * C]
