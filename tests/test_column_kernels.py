@@ -183,3 +183,57 @@ def test_per_plane_windows_channels_last_empty(name, shape):
     first = numbapool.pool(name, np.ascontiguousarray(np.moveaxis(x, -1, 1)), output_size=5,
                            seed=0)
     assert first.shape == (shape[0], shape[3], 5, 5)
+
+
+class _PerPlaneDivisors(numbapool.WindowRule):
+    """Per-plane windows of 2 taps along both axes whose divisors differ from plane to plane
+    (``padded_count`` = 4 + the plane's number mod 3 along the rows): the masked kernel must
+    not take one plane's divisors for all."""
+
+    name = "per_plane_divisors"
+    options = {"vary": True}
+
+    def plan(self, spatial, context, *, vary=True):
+        planes = context.batch * context.channels
+        rng = np.random.default_rng(3)
+        axes = []
+        for i, length in enumerate(spatial):
+            out = (length - 3) // 2 + 1
+            starts = np.arange(out) * 2 + rng.integers(0, 2, (planes, out))
+            pad = np.full((planes, out), 2.0)
+            if vary and i == 0:
+                pad += (np.arange(planes) % 3)[:, None]
+            axes.append(numbapool.explicit_axis(length, starts, 2, padded_count=pad, extent=2))
+        return numbapool.WindowPlan(tuple(axes), count_include_pad=True)
+
+
+@pytest.mark.parametrize("vary", [True, False])
+def test_per_plane_divisors_channels_last(vary):
+    """The masked channels-last kernel with per-plane divisors, different across planes or
+    all alike (then passed to it as one row), against a plain loop and channels first."""
+    from numbapool import Pooler
+
+    rule = _PerPlaneDivisors()
+    pooler = numbapool.register(Pooler("test_ppd_avg", rule, numbapool.get("avg").reduction,
+                                       "test"))
+    try:
+        n, h, w, c = 2, 9, 12, 5
+        x = np.random.default_rng(6).uniform(-1, 1, (n, h, w, c))
+        plan = rule.plan((h, w), numbapool.WindowContext(n, c, x.dtype, None), vary=vary)
+        got = numbapool.pool(pooler.name, x, layout="channels_last", vary=vary)
+        sr = plan.axes[0].start.reshape(n, c, -1)
+        sc = plan.axes[1].start.reshape(n, c, -1)
+        dr = plan.axes[0].padded_count.reshape(n, c, -1)
+        dc = plan.axes[1].padded_count.reshape(n, c, -1)
+        want = np.empty((n, sr.shape[2], sc.shape[2], c))
+        for i, ch, a, b in itertools.product(range(n), range(c), range(sr.shape[2]),
+                                             range(sc.shape[2])):
+            r0, c0 = sr[i, ch, a], sc[i, ch, b]
+            want[i, a, b, ch] = (x[i, r0:r0 + 2, c0:c0 + 2, ch].sum()
+                                 / (dr[i, ch, a] * dc[i, ch, b]))
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
+        first = numbapool.pool(pooler.name, np.ascontiguousarray(np.moveaxis(x, -1, 1)),
+                               vary=vary)
+        np.testing.assert_allclose(np.moveaxis(first, 1, -1), want, rtol=1e-13, atol=0)
+    finally:
+        numbapool.unregister(pooler.name)

@@ -152,6 +152,15 @@ def masked_channels_last(reduction: Reduction, axes: Sequence[AxisWindows], prm:
     return reads <= MASKED_MAX_READS
 
 
+def _one_row_if_shared(divisors: list) -> list:
+    """Per-plane divisor tables ``(planes, out)`` whose rows are all equal (fractional
+    pooling's windows all hold k taps), as their first row.  For the masked kernel, which
+    indexes each table by its own number of rows: one divisor per output position for all
+    channels, loaded as a vector, instead of one per channel (fractional avg pool of
+    (8, 56, 56, 64): 1.49 -> 1.10 ms a call)."""
+    return [d[:1] if d.shape[0] > 1 and bool((d == d[:1]).all()) else d for d in divisors]
+
+
 def _masked_tables(axes: Sequence[AxisWindows], batch: int, channels: int) -> list:
     """The masked kernel's tables: the starts along the first two axes by channel, the last
     axis's as smallest start and offsets (:meth:`AxisWindows.offsets_by_channel`), and ``dk``."""
@@ -206,7 +215,9 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
         tables = _masked_tables(axes, x.shape[0], x.shape[4])
         if sel:
             return plan("forward_masked", tables)
-        return plan("forward_masked", [*tables, *smooth()], reduction.out_dtype(x.dtype))
+        rest = smooth()  # (dv0, dv1, dv2, override, zero, prm)
+        return plan("forward_masked", [*tables, *_one_row_if_shared(rest[:3]), *rest[3:]],
+                    reduction.out_dtype(x.dtype))
     if sel:
         if with_indices:
             narrow = layout == "channels_last" and math.prod(x.shape[1:4]) < 2**31
