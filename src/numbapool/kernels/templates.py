@@ -307,10 +307,20 @@ channels-first took 1.23 times as long, gem's 3x3 of (8, 64, 56, 56) 1.15 times.
 rows are written before they are read."""
 
 
-def _chunks(tasks: str, sel: bool) -> str:
-    """The head of a kernel's task loop, at level 1: :data:`_CHUNKS`."""
-    return _block(_CHUNKS.format(tasks=tasks, chunks=TASK_CHUNKS,
-                                 dtype="x.dtype" if sel else "np.asarray(zero).dtype"), 1)
+def _chunks(tasks: str, sel: bool, scratch: str, task: str) -> str:
+    """The head of a kernel's task loop, from level 1: :data:`_CHUNKS`, the ``scratch``
+    lines of each run, and the loop over the run's tasks, numbered ``task``.  Write the task
+    body after it at the level of the scratch lines and pass it through :func:`_in_tasks`."""
+    return (_block(_CHUNKS.format(tasks=tasks, chunks=TASK_CHUNKS,
+                                  dtype="x.dtype" if sel else "np.asarray(zero).dtype"), 1)
+            + _block(scratch, 2)
+            + _block(f"for {task} in range(NT * chunk // NCH, NT * (chunk + 1) // NCH):", 2))
+
+
+def _in_tasks(src: str, head: int) -> str:
+    """``src`` with everything from ``head`` (the task body, written at the level of the
+    scratch lines of :func:`_chunks`) moved one level in, under the task loop."""
+    return src[:head] + indent(src[head:], "    ")
 
 
 TASK_CHUNKS = 256
@@ -347,12 +357,8 @@ def _cf_forward_rows(red: Reduction) -> str:
     windows use the tables.  Shared window tables only, scalar accumulators."""
     src = ("def kernel(x, out, g0, g1, g2, dk, geo, dv0, dv1, dv2, override, zero, prm):\n")
     src += _block(_PLANE_ROWS, 1) + _block(_SETUP, 1)
-    src += _chunks("x.shape[0] * C * O0", sel=False)
-    src += _block("""
-        acc = np.empty(O2, dtype=sdt)
-        for task in range(NT * chunk // NCH, NT * (chunk + 1) // NCH):
-    """, 2)
-    head = len(src)  # (the task body below is written a level shallower than it runs)
+    src += _chunks("x.shape[0] * C * O0", False, "acc = np.empty(O2, dtype=sdt)", "task")
+    head = len(src)
     src += _block("""
         o0 = task % O0
         pl = task // O0
@@ -409,7 +415,7 @@ def _cf_forward_rows(red: Reduction) -> str:
             div = override if override > 0.0 else dv0[0, o0] * dv1[0, o1] * dv2[0, o2]
             of[numba.uint64(ob + o2)] = _finish(acc[o2], div, pr)
     """, L)
-    return src[:head] + indent(src[head:], "    ")
+    return _in_tasks(src, head)
 
 
 def cols_fast_path(red: Reduction) -> bool:
@@ -506,7 +512,6 @@ def _cf_forward_cols(red: Reduction, taps: int = 0) -> str:
         P1 = g1.shape[0]
         P2 = g2.shape[0]
     """, 1) + _block(_SETUP, 1)
-    src += _chunks("x.shape[0] * C * O0", sel)
     body = _block("""
         o0 = task % O0
         pl = task // O0
@@ -516,7 +521,7 @@ def _cf_forward_cols(red: Reduction, taps: int = 0) -> str:
         q2 = pl % P2
     """, 2)
     if sel:
-        src += _block("col = np.empty(S2, dtype=sdt)", 2)
+        scratch = "col = np.empty(S2, dtype=sdt)\n"
     else:
         # Finished values go out FINISH_RUN (or more) at a time, in multiples of FINISH_STEP
         # except at the end of a task: one long loop over a reduction's finish vectorises,
@@ -525,31 +530,31 @@ def _cf_forward_cols(red: Reduction, taps: int = 0) -> str:
         # multiple of the vector width ends in narrower or scalar code (gem's cube root on
         # batches of 504 and 280 outputs: 1.6x the time of avg against 1.2x on whole
         # multiples).  The unfinished rest (under FINISH_STEP) moves to the front.
-        src += _block(f"""
+        scratch = _block(f"""
             col = np.empty(S2, dtype=sdt)
             accs = np.empty({FINISH_RUN} + O2, dtype=sdt)
             divs = np.empty({FINISH_RUN} + O2, dtype=dv2.dtype)
-        """, 2)
+        """, 0)
         body += _block("""
             pr = _row(prm, pl % C)
             cnt = 0
         """, 2)
     if taps == 3:
-        src += _block("""
+        scratch += _block("""
             pv = np.empty(S2, dtype=sdt)
             ev = np.empty(S2, dtype=sdt)
-        """, 2)
+        """, 0)
     if taps == GATHER:
-        src += _block("""
+        scratch += _block("""
             st2 = np.empty(O2, dtype=np.int32)  # (contiguous and narrow, for the gather)
             sl = np.empty(S2, dtype=sdt)
-        """, 2)
+        """, 0)
         body += _block("""
             for o2 in range(O2):
                 st2[o2] = g2[q2, o2, 0]
         """, 2)
-    src += _block("for task in range(NT * chunk // NCH, NT * (chunk + 1) // NCH):", 2)
-    head = len(src)  # (the task body below is written a level shallower than it runs)
+    src += _chunks("x.shape[0] * C * O0", sel, scratch, "task")
+    head = len(src)
     src += body
     src += _load(0, "o0", "q0", 2)
     src += _block("for o1 in range(O1):", 2) + _load(1, "o1", "q1", 3)
@@ -646,7 +651,7 @@ def _cf_forward_cols(red: Reduction, taps: int = 0) -> str:
                     divs[i] = divs[m + i]
                 cnt -= m
         """, 3)
-    return src[:head] + indent(src[head:], "    ")
+    return _in_tasks(src, head)
 
 
 def global_fast_path(red: Reduction) -> bool:
@@ -1057,15 +1062,14 @@ def _cl_forward(red: Reduction, variant: str) -> str:
         src += _block("idf = idx.reshape(-1)", 1)
     if stream:
         src += _block("pr = _row(prm, 0)", 1)
-    src += _chunks("x.shape[0] * O0 * O1", not stream)
     if stream:
-        src += _block("acc = np.empty(C, dtype=sdt)", 2)
+        scratch = "acc = np.empty(C, dtype=sdt)"
     else:
-        src += _block("best = np.empty(C, dtype=sdt)", 2)
+        scratch = "best = np.empty(C, dtype=sdt)"
         if with_idx:
-            src += _block(f"bi = np.empty(C, dtype=np.{'int32' if narrow else 'int64'})", 2)
-    src += _block("for r in range(NT * chunk // NCH, NT * (chunk + 1) // NCH):", 2)
-    head = len(src)  # (the task body below is written a level shallower than it runs)
+            scratch += f"\nbi = np.empty(C, dtype=np.{'int32' if narrow else 'int64'})"
+    src += _chunks("x.shape[0] * O0 * O1", not stream, scratch, "r")
+    head = len(src)
     src += _block("""
         o1 = r % O1
         t = r // O1
@@ -1090,7 +1094,7 @@ def _cl_forward(red: Reduction, variant: str) -> str:
             for ch in range(C):
                 out[n, o0, o1, o2, ch] = _finish(acc[ch], div, pr)
         """, L)
-        return _flat_cl(src[:head] + indent(src[head:], "    "))
+        return _flat_cl(_in_tasks(src, head))
     src += _block("""
         f0 = (b0 * S1 + b1) * S2 + b2
         for ch in range(C):
@@ -1117,7 +1121,7 @@ def _cl_forward(red: Reduction, variant: str) -> str:
     """, L)
     if with_idx:
         src += _block("idx[n, o0, o1, o2, ch] = bi[ch]", L + 1)
-    return _flat_cl(src[:head] + indent(src[head:], "    "))
+    return _flat_cl(_in_tasks(src, head))
 
 
 MASKED_MAX_READS = 4.0
@@ -1152,8 +1156,6 @@ def _cl_forward_masked(red: Reduction) -> str:
     sel = isinstance(red, Selection)
     if sel:
         src = "def kernel(x, out, st0, st1, lo2, dt2, dk):\n"
-        take = "v = xr[ch]"
-
         def load(row: str) -> str:
             return f"{row}[ch]"
         fold_a = "v if first[ch] | (inside[ch] & _better(v, a)) else a"
@@ -1162,8 +1164,6 @@ def _cl_forward_masked(red: Reduction) -> str:
     else:
         src = ("def kernel(x, out, st0, st1, lo2, dt2, dk, dv0, dv1, dv2, override, zero, "
                "prm):\n")
-        take = "v = _init(zero + xr[ch], 0, pr)"
-
         def load(row: str) -> str:
             return f"_init(zero + {row}[ch], 0, pr)"
         fold_a = "v if first[ch] else (_merge(a, v, pr) if inside[ch] else a)"
@@ -1181,21 +1181,20 @@ def _cl_forward_masked(red: Reduction) -> str:
             P1 = dv1.shape[0]
             P2 = dv2.shape[0]
         """, 1)
-    src += _chunks("x.shape[0] * O0 * O1", sel)
-    src += _block(f"""
+    scratch = _block(f"""
         inside = np.empty(C, dtype=np.bool_)
         first = np.empty(C, dtype=np.bool_)
         later = np.empty(C, dtype=np.bool_)
         col = {new_col}
         sl = np.empty(S2 * C, dtype=sdt)
-    """, 2)
+    """, 0)
     if not sel:
-        src += _block("""
+        scratch += _block("""
             d01 = np.empty(C, dtype=dv2.dtype)
             pick = np.empty(C, dtype=sdt)
-        """, 2)
-    src += _block("for r in range(NT * chunk // NCH, NT * (chunk + 1) // NCH):", 2)
-    head = len(src)  # (the task body below is written a level shallower than it runs)
+        """, 0)
+    src += _chunks("x.shape[0] * O0 * O1", sel, scratch, "r")
+    head = len(src)
     src += _block(f"""
             o1 = r % O1
             t = r // O1
@@ -1241,7 +1240,7 @@ def _cl_forward_masked(red: Reduction) -> str:
                             cb = col[i * C:(i + 1) * C]
                             xr = xf[xb + i * C:xb + (i + 1) * C]
                             for ch in range(C):
-                                {take}
+                                v = {load("xr")}
                                 a = cb[ch]
                                 cb[ch] = {fold_a}
     """, 2) + _block(_fold_runs("C", "S2 * C", fold_b), 2) + _block("""
@@ -1285,7 +1284,7 @@ def _cl_forward_masked(red: Reduction) -> str:
                 div = override if override > 0.0 else d01[ch] * d2
                 rj[ch] = _finish(pick[ch], div, pr)
         """, 3)
-    return src[:head] + indent(src[head:], "    ")
+    return _in_tasks(src, head)
 
 
 _CL5 = re.compile(r"(?<![\w])(x|out|idx)\[n, ([^,\]]+), ([^,\]]+), ([^,\]]+), ch\]")
