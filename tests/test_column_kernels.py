@@ -186,9 +186,9 @@ def test_per_plane_windows_channels_last_empty(name, shape):
 
 
 class _PerPlaneDivisors(numbapool.WindowRule):
-    """Per-plane windows of 2 taps along both axes whose divisors differ from plane to plane
-    (``padded_count`` = 4 + the plane's number mod 3 along the rows): the masked kernel must
-    not take one plane's divisors for all."""
+    """Per-plane windows of 2 taps along both axes whose divisors may differ from plane to
+    plane (``padded_count`` 2 + the plane's number mod 3 along the rows with ``vary``, else 2;
+    2 along the columns): the masked kernel must not take one plane's divisors for all."""
 
     name = "per_plane_divisors"
     options = {"vary": True}
@@ -212,6 +212,8 @@ def test_per_plane_divisors_channels_last(vary):
     """The masked channels-last kernel with per-plane divisors, different across planes or
     all alike (then passed to it as one row), against a plain loop and channels first."""
     from numbapool import Pooler
+    from numbapool.geometry import SINGLETON
+    from numbapool.kernels import cpu
 
     rule = _PerPlaneDivisors()
     pooler = numbapool.register(Pooler("test_ppd_avg", rule, numbapool.get("avg").reduction,
@@ -220,6 +222,8 @@ def test_per_plane_divisors_channels_last(vary):
         n, h, w, c = 2, 9, 12, 5
         x = np.random.default_rng(6).uniform(-1, 1, (n, h, w, c))
         plan = rule.plan((h, w), numbapool.WindowContext(n, c, x.dtype, None), vary=vary)
+        assert cpu.masked_channels_last(pooler.reduction, (SINGLETON, *plan.axes),
+                                        np.zeros((1, 0)), n, c)
         got = numbapool.pool(pooler.name, x, layout="channels_last", vary=vary)
         sr = plan.axes[0].start.reshape(n, c, -1)
         sc = plan.axes[1].start.reshape(n, c, -1)
