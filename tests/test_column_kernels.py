@@ -241,3 +241,99 @@ def test_per_plane_divisors_channels_last(vary):
         np.testing.assert_allclose(np.moveaxis(first, 1, -1), want, rtol=1e-13, atol=0)
     finally:
         numbapool.unregister(pooler.name)
+
+
+DIRECT_GEOMETRIES = [
+    dict(kernel_size=2),
+    dict(kernel_size=2, padding=1, ceil_mode=True),
+    dict(kernel_size=3, stride=2),
+    dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+    dict(kernel_size=2, padding=1, divisor_override=2.5),
+]
+
+
+@pytest.fixture
+def variants_run(monkeypatch):
+    """The names of the CPU kernels a test's calls run (planned afresh: repeated calls
+    would reuse an earlier test's plan)."""
+    from numbapool import api
+    from numbapool.kernels import cpu
+
+    seen = []
+    real = cpu.get_kernel
+
+    def spy(red, layout, variant):
+        seen.append(variant)
+        return real(red, layout, variant)
+
+    monkeypatch.setattr(cpu, "get_kernel", spy)
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    return seen
+
+
+@pytest.mark.parametrize("name", ["avg", "sum", "lp"])
+@pytest.mark.parametrize("opts", DIRECT_GEOMETRIES, ids=str)
+@pytest.mark.parametrize("shape, extra", [
+    ((2, 3, 261), {}),  # 1-D: each output row reads one input row, in place
+    ((2, 3, 5, 133), {}),  # rows folded first
+    ((1, 2, 4, 133), dict(kernel_size=(1, 3), stride=(1, 2))),  # one row a window, in 2-D
+], ids=["1d", "2d", "2d-one-row"])
+def test_direct_kernels(name, opts, shape, extra, variants_run):
+    """Rows of 64 outputs or more whose interior windows share a divisor finish as they are
+    folded (``forward_cols2_direct`` / ``forward_cols3_direct``), in place where a window has
+    one input row; borders, ceil mode, both divisor rules and an override included."""
+    opts = {**opts, **extra}
+    if "kernel_size" in extra:
+        opts.pop("padding", None)
+        opts.pop("ceil_mode", None)
+    if name != "avg":
+        opts.pop("count_include_pad", None)
+        opts.pop("divisor_override", None)
+    k = opts["kernel_size"] if np.ndim(opts["kernel_size"]) == 0 else opts["kernel_size"][-1]
+    params = dict(p=3.0) if name == "lp" else {}
+    x = np.random.default_rng(13).uniform(0.5, 1.5, shape)
+    got = numbapool.pool(name, x, **opts, **params)
+    np.testing.assert_allclose(got, ref_pool(name, x, **opts, **params), rtol=1e-12, atol=0)
+    assert variants_run == [f"forward_cols{k}_direct"]
+    # float32 computes in float32 (divisors too), as the batched kernels do
+    x32 = x.astype(np.float32)
+    got32 = numbapool.pool(name, x32, **opts, **params)
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, ref_pool(name, x, **opts, **params), rtol=2e-6, atol=0)
+
+
+class _UnevenDivisors(numbapool.WindowRule):
+    """Windows of 2 taps at stride 2 along the last axis (the 2-tap column kernels), each
+    with its own divisor 2 + (o mod 3): the interior windows do not share one."""
+
+    name = "uneven_divisors"
+    options = {}
+
+    def plan(self, spatial, context):
+        rows, cols = spatial
+        out = cols // 2
+        start = np.arange(out) * 2
+        row_axis = numbapool.geometry.sliding_axis(rows, 1, 1, 0, 0, 1, False)
+        return numbapool.WindowPlan(
+            (row_axis, numbapool.explicit_axis(cols, start, 2, padded_count=2.0 + start % 3,
+                                               extent=2)), count_include_pad=True)
+
+
+def test_direct_kernels_need_one_interior_divisor(variants_run):
+    """Interior windows with different divisors take the batched kernel, which divides each
+    by its own (the direct kernels divide the interior by the first one's: a wrong choice
+    fails here)."""
+    from numbapool import Pooler
+
+    pooler = numbapool.register(Pooler("test_uneven_avg", _UnevenDivisors(),
+                                       numbapool.get("avg").reduction, "test"))
+    try:
+        x = np.random.default_rng(14).uniform(0.5, 1.5, (2, 3, 3, 200))
+        got = numbapool.pool(pooler.name, x)
+        start = np.arange(100) * 2
+        want = (x[..., start] + x[..., start + 1]) / (2.0 + start % 3)
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
+        assert variants_run == ["forward_cols2"]
+    finally:
+        numbapool.unregister(pooler.name)

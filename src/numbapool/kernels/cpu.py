@@ -21,6 +21,8 @@ from . import transpose
 from .codegen import get_kernel
 from .params import for_kernel
 from .templates import (
+    DIRECT_MIN_OUT,
+    DIRECT_VARIANTS,
     MASKED_MAX_READS,
     cols_fast_path,
     cols_variant,
@@ -152,6 +154,21 @@ def masked_channels_last(reduction: Reduction, axes: Sequence[AxisWindows], prm:
     return reads <= MASKED_MAX_READS
 
 
+def _smooth_cols_variant(axis: AxisWindows, dv: np.ndarray, override: float | None) -> str:
+    """The column-first kernel of a smooth reduction for windows like ``axis`` (the last
+    spatial axis) with divisors ``dv`` along it: one of :data:`DIRECT_VARIANTS` for rows of
+    2- or 3-tap windows at least :data:`DIRECT_MIN_OUT` long whose interior windows all have
+    one divisor (a window rule may give windows of one size different divisors)."""
+    variant = cols_variant(axis)
+    direct = variant + "_direct"
+    if direct not in DIRECT_VARIANTS or axis.out < DIRECT_MIN_OUT:
+        return variant
+    lo, hi = int(axis.interior[0]), int(axis.interior[1])
+    if override or bool((dv[:, lo:hi] == dv[:, lo:lo + 1]).all()):
+        return direct
+    return variant
+
+
 def _one_row_if_shared(divisors: list) -> list:
     """Per-plane divisor tables ``(planes, out)`` whose rows are all equal (fractional
     pooling's windows all hold k taps), as their first row.  For the masked kernel, which
@@ -205,8 +222,9 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
         if sel:
             return plan(cols_variant(axes[2]), [*tables, axes[2].interior])
         if cols_fast_path(reduction):
-            return plan(cols_variant(axes[2]), [*tables, axes[2].interior, *smooth()],
-                        reduction.out_dtype(x.dtype))
+            rest = smooth()  # (dv0, dv1, dv2, override, zero, prm)
+            return plan(_smooth_cols_variant(axes[2], rest[2], override),
+                        [*tables, axes[2].interior, *rest], reduction.out_dtype(x.dtype))
         if shared and row_fast_path(reduction):
             return plan("forward_rows", [*tables, axes[2].interior, *smooth()],
                         reduction.out_dtype(x.dtype))
