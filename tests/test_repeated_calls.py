@@ -49,3 +49,51 @@ def test_reregistered_name_is_planned_again():
 
         REGISTRY._poolers["max"] = pooler  # back as the built-in, with its source
     np.testing.assert_array_equal(numbapool.pool("max", x, 2), first)
+
+
+class _RandomStarts(numbapool.WindowRule):
+    """Windows of 2 taps at random starts along the last axis, new on every call (drawn from
+    the call's generator), the whole first axis in each: a pooler with
+    ``deterministic=False``."""
+
+    name = "random_starts"
+    options = {"out": 4, "seed": None}
+
+    def plan(self, spatial, context, *, out=4, seed=None):
+        rows, cols = spatial
+        starts = context.rng.integers(0, cols - 1, (context.batch * context.channels, out))
+        return numbapool.WindowPlan((numbapool.geometry.global_axis(rows),
+                                     numbapool.explicit_axis(cols, starts, 2, extent=2)))
+
+
+def _random_starts_max(x, seed, out=4):
+    starts = np.random.default_rng(seed).integers(0, x.shape[-1] - 1,
+                                                  (x.shape[0] * x.shape[1], out))
+    starts = starts.reshape(x.shape[0], x.shape[1], out)
+    want = np.empty((x.shape[0], x.shape[1], 1, out))
+    for n, c, o in np.ndindex(*starts.shape):
+        want[n, c, 0, o] = x[n, c, :, starts[n, c, o]:starts[n, c, o] + 2].max()
+    return want
+
+
+def test_repeated_calls_of_a_random_pooler_draw_new_windows():
+    """A pooler that draws its windows skips the argument checks when called again with the
+    same arguments, but draws new windows every time: the same ones for the same seed, new
+    ones without."""
+    from numbapool import Pooler
+
+    pooler = numbapool.register(Pooler("test_random_starts", _RandomStarts(),
+                                       numbapool.get("max").reduction, "test",
+                                       deterministic=False))
+    try:
+        x = np.random.default_rng(3).random((2, 3, 5, 40))
+        for seed in (7, 7, 8, 7):
+            np.testing.assert_array_equal(numbapool.pool(pooler.name, x, seed=seed),
+                                          _random_starts_max(x, seed))
+        unseeded = [numbapool.pool(pooler.name, x) for _ in range(3)]
+        assert not np.array_equal(unseeded[0], unseeded[1])
+        assert not np.array_equal(unseeded[1], unseeded[2])
+        with pytest.raises(TypeError, match="seed"):
+            numbapool.pool(pooler.name, x, seed=7.0)  # equal to 7, not an int
+    finally:
+        numbapool.unregister(pooler.name)

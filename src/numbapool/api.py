@@ -151,7 +151,8 @@ def _unexpected(func: str, key: str, pooler: Pooler) -> TypeError:
                      f"{pooler.name!r}{hint}")
 
 
-def _float_params(pooler: Pooler, values: dict[str, Any], explicit: set[str], channels: int,
+def _float_params(pooler: Pooler, values: dict[str, Any], explicit: frozenset[str],
+                  channels: int,
                   taps: int) -> tuple[np.ndarray, list[_ParamSlot]]:
     blocks, slots, offset = [], [], 0
     for p in pooler.parameters:
@@ -171,8 +172,34 @@ def _float_params(pooler: Pooler, values: dict[str, Any], explicit: set[str], ch
     return np.ascontiguousarray(prm), slots
 
 
+@dataclass(frozen=True)
+class _Args:
+    """A call's checked arguments: all but the data and the windows, which a pooler that
+    draws its windows at random (``deterministic=False``) plans anew on every call."""
+
+    pooler: Pooler
+    values: dict[str, Any]  # every parameter's value (a default where not given)
+    explicit: frozenset[str]  # the parameters the caller gave
+    reduction: Reduction
+    layout: str
+    spatial: tuple[int, ...]
+    batch: int
+    channels: int
+    seed: int | None
+    window_opts: dict[str, Any]
+    include_pad: bool | None  # None: the window plan's rule
+    override: float | None
+
+
 def _prepare(name: str, x: object, options: dict[str, Any], params: dict[str, Any],
              func: str, variants: tuple[str, ...], target: str = "cpu") -> _Call:
+    args, arr = _check_args(name, x, options, params, func, target)
+    return _plan_call(args, arr, variants, target)
+
+
+def _check_args(name: str, x: object, options: dict[str, Any], params: dict[str, Any],
+                func: str, target: str = "cpu") -> tuple[_Args, Any]:
+    """Check a call's arguments; returns them normalised, and ``x`` as an array."""
     pooler = REGISTRY.get(name)
     accepted = pooler.options()
     declared = {p.name: p for p in pooler.parameters}
@@ -198,7 +225,6 @@ def _prepare(name: str, x: object, options: dict[str, Any], params: dict[str, An
 
     layout = check_layout(options["layout"])
     arr = targets.check_device_array(x) if target == "cuda" else check_array(x)
-    rank = arr.ndim - 2
     shape = tuple(arr.shape)  # (a device array's shape may not take negative indices)
     spatial = shape[2:] if layout == "channels_first" else shape[1:-1]
     if min(spatial) < 1:
@@ -209,25 +235,16 @@ def _prepare(name: str, x: object, options: dict[str, Any], params: dict[str, An
     if not reduction.accepts(arr.dtype):
         raise TypeError(f"pooler {pooler.name!r} does not accept x of dtype {arr.dtype}")
 
-    rng = None
+    seed = None
     if not pooler.deterministic:
         seed = given.get("seed")
         if seed is not None and (not isinstance(seed, numbers.Integral) or
                                  isinstance(seed, bool)):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-        rng = np.random.default_rng(seed)
-    context = WindowContext(batch, channels, arr.dtype, rng)
     window_opts = {k: given.get(k, default) for k, default in pooler.window.options.items()}
-    plan = pooler.window.plan(tuple(int(s) for s in spatial), context, **window_opts)
-    _check_plan(plan, tuple(int(s) for s in spatial), batch * channels, pooler)
-    axes = (SINGLETON,) * (3 - rank) + plan.axes
-    taps = math.prod(a.extent for a in plan.axes)
-    prm, slots = _float_params(pooler, values, set(params), channels, taps)
 
     include_pad = options["count_include_pad"]
-    if include_pad is None:
-        include_pad = plan.count_include_pad
-    else:
+    if include_pad is not None:
         include_pad = check_bool(include_pad, "count_include_pad")
     override = options["divisor_override"]
     if override is not None:
@@ -236,16 +253,35 @@ def _prepare(name: str, x: object, options: dict[str, Any], params: dict[str, An
         if not override > 0 or not np.isfinite(override):
             raise ValueError(f"divisor_override must be positive, got {override}")
         override = float(override)
+    return _Args(pooler, values, frozenset(params), reduction, layout,
+                 tuple(int(s) for s in spatial), batch, channels, seed, window_opts,
+                 include_pad, override), arr
+
+
+def _plan_call(args: _Args, arr: Any, variants: tuple[str, ...], target: str = "cpu"
+               ) -> _Call:
+    """The windows of a call with checked arguments (drawn anew by a pooler that draws
+    them at random), and everything its kernels need."""
+    pooler, reduction, layout = args.pooler, args.reduction, args.layout
+    batch, channels, spatial = args.batch, args.channels, args.spatial
+    rng = None if pooler.deterministic else np.random.default_rng(args.seed)
+    context = WindowContext(batch, channels, arr.dtype, rng)
+    plan = pooler.window.plan(spatial, context, **args.window_opts)
+    _check_plan(plan, spatial, batch * channels, pooler)
+    axes = (SINGLETON,) * (3 - len(spatial)) + plan.axes
+    taps = math.prod(a.extent for a in plan.axes)
+    prm, slots = _float_params(pooler, args.values, args.explicit, channels, taps)
+    include_pad = plan.count_include_pad if args.include_pad is None else args.include_pad
 
     if target == "cuda":
         work = targets.lift_device(arr, layout)
         call = _Call(pooler, reduction, arr, work, layout, layout, plan, axes, prm, slots,
-                     include_pad, override, None, target)
+                     include_pad, args.override, None, target)
     else:
         call = _Call(pooler, reduction, arr, _lift_host(arr, layout), layout,
                      _kernel_layout(layout, reduction, prm, axes, variants, batch, channels),
                      plan, axes, prm,
-                     slots, include_pad, override, None)
+                     slots, include_pad, args.override, None)
         call.work = call.to_kernel_layout(call.work)
     if isinstance(reduction, Sampling):
         # One uniform per output, in channels-first order whatever the layout and target, so
@@ -401,17 +437,26 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
                    output_size=output_size, keepdims=keepdims)
     key = _call_key(name, x, options, params) if target is None else None
     known = _KNOWN_CALLS.get(key) if key is not None else None
-    if known is not None and REGISTRY.get(name) is known.pooler:
+    if known is not None and REGISTRY.get(name) is not known.pooler:
+        known = None
+    if known is not None and known.args is None:
         # The same arguments were checked and planned before: only the data is new.
         out, idx = known.plan.run(x.reshape(known.work_shape))
         if known.with_indices:
             return out.reshape(known.shape), idx.reshape(known.shape)
         return out.reshape(known.shape)
-    want_idx = check_bool(return_indices, "return_indices")
-    variant = "forward_indices" if want_idx else "forward"
-    where = targets.choose(target, x)
-    call = _prepare(name, targets.to_target(x, where, "x"), options, params, "pool",
-                    (variant,), where)
+    args = None
+    if known is not None:
+        # Checked before, by a pooler that draws new windows on every call: only those
+        # and the data are new.
+        want_idx, where = known.with_indices, "cpu"
+        call = _plan_call(known.args, x, (_forward_variant(want_idx),))
+    else:
+        want_idx = check_bool(return_indices, "return_indices")
+        where = targets.choose(target, x)
+        args, arr = _check_args(name, targets.to_target(x, where, "x"), options, params,
+                                "pool", where)
+        call = _plan_call(args, arr, (_forward_variant(want_idx),), where)
     plan = None
     if where == "cpu":
         plan = cpu.plan_forward(call.reduction, call.kernel_layout, call.work, call.axes,
@@ -424,12 +469,18 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
             call.include_pad, call.override, with_indices=want_idx, u=call.u)
     shape = call.result_shape()
     out = _restore_dtype(call.to_caller(out, shape), call)
-    if (key is not None and plan is not None and call.pooler.deterministic
-            and call.kernel_layout == call.layout):
-        _remember(key, _KnownCall(call.pooler, call.work.shape, plan, shape, want_idx))
+    if key is not None and plan is not None and args is not None:
+        if not call.pooler.deterministic:
+            _remember(key, _KnownCall(call.pooler, None, None, None, want_idx, args))
+        elif call.kernel_layout == call.layout:
+            _remember(key, _KnownCall(call.pooler, call.work.shape, plan, shape, want_idx))
     if want_idx:
         return out, call.to_caller(idx, shape)
     return out
+
+
+def _forward_variant(with_indices: bool) -> str:
+    return "forward_indices" if with_indices else "forward"
 
 
 @dataclass(frozen=True)
@@ -437,17 +488,19 @@ class _KnownCall:
     """What a repeated call needs (no data): see :func:`_call_key`."""
 
     pooler: Pooler
-    work_shape: tuple[int, ...]
-    plan: cpu.ForwardPlan | cpu.ViaChannelsLast
-    shape: tuple[int, ...]
+    work_shape: tuple[int, ...] | None
+    plan: cpu.ForwardPlan | cpu.ViaChannelsLast | None
+    shape: tuple[int, ...] | None
     with_indices: bool
+    args: _Args | None = None  # (a pooler that draws its windows: they are planned anew)
 
 
 # Calls already checked and planned, by their arguments (not their data): a repeated call
-# skips argument checking and geometry.  Only for plain contiguous float32/float64 arrays of
-# native byte order, deterministic poolers and hashable arguments; the key records every
-# argument's type, so that a value that merely compares equal (True and 1, 2.0 and 2) is
-# checked again.
+# skips argument checking and geometry; for a pooler that draws its windows at random
+# (fractional pooling), argument checking only: the windows are drawn and planned anew.
+# Only for plain contiguous float32/float64 arrays of native byte order and hashable
+# arguments; the key records every argument's type, so that a value that merely compares
+# equal (True and 1, 2.0 and 2) is checked again.
 _KNOWN_CALLS: dict[tuple, _KnownCall] = {}
 _KNOWN_MAX = 64
 
