@@ -280,9 +280,10 @@ def variants_run(monkeypatch):
     ((1, 2, 4, 133), dict(kernel_size=(1, 3), stride=(1, 2))),  # one row a window, in 2-D
 ], ids=["1d", "2d", "2d-one-row"])
 def test_direct_kernels(name, opts, shape, extra, variants_run):
-    """Rows of 64 outputs or more whose interior windows share a divisor finish as they are
-    folded (``forward_cols2_direct`` / ``forward_cols3_direct``), in place where a window has
-    one input row; borders, ceil mode, both divisor rules and an override included."""
+    """Smooth reductions: rows of 64 outputs or more whose interior windows share a divisor
+    finish as they are folded (``forward_cols2_direct`` / ``forward_cols3_direct``), in place
+    where a window has one input row; borders, ceil mode, both divisor rules and an override
+    included."""
     opts = {**opts, **extra}
     if "kernel_size" in extra:
         opts.pop("padding", None)
@@ -337,3 +338,32 @@ def test_direct_kernels_need_one_interior_divisor(variants_run):
         assert variants_run == ["forward_cols2"]
     finally:
         numbapool.unregister(pooler.name)
+
+
+@pytest.mark.parametrize("name", ["max", "min"])
+@pytest.mark.parametrize("opts", [o for o in DIRECT_GEOMETRIES
+                                  if "divisor_override" not in o and "count_include_pad" not in o],
+                         ids=str)
+@pytest.mark.parametrize("shape, extra, direct", [
+    ((2, 3, 261), {}, True),
+    ((2, 3, 9), {}, True),  # (short rows too: nothing to finish)
+    ((1, 2, 4, 133), dict(kernel_size=(1, 3), stride=(1, 2)), True),
+    ((2, 3, 5, 133), {}, False),  # windows of several rows: the rows are folded first
+], ids=["1d", "1d-short", "2d-one-row", "2d"])
+def test_direct_kernels_selections(name, opts, shape, extra, direct, variants_run):
+    """Selections read a window's one input row in place (``forward_cols*_direct``), NaN and
+    ties as the other kernels: the first NaN wins, ties keep the first."""
+    opts = {**opts, **extra}
+    if "kernel_size" in extra:
+        opts.pop("padding", None)
+        opts.pop("ceil_mode", None)
+    k = opts["kernel_size"] if np.ndim(opts["kernel_size"]) == 0 else opts["kernel_size"][-1]
+    rng = np.random.default_rng(15)
+    x = rng.integers(0, 4, shape).astype(np.float64)  # (many ties)
+    x.reshape(-1)[rng.choice(x.size, 5, replace=False)] = np.nan
+    got, idx = numbapool.pool(name, x, **opts, return_indices=True)
+    np.testing.assert_array_equal(got, ref_pool(name, x, **opts))
+    _, want_idx = ref_pool(name, x, **opts, return_indices=True)
+    np.testing.assert_array_equal(numbapool.pool(name, x, **opts), got)
+    np.testing.assert_array_equal(idx, want_idx)
+    assert variants_run[-1] == f"forward_cols{k}" + ("_direct" if direct else "")

@@ -154,6 +154,17 @@ def masked_channels_last(reduction: Reduction, axes: Sequence[AxisWindows], prm:
     return reads <= MASKED_MAX_READS
 
 
+def _selection_cols_variant(axes: Sequence[AxisWindows]) -> str:
+    """The column-first kernel of a selection: one of :data:`DIRECT_VARIANTS` when every
+    window has one tap along the first two axes (1-D pooling, or a 2-D kernel of height 1),
+    which reads each input row in place instead of copying it into the folded row first."""
+    variant = cols_variant(axes[2])
+    direct = variant + "_direct"
+    if direct in DIRECT_VARIANTS and axes[0].extent == 1 and axes[1].extent == 1:
+        return direct
+    return variant
+
+
 def _smooth_cols_variant(axis: AxisWindows, dv: np.ndarray, override: float | None) -> str:
     """The column-first kernel of a smooth reduction for windows like ``axis`` (the last
     spatial axis) with divisors ``dv`` along it: one of :data:`DIRECT_VARIANTS` for rows of
@@ -220,7 +231,7 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
         # ResNet-stem case: 124-140 ms against 110 ms for the per-window kernel), so indices
         # use the latter (or the channels-last kernel, above).
         if sel:
-            return plan(cols_variant(axes[2]), [*tables, axes[2].interior])
+            return plan(_selection_cols_variant(axes), [*tables, axes[2].interior])
         if cols_fast_path(reduction):
             rest = smooth()  # (dv0, dv1, dv2, override, zero, prm)
             return plan(_smooth_cols_variant(axes[2], rest[2], override),

@@ -69,7 +69,8 @@ def decorator(red: Reduction, layout: str, variant: str) -> str:
 
 VARIANTS = {
     "selection": ("forward", "forward_indices", "forward_indices32", "backward",
-                  "forward_cols", "forward_cols2", "forward_cols3", "forward_cols_gather",
+                  "forward_cols", "forward_cols2", "forward_cols3", "forward_cols2_direct",
+                  "forward_cols3_direct", "forward_cols_gather",
                   "backward_scatter", "backward_scatter_cover",
                   "forward_global", "backward_global", "forward_masked"),
     "sampling": ("forward_indices", "backward", "backward_scatter"),
@@ -495,18 +496,35 @@ def _fold_runs(step: str, length: str, fold: str) -> str:
     """
 
 
-def _direct_rows(taps: int, fold: Callable[[str, str], str]) -> tuple[str, str]:
-    """The output rows of the direct column-first kernels (:data:`DIRECT`): a row read in
-    place when its windows have one input row (1-D pooling), which then goes on to the next
-    output row; and the folded row otherwise.  Both write finished values straight to the
-    output, the interior with its one divisor ``dint``.  The fold order is the batched
-    kernels'."""
+def _direct_rows(taps: int, fold: Callable[[str, str], str], sel: bool) -> tuple[str, str]:
+    """The output rows of the direct column-first kernels (:data:`DIRECT_VARIANTS`): a row
+    read in place when its windows have one input row (1-D pooling), which then goes on to
+    the next output row; and (smooth reductions) the folded row otherwise, finished straight
+    into the output, the interior with its one divisor ``dint``.  Returns the two parts (the
+    kernel folds the rows between them).  The fold order is the batched kernels'."""
 
     def init(v: str) -> str:
-        return f"_init(zero + {v}, 0, pr)"
+        return v if sel else f"_init(zero + {v}, 0, pr)"
+
+    def put(value: str) -> str:
+        return value if sel else f"_finish({value}, dint, pr)"
+
+    head = """
+        ob = ((pl * O0 + o0) * O1 + o1) * O2
+        orw = of[ob + lo:ob + hi]
+    """ if sel else """
+        ob = ((pl * O0 + o0) * O1 + o1) * O2
+        d01 = dv0[q0, o0] * dv1[q1, o1]
+        dint = override if override > 0.0 else d01 * dv2[q2, lo]
+        orw = of[ob + lo:ob + hi]
+    """
+    store = "of[numba.uint64(ob + o2)] = a" if sel else """
+        div = override if override > 0.0 else d01 * dv2[q2, o2]
+        of[numba.uint64(ob + o2)] = _finish(a, div, pr)
+    """
 
     def border(src: Callable[[str], str]) -> str:
-        return f"""
+        return _block(f"""
             for j in range(nb):
                 o2 = j if j < lo else j + hi - lo
                 b2 = g2[q2, o2, 0]
@@ -515,24 +533,22 @@ def _direct_rows(taps: int, fold: Callable[[str, str], str]) -> tuple[str, str]:
                 for k2 in range(1, n2):
                     v = {src("b2 + k2 * d2")}
                     a = {fold("a", "v")}
-                div = override if override > 0.0 else d01 * dv2[q2, o2]
-                of[numba.uint64(ob + o2)] = _finish(a, div, pr)
-        """
+        """, 0) + _block(store, 1)
     if taps == 2:
         in_place = f"""
             for j in range(hi - lo):
-                orw[j] = _finish({fold(init("c[2 * j]"), init("c[2 * j + 1]"))}, dint, pr)
+                orw[j] = {put(fold(init("c[2 * j]"), init("c[2 * j + 1]")))}
         """
         folded = f"""
             for j in range(hi - lo):
-                orw[j] = _finish({fold("c[2 * j]", "c[2 * j + 1]")}, dint, pr)
+                orw[j] = {put(fold("c[2 * j]", "c[2 * j + 1]"))}
         """
     else:  # (in place in one pass: 0.69 of the time of the two passes below, which on the
         # folded row take 0.94 of one pass's)
         in_place = f"""
             for j in range(hi - lo):
                 a = {fold(init("c[2 * j]"), init("c[2 * j + 1]"))}
-                orw[j] = _finish({fold("a", init("c[2 * j + 2]"))}, dint, pr)
+                orw[j] = {put(fold("a", init("c[2 * j + 2]")))}
         """
         folded = f"""
             m = hi - lo
@@ -544,16 +560,16 @@ def _direct_rows(taps: int, fold: Callable[[str, str], str]) -> tuple[str, str]:
             if m > 0:
                 ev[m] = c[2 * m]
             for j in range(m):
-                orw[j] = _finish({fold("pv[j]", "ev[j + 1]")}, dint, pr)
+                orw[j] = {put(fold("pv[j]", "ev[j + 1]"))}
         """
     first = (_block("""
                  if n0 * n1 == 1:
                      row = xb + (b0 * S1 + b1) * S2
                      c = xf[row + 2 * lo - p2:row + S2]
-             """, 0) + _block(in_place, 1)
+             """, 0) + _block(head, 1) + _block(in_place, 1)
              + _block(border(lambda i: init(f"xf[numba.uint64(row + {i})]")), 1)
              + _block("continue", 1))
-    second = (_block("c = col[2 * lo - p2:]", 0) + _block(folded, 0)
+    second = (_block(head, 0) + _block("c = col[2 * lo - p2:]", 0) + _block(folded, 0)
               + _block(border(lambda i: f"col[{i}]"), 0))
     return first, second
 
@@ -603,7 +619,7 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
     """, 2)
     if sel or direct:
         scratch = "col = np.empty(S2, dtype=sdt)\n"
-        if direct:
+        if not sel:
             body += _block("pr = _row(prm, pl % C)", 2)
     else:
         # Finished values go out FINISH_RUN (or more) at a time, in multiples of FINISH_STEP
@@ -642,14 +658,9 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
     src += _load(0, "o0", "q0", 2)
     src += _block("for o1 in range(O1):", 2) + _load(1, "o1", "q1", 3)
     if direct:
-        in_place, folded = _direct_rows(taps, fold)
-        src += _block("""
-            ob = ((pl * O0 + o0) * O1 + o1) * O2
-            d01 = dv0[q0, o0] * dv1[q1, o1]
-            dint = override if override > 0.0 else d01 * dv2[q2, lo]
-            orw = of[ob + lo:ob + hi]
-        """, 3) + _block(in_place, 3)
-    elif not sel:
+        in_place, folded = _direct_rows(taps, fold, sel)
+        src += _block(in_place, 3)
+    if not sel and not direct:
         src += _block("acc = accs[cnt:cnt + O2]", 3)
     src += _block(f"""
         for k0 in range(n0):
@@ -660,7 +671,7 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
                     {start}
                     col[i] = {fold_first("col[i]", "v")}
     """, 3)
-    if direct:
+    if direct and not sel:
         return _in_tasks(src + _block(folded, 3), head)
     src += _block("ob = ((pl * O0 + o0) * O1 + o1) * O2", 3)
     if sel:
@@ -1501,7 +1512,7 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
                 raise ValueError(f"no column-first kernel for reduction {red.name!r}")
             return _cf_forward_cols(red, COLS_VARIANTS[variant])
         if variant in DIRECT_VARIANTS:
-            if not cols_fast_path(red) or isinstance(red, Selection):
+            if not cols_fast_path(red):
                 raise ValueError(f"no direct column-first kernel for reduction {red.name!r}")
             return _cf_forward_cols(red, DIRECT_VARIANTS[variant], direct=True)
         if variant == "forward_rows":
