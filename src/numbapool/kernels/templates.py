@@ -496,6 +496,27 @@ def _fold_runs(step: str, length: str, fold: str) -> str:
     """
 
 
+def _three_taps(fold: Callable[[str, str], str], store: Callable[[str, str], str]) -> str:
+    """The interior of a row of three-tap, stride-2 windows over the folded row ``c``, in
+    two passes: the pairs ``c[2j], c[2j+1]`` folded into ``pv`` (and the even elements kept
+    in ``ev``), then each pair folded with the next even element by ``store(a, v)``, which
+    writes the result (window ``j`` of ``hi - lo``)."""
+    return f"""
+        m = hi - lo
+        for j in range(m):
+            a = c[2 * j]
+            v = c[2 * j + 1]
+            ev[j] = a
+            pv[j] = {fold("a", "v")}
+        if m > 0:
+            ev[m] = c[2 * m]
+        for j in range(m):
+            a = pv[j]
+            v = ev[j + 1]
+            {store("a", "v")}
+    """
+
+
 def _direct_rows(taps: int, fold: Callable[[str, str], str], sel: bool) -> tuple[str, str]:
     """The output rows of the direct column-first kernels (:data:`DIRECT_VARIANTS`): a row
     read in place when its windows have one input row (1-D pooling), which then goes on to
@@ -550,18 +571,7 @@ def _direct_rows(taps: int, fold: Callable[[str, str], str], sel: bool) -> tuple
                 a = {fold(init("c[2 * j]"), init("c[2 * j + 1]"))}
                 orw[j] = {put(fold("a", init("c[2 * j + 2]")))}
         """
-        folded = f"""
-            m = hi - lo
-            for j in range(m):
-                a = c[2 * j]
-                v = c[2 * j + 1]
-                ev[j] = a
-                pv[j] = {fold("a", "v")}
-            if m > 0:
-                ev[m] = c[2 * m]
-            for j in range(m):
-                orw[j] = {put(fold("pv[j]", "ev[j + 1]"))}
-        """
+        folded = _three_taps(fold, lambda a, v: f"orw[j] = {put(fold(a, v))}")
     first = (_block("""
                  if n0 * n1 == 1:
                      row = xb + (b0 * S1 + b1) * S2
@@ -691,22 +701,10 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
                 ac[j] = {fold("a", "v")}
         """, 3)
     elif taps == 3:
-        src += _block(f"""
+        src += _block("""
             c = col[2 * lo - p2:]
             ac = acc[lo:hi]
-            m = hi - lo
-            for j in range(m):
-                a = c[2 * j]
-                v = c[2 * j + 1]
-                ev[j] = a
-                pv[j] = {fold("a", "v")}
-            if m > 0:
-                ev[m] = c[2 * m]
-            for j in range(m):
-                a = pv[j]
-                v = ev[j + 1]
-                ac[j] = {fold("a", "v")}
-        """, 3)
+        """, 3) + _block(_three_taps(fold, lambda a, v: f"ac[j] = {fold(a, v)}"), 3)
     elif taps == GATHER:
         # Every window is K2 taps from its start: fold the row over every run of K2 taps
         # (contiguous loops), then read each window's fold at its start (one gather per
