@@ -157,7 +157,8 @@ def masked_channels_last(reduction: Reduction, axes: Sequence[AxisWindows], prm:
 def _selection_cols_variant(axes: Sequence[AxisWindows]) -> str:
     """The column-first kernel of a selection: one of :data:`DIRECT_VARIANTS` when every
     window has one tap along the first two axes (1-D pooling, or a 2-D kernel of height 1),
-    which reads each input row in place instead of copying it into the folded row first."""
+    which reads each input row in place instead of copying it into the folded row first.
+    (Those kernels have no folded row: they must not be given windows of several rows.)"""
     variant = cols_variant(axes[2])
     direct = variant + "_direct"
     if direct in DIRECT_VARIANTS and axes[0].extent == 1 and axes[1].extent == 1:

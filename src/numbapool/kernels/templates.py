@@ -316,7 +316,7 @@ def _chunks(tasks: str, sel: bool, scratch: str, task: str) -> str:
     body after it at the level of the scratch lines and pass it through :func:`_in_tasks`."""
     return (_block(_CHUNKS.format(tasks=tasks, chunks=TASK_CHUNKS,
                                   dtype="x.dtype" if sel else "np.asarray(zero).dtype"), 1)
-            + _block(scratch, 2)
+            + (_block(scratch, 2) if scratch else "")
             + _block(f"for {task} in range(NT * chunk // NCH, NT * (chunk + 1) // NCH):", 2))
 
 
@@ -454,7 +454,9 @@ and their divisors that short rows need; and a row whose windows have one input 
 pooling) is read in place, not copied into the folded row first.  Measured against the
 batched kernels, same arguments: avg of (1, 16, 3000, 2000) 2x2, 0.77 of the time; avg of
 (32, 128, 4096) 3/s2/p1, 0.48.  (Separate kernels: with these paths in the batched ones, gem's
-3x3/s2 of (8, 64, 56, 56), 28 outputs a row, took 1.05 times as long.)"""
+3x3/s2 of (8, 64, 56, 56), 28 outputs a row, took 1.05 times as long.)  Selections have
+only the in-place row (the planner takes them for windows of one input row, and nothing is
+left to finish): max of (32, 128, 4096), 2 and 3/s2/p1, 0.65 of the time."""
 
 DIRECT_MIN_OUT = FINISH_STEP
 """Shortest output row for :data:`DIRECT_VARIANTS`: each row's finish then runs whole
@@ -519,10 +521,10 @@ def _three_taps(fold: Callable[[str, str], str], store: Callable[[str, str], str
 
 def _direct_rows(taps: int, fold: Callable[[str, str], str], sel: bool) -> tuple[str, str]:
     """The output rows of the direct column-first kernels (:data:`DIRECT_VARIANTS`): a row
-    read in place when its windows have one input row (1-D pooling), which then goes on to
-    the next output row; and (smooth reductions) the folded row otherwise, finished straight
-    into the output, the interior with its one divisor ``dint``.  Returns the two parts (the
-    kernel folds the rows between them).  The fold order is the batched kernels'."""
+    read in place, for windows of one input row (1-D pooling), and (smooth reductions) the
+    folded row, for the others; both finished straight into the output, the interior with
+    its one divisor ``dint``.  Returns the two (the kernel folds the rows between them).
+    The fold order is the batched kernels'."""
 
     def init(v: str) -> str:
         return v if sel else f"_init(zero + {v}, 0, pr)"
@@ -573,12 +575,10 @@ def _direct_rows(taps: int, fold: Callable[[str, str], str], sel: bool) -> tuple
         """
         folded = _three_taps(fold, lambda a, v: f"orw[j] = {put(fold(a, v))}")
     first = (_block("""
-                 if n0 * n1 == 1:
-                     row = xb + (b0 * S1 + b1) * S2
-                     c = xf[row + 2 * lo - p2:row + S2]
-             """, 0) + _block(head, 1) + _block(in_place, 1)
-             + _block(border(lambda i: init(f"xf[numba.uint64(row + {i})]")), 1)
-             + _block("continue", 1))
+                 row = xb + (b0 * S1 + b1) * S2
+                 c = xf[row + 2 * lo - p2:row + S2]
+             """, 0) + _block(head, 0) + _block(in_place, 0)
+             + _block(border(lambda i: init(f"xf[numba.uint64(row + {i})]")), 0))
     second = (_block(head, 0) + _block("c = col[2 * lo - p2:]", 0) + _block(folded, 0)
               + _block(border(lambda i: f"col[{i}]"), 0))
     return first, second
@@ -627,7 +627,9 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
         q1 = pl % P1
         q2 = pl % P2
     """, 2)
-    if sel or direct:
+    if sel and direct:  # (the in-place row alone: no scratch)
+        scratch = ""
+    elif sel or direct:
         scratch = "col = np.empty(S2, dtype=sdt)\n"
         if not sel:
             body += _block("pr = _row(prm, pl % C)", 2)
@@ -648,7 +650,7 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
             pr = _row(prm, pl % C)
             cnt = 0
         """, 2)
-    if taps == 3:
+    if taps == 3 and not (sel and direct):
         scratch += _block("""
             pv = np.empty(S2, dtype=sdt)
             ev = np.empty(S2, dtype=sdt)
@@ -669,7 +671,10 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
     src += _block("for o1 in range(O1):", 2) + _load(1, "o1", "q1", 3)
     if direct:
         in_place, folded = _direct_rows(taps, fold, sel)
-        src += _block(in_place, 3)
+        if sel:  # (taken only for windows of one input row: see _selection_cols_variant)
+            return _in_tasks(src + _block(in_place, 3), head)
+        src += (_block("if n0 * n1 == 1:", 3) + _block(in_place, 4)
+                + _block("continue", 4))
     if not sel and not direct:
         src += _block("acc = accs[cnt:cnt + O2]", 3)
     src += _block(f"""
@@ -681,7 +686,7 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
                     {start}
                     col[i] = {fold_first("col[i]", "v")}
     """, 3)
-    if direct and not sel:
+    if direct:
         return _in_tasks(src + _block(folded, 3), head)
     src += _block("ob = ((pl * O0 + o0) * O1 + o1) * O2", 3)
     if sel:
