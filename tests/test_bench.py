@@ -65,13 +65,21 @@ def test_plugin_pairs_are_timed_alternately_and_report_their_ratio():
     from numbapool.bench import time_pairs
 
     lines = []
-    rows = time_pairs(pairs=[("gem", "avg"), ("no_such_pooler", "max")],
+    rows = time_pairs(pairs=[("gem", "avg"), ("fractional_max", "max"),
+                             ("no_such_pooler", "max")],
                       layouts=("channels_first",), shape=(1, 2, 8, 8), rounds=1, repeat=1,
                       out=lines.append)
-    assert [(r["plugin"], r["builtin"], r["layout"]) for r in rows] == [
-        ("gem", "avg", "channels_first")]
-    r = rows[0]
-    assert r["plugin_time"] > 0 and r["builtin_time"] > 0
-    assert r["ratio"] == r["plugin_time"] / r["builtin_time"]
-    assert lines[2].startswith("gem") and lines[2].endswith(f"{r['ratio']:.2f}x")
-    assert "(not installed)" in lines[3]
+    assert [(r["plugin"], r["builtin"], r["layout"], r["geometry"]) for r in rows] == [
+        ("gem", "avg", "channels_first", "example"),
+        ("fractional_max", "max", "channels_first", "example"),
+        ("fractional_max", "max", "channels_first", "same out")]
+    for r in rows:
+        assert r["plugin_time"] > 0 and r["builtin_time"] > 0
+        assert r["ratio"] == r["plugin_time"] / r["builtin_time"]
+    # max's example is 3x3/s2/p1: 4x4 outputs of an 8x8 plane; fractional's output_ratio 0.7
+    # gives int(8 * 0.7) = 5 per axis, and its second row the built-in's 4x4.
+    assert [r["outputs"] for r in rows] == [1.0, 25 / 16, 1.0]
+    assert rows[2]["options"] == {"seed": 0, "output_size": (4, 4)}
+    assert lines[2].startswith("gem") and lines[2].endswith(f"{rows[0]['ratio']:.2f}x")
+    assert "1.56x" in lines[3] and "same out" in lines[4]
+    assert "(not installed)" in lines[5]

@@ -251,13 +251,31 @@ def _pair_options(name: str) -> dict:
     return opts
 
 
+def _same_output_options(plugin: str, builtin_out: tuple[int, ...],
+                         plugin_out: tuple[int, ...]) -> dict | None:
+    """Options giving ``plugin`` the built-in's output size, when its example writes another
+    size and its window rule takes ``output_size`` (fractional pooling); else None."""
+    if builtin_out == plugin_out or "output_size" not in get(plugin).window.options:
+        return None
+    opts = {k: v for k, v in _pair_options(plugin).items()
+            if k not in ("output_size", "output_ratio")}
+    return dict(opts, output_size=builtin_out)
+
+
 def time_pairs(pairs=PAIRS, layouts=("channels_first", "channels_last"),
                shape: tuple[int, ...] = PAIR_SHAPE, rounds: int = 5, repeat: int = 3,
                out=print) -> list[dict]:
     """Plugin poolers against the built-in they are compared with, on one input: the two
     are timed in alternating rounds (best of each), so that a drifting machine slows both
-    alike; the ratio is what the target is about."""
-    head = f"{'plugin':<16}{'built-in':<10}{'layout':<15}{'plugin':>11}{'built-in':>11}{'ratio':>8}"
+    alike; the ratio is what the target is about.
+
+    Each plugin runs its window rule's first example.  Where that writes a different number
+    of outputs than the built-in (``outputs``: the plugin's count over the built-in's) and
+    the rule takes ``output_size``, a second row (geometry ``same out``) runs the plugin at
+    the built-in's output size: fractional pooling at ``output_ratio=0.7`` writes 1.94 times
+    as many outputs as the 3x3/s2 max pool of the same input."""
+    head = (f"{'plugin':<16}{'built-in':<10}{'layout':<15}{'geometry':<10}{'plugin':>11}"
+            f"{'built-in':>11}{'outputs':>9}{'ratio':>8}")
     out(head)
     out("-" * len(head))
     rows = []
@@ -269,17 +287,30 @@ def time_pairs(pairs=PAIRS, layouts=("channels_first", "channels_last"),
         for layout in layouts:
             x = x_cf if layout == "channels_first" else np.ascontiguousarray(
                 np.moveaxis(x_cf, 1, -1))
-            fp = partial(pool, plugin, x, layout=layout, **_pair_options(plugin))
             fb = partial(pool, builtin, x, layout=layout, **_pair_options(builtin))
-            tp = tb = math.inf
-            for _ in range(rounds):
-                tb = min(tb, best_time(fb, repeat=repeat, min_time=0.05))
-                tp = min(tp, best_time(fp, repeat=repeat, min_time=0.05))
-            rows.append(dict(plugin=plugin, builtin=builtin, layout=layout, plugin_time=tp,
-                             builtin_time=tb, ratio=tp / tb))
-            out(f"{plugin:<16}{builtin:<10}{layout:<15}{tp * 1e3:>9.3f}ms{tb * 1e3:>9.3f}ms"
-                f"{tp / tb:>7.2f}x")
+            geometries = [("example", _pair_options(plugin))]
+            b_out, p_out = _spatial(fb(), layout), _spatial(
+                pool(plugin, x, layout=layout, **geometries[0][1]), layout)
+            same = _same_output_options(plugin, b_out, p_out)
+            if same is not None:
+                geometries.append(("same out", same))
+            for label, opts in geometries:
+                fp = partial(pool, plugin, x, layout=layout, **opts)
+                outputs = math.prod(_spatial(fp(), layout)) / math.prod(b_out)
+                tp = tb = math.inf
+                for _ in range(rounds):
+                    tb = min(tb, best_time(fb, repeat=repeat, min_time=0.05))
+                    tp = min(tp, best_time(fp, repeat=repeat, min_time=0.05))
+                rows.append(dict(plugin=plugin, builtin=builtin, layout=layout,
+                                 geometry=label, options=opts, plugin_time=tp,
+                                 builtin_time=tb, outputs=outputs, ratio=tp / tb))
+                out(f"{plugin:<16}{builtin:<10}{layout:<15}{label:<10}{tp * 1e3:>9.3f}ms"
+                    f"{tb * 1e3:>9.3f}ms{outputs:>8.2f}x{tp / tb:>7.2f}x")
     return rows
+
+
+def _spatial(y: np.ndarray, layout: str) -> tuple[int, ...]:
+    return tuple(y.shape[2:] if layout == "channels_first" else y.shape[1:-1])
 
 
 def main(argv: list[str] | None = None) -> int:
