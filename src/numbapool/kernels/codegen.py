@@ -1,5 +1,9 @@
 """Turn (reduction, layout, variant) into a compiled, disk-cached Numba kernel.
 
+On the CPU a kernel is a serial C callback per combination of argument kinds (dtypes and
+ranks), run on every thread by :mod:`numbapool.kernels.launch`; on CUDA a ``numba.cuda.jit``
+dispatcher.
+
 Why generated files?  A kernel that closes over the reduction's dispatchers, or receives them
 as arguments, misses Numba's on-disk cache in every new process (numba#6264), and first-class
 function types cost ~2.4x at run time.  Instead the template source is written once to a file
@@ -7,8 +11,9 @@ in the numbapool cache directory, and executed with the reduction's dispatchers 
 *globals*: Numba inlines them like any global jitted function, and ``cache=True`` finds its
 cache next to the file in every later process.
 
-The file name carries a hash of the template, the reduction's code and the library versions, so
-changing any of them builds (and caches) a new kernel.  Files are written atomically with a
+The file name carries a hash of the template (with a CPU kernel's argument kinds), the
+reduction's code and the library versions, so changing any of them builds (and caches) a new
+kernel.  Files are written atomically with a
 fixed modification time, so processes racing to create the same file agree on Numba's cache
 stamp.
 """
@@ -28,14 +33,15 @@ import numba
 import numpy as np
 
 from ..reduction import Reduction
+from .launch import Launcher, prologue
 from .rebind import is_jitted, rebound
 from .templates import HEADER, decorator, kernel_source, reassociates
 
 __all__ = ["cache_dir", "get_kernel", "kernel_path", "load_module"]
 
-_CODEGEN_VERSION = "4"  # bump when the way files are generated or loaded changes
+_CODEGEN_VERSION = "5"  # bump when the way files are generated or loaded changes
 _FIXED_MTIME = 1_000_000_000  # any constant works; it only has to be the same everywhere
-_lock = threading.Lock()
+_lock = threading.RLock()
 _kernels: dict[tuple[int, str, str, str], tuple[Reduction, Callable]] = {}
 
 
@@ -62,15 +68,30 @@ def cache_dir() -> Path:
     return fallback
 
 
-def _source(reduction: Reduction, layout: str, variant: str,
-            target: str = "cpu") -> tuple[str, str]:
+def _cpu_body(reduction: Reduction, layout: str, variant: str, kinds: tuple) -> str:
+    """The C callback of a CPU kernel for arguments of ``kinds``: the template's
+    ``def kernel(<arguments>):`` becomes ``def kernel(_slots, part, parts):`` and a prologue
+    that rebuilds the arguments (:mod:`numbapool.kernels.launch`)."""
+    src = kernel_source(reduction, layout, variant)
+    head, _, body = src.partition("\n")
+    if not (head.startswith("def kernel(") and head.endswith("):")):
+        raise ValueError(f"unexpected kernel head {head!r}")
+    names = [a.strip() for a in head[len("def kernel("):-2].split(",")]
+    if len(names) != len(kinds):
+        raise TypeError(f"kernel {reduction.name}/{layout}/{variant} takes {len(names)} "
+                        f"arguments ({', '.join(names)}), got {len(kinds)}")
+    return (decorator(reduction, layout, variant) + "def kernel(_slots, part, parts):\n"
+            + prologue(names, kinds) + body + "\n")
+
+
+def _source(reduction: Reduction, layout: str, variant: str, target: str = "cpu",
+            kinds: tuple = ()) -> tuple[str, str]:
     if target == "cuda":
         from .cuda_templates import CUDA_DECORATOR, CUDA_HEADER, cuda_kernel_source
         header, body = CUDA_HEADER, CUDA_DECORATOR + cuda_kernel_source(reduction, layout,
                                                                         variant)
     else:
-        header, body = HEADER, (decorator(reduction, layout, variant)
-                                + kernel_source(reduction, layout, variant))
+        header, body = HEADER, _cpu_body(reduction, layout, variant, kinds)
     h = hashlib.sha256()
     for part in (_CODEGEN_VERSION, body, reduction.fingerprint(), numba.__version__,
                  np.__version__):
@@ -91,10 +112,12 @@ def _path(reduction: Reduction, layout: str, variant: str, key: str,
     return cache_dir() / f"{prefix}_{_safe(reduction.name)}_{layout}_{variant}_{key}.py"
 
 
-def kernel_path(reduction: Reduction, layout: str, variant: str, target: str = "cpu") -> Path:
-    """Where the generated source of this kernel lives."""
-    return _path(reduction, layout, variant, _source(reduction, layout, variant, target)[1],
-                 target)
+def kernel_path(reduction: Reduction, layout: str, variant: str, target: str = "cpu",
+                kinds: tuple = ()) -> Path:
+    """Where the generated source of this kernel lives (a CPU kernel's: for arguments of
+    ``kinds``, see :func:`numbapool.kernels.launch.kind`)."""
+    return _path(reduction, layout, variant,
+                 _source(reduction, layout, variant, target, kinds)[1], target)
 
 
 def _write_once(path: Path, text: str) -> None:
@@ -144,8 +167,9 @@ def kernel_version(fn: Callable, reassoc: bool = False) -> Callable:
     return version
 
 
-def _load(reduction: Reduction, layout: str, variant: str, target: str) -> Callable:
-    text, key = _source(reduction, layout, variant, target)
+def _load(reduction: Reduction, layout: str, variant: str, target: str,
+          kinds: tuple = ()) -> Callable:
+    text, key = _source(reduction, layout, variant, target, kinds)
     functions = reduction.functions()
     if target == "cuda":
         from .cuda_functions import device_functions
@@ -157,13 +181,22 @@ def _load(reduction: Reduction, layout: str, variant: str, target: str) -> Calla
     return load_module(_path(reduction, layout, variant, key, target), text, scope).kernel
 
 
+def _cpu_kernel(reduction: Reduction, layout: str, variant: str) -> Launcher:
+    def build(kinds: tuple) -> object:
+        with _lock:
+            return _load(reduction, layout, variant, "cpu", kinds)
+    return Launcher(f"{reduction.name}/{layout}/{variant}", build)
+
+
 def get_kernel(reduction: Reduction, layout: str, variant: str,
                target: str = "cpu") -> Callable:
     """The compiled-on-demand kernel for a reduction, layout, variant and target
     (``"cpu"`` or ``"cuda"``).
 
-    The dispatcher is built once per process; Numba compiles each argument-type
-    specialisation on first use and reloads it from disk in later processes.
+    On the CPU a :class:`~numbapool.kernels.launch.Launcher`: called with the template's
+    arguments, it compiles (or reloads from disk) the kernel for their kinds on first use
+    and runs it on every thread.  On CUDA the Numba dispatcher, which compiles each
+    argument-type specialisation on first use and reloads it from disk in later processes.
     """
     key = (id(reduction), layout, variant, target)
     entry = _kernels.get(key)
@@ -172,6 +205,8 @@ def get_kernel(reduction: Reduction, layout: str, variant: str,
             entry = _kernels.get(key)
             if entry is None:
                 # The entry keeps the reduction alive, so its id cannot be reused.
-                entry = (reduction, _load(reduction, layout, variant, target))
+                kernel = (_cpu_kernel(reduction, layout, variant) if target == "cpu"
+                          else _load(reduction, layout, variant, target))
+                entry = (reduction, kernel)
                 _kernels[key] = entry
     return entry[1]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -90,7 +90,8 @@ def _zero(reduction: Reduction, dtype: np.dtype):
 class ForwardPlan:
     """A forward kernel call with everything but the data decided: ``run(x)`` pools an array
     of the planned shape and dtype.  Repeated calls with the same arguments keep the plan and
-    skip the dispatch logic."""
+    skip the dispatch logic; after the first, the kernel's fixed arguments are packed
+    already (:meth:`numbapool.kernels.launch.Launcher.bind`)."""
 
     kernel: Callable
     shape: tuple[int, ...]
@@ -99,18 +100,27 @@ class ForwardPlan:
     return_indices: bool
     args: tuple  # after (x, out[, idx])
     sampling: bool  # ``u`` is the last argument, given to run()
+    _bound: list = field(default_factory=list, compare=False, repr=False)
+
+    def _launch(self, *arrays: np.ndarray) -> None:
+        if not all(a.flags.c_contiguous for a in arrays):
+            self.kernel(*arrays, *self.args)
+            return
+        if not self._bound:
+            self._bound.append(self.kernel.bind((*arrays, *self.args), len(arrays)))
+        self._bound[0](*arrays)
 
     def run(self, x: np.ndarray, u: np.ndarray | None = None
             ) -> tuple[np.ndarray, np.ndarray | None]:
         out = buffers.empty(self.shape, self.dtype)
         if not self.with_indices:
-            self.kernel(x, out, *self.args)
+            self._launch(x, out)
             return out, None
         idx = buffers.empty(self.shape, np.int64)
         if self.sampling:
             self.kernel(x, out, idx, *self.args, u)
         else:
-            self.kernel(x, out, idx, *self.args)
+            self._launch(x, out, idx)
         return out, (idx if self.return_indices else None)
 
 

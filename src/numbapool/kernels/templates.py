@@ -5,7 +5,10 @@ lifted to three spatial axes (1-D and 2-D inputs get leading axes of size 1), so
 written once for all ranks.  The reduction's jitted functions are called by fixed names
 (``_better``, ``_mass``, ``_init``, ``_take``, ``_finish``, ``_weight``, ``_grad``, ``_pgrad``,
 ``_pgradw``), which :mod:`numbapool.kernels.codegen` binds as module globals of the generated
-file: Numba inlines them and caches the kernel across processes.
+file: Numba inlines them and caches the kernel across processes.  A template reads as a
+function ``def kernel(<arguments>):`` that runs its part ``part`` of ``parts`` of the tasks
+(:data:`_TASKS`); :mod:`numbapool.kernels.codegen` turns it into the serial C callback that
+:mod:`numbapool.kernels.launch` runs on every thread.
 
 Kernel arguments
 ----------------
@@ -47,14 +50,16 @@ HEADER = '''\
 import numba
 import numpy as np
 from numbapool.kernels.params import row as _row, rows as _rows
+from numbapool.kernels.launch import strided as _strided, voidptr as _voidptr
 
 '''
 
-DECORATOR = "@numba.njit(parallel=True, cache=True, nogil=True, error_model='numpy')\n"
+DECORATOR = ("@numba.cfunc('void(voidptr, intp, intp)', cache=True, "
+             "error_model='numpy')\n")
 # Folds whose ``take`` is declared associative (``merge``) may be reassociated: the compiler
 # then vectorises a plain loop over a whole plane (global_avg (64, 2048, 7, 7): 0.95 -> 0.3 ms).
-REASSOC_DECORATOR = ("@numba.njit(parallel=True, cache=True, nogil=True, error_model='numpy', "
-                     "fastmath={'reassoc'})\n")
+REASSOC_DECORATOR = ("@numba.cfunc('void(voidptr, intp, intp)', cache=True, "
+                     "error_model='numpy', fastmath={'reassoc'})\n")
 
 
 def reassociates(red: Reduction, layout: str, variant: str) -> bool:
@@ -64,7 +69,8 @@ def reassociates(red: Reduction, layout: str, variant: str) -> bool:
 
 
 def decorator(red: Reduction, layout: str, variant: str) -> str:
-    """The ``numba.njit`` line of a generated CPU kernel."""
+    """The ``numba.cfunc`` line of a generated CPU kernel (see
+    :mod:`numbapool.kernels.launch`)."""
     return REASSOC_DECORATOR if reassociates(red, layout, variant) else DECORATOR
 
 VARIANTS = {
@@ -266,7 +272,8 @@ def _cf_forward(red: Reduction, variant: str) -> str:
     """, 1) + _block(_SETUP, 1)
     src += _block("""
         xf = x.reshape(-1)
-        for r in numba.prange(x.shape[0] * C * O0 * O1):
+        NP = x.shape[0] * C * O0 * O1
+        for r in range(NP * part // parts, NP * (part + 1) // parts):
             o1 = r % O1
             t = r // O1
             o0 = t % O0
@@ -295,40 +302,32 @@ def row_fast_path(red: Reduction) -> bool:
     return isinstance(red, Streaming) and red.accumulator == "scalar"
 
 
-_CHUNKS = """
+_TASKS = """
     sdt = {dtype}
     NT = {tasks}
-    NCH = min(NT, {chunks})
-    for chunk in numba.prange(NCH):
 """
-"""The tasks of a kernel in at most ``TASK_CHUNKS`` runs, each allocating its scratch rows
-once, as ``np.empty(n, dtype=sdt)`` (``sdt``: the values' or the accumulator's dtype) or of
-another dtype known before the loop: such allocations are the only ones Numba hoists out of
-a ``prange`` loop, so each thread then makes them once.  (With ``np.full`` or
-``np.empty_like`` in each task, allocating on every task, the avg pool of (32, 128, 4096)
-channels-first took 1.23 times as long, gem's 3x3 of (8, 64, 56, 56) 1.15 times.)  Scratch
-rows are written before they are read."""
+"""A kernel runs part ``part`` of ``parts`` of its tasks (:mod:`numbapool.kernels.launch`
+calls it once per thread, in parallel): one contiguous run of tasks, numbered 0 to ``NT -
+1``.  Scratch rows are allocated once per run, before its loop, as ``np.empty(n,
+dtype=sdt)`` (``sdt``: the values' or the accumulator's dtype) or of another dtype known
+before the loop.  (Allocating in each task, the avg pool of (32, 128, 4096) channels-first
+took 1.23 times as long, gem's 3x3 of (8, 64, 56, 56) 1.15 times.)  Scratch rows are
+written before they are read."""
+
+
+def _part(tasks: str) -> str:
+    """The range of a kernel's part of ``tasks`` tasks (see :data:`_TASKS`)."""
+    return f"range({tasks} * part // parts, {tasks} * (part + 1) // parts)"
 
 
 def _chunks(tasks: str, sel: bool, scratch: str, task: str) -> str:
-    """The head of a kernel's task loop, from level 1: :data:`_CHUNKS`, the ``scratch``
-    lines of each run, and the loop over the run's tasks, numbered ``task``.  Write the task
-    body after it at the level of the scratch lines and pass it through :func:`_in_tasks`."""
-    return (_block(_CHUNKS.format(tasks=tasks, chunks=TASK_CHUNKS,
-                                  dtype="x.dtype" if sel else "np.asarray(zero).dtype"), 1)
-            + (_block(scratch, 2) if scratch else "")
-            + _block(f"for {task} in range(NT * chunk // NCH, NT * (chunk + 1) // NCH):", 2))
-
-
-def _in_tasks(src: str, head: int) -> str:
-    """``src`` with everything from ``head`` (the task body, written at the level of the
-    scratch lines of :func:`_chunks`) moved one level in, under the task loop."""
-    return src[:head] + indent(src[head:], "    ")
-
-
-TASK_CHUNKS = 256
-"""Runs of tasks per kernel call: enough to keep 256 threads busy.  (A constant: a kernel
-that calls ``numba.get_num_threads()`` cannot be cached.)"""
+    """The head of a kernel's task loop, from level 1: :data:`_TASKS`, the ``scratch``
+    lines of the run, and the loop over the run's tasks, numbered ``task``.  Write the task
+    body after it at level 2."""
+    return (_block(_TASKS.format(tasks=tasks,
+                                 dtype="x.dtype" if sel else "np.asarray(zero).dtype"), 1)
+            + (_block(scratch, 1) if scratch else "")
+            + _block(f"for {task} in {_part('NT')}:", 1))
 
 
 # Sizes and flat views of the channels-first kernels that walk a plane's output rows; the
@@ -361,7 +360,6 @@ def _cf_forward_rows(red: Reduction) -> str:
     src = ("def kernel(x, out, g0, g1, g2, dk, geo, dv0, dv1, dv2, override, zero, prm):\n")
     src += _block(_PLANE_ROWS, 1) + _block(_SETUP, 1)
     src += _chunks("x.shape[0] * C * O0", False, "acc = np.empty(O2, dtype=sdt)", "task")
-    head = len(src)
     src += _block("""
         o0 = task % O0
         pl = task // O0
@@ -418,7 +416,7 @@ def _cf_forward_rows(red: Reduction) -> str:
             div = override if override > 0.0 else dv0[0, o0] * dv1[0, o1] * dv2[0, o2]
             of[numba.uint64(ob + o2)] = _finish(acc[o2], div, pr)
     """, L)
-    return _in_tasks(src, head)
+    return src
 
 
 def cols_fast_path(red: Reduction) -> bool:
@@ -665,14 +663,13 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
                 st2[o2] = g2[q2, o2, 0]
         """, 2)
     src += _chunks("x.shape[0] * C * O0", sel, scratch, "task")
-    head = len(src)
     src += body
     src += _load(0, "o0", "q0", 2)
     src += _block("for o1 in range(O1):", 2) + _load(1, "o1", "q1", 3)
     if direct:
         in_place, folded = _direct_rows(taps, fold, sel)
         if sel:  # (taken only for windows of one input row: see _selection_cols_variant)
-            return _in_tasks(src + _block(in_place, 3), head)
+            return src + _block(in_place, 3)
         src += (_block("if n0 * n1 == 1:", 3) + _block(in_place, 4)
                 + _block("continue", 4))
     if not sel and not direct:
@@ -687,7 +684,7 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
                     col[i] = {fold_first("col[i]", "v")}
     """, 3)
     if direct:
-        return _in_tasks(src + _block(folded, 3), head)
+        return src + _block(folded, 3)
     src += _block("ob = ((pl * O0 + o0) * O1 + o1) * O2", 3)
     if sel:
         src += _block("acc = of[ob:ob + O2]", 3)
@@ -758,7 +755,7 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
                     divs[i] = divs[m + i]
                 cnt -= m
         """, 3)
-    return _in_tasks(src, head)
+    return src
 
 
 def global_fast_path(red: Reduction) -> bool:
@@ -801,7 +798,8 @@ def _cf_forward_global(red: Reduction) -> str:
             pr = _row(prm, 0)
         """, 1)
     src += _block("""
-        for pl in numba.prange(x.shape[0] * C):
+        NP = x.shape[0] * C
+        for pl in range(NP * part // parts, NP * (part + 1) // parts):
             b = pl * L
     """, 1)
     if not sel:  # (two integer divisions per plane cost 30% of a 49-element plane)
@@ -867,7 +865,8 @@ def _cf_backward_global(red: Reduction) -> str:
         src += _block("div = override if override > 0.0 else dv0[0, 0] * dv1[0, 0] * dv2[0, 0]",
                       1)
     src += _block("""
-        for pl in numba.prange(x.shape[0] * C):
+        NP = x.shape[0] * C
+        for pl in range(NP * part // parts, NP * (part + 1) // parts):
             b = pl * L
             g = gyf[pl]
             yy = yf[pl]
@@ -925,7 +924,8 @@ def _cf_backward(red: Reduction) -> str:
     if not routed:
         src += _block(_SETUP, 1)
     src += _block("""
-        for r in numba.prange(x.shape[0] * C * S0 * S1):
+        NP = x.shape[0] * C * S0 * S1
+        for r in range(NP * part // parts, NP * (part + 1) // parts):
             i1 = r % S1
             t = r // S1
             i0 = t % S0
@@ -985,7 +985,8 @@ def _cf_backward_scatter(red: Reduction, cover: bool = False) -> str:
     else:
         src += _block("yf = y.reshape(-1)", 1)
     src += _block("""
-        for pl in numba.prange(x.shape[0] * C):
+        NP = x.shape[0] * C
+        for pl in range(NP * part // parts, NP * (part + 1) // parts):
             c = pl % C
             n = pl // C
             xb = pl * plane
@@ -1102,7 +1103,8 @@ def _cf_param_grad(red: Reduction) -> str:
         P2 = g2.shape[0]
     """, 1) + _block(_SETUP, 1)
     src += _block("""
-        for r in numba.prange(x.shape[0] * C * O0 * O1):
+        NP = x.shape[0] * C * O0 * O1
+        for r in range(NP * part // parts, NP * (part + 1) // parts):
             o1 = r % O1
             t = r // O1
             o0 = t % O0
@@ -1176,7 +1178,6 @@ def _cl_forward(red: Reduction, variant: str) -> str:
         if with_idx:
             scratch += f"\nbi = np.empty(C, dtype=np.{'int32' if narrow else 'int64'})"
     src += _chunks("x.shape[0] * O0 * O1", not stream, scratch, "r")
-    head = len(src)
     src += _block("""
         o1 = r % O1
         t = r // O1
@@ -1201,7 +1202,7 @@ def _cl_forward(red: Reduction, variant: str) -> str:
             for ch in range(C):
                 out[n, o0, o1, o2, ch] = _finish(acc[ch], div, pr)
         """, L)
-        return _flat_cl(_in_tasks(src, head))
+        return _flat_cl(src)
     src += _block("""
         f0 = (b0 * S1 + b1) * S2 + b2
         for ch in range(C):
@@ -1228,7 +1229,7 @@ def _cl_forward(red: Reduction, variant: str) -> str:
     """, L)
     if with_idx:
         src += _block("idx[n, o0, o1, o2, ch] = bi[ch]", L + 1)
-    return _flat_cl(_in_tasks(src, head))
+    return _flat_cl(src)
 
 
 MASKED_MAX_READS = 4.0
@@ -1301,7 +1302,6 @@ def _cl_forward_masked(red: Reduction) -> str:
             pick = np.empty(C, dtype=sdt)
         """, 0)
     src += _chunks("x.shape[0] * O0 * O1", sel, scratch, "r")
-    head = len(src)
     src += _block(f"""
             o1 = r % O1
             t = r // O1
@@ -1391,7 +1391,7 @@ def _cl_forward_masked(red: Reduction) -> str:
                 div = override if override > 0.0 else d01[ch] * d2
                 rj[ch] = _finish(pick[ch], div, pr)
         """, 3)
-    return _in_tasks(src, head)
+    return src
 
 
 _CL5 = re.compile(r"(?<![\w])(x|out|idx)\[n, ([^,\]]+), ([^,\]]+), ([^,\]]+), ch\]")
@@ -1419,16 +1419,15 @@ def _cl_backward(red: Reduction) -> str:
     src += _block("idf = idx.reshape(-1)" if routed else "yf = y.reshape(-1)", 1)
     if not routed:
         src += _block(_SETUP, 1) + _block("pr = _row(prm, 0)", 1)
-    # (np.empty of a dtype known before the loop: Numba allocates it once per thread; the
-    # row is zeroed before each use)
+    # (the row is zeroed before each use)
     src += _block("""
-        gdt = np.asarray(zero).dtype
-        for r in numba.prange(x.shape[0] * S0 * S1):
+        g = np.empty(C, dtype=np.asarray(zero).dtype)
+        NP = x.shape[0] * S0 * S1
+        for r in range(NP * part // parts, NP * (part + 1) // parts):
             i1 = r % S1
             t = r // S1
             i0 = t % S0
             n = t // S0
-            g = np.empty(C, dtype=gdt)
             for i2 in range(S2):
                 for ch in range(C):
                     g[ch] = zero
@@ -1482,7 +1481,8 @@ def _cl_backward_global(red: Reduction) -> str:
         gyf = gy.reshape(-1)
         div = override if override > 0.0 else dv0[0, 0] * dv1[0, 0] * dv2[0, 0]
         pr = _row(prm, 0)
-        for r in numba.prange(x.shape[0] * L):
+        NP = x.shape[0] * L
+        for r in range(NP * part // parts, NP * (part + 1) // parts):
             t = r % L
             xb = r * C
             ob = (r // L) * C

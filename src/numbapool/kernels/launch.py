@@ -1,0 +1,323 @@
+"""Run generated CPU kernels on Numba's threads, without compiling a parallel loop per kernel.
+
+A kernel compiled with ``parallel=True`` costs twice the time of the same code compiled
+serially: Numba lowers the ``prange`` loop's body into a gufunc and optimises and generates
+machine code for that body four times (its own library, two wrappers, the kernel; measured
+for max ``forward_cols2``: 2.1-2.4 s against 0.9-1.1 s).  So the kernels here are serial C
+callbacks (``numba.cfunc``) that run part ``part`` of ``parts`` of their tasks, and one small
+parallel driver, compiled once for all of them and cached, calls a kernel's address once per
+thread from a ``prange`` loop.
+
+A C callback has a fixed signature, ``void(voidptr slots, intp part, intp parts)``, so a
+kernel's arguments travel in ``slots``, an int64 array: an array as its address and shape
+(and strides, unless C-contiguous), a scalar as its value (a float as its bits).  The
+kernel's prologue (:func:`prologue`) rebuilds them, so a kernel source is generated for each
+combination of argument kinds (:func:`kind`): dtype and rank of each array, type of each
+scalar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
+from numba.np.ufunc import parallel as _parallel
+
+__all__ = ["Bound", "Launcher", "kind", "prologue", "pack", "drive", "voidptr", "strided",
+           "SIGNATURE"]
+
+SIGNATURE = "void(voidptr, intp, intp)"
+"""The C signature of every generated CPU kernel: its argument slots, part and parts."""
+
+
+@intrinsic
+def _call_part(typingctx, fn, slots, part, parts):
+    """Call the C function at address ``fn`` with ``(slots, part, parts)``."""
+    sig = types.void(types.intp, types.intp, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        i8p = ir.IntType(8).as_pointer()
+        intp = context.get_value_type(types.intp)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, intp, intp])
+        f = builder.inttoptr(args[0], fnty.as_pointer())
+        builder.call(f, [builder.inttoptr(args[1], i8p), args[2], args[3]])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def voidptr(typingctx, address):
+    """The address ``address`` (an integer) as a ``voidptr`` (for ``numba.carray``)."""
+    sig = types.voidptr(types.intp)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+
+    return sig, codegen
+
+
+@intrinsic
+def strided(typingctx, address, shape, strides, dtype):
+    """An array (layout ``A``) of ``dtype`` (a NumPy scalar type) over the memory at
+    ``address``, with ``shape`` and ``strides`` (tuples of integers, strides in bytes): a
+    view that owns nothing."""
+    ndim = len(shape)
+    arrty = types.Array(dtype.instance_type, ndim, "A")
+    sig = arrty(address, shape, strides, dtype)
+
+    def codegen(context, builder, signature, args):
+        ary = make_array(arrty)(context, builder)
+        data_t = context.get_data_type(arrty.dtype)
+        data = builder.inttoptr(args[0], data_t.as_pointer())
+        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(data_t))
+        populate_array(ary, data=data, shape=cgutils.unpack_tuple(builder, args[1], ndim),
+                       strides=cgutils.unpack_tuple(builder, args[2], ndim),
+                       itemsize=itemsize, meminfo=None)
+        return ary._getvalue()
+
+    return sig, codegen
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def drive(fn, slots, parts):
+    """Run the kernel at address ``fn`` on its argument ``slots`` in ``parts`` parts, one
+    per thread."""
+    for part in numba.prange(parts):
+        _call_part(fn, slots, part, parts)
+
+
+# -- argument kinds --------------------------------------------------------------------------
+
+def kind(value: object) -> tuple:
+    """What the generated prologue must know about an argument: ``("C" or "A", dtype name,
+    ndim)`` for an array (``C``: C-contiguous), ``("f", dtype name)`` for a float,
+    ``("i", dtype name)`` for an integer, ``("b",)`` for a bool, ``("t", kinds)`` for a
+    tuple."""
+    if isinstance(value, np.ndarray):
+        return ("C" if value.flags.c_contiguous else "A", value.dtype.name, value.ndim)
+    if isinstance(value, (bool, np.bool_)):
+        return ("b",)
+    if isinstance(value, float):
+        return ("f", "float64")
+    if isinstance(value, int):
+        return ("i", "int64")
+    if isinstance(value, np.floating):
+        return ("f", value.dtype.name)
+    if isinstance(value, np.integer):
+        return ("i", value.dtype.name)
+    if isinstance(value, tuple):
+        return ("t", tuple(kind(v) for v in value))
+    raise TypeError(f"a CPU kernel cannot take an argument of type {type(value).__name__}")
+
+
+def _width(k: tuple) -> int:
+    if k[0] == "C":
+        return 1 + k[2]
+    if k[0] == "A":
+        return 1 + 2 * k[2]
+    if k[0] == "t":
+        return sum(_width(e) for e in k[1])
+    return 1
+
+
+def _has_float(k: tuple) -> bool:
+    return k[0] == "f" or (k[0] == "t" and any(_has_float(e) for e in k[1]))
+
+
+def _rebuild(k: tuple, at: int) -> tuple[str, int]:
+    """The expression that rebuilds an argument of kind ``k`` from the slots at ``at``, and
+    the next free slot."""
+    if k[0] in "CA":
+        n = k[2]
+        shape = "".join(f"_s[{at + 1 + i}], " for i in range(n))
+        if k[0] == "C":
+            return (f"numba.carray(_voidptr(_s[{at}]), ({shape}), dtype=np.{k[1]})",
+                    at + 1 + n)
+        strides = "".join(f"_s[{at + 1 + n + i}], " for i in range(n))
+        return f"_strided(_s[{at}], ({shape}), ({strides}), np.{k[1]})", at + 1 + 2 * n
+    if k[0] == "f":
+        value = f"_f[{at}]"
+        return (value if k[1] == "float64" else f"np.{k[1]}({value})"), at + 1
+    if k[0] == "i":
+        value = f"_s[{at}]"
+        return (value if k[1] == "int64" else f"np.{k[1]}({value})"), at + 1
+    if k[0] == "b":
+        return f"_s[{at}] != 0", at + 1
+    parts = []
+    for e in k[1]:
+        expr, at = _rebuild(e, at)
+        parts.append(expr)
+    return "(" + "".join(p + ", " for p in parts) + ")", at
+
+
+def prologue(names: Sequence[str], kinds: Sequence[tuple]) -> str:
+    """The first lines of a kernel's body (level 1): its arguments ``names`` rebuilt from
+    ``_slots``, for arguments of ``kinds``."""
+    n = sum(_width(k) for k in kinds)
+    lines = [f"_s = numba.carray(_slots, ({n},), dtype=np.int64)"]
+    if any(_has_float(k) for k in kinds):
+        lines.append(f"_f = numba.carray(_slots, ({n},), dtype=np.float64)")
+    at = 0
+    for name, k in zip(names, kinds):
+        expr, at = _rebuild(k, at)
+        lines.append(f"{name} = {expr}")
+    return "".join(f"    {line}\n" for line in lines)
+
+
+def _fill(slots: np.ndarray, floats: np.ndarray, k: tuple, value, at: int) -> int:
+    if k[0] in "CA":
+        slots[at] = value.ctypes.data
+        n = k[2]
+        slots[at + 1:at + 1 + n] = value.shape
+        if k[0] == "A":
+            slots[at + 1 + n:at + 1 + 2 * n] = value.strides
+            return at + 1 + 2 * n
+        return at + 1 + n
+    if k[0] == "f":
+        floats[at] = value
+    elif k[0] == "t":
+        for e, v in zip(k[1], value):
+            at = _fill(slots, floats, e, v, at)
+        return at
+    else:
+        slots[at] = int(value)
+    return at + 1
+
+
+def pack(kinds: Sequence[tuple], values: Sequence[object]) -> np.ndarray:
+    """The argument slots of ``values`` (of ``kinds``).  The arrays must stay alive while the
+    kernel runs: the slots hold their addresses."""
+    slots = np.empty(sum(_width(k) for k in kinds), dtype=np.int64)
+    floats = slots.view(np.float64)
+    at = 0
+    for k, v in zip(kinds, values):
+        at = _fill(slots, floats, k, v, at)
+    return slots
+
+
+def _threads() -> int:
+    """Numba's thread count (``numba.set_num_threads`` sets it), read through the
+    threading layer's own function once its threads are up: 0.1 against 0.7 us a call."""
+    fast = getattr(_parallel, "_get_num_threads", None)
+    if fast is not None and _parallel._is_initialized:
+        n = fast()
+        if n > 0:
+            return n
+    return numba.get_num_threads()
+
+
+@numba.njit(inline="always")
+def _place(slots, at, a):
+    """Write C-contiguous ``a``'s address at ``slots[at]`` if its shape is the one in the
+    slots after it; else False."""
+    if not a.flags.c_contiguous:
+        return False
+    for i in range(a.ndim):
+        if slots[at + 1 + i] != a.shape[i]:
+            return False
+    slots[at] = a.ctypes.data
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _run2(fn, template, parts, a, b):
+    slots = template.copy()
+    if not (_place(slots, 0, a) and _place(slots, 1 + a.ndim, b)):
+        return False
+    drive(fn, slots.ctypes.data, parts)
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _run3(fn, template, parts, a, b, c):
+    slots = template.copy()
+    if not (_place(slots, 0, a) and _place(slots, 1 + a.ndim, b)
+            and _place(slots, 2 + a.ndim + b.ndim, c)):
+        return False
+    drive(fn, slots.ctypes.data, parts)
+    return True
+
+
+# -- launchers --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Compiled:
+    address: int
+    cfunc: object  # keeps the compiled code alive
+
+
+class Launcher:
+    """A generated CPU kernel: ``launcher(*args)`` packs the arguments, compiles (or loads
+    from Numba's cache) the kernel for their kinds on first use, and runs it on every
+    thread.  ``build(kinds)`` makes the C callback for ``kinds``."""
+
+    def __init__(self, name: str, build: Callable[[tuple], object]) -> None:
+        self.name = name
+        self._build = build
+        self._compiled: dict[tuple, _Compiled] = {}
+
+    def __repr__(self) -> str:
+        return f"<numbapool CPU kernel {self.name}>"
+
+    def compiled(self, kinds: tuple) -> _Compiled:
+        """The compiled kernel for arguments of ``kinds``."""
+        entry = self._compiled.get(kinds)
+        if entry is None:
+            cfunc = self._build(kinds)
+            entry = self._compiled.setdefault(kinds, _Compiled(cfunc.address, cfunc))
+        return entry
+
+    @property
+    def cfuncs(self) -> list:
+        """The C callbacks compiled or loaded so far (``cache_hits`` says which were
+        loaded)."""
+        return [c.cfunc for c in self._compiled.values()]
+
+    def __call__(self, *args: object) -> None:
+        kinds = tuple(kind(a) for a in args)
+        slots = pack(kinds, args)
+        drive(self.compiled(kinds).address, slots.ctypes.data, _threads())
+
+    def bind(self, args: Sequence[object], free: int) -> Bound:
+        """The kernel with ``args[free:]`` fixed: the first ``free`` (2 or 3) arguments,
+        C-contiguous arrays, are passed to each call and must have the shape and dtype they
+        have in ``args``."""
+        kinds = tuple(kind(a) for a in args)
+        if any(k[0] != "C" for k in kinds[:free]):
+            raise ValueError("bound arguments must be C-contiguous arrays")
+        dtypes = tuple(a.dtype for a in args[:free])  # type: ignore[attr-defined]
+        return Bound(self, self.compiled(kinds).address, pack(kinds, args), dtypes,
+                     tuple(args[free:]))
+
+
+class Bound:
+    """A :class:`Launcher` with all but its first two or three arguments fixed (see
+    :meth:`Launcher.bind`): a call fills in the addresses of the new arrays, in compiled
+    code.  An array of another shape or dtype, or not C-contiguous, takes the general
+    path."""
+
+    def __init__(self, launcher: Launcher, address: int, template: np.ndarray,
+                 dtypes: tuple[np.dtype, ...], fixed: tuple) -> None:
+        if len(dtypes) not in (2, 3):
+            raise ValueError("a bound kernel takes two or three arrays")
+        self._launcher = launcher
+        self._address = address
+        self._template = template
+        self._dtypes = dtypes
+        self._run = _run2 if len(dtypes) == 2 else _run3
+        self._fixed = fixed  # (keeps the fixed arrays alive: the template holds addresses)
+
+    def __call__(self, *arrays: np.ndarray) -> None:
+        # (dtypes by identity: NumPy's are shared instances; an equal one that is not
+        # takes the general path)
+        if (len(arrays) != len(self._dtypes)
+                or any(a.dtype is not d for a, d in zip(arrays, self._dtypes))
+                or not self._run(self._address, self._template, _threads(), *arrays)):
+            self._launcher(*arrays, *self._fixed)
