@@ -100,15 +100,19 @@ class ForwardPlan:
     return_indices: bool
     args: tuple  # after (x, out[, idx])
     sampling: bool  # ``u`` is the last argument, given to run()
-    _bound: list = field(default_factory=list, compare=False, repr=False)
+    _bound: dict = field(default_factory=dict, compare=False, repr=False)
 
     def _launch(self, *arrays: np.ndarray) -> None:
-        if not all(a.flags.c_contiguous for a in arrays):
-            self.kernel(*arrays, *self.args)
+        # The first run packs every argument; a plan run again (the same call repeated) packs
+        # its fixed arguments once, for all later runs.  (Plans of random windows run once.)
+        bound = self._bound.get("bound")
+        if bound is not None:
+            bound(*arrays)
             return
-        if not self._bound:
-            self._bound.append(self.kernel.bind((*arrays, *self.args), len(arrays)))
-        self._bound[0](*arrays)
+        self.kernel(*arrays, *self.args)
+        if self._bound.get("ran") and all(a.flags.c_contiguous for a in arrays):
+            self._bound["bound"] = self.kernel.bind((*arrays, *self.args), len(arrays))
+        self._bound["ran"] = True
 
     def run(self, x: np.ndarray, u: np.ndarray | None = None
             ) -> tuple[np.ndarray, np.ndarray | None]:
