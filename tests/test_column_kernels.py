@@ -367,3 +367,31 @@ def test_direct_kernels_selections(name, opts, shape, extra, direct, variants_ru
     np.testing.assert_array_equal(numbapool.pool(name, x, **opts), got)
     np.testing.assert_array_equal(idx, want_idx)
     assert variants_run[-1] == f"forward_cols{k}" + ("_direct" if direct else "")
+
+
+@pytest.mark.parametrize("name", ["max", "min"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels", [1, 5, 64])
+@pytest.mark.parametrize("geometry", [
+    dict(kernel_size=3, stride=2, padding=1),             # rows of 3 taps, 2 at the borders
+    dict(kernel_size=(2, 3), stride=1, dilation=(1, 2)),  # 3 taps, dilated
+    dict(kernel_size=(3, 2), stride=2, ceil_mode=True),   # rows of 2 taps, 1 at the end
+    dict(kernel_size=(1, 4), stride=(1, 3)),              # rows of 4 taps
+])
+def test_channels_last_selection_rows(name, dtype, channels, geometry):
+    """Channels-last max/min values fold a window row of three taps in one loop over C and
+    other rows a tap at a time (_CL_SELECT), into the output: against the reference, with
+    NaNs and ties, 2-D and 3-D."""
+    rng = np.random.default_rng(channels)
+    for spatial in [(9, 11), (3, 9, 11)]:
+        k = geometry.get("kernel_size")
+        opts = dict(geometry) if len(spatial) == 2 else {
+            key: (v if not isinstance(v, tuple) else (1, *v)) for key, v in geometry.items()}
+        if len(spatial) == 3 and isinstance(k, int):
+            opts["kernel_size"] = (2, k, k)
+        x = rng.integers(0, 4, (2, *spatial, channels)).astype(dtype)  # many ties
+        x[rng.random(x.shape) < 0.03] = np.nan
+        got = numbapool.pool(name, x, layout="channels_last", **opts)
+        want = ref_pool(name, x, layout="channels_last", **opts)
+        np.testing.assert_array_equal(got, want.astype(dtype))
+        assert np.isnan(got).any()
