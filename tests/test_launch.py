@@ -22,15 +22,15 @@ def _cfunc(names, kinds, body):
 
 def test_kinds():
     a = np.zeros((2, 3), np.float32)
-    assert kind(a) == ("C", "float32", 2)
-    assert kind(a.T) == ("A", "float32", 2)
-    assert kind(np.broadcast_to(np.float64(1), (4, 5))) == ("A", "float64", 2)
-    assert kind(1.5) == ("f", "float64")
-    assert kind(np.float32(0)) == ("f", "float32")
-    assert kind(3) == ("i", "int64")
-    assert kind(np.int32(3)) == ("i", "int32")
+    assert kind(a) == ("C", "f", 2)
+    assert kind(a.T) == ("A", "f", 2)
+    assert kind(np.broadcast_to(np.float64(1), (4, 5))) == ("A", "d", 2)
+    assert kind(1.5) == ("f", "d")
+    assert kind(np.float32(0)) == ("f", "f")
+    assert kind(3) == ("i", "q")
+    assert kind(np.int32(3)) == ("i", "i")
     assert kind(True) == ("b",)
-    assert kind((a, np.float32(1))) == ("t", (("C", "float32", 2), ("f", "float32")))
+    assert kind((a, np.float32(1))) == ("t", (("C", "f", 2), ("f", "f")))
     with pytest.raises(TypeError, match="cannot take an argument of type str"):
         kind("x")
 
