@@ -8,7 +8,8 @@ from numbapool.kernels import launch
 from numbapool.kernels.launch import Launcher, kind, pack, prologue
 
 HEADER = ("import numba\nimport numpy as np\n"
-          "from numbapool.kernels.launch import strided as _strided, voidptr as _voidptr\n")
+          "from numbapool.kernels.launch import address as _address, contiguous as _contiguous\n"
+          "from numbapool.kernels.launch import strided as _strided\n")
 
 
 def _cfunc(names, kinds, body):

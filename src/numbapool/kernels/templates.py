@@ -50,7 +50,8 @@ HEADER = '''\
 import numba
 import numpy as np
 from numbapool.kernels.params import row as _row, rows as _rows
-from numbapool.kernels.launch import strided as _strided, voidptr as _voidptr
+from numbapool.kernels.launch import address as _address, contiguous as _contiguous
+from numbapool.kernels.launch import strided as _strided
 
 '''
 
