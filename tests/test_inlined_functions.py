@@ -69,3 +69,30 @@ def test_kernel_versions_are_made_once_and_convert_helpers():
     helper = version.py_func.__globals__["_ratio"]
     assert helper is kernel_version(_ratio) and helper is not _ratio
     assert _over_zero.py_func.__globals__["_ratio"] is _ratio  # the original is untouched
+
+
+@numba.njit(cache=True)
+def _take_non_negative(acc, v, tap, prm):
+    if v < 0:
+        raise ValueError("negative input")
+    return acc + v
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_an_exception_in_a_reduction_is_raised_not_a_wrong_result(layout):
+    """A reduction function that raises inside a kernel (a C callback, which cannot pass it
+    on) makes the call raise, instead of returning an output the kernel did not finish."""
+    red = Streaming("non_negative", init=_first, take=_take_non_negative, finish=_over_zero,
+                    grad=_grad, uses_divisor=True)
+    numbapool.register(Pooler("test_non_negative", Sliding(), red, "test"))
+    try:
+        x = np.ones((1, 2, 4, 4))
+        if layout == "channels_last":
+            x = np.moveaxis(x, 1, -1).copy()
+        numbapool.pool("test_non_negative", x, 2, layout=layout)  # fine
+        x[0, 1, 1, 1] = -1.0
+        with pytest.raises(RuntimeError, match="raised an exception in compiled code"):
+            numbapool.pool("test_non_negative", x, 2, layout=layout)
+    finally:
+        numbapool.unregister("test_non_negative")

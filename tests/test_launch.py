@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from numbapool.kernels import launch
-from numbapool.kernels.launch import Launcher, kind, pack, prologue
+from numbapool.kernels.launch import Launcher, kernel_function, kind, pack
 
 HEADER = ("import numba\nimport numpy as np\n"
           "from numbapool.kernels.launch import address as _address, contiguous as _contiguous\n"
@@ -15,7 +15,7 @@ HEADER = ("import numba\nimport numpy as np\n"
 def _cfunc(names, kinds, body):
     """A C callback of the launcher's signature: ``prologue`` then ``body`` (level 1)."""
     src = (HEADER + f"@numba.cfunc({launch.SIGNATURE!r}, error_model='numpy')\n"
-           "def kernel(_slots, part, parts):\n" + prologue(names, kinds) + body)
+           + kernel_function(names, kinds, body))
     scope: dict = {}
     exec(compile(src, "<test_launch>", "exec"), scope)  # noqa: S102
     return scope["kernel"]
@@ -128,3 +128,27 @@ def test_threads_follow_numba():
         assert launch._threads() == 1
     finally:
         numba.set_num_threads(before)
+
+
+# (Numba's C callback wrapper reports the exception as unraisable, then returns 0)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_exception_in_a_kernel_is_raised_not_lost():
+    """A C callback cannot raise: Numba's wrapper prints the exception and returns 0 instead
+    of the kernel's 1, and the launcher raises; both the general and the bound path."""
+    def build(kinds):
+        return _cfunc(["x", "out"], kinds, """
+    for i in range(x.shape[0] * part // parts, x.shape[0] * (part + 1) // parts):
+        out[i] = np.empty(int(x[i])).shape[0]
+""")
+    launcher = Launcher("raiser", build)
+    x = np.array([1.0, 2.0, 3.0, 4.0])
+    out = np.zeros(4)
+    launcher(x, out)
+    assert out.tolist() == [1, 2, 3, 4]
+    bad = np.array([1.0, -2.0, 3.0, 4.0])  # np.empty(-2) raises in compiled code
+    with pytest.raises(RuntimeError, match="raiser raised an exception in compiled code"):
+        launcher(bad, out)
+    bound = launcher.bind((x, out), 2)
+    bound(x, out)
+    with pytest.raises(RuntimeError, match="raiser raised"):
+        bound(bad, out)

@@ -33,7 +33,7 @@ import numba
 import numpy as np
 
 from ..reduction import Reduction
-from .launch import Launcher, prologue
+from .launch import Launcher, kernel_function
 from .rebind import is_jitted, rebound
 from .templates import HEADER, decorator, kernel_source, reassociates
 
@@ -70,8 +70,9 @@ def cache_dir() -> Path:
 
 def _cpu_body(reduction: Reduction, layout: str, variant: str, kinds: tuple) -> str:
     """The C callback of a CPU kernel for arguments of ``kinds``: the template's
-    ``def kernel(<arguments>):`` becomes ``def kernel(_slots, part, parts):`` and a prologue
-    that rebuilds the arguments (:mod:`numbapool.kernels.launch`)."""
+    ``def kernel(<arguments>):`` becomes ``def kernel(_slots, part, parts):``, a prologue
+    that rebuilds the arguments and the body in a ``try`` that flags an exception
+    (:func:`numbapool.kernels.launch.kernel_function`)."""
     src = kernel_source(reduction, layout, variant)
     head, _, body = src.partition("\n")
     if not (head.startswith("def kernel(") and head.endswith("):")):
@@ -80,8 +81,7 @@ def _cpu_body(reduction: Reduction, layout: str, variant: str, kinds: tuple) -> 
     if len(names) != len(kinds):
         raise TypeError(f"kernel {reduction.name}/{layout}/{variant} takes {len(names)} "
                         f"arguments ({', '.join(names)}), got {len(kinds)}")
-    return (decorator(reduction, layout, variant) + "def kernel(_slots, part, parts):\n"
-            + prologue(names, kinds) + body + "\n")
+    return decorator(reduction, layout, variant) + kernel_function(names, kinds, body)
 
 
 def _source(reduction: Reduction, layout: str, variant: str, target: str = "cpu",

@@ -30,25 +30,25 @@ from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 from numba.np.ufunc import parallel as _parallel
 
-__all__ = ["Bound", "Launcher", "kind", "prologue", "pack", "drive", "address", "strided",
-           "contiguous", "SIGNATURE"]
+__all__ = ["Bound", "Launcher", "kind", "kernel_function", "prologue", "pack", "drive",
+           "address", "strided", "contiguous", "SIGNATURE"]
 
-SIGNATURE = "void(voidptr, intp, intp)"
-"""The C signature of every generated CPU kernel: its argument slots, part and parts."""
+SIGNATURE = "intp(voidptr, intp, intp)"
+"""The C signature of every generated CPU kernel: its argument slots, part and parts; it
+returns 1, or 0 if an exception was raised (see :func:`kernel_function`)."""
 
 
 @intrinsic
 def _call_part(typingctx, fn, slots, part, parts):
-    """Call the C function at address ``fn`` with ``(slots, part, parts)``."""
-    sig = types.void(types.intp, types.intp, types.intp, types.intp)
+    """Call the C function at address ``fn`` with ``(slots, part, parts)``; its result."""
+    sig = types.intp(types.intp, types.intp, types.intp, types.intp)
 
     def codegen(context, builder, signature, args):
         i8p = ir.IntType(8).as_pointer()
         intp = context.get_value_type(types.intp)
-        fnty = ir.FunctionType(ir.VoidType(), [i8p, intp, intp])
+        fnty = ir.FunctionType(intp, [i8p, intp, intp])
         f = builder.inttoptr(args[0], fnty.as_pointer())
-        builder.call(f, [builder.inttoptr(args[1], i8p), args[2], args[3]])
-        return context.get_dummy_value()
+        return builder.call(f, [builder.inttoptr(args[1], i8p), args[2], args[3]])
 
     return sig, codegen
 
@@ -115,9 +115,11 @@ def contiguous(typingctx, address, shape, dtype):
 @numba.njit(parallel=True, cache=True, nogil=True)
 def drive(fn, slots, parts):
     """Run the kernel at address ``fn`` on its argument ``slots`` in ``parts`` parts, one
-    per thread."""
+    per thread; the number of parts that failed (raised an exception)."""
+    failed = 0
     for part in numba.prange(parts):
-        _call_part(fn, slots, part, parts)
+        failed += 1 - _call_part(fn, slots, part, parts)
+    return failed
 
 
 # -- argument kinds --------------------------------------------------------------------------
@@ -200,6 +202,16 @@ def prologue(names: Sequence[str], kinds: Sequence[tuple]) -> str:
     return "".join(f"    {line}\n" for line in lines)
 
 
+def kernel_function(names: Sequence[str], kinds: Sequence[tuple], body: str) -> str:
+    """The C callback ``kernel(_slots, part, parts)`` (without its decorator): the
+    :func:`prologue`, then ``body`` (level 1, the template's body, without ``return``),
+    then ``return 1``.  A C callback cannot raise: Numba's wrapper prints the exception and
+    returns 0 instead, so :func:`drive` counts the parts that did not return 1.  (A
+    ``try``/``except`` around the body made the compile 8-20 times as long.)"""
+    return ("def kernel(_slots, part, parts):\n" + prologue(names, kinds)
+            + body.rstrip("\n") + "\n    return 1\n")
+
+
 def _fill(slots: np.ndarray, floats: np.ndarray, k: tuple, value, at: int) -> int:
     if k[0] in "CA":
         slots[at] = value.ctypes.data
@@ -257,21 +269,22 @@ def _place(slots, at, a):
 
 @numba.njit(cache=True, nogil=True)
 def _run2(fn, template, parts, a, b):
+    """Run a bound kernel on ``a`` and ``b``: the parts that failed (:func:`drive`), or -1
+    (not run) for arrays that do not fit the template."""
     slots = template.copy()
     if not (_place(slots, 0, a) and _place(slots, 1 + a.ndim, b)):
-        return False
-    drive(fn, slots.ctypes.data, parts)
-    return True
+        return -1
+    return drive(fn, slots.ctypes.data, parts)
 
 
 @numba.njit(cache=True, nogil=True)
 def _run3(fn, template, parts, a, b, c):
+    """:func:`_run2` with a third array."""
     slots = template.copy()
     if not (_place(slots, 0, a) and _place(slots, 1 + a.ndim, b)
             and _place(slots, 2 + a.ndim + b.ndim, c)):
-        return False
-    drive(fn, slots.ctypes.data, parts)
-    return True
+        return -1
+    return drive(fn, slots.ctypes.data, parts)
 
 
 # -- launchers --------------------------------------------------------------------------------
@@ -312,7 +325,15 @@ class Launcher:
     def __call__(self, *args: object) -> None:
         kinds = tuple(kind(a) for a in args)
         slots = pack(kinds, args)
-        drive(self.compiled(kinds).address, slots.ctypes.data, _threads())
+        if drive(self.compiled(kinds).address, slots.ctypes.data, _threads()):
+            self.failed()
+
+    def failed(self) -> None:
+        """Raise the error of a run in which a part failed."""
+        raise RuntimeError(
+            f"the CPU kernel {self.name} raised an exception in compiled code (a reduction "
+            f"function raised, or memory ran out; Numba printed it above as 'Exception "
+            f"ignored'); its output is not valid")
 
     def bind(self, args: Sequence[object], free: int) -> Bound:
         """The kernel with ``args[free:]`` fixed: the first ``free`` (2 or 3) arguments,
@@ -347,6 +368,11 @@ class Bound:
         # (dtypes by identity: NumPy's are shared instances; an equal one that is not
         # takes the general path)
         if (len(arrays) != len(self._dtypes)
-                or any(a.dtype is not d for a, d in zip(arrays, self._dtypes))
-                or not self._run(self._address, self._template, _threads(), *arrays)):
+                or any(a.dtype is not d for a, d in zip(arrays, self._dtypes))):
             self._launcher(*arrays, *self._fixed)
+            return
+        failed = self._run(self._address, self._template, _threads(), *arrays)
+        if failed < 0:
+            self._launcher(*arrays, *self._fixed)
+        elif failed:
+            self._launcher.failed()
