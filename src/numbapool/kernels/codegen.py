@@ -71,7 +71,7 @@ def cache_dir() -> Path:
 def _cpu_body(reduction: Reduction, layout: str, variant: str, kinds: tuple) -> str:
     """The C callback of a CPU kernel for arguments of ``kinds``: the template's
     ``def kernel(<arguments>):`` becomes ``def kernel(_slots, part, parts):``, a prologue
-    that rebuilds the arguments and the body in a ``try`` that flags an exception
+    that rebuilds the arguments, the body, and ``return 1``
     (:func:`numbapool.kernels.launch.kernel_function`)."""
     src = kernel_source(reduction, layout, variant)
     head, _, body = src.partition("\n")

@@ -8,7 +8,7 @@ callbacks (``numba.cfunc``) that run part ``part`` of ``parts`` of their tasks, 
 parallel driver, compiled once for all of them and cached, calls a kernel's address once per
 thread from a ``prange`` loop.
 
-A C callback has a fixed signature, ``void(voidptr slots, intp part, intp parts)``, so a
+A C callback has a fixed signature, ``intp(voidptr slots, intp part, intp parts)``, so a
 kernel's arguments travel in ``slots``, an int64 array: an array as its address and shape
 (and strides, unless C-contiguous), a scalar as its value (a float as its bits).  The
 kernel's prologue (:func:`prologue`) rebuilds them (arrays as views, :func:`contiguous`
@@ -64,6 +64,21 @@ def address(typingctx, pointer):
     return sig, codegen
 
 
+def _view(context, builder, arrty, address, dims, strides):
+    """An array of type ``arrty`` over ``address`` (an integer), owning nothing; ``strides``
+    in bytes, or None for C order."""
+    ary = make_array(arrty)(context, builder)
+    data_t = context.get_data_type(arrty.dtype)
+    itemsize = context.get_constant(types.intp, context.get_abi_sizeof(data_t))
+    if strides is None:
+        strides = [itemsize] * len(dims)
+        for i in range(len(dims) - 2, -1, -1):
+            strides[i] = builder.mul(strides[i + 1], dims[i + 1])
+    populate_array(ary, data=builder.inttoptr(address, data_t.as_pointer()), shape=dims,
+                   strides=strides, itemsize=itemsize, meminfo=None)
+    return ary._getvalue()
+
+
 @intrinsic
 def strided(typingctx, address, shape, strides, dtype):
     """An array (layout ``A``) of ``dtype`` (a NumPy scalar type) over the memory at
@@ -71,19 +86,13 @@ def strided(typingctx, address, shape, strides, dtype):
     view that owns nothing."""
     ndim = len(shape)
     arrty = types.Array(dtype.instance_type, ndim, "A")
-    sig = arrty(address, shape, strides, dtype)
 
     def codegen(context, builder, signature, args):
-        ary = make_array(arrty)(context, builder)
-        data_t = context.get_data_type(arrty.dtype)
-        data = builder.inttoptr(args[0], data_t.as_pointer())
-        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(data_t))
-        populate_array(ary, data=data, shape=cgutils.unpack_tuple(builder, args[1], ndim),
-                       strides=cgutils.unpack_tuple(builder, args[2], ndim),
-                       itemsize=itemsize, meminfo=None)
-        return ary._getvalue()
+        return _view(context, builder, arrty, args[0],
+                     cgutils.unpack_tuple(builder, args[1], ndim),
+                     cgutils.unpack_tuple(builder, args[2], ndim))
 
-    return sig, codegen
+    return arrty(address, shape, strides, dtype), codegen
 
 
 @intrinsic
@@ -94,22 +103,12 @@ def contiguous(typingctx, address, shape, dtype):
     each in a new process.)"""
     ndim = len(shape)
     arrty = types.Array(dtype.instance_type, ndim, "C")
-    sig = arrty(address, shape, dtype)
 
     def codegen(context, builder, signature, args):
-        ary = make_array(arrty)(context, builder)
-        data_t = context.get_data_type(arrty.dtype)
-        data = builder.inttoptr(args[0], data_t.as_pointer())
-        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(data_t))
-        dims = cgutils.unpack_tuple(builder, args[1], ndim)
-        strides = [itemsize] * ndim
-        for i in range(ndim - 2, -1, -1):
-            strides[i] = builder.mul(strides[i + 1], dims[i + 1])
-        populate_array(ary, data=data, shape=dims, strides=strides, itemsize=itemsize,
-                       meminfo=None)
-        return ary._getvalue()
+        return _view(context, builder, arrty, args[0],
+                     cgutils.unpack_tuple(builder, args[1], ndim), None)
 
-    return sig, codegen
+    return arrty(address, shape, dtype), codegen
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
