@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The checks that need a real NVIDIA GPU, in one run (a machine with python3, numba-cuda,
+# pytest and PyTorch CUDA already installed; nothing is downloaded):
+#   1. install numbapool and its plugins (no dependencies, no build isolation);
+#   2. tests_cuda without the simulator, and the PTX compile tests;
+#   3. numbapool bench --target cuda --backward (against PyTorch CUDA / cuDNN);
+#   4. each case's kernels under Nsight Compute (kernel time and DRAM bytes), if ncu exists.
+# Logs go to $1 (default $OUT, else /tmp/gpu_check).  Usage: tools/gpu_check.sh [DIR]
+set -u
+out=${1:-${OUT:-/tmp/gpu_check}}
+mkdir -p "$out"
+py=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+NUMBAPOOL_CACHE_DIR=$(mktemp -d)
+export NUMBAPOOL_CACHE_DIR
+step() { echo; echo "### $* ($(date +%T))"; }
+
+step versions
+{
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+    $py -c "import sys, numpy, numba, numba_cuda; print(sys.version.split()[0], 'numpy',
+numpy.__version__, 'numba', numba.__version__, 'numba-cuda', numba_cuda.__version__)"
+    $py -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"
+} 2>&1 | tee "$out/versions.txt"
+
+step install
+$py -m pip install -q --no-deps --no-build-isolation --no-index -e . \
+    -e plugins/numbapool-fractional -e plugins/numbapool-learned 2>&1 | tail -5
+$py -m numbapool plugins 2>&1 | tail -5
+
+step tests
+xdist=()
+$py -c "import xdist" 2>/dev/null && xdist=(-n "${GPU_CHECK_WORKERS:-8}")
+timeout "${GPU_CHECK_TEST_S:-300}" $py -m pytest -q -p no:cacheprovider "${xdist[@]}" \
+    tests_cuda tests/test_cuda_compile.py >"$out/tests.txt" 2>&1
+echo "pytest rc $?"
+tail -n 60 "$out/tests.txt"
+
+step bench
+timeout "${GPU_CHECK_BENCH_S:-240}" $py -m numbapool bench --target cuda --backward \
+    2>&1 | tee "$out/bench.txt"
+
+if command -v ncu >/dev/null && [ "${GPU_CHECK_NCU:-1}" = 1 ]; then
+    step kernels
+    timeout "${GPU_CHECK_NCU_S:-150}" ncu --profile-from-start off --csv --page raw \
+        --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+        $py tools/cuda_kernels.py --backward >"$out/kernels.csv" 2>"$out/kernels.err"
+    echo "ncu rc $?"
+    tail -n 5 "$out/kernels.err"
+fi
+step done
