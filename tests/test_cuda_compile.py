@@ -44,6 +44,9 @@ class _DryArray(np.ndarray):
     def copy_to_host(self):
         return np.asarray(self).copy()
 
+    def is_c_contiguous(self):
+        return self.flags.c_contiguous
+
 
 def _dry(a):
     return np.ascontiguousarray(a).view(_DryArray)
@@ -65,6 +68,8 @@ def launches(monkeypatch):
     monkeypatch.setattr(cuda_kernels, "empty", lambda shape, dtype: _dry(np.zeros(shape,
                                                                                   dtype)))
     monkeypatch.setattr(cuda_kernels, "as_device_array", lambda a: a)
+    monkeypatch.setattr(cuda_kernels, "_flag", lambda: np.zeros(1, np.int32))
+    monkeypatch.setattr(cuda_kernels, "synchronize", lambda: None)
     monkeypatch.setattr(cuda_kernels, "lift", lambda a, shape, strides: np.lib.stride_tricks
                         .as_strided(a, shape, strides).view(_DryArray))
     monkeypatch.setattr(cuda_kernels, "_run", lambda kernel, total, *args:
@@ -124,3 +129,33 @@ def test_other_dtypes_compile(dtype, launches):
     if dtype.startswith("float"):
         numbapool.pool_grad("avg", x, np.ones((2, 3, 3, 3), dtype), 2, target="cuda")
     assert _compile_all(launches) >= 1
+
+
+def test_packed_parameters_follow_numbas_array_layout():
+    """kernels.cuda_launch packs an array as Numba does (meminfo, parent, nitems, itemsize,
+    data, shape, byte strides) and scalars as ctypes of their Numba type; an argument type it
+    does not know turns packing off (None)."""
+    import ctypes
+
+    from numbapool.kernels import cuda_launch
+
+    class Pointer:
+        value = 4096
+
+    class Device:
+        shape, strides, size, dtype = (2, 3), (24, 8), 6, np.dtype(np.float64)
+        device_ctypes_pointer = Pointer()
+
+    types = (numba.float64[:, :], numba.int64, numba.float32, numba.float64, numba.boolean)
+    convert = cuda_launch._converters(types)
+    params = cuda_launch.pack(convert, (Device(), 7, np.float32(0.5), 0.25, True))
+    assert params[:9] == [0, 0, 6, 8, 4096, 2, 3, 24, 8]
+    assert isinstance(params[9], ctypes.c_int64) and params[9].value == 7
+    assert isinstance(params[10], ctypes.c_float) and params[10].value == 0.5
+    assert isinstance(params[11], ctypes.c_double) and params[11].value == 0.25
+    assert params[12] is True
+    assert cuda_launch._converters((numba.types.UniTuple(numba.int64, 2),)) is None
+    assert cuda_launch.kind(np.float32(1)) is np.float32
+    assert cuda_launch.kind(7) is int
+    assert cuda_launch.kind(np.zeros((2, 3))) == ("d", 2, True)
+    assert cuda_launch.kind(np.zeros((2, 3), np.int32).T) == ("i", 2, False)

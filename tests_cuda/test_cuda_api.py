@@ -24,6 +24,17 @@ class ForeignGpuArray:
             self.__cuda_array_interface__ = dev.__cuda_array_interface__
 
 
+def _transposed(dev, axes):
+    """A non-contiguous device view of ``dev`` with its axes permuted (Numba's device arrays
+    transpose only 2-D arrays on a GPU; the simulator's, any)."""
+    if simulating():
+        return dev.transpose(axes)
+    desc = dict(dev.__cuda_array_interface__)
+    desc.update(shape=tuple(dev.shape[a] for a in axes),
+                strides=tuple(dev.strides[a] for a in axes))
+    return cuda.from_cuda_array_interface(desc, owner=dev)
+
+
 def _x(shape=(2, 3, 6, 7), dtype=np.float64, seed=0):
     return np.random.default_rng(seed).uniform(-2, 2, shape).astype(dtype)
 
@@ -99,7 +110,7 @@ def test_strided_device_views(layout):
     """A non-contiguous device array (a transposed view) is read through its strides."""
     base = _x((2, 6, 7, 3)) if layout == "channels_first" else _x((2, 3, 6, 7))
     axes = (0, 3, 1, 2) if layout == "channels_first" else (0, 2, 3, 1)
-    view = cuda.to_device(base).transpose(axes)
+    view = _transposed(cuda.to_device(base), axes)
     host = np.transpose(base, axes)
     assert not view.is_c_contiguous()
     got = numbapool.pool("avg", view, 3, stride=2, padding=1, layout=layout)
@@ -201,9 +212,68 @@ def test_gradient_routed_by_given_device_indices(layout):
     np.testing.assert_array_equal(didx.copy_to_host(), idx)
     bad = idx.copy()
     bad[0, 0, 0, 0] = 72
-    with pytest.raises(ValueError, match=r"indices .*\[0, 72\); 1 of them"):
+    bad.flat[-1] = -1
+    with pytest.raises(ValueError, match=r"indices .*\[0, 72\); 2 of them"):
         numbapool.pool_grad("max", cuda.to_device(x), cuda.to_device(gy),
                             indices=cuda.to_device(bad), **kw)
+    again = numbapool.pool_grad("max", cuda.to_device(x), cuda.to_device(gy), indices=didx,
+                                **kw)  # (the device's flag is cleared for each check)
+    np.testing.assert_array_equal(again.copy_to_host(), want)
     with pytest.raises(TypeError, match="indices must be an integer array"):
         numbapool.pool_grad("max", cuda.to_device(x), cuda.to_device(gy),
                             indices=cuda.to_device(idx.astype(float)), **kw)
+
+
+@pytest.mark.skipif(simulating(), reason="the simulator launches every kernel through Numba")
+def test_launches_after_the_first_are_packed():
+    """After a kernel's first launch with given argument kinds, later ones pack the
+    parameters themselves (kernels.cuda_launch); the results stay the CPU's, contiguous or
+    strided, with float and integer scalars and with indices."""
+    from numbapool.kernels import cuda_launch
+
+    cuda_launch.clear()
+    x = _x((2, 3, 9, 8), seed=6)
+    dense = cuda.to_device(x)
+    strided = _transposed(cuda.to_device(np.ascontiguousarray(np.moveaxis(x, 1, -1))),
+                          (0, 3, 1, 2))
+    kw = dict(kernel_size=3, stride=2, padding=1)
+    want_avg = numbapool.pool("avg", x, **kw)
+    want_max, want_idx = numbapool.pool("max", x, return_indices=True, **kw)
+    for _ in range(3):
+        for arr in (dense, strided):
+            got = numbapool.pool("avg", arr, **kw)
+            np.testing.assert_allclose(got.copy_to_host(), want_avg, rtol=1e-12)
+            got, idx = numbapool.pool("max", arr, return_indices=True, **kw)
+            np.testing.assert_array_equal(got.copy_to_host(), want_max)
+            np.testing.assert_array_equal(idx.copy_to_host(), want_idx)
+    kept = list(cuda_launch._launchers.values())
+    assert len(kept) >= 2 and all(entry is not None for entry in kept)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_repeated_device_calls_run_a_remembered_plan(layout, monkeypatch):
+    """A repeated call on a contiguous device array runs the plan remembered by the first
+    (on a GPU bound by its first run: packed launches from the third call); every call
+    gives the CPU's results, in the caller's shape, for new data each time."""
+    from numbapool import api
+    from numbapool.kernels import cuda as kcuda
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    kw = dict(kernel_size=3, stride=2, padding=1, layout=layout)
+    shape = (2, 3, 9, 8) if layout == "channels_first" else (2, 9, 8, 3)
+    for seed in range(4):
+        x = _x(shape, np.float32, seed=seed)
+        d = cuda.to_device(x)
+        got = numbapool.pool("avg", d, **kw)
+        np.testing.assert_allclose(got.copy_to_host(), numbapool.pool("avg", x, **kw),
+                                   rtol=1e-5, atol=1e-6)  # (float32 sums, in any order)
+        got, idx = numbapool.pool("max", d, return_indices=True, **kw)
+        want, want_idx = numbapool.pool("max", x, return_indices=True, **kw)
+        assert got.shape == want.shape and idx.shape == want.shape
+        np.testing.assert_array_equal(got.copy_to_host(), want)
+        np.testing.assert_array_equal(idx.copy_to_host(), want_idx)
+    plans = [k.plan for k in api._KNOWN_CALLS.values()
+             if isinstance(k.plan, kcuda.ForwardPlan)]
+    assert len(plans) == 2
+    if not simulating():
+        assert all(p._bound is not None for p in plans)

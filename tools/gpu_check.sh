@@ -4,7 +4,8 @@
 #   1. install numbapool and its plugins (no dependencies, no build isolation);
 #   2. tests_cuda without the simulator, and the PTX compile tests;
 #   3. numbapool bench --target cuda --backward (against PyTorch CUDA / cuDNN);
-#   4. each case's kernels under Nsight Compute (kernel time and DRAM bytes), if ncu exists.
+#   4. where a small call's host time goes (tools/cuda_overhead.py);
+#   5. each case's kernels under Nsight Compute (kernel time and DRAM bytes), if ncu exists.
 # Logs go to $1 (default $OUT, else /tmp/gpu_check).  Usage: tools/gpu_check.sh [DIR]
 set -u
 out=${1:-${OUT:-/tmp/gpu_check}}
@@ -39,6 +40,9 @@ tail -n 60 "$out/tests.txt"
 step bench
 timeout "${GPU_CHECK_BENCH_S:-240}" $py -m numbapool bench --target cuda --backward \
     2>&1 | tee "$out/bench.txt"
+
+step overhead
+timeout 120 $py tools/cuda_overhead.py 2>&1 | grep -v Warning | tee "$out/overhead.txt"
 
 if command -v ncu >/dev/null && [ "${GPU_CHECK_NCU:-1}" = 1 ]; then
     step kernels

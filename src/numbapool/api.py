@@ -13,6 +13,7 @@ import numpy as np
 from . import buffers, targets
 from .geometry import SINGLETON, AxisWindows
 from .kernels import cpu, routing, transpose
+from .kernels import cuda as cuda_kernels
 from .kernels.templates import native_channels_last
 from .options import (
     check_array,
@@ -441,6 +442,9 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
         known = None
     if known is not None and known.args is None:
         # The same arguments were checked and planned before: only the data is new.
+        if known.work_shape is None:  # (a CUDA plan: results in the caller's shape)
+            out, idx = known.plan.run_as(x, known.shape)
+            return (out, idx) if known.with_indices else out
         out, idx = known.plan.run(x.reshape(known.work_shape))
         if known.with_indices:
             return out.reshape(known.shape), idx.reshape(known.shape)
@@ -469,7 +473,12 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
             call.include_pad, call.override, with_indices=want_idx, u=call.u)
     shape = call.result_shape()
     out = _restore_dtype(call.to_caller(out, shape), call)
-    if key is not None and plan is not None and args is not None:
+    if key is not None and where == "cuda" and args is not None:
+        if call.pooler.deterministic and not isinstance(call.reduction, Sampling):
+            _remember(key, _KnownCall(call.pooler, None, cuda_kernels.ForwardPlan(
+                call.reduction, call.kernel_layout, call.work, call.axes, call.prm,
+                call.include_pad, call.override, want_idx), shape, want_idx))
+    elif key is not None and plan is not None and args is not None:
         if not call.pooler.deterministic:
             _remember(key, _KnownCall(call.pooler, None, None, None, want_idx, args))
         elif call.kernel_layout == call.layout:
@@ -488,8 +497,8 @@ class _KnownCall:
     """What a repeated call needs (no data): see :func:`_call_key`."""
 
     pooler: Pooler
-    work_shape: tuple[int, ...] | None
-    plan: cpu.ForwardPlan | cpu.ViaChannelsLast | None
+    work_shape: tuple[int, ...] | None  # (None for a CUDA plan, which takes x as it is)
+    plan: cpu.ForwardPlan | cpu.ViaChannelsLast | cuda_kernels.ForwardPlan | None
     shape: tuple[int, ...] | None
     with_indices: bool
     args: _Args | None = None  # (a pooler that draws its windows: they are planned anew)
@@ -512,15 +521,21 @@ def _freeze(v: object) -> object:
 
 
 def _call_key(name: object, x: object, options: dict, params: dict) -> tuple | None:
-    if (type(x) is not np.ndarray or x.dtype.char not in "fd" or not x.dtype.isnative
-            or not x.flags.c_contiguous):
+    if type(x) is np.ndarray:
+        if x.dtype.char not in "fd" or not x.dtype.isnative or not x.flags.c_contiguous:
+            return None
+        head = (name, x.shape, x.dtype.char, x.flags.writeable)
+    elif cuda_kernels.is_numba_device_array(x):
+        if x.dtype.char not in "fd" or not x.dtype.isnative or not x.is_c_contiguous():
+            return None
+        head = (name, "cuda", x.shape, x.dtype.char)
+    else:
         return None
     values = tuple(options.values())
     if any(type(v) in (tuple, list) for v in values):
-        key = (name, x.shape, x.dtype.char, x.flags.writeable, tuple(map(_freeze, values)))
+        key = (*head, tuple(map(_freeze, values)))
     else:  # (the common case, a little faster: every argument's type beside its value)
-        key = (name, x.shape, x.dtype.char, x.flags.writeable, values,
-               tuple(map(type, values)))
+        key = (*head, values, tuple(map(type, values)))
     if params:
         key += tuple((k, _freeze(v)) for k, v in sorted(params.items()))
     try:

@@ -96,12 +96,15 @@ def check_device_array(x: object, name: str = "x"):
 
 
 def _lift(arr, layout: str):
-    """A 5-D view (size-1 spatial axes in front of the real ones), any strides."""
+    """A 5-D view (size-1 spatial axes in front of the real ones), any strides; of a
+    C-contiguous array, a C-contiguous view (the kernels' specialisation for that layout)."""
     shape, strides = tuple(arr.shape), tuple(arr.strides)
     k = 5 - len(shape)
     at = 2 if layout == "channels_first" else 1
-    return cuda_kernels.lift(arr, shape[:at] + (1,) * k + shape[at:],
-                             strides[:at] + (0,) * k + strides[at:])
+    shape5 = shape[:at] + (1,) * k + shape[at:]
+    if arr.is_c_contiguous():
+        return arr.reshape(shape5)
+    return cuda_kernels.lift(arr, shape5, strides[:at] + (0,) * k + strides[at:])
 
 
 def lift_device(arr, layout: str):

@@ -20,12 +20,13 @@ import numpy as np
 from ..geometry import AxisWindows
 from ..options import indices_out_of_range
 from ..reduction import Reduction, Sampling, Selection
-from . import cpu
+from . import cpu, cuda_launch
 from .codegen import cache_dir, get_kernel, load_module
 from .cuda_templates import CAST_SOURCE, OUTSIDE_SOURCE
 
-__all__ = ["cuda_api", "simulating", "is_device_array", "as_device_array", "lift",
-           "empty", "cast", "forward", "backward", "param_grad"]
+__all__ = ["cuda_api", "simulating", "is_device_array", "is_numba_device_array",
+           "as_device_array", "lift", "empty", "cast", "ForwardPlan", "forward", "backward",
+           "param_grad"]
 
 THREADS = 256
 """Threads per block on a GPU (the simulator runs at most 64: each is a Python thread)."""
@@ -53,7 +54,7 @@ def cuda_api():
     return cuda
 
 
-def _numba_device_array(obj: object) -> bool:
+def is_numba_device_array(obj: object) -> bool:
     """A Numba device array (the simulator's too, which has no CUDA array interface)."""
     return getattr(type(obj), "__cuda_ndarray__", False) is True
 
@@ -63,7 +64,7 @@ def is_device_array(obj: object) -> bool:
     CuPy, PyTorch CUDA tensors) or is a Numba (or simulator) device array."""
     if isinstance(obj, np.ndarray):
         return False
-    return _numba_device_array(obj) or hasattr(obj, "__cuda_array_interface__")
+    return is_numba_device_array(obj) or hasattr(obj, "__cuda_array_interface__")
 
 
 class _HostInterface:
@@ -78,7 +79,7 @@ class _HostInterface:
 def as_device_array(obj: object):
     """A Numba device array viewing ``obj``'s memory (no copy)."""
     cuda = cuda_api()
-    if _numba_device_array(obj):
+    if is_numba_device_array(obj):
         return obj
     if simulating():
         from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
@@ -88,15 +89,17 @@ def as_device_array(obj: object):
 
 
 def lift(arr, shape: tuple[int, ...], strides: tuple[int, ...]):
-    """A view of device array ``arr`` with another shape and byte strides (same memory)."""
+    """A view of Numba device array ``arr`` with another shape and byte strides (same
+    memory)."""
     if simulating():
         from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
         host = np.lib.stride_tricks.as_strided(arr._ary, shape, strides)
         return FakeCUDAArray(host)
-    cuda = cuda_api()
-    desc = dict(arr.__cuda_array_interface__)
-    desc.update(shape=tuple(shape), strides=tuple(strides), stream=None)
-    return cuda.from_cuda_array_interface(desc, owner=arr, sync=False)
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray
+
+    # The same memory object (which keeps its owner alive), without the checks, pointer
+    # query and new memory object of cuda.from_cuda_array_interface.
+    return DeviceNDArray(tuple(shape), tuple(strides), arr.dtype, gpu_data=arr.gpu_data)
 
 
 def empty(shape: tuple[int, ...], dtype) -> object:
@@ -124,15 +127,33 @@ def _cast_kernel():
 
 @lru_cache(maxsize=1)
 def _outside_kernel():
-    path = cache_dir() / "np_cuda_outside_v1.py"
+    path = cache_dir() / "np_cuda_outside_v2.py"
     return load_module(path, OUTSIDE_SOURCE, {}).kernel
 
 
+@lru_cache(maxsize=1)
+def _flag():
+    """One int32 in pinned host memory mapped for the device: what the range check writes,
+    read after a synchronisation (no device allocation and no copy per check)."""
+    return cuda_api().mapped_array(1, np.int32)
+
+
+def synchronize() -> None:
+    """Wait for the device's work so far."""
+    cuda_api().synchronize()
+
+
 def count_outside(idx5, plane: int) -> int:
-    """How many elements of the 5-D int64 device array ``idx5`` lie outside [0, plane)."""
-    bad = to_device(np.zeros(1, np.int64))
-    _run(_outside_kernel(), math.prod(idx5.shape), idx5, np.int64(plane), bad)
-    return int(bad.copy_to_host()[0])
+    """How many elements of the 5-D int64 device array ``idx5`` lie outside [0, plane)
+    (counted on the host only when the device found any)."""
+    flag = _flag()
+    flag[0] = 0
+    _run(_outside_kernel(), math.prod(idx5.shape), idx5, np.int64(plane), flag)
+    synchronize()
+    if not flag[0]:
+        return 0
+    host = idx5.copy_to_host()
+    return int(np.count_nonzero((host < 0) | (host >= plane)))
 
 
 def cast(arr5, dtype):
@@ -200,39 +221,82 @@ out_shape = cpu.out_shape
 def _run(kernel, total: int, *args) -> None:
     if total:
         blocks, threads = _launch(total)
-        kernel[blocks, threads](*args)
+        cuda_launch.launch(kernel, blocks, threads, args, packed=not simulating())
+
+
+class ForwardPlan:
+    """A CUDA forward pass planned once: its kernel, device tables and parameters, and the
+    output's shape and dtype (not for a sampling reduction, which draws per call).
+
+    ``run`` pools a 5-D device array.  ``run_as`` pools a C-contiguous device array of the
+    planned input's size into results of the caller's shape; after its first launch it
+    launches with every parameter but the arrays' addresses packed once
+    (:func:`.cuda_launch.bind`), on a GPU."""
+
+    def __init__(self, reduction: Reduction, layout: str, x, axes: Sequence[AxisWindows],
+                 prm: np.ndarray, include_pad: bool = True, override: float | None = None,
+                 with_indices: bool = False) -> None:
+        if isinstance(reduction, Sampling):
+            raise ValueError("a sampling reduction draws its uniforms per call: no plan")
+        selection = isinstance(reduction, Selection)
+        if with_indices and not selection:
+            raise ValueError(f"reduction {reduction.name!r} has no indices")
+        dtype = np.dtype(x.dtype)
+        self.x_shape = tuple(x.shape)
+        self.shape = out_shape(x, axes, layout)
+        self.total = math.prod(self.shape)
+        self.with_indices = with_indices
+        self.dtype = dtype if selection else reduction.out_dtype(dtype)
+        variant = "forward_indices" if with_indices else "forward"
+        self.kernel = get_kernel(reduction, layout, variant, "cuda")
+        tables = _tables(axes)
+        self.rest = tuple(tables) if selection else (
+            *tables, *_divisors(axes, include_pad, override), _zero(reduction, dtype), _prm(prm))
+        self._bound = None
+
+    def _arrays(self, x, out, idx) -> tuple:
+        return (x, out) if idx is None else (x, out, idx)
+
+    def run(self, x) -> tuple:
+        """Pool the 5-D device array ``x``: ``(out, indices or None)``, 5-D."""
+        out = empty(self.shape, self.dtype)
+        idx = empty(self.shape, np.int64) if self.with_indices else None
+        _run(self.kernel, self.total, *self._arrays(x, out, idx), *self.rest)
+        return out, idx
+
+    def run_as(self, x, shape: tuple[int, ...]) -> tuple:
+        """Pool the C-contiguous device array ``x`` (the planned input's elements, in any
+        shape): ``(out, indices or None)`` in ``shape``."""
+        out = empty(shape, self.dtype)
+        idx = empty(shape, np.int64) if self.with_indices else None
+        if not self.total:
+            return out, idx
+        bound = self._bound
+        if bound is not None:
+            bound(*map(cuda_launch.address, self._arrays(x, out, idx)))
+            return out, idx
+        arrays = self._arrays(x.reshape(self.x_shape), out.reshape(self.shape),
+                              None if idx is None else idx.reshape(self.shape))
+        _run(self.kernel, self.total, *arrays, *self.rest)
+        if not simulating():
+            self._bound = cuda_launch.bind(self.kernel, *_launch(self.total),
+                                           (*arrays, *self.rest), tuple(range(len(arrays))))
+        return out, idx
 
 
 def forward(reduction: Reduction, layout: str, x, axes: Sequence[AxisWindows],
             prm: np.ndarray, include_pad: bool = True, override: float | None = None,
             with_indices: bool = False, u: np.ndarray | None = None) -> tuple:
     """Pool device array ``x``; returns ``(out, indices or None)`` as device arrays."""
-    shape = out_shape(x, axes, layout)
-    total = math.prod(shape)
-    tables = _tables(axes)
-    dtype = np.dtype(x.dtype)
-    if isinstance(reduction, Selection):
-        out = empty(shape, dtype)
-        if with_indices:
-            idx = empty(shape, np.int64)
-            _run(get_kernel(reduction, layout, "forward_indices", "cuda"), total,
-                 x, out, idx, *tables)
-            return out, idx
-        _run(get_kernel(reduction, layout, "forward", "cuda"), total, x, out, *tables)
-        return out, None
     if isinstance(reduction, Sampling):
-        out = empty(shape, dtype)
+        shape = out_shape(x, axes, layout)
+        out = empty(shape, np.dtype(x.dtype))
         idx = empty(shape, np.int64)
-        _run(get_kernel(reduction, layout, "forward_indices", "cuda"), total,
-             x, out, idx, *tables, np.float64(0.0), _prm(prm), to_device(u))
+        _run(get_kernel(reduction, layout, "forward_indices", "cuda"), math.prod(shape),
+             x, out, idx, *_tables(axes), np.float64(0.0), _prm(prm), to_device(u))
         return out, (idx if with_indices else None)
-    if with_indices:
-        raise ValueError(f"reduction {reduction.name!r} has no indices")
-    out = empty(shape, reduction.out_dtype(dtype))
-    _run(get_kernel(reduction, layout, "forward", "cuda"), total,
-         x, out, *tables, *_divisors(axes, include_pad, override), _zero(reduction, dtype),
-         _prm(prm))
-    return out, None
+    return ForwardPlan(reduction, layout, x, axes, prm, include_pad, override,
+                       with_indices).run(x)
 
 
 def backward(reduction: Reduction, layout: str, x, grad_out, axes: Sequence[AxisWindows],

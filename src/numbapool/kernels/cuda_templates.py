@@ -85,12 +85,13 @@ def kernel({signature}):
 # Element-wise conversion between dtypes (float16 is computed in float32, as on the CPU).
 CAST_SOURCE = _elementwise("src, dst", "dst", "dst[n, a, b, c, d] = src[n, a, b, c, d]")
 
-# How many of the (5-D int64) indices lie outside [0, plane): pool_grad's check of the indices
-# a caller gives (the backward kernels would silently drop such gradients).
-OUTSIDE_SOURCE = _elementwise("idx, plane, bad", "idx", """
+# Whether any of the (5-D int64) indices lies outside [0, plane): pool_grad's check of the
+# indices a caller gives (the backward kernels would silently drop such gradients).  A plain
+# store of 1 (``flag`` is host memory mapped for the device): no atomics.
+OUTSIDE_SOURCE = _elementwise("idx, plane, flag", "idx", """
     v = idx[n, a, b, c, d]
     if v < 0 or v >= plane:
-        cuda.atomic.add(bad, 0, 1)
+        flag[0] = 1
 """)
 
 
