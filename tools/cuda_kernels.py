@@ -3,7 +3,7 @@
 traffic, without launch overhead (``tools/gpu_check.sh`` runs it)::
 
     ncu --profile-from-start off --csv --metrics gpu__time_duration.sum,\
-dram__bytes_read.sum,dram__bytes_write.sum python3 tools/cuda_kernels.py [--backward]
+dram__bytes_read.sum,dram__bytes_write.sum python3 tools/cuda_kernels.py [--backward] [--case NAME]
 """
 
 import sys
@@ -26,7 +26,10 @@ def main(argv: list[str]) -> None:
     start = getattr(cuda, "profile_start", lambda: None)  # (the simulator has none)
     stop = getattr(cuda, "profile_stop", lambda: None)
     rng = np.random.default_rng(0)
+    only = argv[argv.index("--case") + 1] if "--case" in argv else None
     for case in CASES:
+        if only is not None and case.name != only:
+            continue
         x_cf = rng.random(case.shape, dtype=np.float32)
         for layout in ("channels_first", "channels_last"):
             host = x_cf if layout == "channels_first" else np.ascontiguousarray(

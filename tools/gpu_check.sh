@@ -5,7 +5,8 @@
 #   2. tests_cuda without the simulator, and the PTX compile tests;
 #   3. numbapool bench --target cuda --backward (against PyTorch CUDA / cuDNN);
 #   4. where a small call's host time goes (tools/cuda_overhead.py);
-#   5. each case's kernels under Nsight Compute (kernel time and DRAM bytes), if ncu exists.
+#   5. each case's kernels under Nsight Compute (kernel time and DRAM bytes), and the ResNet
+#      stem's in detail (occupancy, registers, stalls), if ncu exists.
 # Logs go to $1 (default $OUT, else /tmp/gpu_check).  Usage: tools/gpu_check.sh [DIR]
 set -u
 out=${1:-${OUT:-/tmp/gpu_check}}
@@ -51,5 +52,12 @@ if command -v ncu >/dev/null && [ "${GPU_CHECK_NCU:-1}" = 1 ]; then
         $py tools/cuda_kernels.py --backward >"$out/kernels.csv" 2>"$out/kernels.err"
     echo "ncu rc $?"
     tail -n 5 "$out/kernels.err"
+    step "kernel details (ResNet stem, numbapool's kernels)"
+    timeout "${GPU_CHECK_NCU_S:-150}" ncu --profile-from-start off --kernel-name regex:numbapool \
+        --section SpeedOfLight --section Occupancy --section LaunchStats \
+        --section WarpStateStats $py tools/cuda_kernels.py --backward --case resnet_stem \
+        >"$out/details.txt" 2>&1
+    echo "ncu rc $?"
+    grep -E "^  [a-z_]+.*\(|Duration|Registers Per|Achieved Occupancy|Theoretical Occ|Memory Throughput|Compute \(SM\) Th|Stall|Warp Cycles Per Issued" "$out/details.txt" | head -n 80
 fi
 step done

@@ -96,8 +96,11 @@ OUTSIDE_SOURCE = _elementwise("idx, plane, flag", "idx", """
 
 
 def _at(cf: bool, s0: str, s1: str, s2: str) -> str:
-    """Indices of a spatial position of plane (n, c) in a 5-D array of the layout."""
-    return f"n, c, {s0}, {s1}, {s2}" if cf else f"n, {s0}, {s1}, {s2}, c"
+    """Indices of a spatial position of plane (n, c) in a 5-D array of the layout, as
+    unsigned integers: Numba then skips each subscript's negative-index wraparound (every
+    index is in range by construction, as the CPU kernels' flat indices assume)."""
+    n, c, a, b, z = (f"numba.uint64({v})" for v in ("n", "c", s0, s1, s2))
+    return f"{n}, {c}, {a}, {b}, {z}" if cf else f"{n}, {a}, {b}, {z}, {c}"
 
 
 def _shapes(cf: bool, arr: str, names: tuple[str, str, str]) -> str:
@@ -109,37 +112,32 @@ def _shapes(cf: bool, arr: str, names: tuple[str, str, str]) -> str:
 
 
 def _split(cf: bool, names: tuple[str, str, str], sizes: tuple[str, str, str]) -> str:
-    """Flat thread index ``r`` -> ``n, c`` and three spatial indices, in memory order."""
+    """Flat thread index ``r`` -> ``n, c`` and three spatial indices, in memory order.
+    Divided as unsigned integers (no floor corrections of signed division; the compiler
+    divides in 32 bits when both fit) by the sizes' unsigned copies (``U`` + name, made by
+    :func:`_unsigned`); the results are int64 again."""
     a, b, z = names
-    sa, sb, sz = sizes
-    if cf:
-        return f"""
-            {z} = r % {sz}
-            t = r // {sz}
-            {b} = t % {sb}
-            t = t // {sb}
-            {a} = t % {sa}
-            t = t // {sa}
-            c = t % C
-            n = t // C
-        """
-    return f"""
-        c = r % C
-        t = r // C
-        {z} = t % {sz}
-        t = t // {sz}
-        {b} = t % {sb}
-        t = t // {sb}
-        {a} = t % {sa}
-        n = t // {sa}
-    """
+    order = [(z, sizes[2]), (b, sizes[1]), (a, sizes[0]), ("c", "C")]
+    if not cf:
+        order = order[-1:] + order[:-1]
+    lines = ["t = numba.uint64(r)"]
+    for name, size in order:
+        lines += [f"{name} = numba.int64(t % U{size})", f"t = t // U{size}"]
+    return "\n".join(lines + ["n = numba.int64(t)"])
 
 
+def _unsigned(sizes: tuple[str, ...]) -> str:
+    """Unsigned copies of sizes, for :func:`_split`."""
+    return "\n".join(f"U{nm} = numba.uint64({nm})" for nm in sizes)
+
+
+# The plane's row of each table: the tables are shared by all planes (one row) except for
+# rules that draw windows per plane.
 _PLANE = """
     pl = n * C + c
-    q0 = pl % P0
-    q1 = pl % P1
-    q2 = pl % P2
+    q0 = numba.int64(numba.uint64(pl) % numba.uint64(P0)) if P0 > 1 else 0
+    q1 = numba.int64(numba.uint64(pl) % numba.uint64(P1)) if P1 > 1 else 0
+    q2 = numba.int64(numba.uint64(pl) % numba.uint64(P2)) if P2 > 1 else 0
 """
 
 
@@ -160,6 +158,7 @@ def _per_output(cf: bool, out: str) -> str:
         P1 = g1.shape[0]
         P2 = g2.shape[0]
     """, 1) + _block(_SETUP, 1)
+    src += _block(_unsigned(("C", "O0", "O1", "O2")), 1)
     src += _block(f"for r in range(cuda.grid(1), {out}.size, cuda.gridsize(1)):", 1)
     src += _block(_split(cf, ("o0", "o1", "o2"), ("O0", "O1", "O2")), 2) + _block(_PLANE, 2)
     return src + _load(0, "o0", "q0", 2) + _load(1, "o1", "q1", 2) + _load(2, "o2", "q2", 2)
@@ -171,12 +170,12 @@ def _forward(red: Reduction, cf: bool, variant: str) -> str:
     src = f"def kernel({', '.join(forward_args(kind, with_idx))}):\n"
     src += _per_output(cf, "out")
     if kind != "selection":
-        src += _block("pr = prm[c % prm.shape[0]]", 2)
+        src += _block("pr = prm[c if prm.shape[0] > 1 else 0]", 2)
     o = _at(cf, "o0", "o1", "o2")
     src += window_body(kind, "x[" + _at(cf, "w0", "w1", "w2") + "]",
                        "x[" + _at(cf, "b0", "b1", "b2") + "]", f"out[{o}]",
                        f"idx[{o}]" if with_idx or kind == "sampling" else None,
-                       "u[n, c, o0, o1, o2]", 2)
+                       "u[" + _at(True, "o0", "o1", "o2") + "]", 2)
     return with_divisor(src, ("q0", "q1", "q2"))
 
 
@@ -197,6 +196,7 @@ def _backward(red: Reduction, cf: bool) -> str:
     """, 1)
     if not routed:
         src += _block(_SETUP, 1)
+    src += _block(_unsigned(("C", "S0", "S1", "S2")), 1)
     src += _block("for r in range(cuda.grid(1), gx.size, cuda.gridsize(1)):", 1)
     src += _block(_split(cf, ("i0", "i1", "i2"), ("S0", "S1", "S2")), 2) + _block(_PLANE, 2)
     src += _block("""
@@ -205,7 +205,7 @@ def _backward(red: Reduction, cf: bool) -> str:
     """, 2)
     if not routed:
         src += _block(f"""
-            pr = prm[c % prm.shape[0]]
+            pr = prm[c if prm.shape[0] > 1 else 0]
             v = zero + x[{_at(cf, 'i0', 'i1', 'i2')}]
         """, 2)
     src += gather_body(red, "x[" + _at(cf, "w0", "w1", "w2") + "]",
@@ -219,7 +219,7 @@ def _param_grad(red: Reduction, cf: bool) -> str:
     src += _per_output(cf, "y")
     # Rows of gp in channels-first order of the outputs, whatever the layout.
     src += _block("""
-        pr = prm[c % prm.shape[0]]
+        pr = prm[c if prm.shape[0] > 1 else 0]
         row = gp[((pl * O0 + o0) * O1 + o1) * O2 + o2]
         for k in range(row.shape[0]):
             row[k] = 0.0
