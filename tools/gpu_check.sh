@@ -43,7 +43,7 @@ timeout "${GPU_CHECK_BENCH_S:-240}" $py -m numbapool bench --target cuda --backw
     2>&1 | tee "$out/bench.txt"
 
 step overhead
-timeout 120 $py tools/cuda_overhead.py 2>&1 | grep -v Warning | tee "$out/overhead.txt"
+timeout "${GPU_CHECK_OVERHEAD_S:-120}" $py tools/cuda_overhead.py 2>&1 | grep -v Warning | tee "$out/overhead.txt"
 
 if command -v ncu >/dev/null && [ "${GPU_CHECK_NCU:-1}" = 1 ]; then
     step kernels
