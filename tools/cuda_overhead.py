@@ -17,6 +17,7 @@ import numpy as np
 from numba import cuda
 
 import numbapool
+from numbapool import api
 from numbapool.kernels import cuda as kcuda
 
 
@@ -32,9 +33,11 @@ def per_call(fn, n: int = 2000) -> float:
 
 
 def captured(call):
-    """The (kernel, total, args) of every launch ``call`` makes."""
+    """The (kernel, total, args) of every launch ``call`` makes (planned anew: a remembered
+    plan's bound launch does not go through ``_run``)."""
     seen = []
     real = kcuda._run
+    api._KNOWN_CALLS.clear()
 
     def spy(kernel, total, *args):
         seen.append((kernel, total, args))

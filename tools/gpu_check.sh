@@ -52,8 +52,9 @@ if command -v ncu >/dev/null && [ "${GPU_CHECK_NCU:-1}" = 1 ]; then
         $py tools/cuda_kernels.py --backward >"$out/kernels.csv" 2>"$out/kernels.err"
     echo "ncu rc $?"
     tail -n 5 "$out/kernels.err"
+    # (ncu matches the function's name: every numbapool kernel is called kernel)
     step "kernel details (ResNet stem, numbapool's kernels)"
-    timeout "${GPU_CHECK_NCU_S:-150}" ncu --profile-from-start off --kernel-name regex:numbapool \
+    timeout "${GPU_CHECK_NCU_S:-150}" ncu --profile-from-start off --kernel-name kernel \
         --section SpeedOfLight --section Occupancy --section LaunchStats \
         --section WarpStateStats $py tools/cuda_kernels.py --backward --case resnet_stem \
         >"$out/details.txt" 2>&1
