@@ -159,3 +159,49 @@ def test_packed_parameters_follow_numbas_array_layout():
     assert cuda_launch.kind(7) is int
     assert cuda_launch.kind(np.zeros((2, 3))) == ("d", 2, True)
     assert cuda_launch.kind(np.zeros((2, 3), np.int32).T) == ("i", 2, False)
+
+
+def test_a_bound_launch_fills_the_addresses_of_the_varying_arrays(monkeypatch):
+    """kernels.cuda_launch.bind packs the fixed arguments once and records where each
+    varying array's address goes (after meminfo, parent, nitems and itemsize of each array's
+    5 + 2 * ndim parameters, one per scalar); a call puts the new addresses there."""
+    from numbapool.kernels import cuda_launch
+
+    class Pointer:
+        def __init__(self, value):
+            self.value = value
+
+    class Device:
+        def __init__(self, shape, address):
+            self.shape, self.dtype = shape, np.dtype(np.float32)
+            self.size = int(np.prod(shape))
+            self.strides = tuple(int(s) for s in np.empty(shape, np.float32).strides)
+            self.device_ctypes_pointer = Pointer(address)
+
+        def is_c_contiguous(self):
+            return True
+
+    core = pytest.importorskip("cuda.core")
+    launched = []
+    monkeypatch.setattr(cuda_launch, "_config", lambda blocks, threads: (blocks, threads))
+    monkeypatch.setattr(core, "launch", lambda *a: launched.append(a))
+    x, table, out = Device((1, 2, 1, 4, 4), 100), Device((1, 3), 200), Device((1, 2, 1, 2, 2), 300)
+    kernel = object()
+    types = (numba.float32[:, :, :, :, ::1], numba.float32[:, ::1], numba.float64,
+             numba.float32[:, :, :, :, ::1])
+    args = (x, table, 0.5, out)
+    cuda_launch._launchers[(kernel, *map(cuda_launch.kind, args))] = (
+        "function", cuda_launch._converters(types), "stream")
+    try:
+        bound = cuda_launch.bind(kernel, 3, 256, args, (0, 3))
+        assert bound.at == (4, 15 + 9 + 1 + 4)
+        bound(1000, 3000)
+    finally:
+        cuda_launch.clear()
+    (stream, config, function, *params), = launched
+    assert (stream, config, function) == ("stream", (3, 256), "function")
+    assert params[4] == 1000 and params[29] == 3000  # the new addresses
+    assert params[15 + 4] == 200  # the table's, packed once
+    assert params[15 + 9].value == 0.5
+    assert bound.keep == [table, 0.5]
+    assert cuda_launch.bind(object(), 3, 256, args, (0, 3)) is None  # never launched
