@@ -157,8 +157,9 @@ def test_packed_parameters_follow_numbas_array_layout():
     assert cuda_launch._converters((numba.types.UniTuple(numba.int64, 2),)) is None
     assert cuda_launch.kind(np.float32(1)) is np.float32
     assert cuda_launch.kind(7) is int
-    assert cuda_launch.kind(np.zeros((2, 3))) == ("d", 2, True)
-    assert cuda_launch.kind(np.zeros((2, 3), np.int32).T) == ("i", 2, False)
+    assert cuda_launch.kind(np.zeros((2, 3))) == ("d", 2, "C")
+    assert cuda_launch.kind(np.zeros((2, 3), np.int32).T) == ("i", 2, "F")
+    assert cuda_launch.kind(np.zeros((2, 3))[:, ::2]) == ("d", 2, "A")
 
 
 def test_a_bound_launch_fills_the_addresses_of_the_varying_arrays(monkeypatch):
@@ -180,6 +181,9 @@ def test_a_bound_launch_fills_the_addresses_of_the_varying_arrays(monkeypatch):
 
         def is_c_contiguous(self):
             return True
+
+        def is_f_contiguous(self):
+            return False
 
     core = pytest.importorskip("cuda.core")
     launched = []

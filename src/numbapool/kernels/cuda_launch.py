@@ -31,13 +31,16 @@ _ARRAY = None  # converter marker: pack as an array
 
 
 def kind(arg: object) -> object:
-    """What decides a kernel overload for ``arg``: an array's dtype, rank and whether it is
-    C-contiguous (Numba types it ``C`` then, else ``A``); a scalar's type."""
+    """What decides a kernel overload for ``arg``: an array's dtype, rank and layout as
+    Numba types it (``C`` if C-contiguous, else ``F`` if Fortran-contiguous, else ``A``); a
+    scalar's type."""
     if isinstance(arg, np.generic) or not hasattr(arg, "shape"):
         return type(arg)
     if isinstance(arg, np.ndarray):  # (host memory mapped for the device)
-        return (arg.dtype.char, arg.ndim, arg.flags.c_contiguous)
-    return (arg.dtype.char, len(arg.shape), arg.is_c_contiguous())
+        c, f = arg.flags.c_contiguous, arg.flags.f_contiguous
+    else:
+        c, f = arg.is_c_contiguous(), arg.is_f_contiguous()
+    return (arg.dtype.char, len(arg.shape), "C" if c else "F" if f else "A")
 
 
 def clear() -> None:
