@@ -8,6 +8,8 @@
 #   5. each case's kernels under Nsight Compute (kernel time and DRAM bytes), and the ResNet
 #      stem's in detail (occupancy, registers, stalls), if ncu exists.
 # Logs go to $1 (default $OUT, else /tmp/gpu_check).  Usage: tools/gpu_check.sh [DIR]
+# Time limits (seconds): GPU_CHECK_TEST_S, _BENCH_S, _OVERHEAD_S, _NCU_S; GPU_CHECK_NCU=0 skips
+# Nsight Compute.  A whole run took about 2 minutes on an H200.
 set -u
 out=${1:-${OUT:-/tmp/gpu_check}}
 mkdir -p "$out"
@@ -16,6 +18,14 @@ export PYTHONUNBUFFERED=1
 NUMBAPOOL_CACHE_DIR=$(mktemp -d)
 export NUMBAPOOL_CACHE_DIR
 step() { echo; echo "### $* ($(date +%T))"; }
+
+# Wheels in .whl/ (carried to the machine; git-ignored) go first on the path: on 2026-12-04
+# the H200 image's numba-cuda 0.30.4 failed to import with its numpy 2.5.2 (np.row_stack is
+# gone), and a numpy 2.4 wheel fixed it.
+if compgen -G ".whl/*.whl" >/dev/null; then
+    $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/gpu_check_site .whl/*.whl && export PYTHONPATH=/tmp/gpu_check_site${PYTHONPATH:+:$PYTHONPATH}
+fi
 
 step versions
 {
