@@ -102,12 +102,17 @@ def _config(blocks: int, threads: int):
     return cfg
 
 
+_DATA = 4
+"""Where an array's address is among its parameters (after meminfo, parent, nitems and
+itemsize)."""
+
+
 def pack(convert: list, args: tuple) -> list:
     """The kernel parameters of ``args`` (arrays: Numba device arrays)."""
     params: list = []
     for cv, a in zip(convert, args):
         if cv is _ARRAY:
-            params += (0, 0, a.size, a.dtype.itemsize, a.device_ctypes_pointer.value or 0)
+            params += (0, 0, a.size, a.dtype.itemsize, address(a))
             params += a.shape
             params += a.strides
         else:
@@ -129,7 +134,6 @@ def launch(kernel, blocks: int, threads: int, args: tuple, packed: bool = True) 
 
     function, convert, stream = entry
     core_launch(stream, _config(blocks, threads), function, *pack(convert, args))
-
 
 
 class Bound:
@@ -160,16 +164,16 @@ def bind(kernel, blocks: int, threads: int, args: tuple, vary: tuple[int, ...]
     if entry is None:
         return None
     function, convert, stream = entry
-    at, pos = [], 0
+    params: list = []
+    at = []
     for i, (cv, a) in enumerate(zip(convert, args)):
         if i in vary:
             if cv is not _ARRAY:
                 raise ValueError(f"argument {i} is not an array")
-            at.append(pos + 4)  # (meminfo, parent, nitems, itemsize, data, ...)
-        pos += 5 + 2 * len(a.shape) if cv is _ARRAY else 1
+            at.append(len(params) + _DATA)
+        params += pack([cv], (a,))
     keep = [a for i, a in enumerate(args) if i not in vary]
-    return Bound(function, _config(blocks, threads), stream, pack(convert, args), tuple(at),
-                 keep)
+    return Bound(function, _config(blocks, threads), stream, params, tuple(at), keep)
 
 
 def address(a) -> int:
