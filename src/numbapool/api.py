@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from . import buffers, targets
+from . import buffers, randomness, targets
 from .geometry import SINGLETON, AxisWindows
 from .kernels import cpu, routing, transpose
 from .kernels import cuda as cuda_kernels
@@ -265,7 +265,7 @@ def _plan_call(args: _Args, arr: Any, variants: tuple[str, ...], target: str = "
     them at random), and everything its kernels need."""
     pooler, reduction, layout = args.pooler, args.reduction, args.layout
     batch, channels, spatial = args.batch, args.channels, args.spatial
-    rng = None if pooler.deterministic else np.random.default_rng(args.seed)
+    rng = None if pooler.deterministic else randomness.generator(args.seed)
     context = WindowContext(batch, channels, arr.dtype, rng)
     plan = pooler.window.plan(spatial, context, **args.window_opts)
     _check_plan(plan, spatial, batch * channels, pooler)

@@ -31,7 +31,10 @@ class WindowContext:
     dtype : numpy.dtype
         The input's dtype (some rules, like PyTorch's fractional pooling, compute in it).
     rng : numpy.random.Generator or None
-        The call's random generator (from ``seed``) for non-deterministic poolers.
+        The call's random generator for non-deterministic poolers: the numbers of
+        ``np.random.default_rng(seed)``, or fresh ones for ``seed=None``.  It is the
+        calling thread's (:func:`numbapool.randomness.generator`): use it during the call,
+        do not keep it.
     """
 
     batch: int

@@ -725,3 +725,23 @@ def test_graham_indices_with_ties_point_at_outputs():
     ry, ri, _ = ref_pool(x, *graham_windows(seqs, x.shape[2:], True, 4), "max")
     np.testing.assert_array_equal(y, ry)
     np.testing.assert_array_equal(idx, ri)
+
+
+@pytest.mark.parametrize("good, bad", [
+    ({"kernel_size": 1}, {"kernel_size": True}),
+    ({"output_size": (5, 5)}, {"output_size": (5, True)}),
+    ({"output_size": (5, 5)}, {"output_size": (5.0, 5)}),
+])
+def test_kept_geometry_is_not_taken_for_equal_arguments_of_another_type(good, bad):
+    # The checked geometry of PyTorch's rule is kept by the arguments; an argument equal to a
+    # kept one but of a type the checks refuse must still be refused, after the good call.
+    x = np.random.default_rng(0).random((1, 2, 10, 12))
+    opts = {"output_size": (5, 5), **good}
+    numbapool.pool("fractional_max", x, **opts, seed=1)
+    with pytest.raises(TypeError):
+        numbapool.pool("fractional_max", x, **{**opts, **bad}, seed=1)
+    with pytest.raises(TypeError):  # (the window rule itself, without the call's checks)
+        from numbapool import WindowContext
+        from numbapool_fractional.window import Fractional
+        Fractional().plan((10, 12), WindowContext(1, 2, x.dtype, np.random.default_rng(0)),
+                          **{**opts, **bad})

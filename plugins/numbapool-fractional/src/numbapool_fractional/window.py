@@ -111,9 +111,8 @@ class Fractional(WindowRule):
         if overlapping:
             raise ValueError("overlapping applies to Graham's sequences (pseudo_random=True "
                              "or False)")
-        k = per_axis_ints(2 if kernel_size is None else kernel_size, rank, "kernel_size")
-        planes = context.batch * context.channels
-        dtype = _torch_dtype(context.dtype)
+        geometry, name = _torch_geometry(tuple(spatial), context.dtype, kernel_size, sizes,
+                                         ratios)
         if samples is None:
             samples = context.rng.random((context.batch, context.channels, rank))
         else:
@@ -126,15 +125,50 @@ class Fractional(WindowRule):
                                  f"{samples.shape}")
             if not np.all((samples >= 0) & (samples < 1)):
                 raise ValueError("samples must lie in [0, 1)")
-        flat = np.asarray(samples).reshape(planes, rank)
-        name = _dtype_name(dtype)
+        flat = np.asarray(samples).reshape(context.batch * context.channels, rank)
         axes, seqs = [], []
-        for a, (length, kk, size, ratio) in enumerate(zip(spatial, k, sizes, ratios)):
-            out = torch_output_size(length, kk, size, ratio, rank=max(rank, 2))
-            col = torch_sample_column(rank, a)
+        for length, kk, out, col in geometry:
             # (the samples are finite: drawn in [0, 1) or checked to lie there; the sizes
             # passed torch_output_size's checks)
             starts = _torch_starts(flat[:, col], length, out, kk, name)
             axes.append(explicit_axis(length, starts, kk, extent=kk))
             seqs.append(starts.reshape(context.batch, context.channels, out))
         return tuple(axes), seqs
+
+
+def _torch_geometry(spatial: tuple[int, ...], dtype: np.dtype, kernel_size, sizes: tuple,
+                    ratios: tuple) -> tuple[tuple[tuple[int, int, int, int], ...], str]:
+    """PyTorch's rule's checked geometry: per axis ``(length, kernel size, output length,
+    column of the samples)``, and the name of the dtype the starts are computed in.  It
+    depends on the arguments only, and fractional pooling runs on every call, so the last
+    ones are kept (by the arguments' values and types: ``True`` is not taken for 1)."""
+    key = (spatial, np.dtype(dtype).str, _frozen(kernel_size), _frozen(sizes), _frozen(ratios))
+    try:
+        kept = _GEOMETRIES.get(key)
+    except TypeError:  # (an unhashable argument: checked and computed anew)
+        return _torch_geometry_of(spatial, dtype, kernel_size, sizes, ratios)
+    if kept is None:
+        kept = _torch_geometry_of(spatial, dtype, kernel_size, sizes, ratios)
+        if len(_GEOMETRIES) >= 64:
+            _GEOMETRIES.pop(next(iter(_GEOMETRIES)))
+        _GEOMETRIES[key] = kept
+    return kept
+
+
+_GEOMETRIES: dict[tuple, tuple] = {}
+
+
+def _frozen(value: object) -> object:
+    if isinstance(value, (tuple, list)):
+        return (type(value), tuple(_frozen(v) for v in value))
+    return (type(value), value)
+
+
+def _torch_geometry_of(spatial, dtype, kernel_size, sizes, ratios):
+    rank = len(spatial)
+    k = per_axis_ints(2 if kernel_size is None else kernel_size, rank, "kernel_size")
+    geometry = tuple(
+        (length, kk, torch_output_size(length, kk, size, ratio, rank=max(rank, 2)),
+         torch_sample_column(rank, a))
+        for a, (length, kk, size, ratio) in enumerate(zip(spatial, k, sizes, ratios)))
+    return geometry, _dtype_name(_torch_dtype(dtype))
