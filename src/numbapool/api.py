@@ -21,6 +21,7 @@ from .options import (
     check_indices,
     check_layout,
     indices_out_of_range,
+    typed_key,
 )
 from .pooler import Param, Pooler
 from .reduction import Reduction, Sampling, Selection
@@ -514,12 +515,6 @@ _KNOWN_CALLS: dict[tuple, _KnownCall] = {}
 _KNOWN_MAX = 64
 
 
-def _freeze(v: object) -> object:
-    if isinstance(v, (tuple, list)):
-        return (type(v), tuple(_freeze(e) for e in v))
-    return (type(v), v)
-
-
 def _call_key(name: object, x: object, options: dict, params: dict) -> tuple | None:
     if type(x) is np.ndarray:
         if x.dtype.char not in "fd" or not x.dtype.isnative or not x.flags.c_contiguous:
@@ -533,11 +528,11 @@ def _call_key(name: object, x: object, options: dict, params: dict) -> tuple | N
         return None
     values = tuple(options.values())
     if any(type(v) in (tuple, list) for v in values):
-        key = (*head, tuple(map(_freeze, values)))
+        key = (*head, tuple(map(typed_key, values)))
     else:  # (the common case, a little faster: every argument's type beside its value)
         key = (*head, values, tuple(map(type, values)))
     if params:
-        key += tuple((k, _freeze(v)) for k, v in sorted(params.items()))
+        key += tuple((k, typed_key(v)) for k, v in sorted(params.items()))
     try:
         hash(key)
     except TypeError:

@@ -21,6 +21,7 @@ __all__ = [
     "check_output_size",
     "check_indices",
     "indices_out_of_range",
+    "typed_key",
 ]
 
 LAYOUTS = ("channels_first", "channels_last")
@@ -172,3 +173,13 @@ def indices_out_of_range(bad: int, plane: int) -> ValueError:
     """The error for ``bad`` indices outside ``[0, plane)``."""
     return ValueError(f"indices must be flat positions in each (n, c) plane of x, in "
                       f"[0, {plane}); {bad} of them are not")
+
+
+def typed_key(value: object) -> object:
+    """A key of an argument's value that records the type of every element beside it, for
+    keeping results checked once by their arguments: ``True`` is not taken for ``1``, nor
+    ``2.0`` for ``2`` (equal, with equal hashes), which the checks might treat otherwise.
+    Lists become tuples; the key is unhashable where the value is."""
+    if isinstance(value, (tuple, list)):
+        return (type(value), tuple(typed_key(v) for v in value))
+    return (type(value), value)

@@ -10,6 +10,7 @@ the next numbers of a per-thread generator seeded once from the operating system
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 
@@ -17,19 +18,13 @@ import numpy as np
 
 __all__ = ["generator"]
 
-_SEED_STATES_MAX = 64
-_seed_states: dict[int, dict] = {}
 _local = threading.local()
 
 
+@functools.lru_cache(maxsize=64)
 def _seed_state(seed: int) -> dict:
-    state = _seed_states.get(seed)
-    if state is None:
-        state = np.random.PCG64(seed).state  # (what default_rng(seed) starts from)
-        if len(_seed_states) >= _SEED_STATES_MAX:
-            _seed_states.pop(next(iter(_seed_states)))
-        _seed_states[seed] = state
-    return state
+    """The state ``default_rng(seed)`` starts from (never changed: the generators copy it)."""
+    return np.random.PCG64(seed).state
 
 
 def generator(seed: int | None) -> np.random.Generator:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from numbapool import AxisWindows, WindowContext, WindowPlan, WindowRule, explicit_axis
-from numbapool.options import check_bool, per_axis_ints
+from numbapool.options import check_bool, per_axis_ints, typed_key
 
 from .sequences import (
     _dtype_name,
@@ -142,7 +142,8 @@ def _torch_geometry(spatial: tuple[int, ...], dtype: np.dtype, kernel_size, size
     column of the samples)``, and the name of the dtype the starts are computed in.  It
     depends on the arguments only, and fractional pooling runs on every call, so the last
     ones are kept (by the arguments' values and types: ``True`` is not taken for 1)."""
-    key = (spatial, np.dtype(dtype).str, _frozen(kernel_size), _frozen(sizes), _frozen(ratios))
+    key = (spatial, np.dtype(dtype).str, typed_key(kernel_size), typed_key(sizes),
+           typed_key(ratios))
     try:
         kept = _GEOMETRIES.get(key)
     except TypeError:  # (an unhashable argument: checked and computed anew)
@@ -156,12 +157,6 @@ def _torch_geometry(spatial: tuple[int, ...], dtype: np.dtype, kernel_size, size
 
 
 _GEOMETRIES: dict[tuple, tuple] = {}
-
-
-def _frozen(value: object) -> object:
-    if isinstance(value, (tuple, list)):
-        return (type(value), tuple(_frozen(v) for v in value))
-    return (type(value), value)
 
 
 def _torch_geometry_of(spatial, dtype, kernel_size, sizes, ratios):
