@@ -1,13 +1,16 @@
-"""Both backward strategies against the NumPy reference: channels-first scatters per (n, c)
+"""The backward strategies against the NumPy reference: channels-first scatters per (n, c)
 plane when there are at least SCATTER_MIN_PLANES planes and gathers otherwise; selections
-scatter by value (first element equal to the result; the last NaN for a NaN result)."""
+scatter by value (first element equal to the result; the last NaN for a NaN result); linear
+reductions (sum, avg) over shared windows run row by row."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import numbapool
 from numbapool.kernels.cpu import SCATTER_MIN_PLANES
-from reference import ref_pool_grad
+from reference import ref_pool, ref_pool_grad
 
 CASES = [
     ("max", dict(kernel_size=3, stride=2, padding=1)),
@@ -91,3 +94,83 @@ def test_channels_last_global_grad(name, opts, shape, keepdims):
     got = numbapool.pool_grad(name, xl, gy, layout="channels_last", **kw)
     want = ref_pool_grad(name, xl, gy, layout="channels_last", **kw)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+# -- the row-by-row backward of linear reductions (sum, avg) ---------------------------------
+
+def _kernels_asked(monkeypatch) -> list[str]:
+    """Record the variants the CPU backward asks for."""
+    from numbapool.kernels import cpu
+
+    asked: list[str] = []
+    real = cpu.get_kernel
+
+    def spy(reduction, layout, variant):
+        asked.append(variant)
+        return real(reduction, layout, variant)
+
+    monkeypatch.setattr(cpu, "get_kernel", spy)
+    return asked
+
+
+@pytest.mark.parametrize("name,opts,variant", [
+    ("avg", dict(kernel_size=3, stride=2, padding=1), "backward_linear"),
+    ("sum", dict(kernel_size=2), "backward_linear_cover"),
+    ("avg", dict(kernel_size=(3, 2), stride=(2, 2)), "backward_linear_cover"),
+    ("adaptive_avg", dict(output_size=(4, 3)), "backward_linear"),
+])
+@pytest.mark.parametrize("planes", [(1, 3), (2, 5)])
+def test_linear_backward_is_taken_and_right(monkeypatch, name, opts, variant, planes):
+    asked = _kernels_asked(monkeypatch)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((*planes, 9, 8))
+    gy = rng.standard_normal(numbapool.pool(name, x, **opts).shape)
+    asked.clear()
+    got = numbapool.pool_grad(name, x, gy, **opts)
+    assert asked == [variant]
+    np.testing.assert_allclose(got, ref_pool_grad(name, x, gy, **opts), rtol=1e-12,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("name,opts,layout", [
+    ("lp", dict(kernel_size=2, p=2.0), "channels_first"),  # grad reads the element
+    ("avg", dict(kernel_size=3, stride=2, padding=1), "channels_last"),
+])
+def test_linear_backward_is_not_taken_otherwise(monkeypatch, name, opts, layout):
+    asked = _kernels_asked(monkeypatch)
+    x = np.random.default_rng(6).uniform(0.5, 1.5, (2, 5, 9, 8))
+    if layout == "channels_last":
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    gy = np.ones(numbapool.pool(name, x, layout=layout, **opts).shape)
+    asked.clear()
+    numbapool.pool_grad(name, x, gy, layout=layout, **opts)
+    assert not any(v.startswith("backward_linear") for v in asked)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rank=st.integers(1, 3), data=st.data())
+def test_linear_backward_geometry(rank, data):
+    """sum and avg, channels first, over random windows: padding, dilation, ceil mode,
+    count_include_pad, divisor_override, gaps between windows (stride > kernel)."""
+    name = data.draw(st.sampled_from(["avg", "sum"]))
+    spatial = tuple(data.draw(st.integers(3, 9)) for _ in range(rank))
+    kernel = tuple(data.draw(st.integers(1, 3)) for _ in range(rank))
+    stride = tuple(data.draw(st.integers(1, 4)) for _ in range(rank))
+    dilation = tuple(data.draw(st.integers(1, 2)) for _ in range(rank))
+    padding = tuple(data.draw(st.integers(0, k // 2)) for k in kernel)
+    opts = dict(kernel_size=kernel, stride=stride, dilation=dilation, padding=padding,
+                ceil_mode=data.draw(st.booleans()))
+    if name == "avg":
+        opts["count_include_pad"] = data.draw(st.booleans())
+        opts["divisor_override"] = data.draw(st.sampled_from([None, 3.0]))
+    planes = data.draw(st.sampled_from([(1, 2), (3, 4)]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    x = rng.standard_normal((*planes, *spatial))
+    try:
+        want_y = ref_pool(name, x, **opts)
+    except ValueError:  # a window of padding only, or a kernel larger than the input
+        return
+    gy = rng.standard_normal(want_y.shape)
+    got = numbapool.pool_grad(name, x, gy, **opts)
+    np.testing.assert_allclose(got, ref_pool_grad(name, x, gy, **opts), rtol=1e-12,
+                               atol=1e-12)

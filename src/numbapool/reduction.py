@@ -180,6 +180,7 @@ class _Folding(Reduction):
     accumulator: str = "scalar"
     uses_tap: bool = True
     grad_uses_output: bool = True
+    grad_uses_input: bool = True
     _roles: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
@@ -239,6 +240,12 @@ class Streaming(_Folding):
     grad_uses_output : bool
         Whether ``grad`` reads ``y``.  If not (a sum, a mean), ``pool_grad`` skips the forward
         pass that computes it and ``y`` is meaningless there.
+    grad_uses_input : bool
+        Whether ``grad`` reads ``v`` or ``tap``.  A reduction whose ``grad`` reads none of
+        ``v``, ``tap``, ``y`` and ``acc`` (a sum, a mean) is linear: its input gradient is
+        the output gradient times one weight per window, summed over the windows that read
+        each element.  Channels-first backward passes over shared windows then gather it
+        row by row without reading the input.
     merge : numba dispatcher ``(acc_a, acc_b, prm) -> acc``, optional
         Combines the accumulators of two disjoint parts of a window (``take`` is then
         associative).  Lets large windows (global pooling) fold with several independent
@@ -271,7 +278,7 @@ class Weighted(_Folding):
     grad : numba dispatcher ``(v, tap, y, acc, div, prm) -> float``
         ``dy/dv`` (including the weights' dependence on ``v``).
     param_grad, param_grad_window, integer_result, uses_divisor, accumulator, uses_tap, \
-grad_uses_output
+grad_uses_output, grad_uses_input
         As for :class:`Streaming`.
     """
 

@@ -28,6 +28,7 @@ from .templates import (
     cols_variant,
     global_backward_path,
     global_fast_path,
+    linear_backward_path,
     row_fast_path,
 )
 
@@ -324,6 +325,13 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
         else:
             kernel(x, y, grad_out, gx, *_divisors(axes, include_pad, override, zero), zero,
                    for_kernel(prm, zero))
+        return gx
+    if (layout == "channels_first" and linear_backward_path(reduction)
+            and all(a.planes == 1 for a in axes)):
+        cover = axes[2].exact_cover
+        get_kernel(reduction, layout, "backward_linear_cover" if cover else "backward_linear")(
+            x, grad_out, gx, *_inverse(axes[:2]), *_tables(tuple(axes))[2:],
+            *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
         return gx
     if layout == "channels_first" and x.shape[0] * x.shape[1] >= SCATTER_MIN_PLANES:
         cover = not isinstance(reduction, Sampling) and all(a.exact_cover for a in axes)

@@ -85,7 +85,7 @@ VARIANTS = {
                   "forward_cols2", "forward_cols3", "forward_cols2_direct",
                   "forward_cols3_direct", "forward_cols_gather", "backward_scatter",
                   "backward_scatter_cover", "forward_global", "backward_global",
-                  "forward_masked"),
+                  "forward_masked", "backward_linear", "backward_linear_cover"),
     "weighted": ("forward", "backward", "param_grad", "backward_scatter",
                  "backward_scatter_cover"),
 }
@@ -893,6 +893,85 @@ def _cf_backward_global(red: Reduction) -> str:
     return src
 
 
+def linear_backward_path(red: Reduction) -> bool:
+    """Whether the row-by-row backward of a linear reduction applies (channels first, shared
+    windows): a streaming reduction whose ``grad`` reads neither the element, its tap, the
+    result nor the accumulator, so that each window passes its output gradient times one
+    weight to every element it reads (a sum, a mean)."""
+    return isinstance(red, Streaming) and not (red.grad_uses_input or red.grad_uses_output
+                                               or red.grad_uses_acc)
+
+
+def _cf_backward_linear(red: Reduction, cover: bool = False) -> str:
+    """Channels first, windows shared by the planes, a linear reduction
+    (:func:`linear_backward_path`): one task per input row ``(n, c, i0, i1)``.  The output
+    rows of the windows that read the row (inverse maps along the first two axes) are
+    weighted and summed into a scratch row of ``O2`` values, a vectorised loop over
+    contiguous memory; the windows along the last axis then add their entries into the
+    input row, zeroed first, or, with ``cover`` (every element of the row is read by exactly
+    one window), assign them.  Each task writes its own row (no races), and ``x`` is never
+    read.  For the avg pool of (32, 128, 4096) with 3-tap,
+    stride-2 windows this replaced a per-plane scatter that took 12 times the forward pass."""
+    args = ["x", "gy", "gx", "ip0", "iw0", "ip1", "iw1", "g2", "dk", "dv0", "dv1", "dv2",
+            "override", "zero", "prm"]
+    src = f"def kernel({', '.join(args)}):\n"
+    src += _block("""
+        C = x.shape[1]
+        S0 = x.shape[2]
+        S1 = x.shape[3]
+        S2 = x.shape[4]
+        O0 = gy.shape[2]
+        O1 = gy.shape[3]
+        O2 = gy.shape[4]
+        gxf = gx.reshape(-1)
+        gyf = gy.reshape(-1)
+        g2f = g2.reshape(-1)
+        d2 = dk[0, 2]
+    """, 1)
+    src += _chunks("x.shape[0] * C * S0 * S1", False, "row = np.empty(O2, dtype=sdt)", "r")
+    src += _block("""
+        i1 = r % S1
+        t = r // S1
+        i0 = t % S0
+        pl = t // S0
+        pr = _row(prm, pl % C)
+        for o2 in range(O2):
+            row[o2] = zero
+        for a0 in range(ip0[0, i0], ip0[0, i0 + 1]):
+            o0 = iw0[a0]
+            for a1 in range(ip1[0, i1], ip1[0, i1 + 1]):
+                o1 = iw1[a1]
+                ob = ((pl * O0 + o0) * O1 + o1) * O2
+                if override > 0.0:
+                    w = _grad(zero, 0, zero, zero, override, pr)
+                    for o2 in range(O2):
+                        row[o2] += gyf[numba.uint64(ob + o2)] * w
+                else:
+                    d01 = dv0[0, o0] * dv1[0, o1]
+                    for o2 in range(O2):
+                        row[o2] += gyf[numba.uint64(ob + o2)] * _grad(
+                            zero, 0, zero, zero, d01 * dv2[0, o2], pr)
+        xb = r * S2
+    """, 2)
+    if cover:
+        return src + _block("""
+            for o2 in range(O2):
+                v = row[o2]
+                b2 = g2f[numba.uint64(3 * o2)]
+                for k2 in range(g2f[numba.uint64(3 * o2 + 1)]):
+                    gxf[numba.uint64(xb + b2 + k2 * d2)] = v
+        """, 2)
+    return src + _block("""
+        for i2 in range(S2):
+            gxf[numba.uint64(xb + i2)] = zero
+        for o2 in range(O2):
+            v = row[o2]
+            b2 = g2f[numba.uint64(3 * o2)]
+            for k2 in range(g2f[numba.uint64(3 * o2 + 1)]):
+                gxf[numba.uint64(xb + b2 + k2 * d2)] += v
+    """, 2)
+
+
 def _stats(level: int, cf: bool) -> str:
     """acc = fold of the window's real taps (window loaded as b*, n*, t*)."""
     return stats_block(_x(cf), _x(cf, "b"), level)
@@ -1568,6 +1647,10 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
             return _cf_backward(red)
         if variant in ("backward_scatter", "backward_scatter_cover"):
             return _cf_backward_scatter(red, cover=variant == "backward_scatter_cover")
+        if variant in ("backward_linear", "backward_linear_cover"):
+            if not linear_backward_path(red):
+                raise ValueError(f"no row-by-row backward for reduction {red.name!r}")
+            return _cf_backward_linear(red, cover=variant == "backward_linear_cover")
         if variant == "param_grad":
             return _cf_param_grad(red)
         return _cf_forward(red, variant)
@@ -1586,4 +1669,5 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
 
 __all__ = ["HEADER", "DECORATOR", "VARIANTS", "decorator", "reassociates", "kernel_source",
            "native_channels_last", "row_fast_path", "cols_fast_path", "cols_variant",
-           "global_fast_path", "global_backward_path", "MASKED_MAX_READS"]
+           "global_fast_path", "global_backward_path", "linear_backward_path",
+           "MASKED_MAX_READS"]
