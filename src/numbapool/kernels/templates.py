@@ -910,8 +910,8 @@ def _cf_backward_linear(red: Reduction, cover: bool = False) -> str:
     contiguous memory; the windows along the last axis then add their entries into the
     input row, zeroed first, or, with ``cover`` (every element of the row is read by exactly
     one window), assign them.  Each task writes its own row (no races), and ``x`` is never
-    read.  For the avg pool of (32, 128, 4096) with 3-tap,
-    stride-2 windows this replaced a per-plane scatter that took 12 times the forward pass."""
+    read.  (For the avg pool of (32, 128, 4096) with 3-tap, stride-2 windows this replaced a
+    per-plane scatter that took 12 times as long as the forward pass.)"""
     args = ["x", "gy", "gx", "ip0", "iw0", "ip1", "iw1", "g2", "dk", "dv0", "dv1", "dv2",
             "override", "zero", "prm"]
     src = f"def kernel({', '.join(args)}):\n"
@@ -953,22 +953,18 @@ def _cf_backward_linear(red: Reduction, cover: bool = False) -> str:
                             zero, 0, zero, zero, d01 * dv2[0, o2], pr)
         xb = r * S2
     """, 2)
-    if cover:
-        return src + _block("""
-            for o2 in range(O2):
-                v = row[o2]
-                b2 = g2f[numba.uint64(3 * o2)]
-                for k2 in range(g2f[numba.uint64(3 * o2 + 1)]):
-                    gxf[numba.uint64(xb + b2 + k2 * d2)] = v
+    if not cover:
+        src += _block("""
+            for i2 in range(S2):
+                gxf[numba.uint64(xb + i2)] = zero
         """, 2)
-    return src + _block("""
-        for i2 in range(S2):
-            gxf[numba.uint64(xb + i2)] = zero
+    op = "=" if cover else "+="
+    return src + _block(f"""
         for o2 in range(O2):
             v = row[o2]
             b2 = g2f[numba.uint64(3 * o2)]
             for k2 in range(g2f[numba.uint64(3 * o2 + 1)]):
-                gxf[numba.uint64(xb + b2 + k2 * d2)] += v
+                gxf[numba.uint64(xb + b2 + k2 * d2)] {op} v
     """, 2)
 
 
