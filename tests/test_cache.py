@@ -35,3 +35,62 @@ def test_second_process_loads_kernels_from_cache(tmp_path):
     # A third process writes no new files: the generated sources are stable.
     _run(tmp_path)
     assert sorted(p.name for p in tmp_path.glob("np_*.py")) == generated
+
+
+def _helper_source(body: str) -> str:
+    return f"""
+import numba
+
+@numba.njit
+def helper(v):
+    return {body}
+
+def outer():
+    h = helper
+    @numba.njit
+    def inner(v):
+        return h(v) + 1.0
+    return inner
+
+@numba.njit
+def take(acc, v, tap, prm):
+    return acc + helper(v)
+"""
+
+
+def _load_helper_module(path, body):
+    import importlib.util
+
+    path.write_text(_helper_source(body))
+    spec = importlib.util.spec_from_file_location("helpers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_changed_helper_changes_the_kernel_key(tmp_path):
+    """A kernel inlines the jitted helpers its reduction's functions call (through globals
+    or a closure): changing one must give the kernel a new key, or a stale kernel would be
+    reloaded from the disk cache."""
+    from numbapool.reduction import function_fingerprint
+
+    a = _load_helper_module(tmp_path / "a.py", "v * v")
+    b = _load_helper_module(tmp_path / "b.py", "v * v * v")
+    assert function_fingerprint(a.take) != function_fingerprint(b.take)  # through a global
+    assert function_fingerprint(a.outer()) != function_fingerprint(b.outer())  # a closure
+    assert a.outer()(3.0) == 10.0 and b.outer()(3.0) == 28.0
+    # the same code in the same place gives the same hash
+    a_again = _load_helper_module(tmp_path / "a.py", "v * v")
+    assert function_fingerprint(a.take) == function_fingerprint(a_again.take)
+
+
+def test_the_elementary_functions_are_part_of_every_kernel_key(monkeypatch):
+    """The vectorising functions of numbapool.vmath are LLVM IR written in Python, which no
+    jitted function's hash sees: the kernel key takes in their source."""
+    from numbapool import get
+    from numbapool.kernels import codegen
+
+    red = get("avg").reduction
+    before = codegen.kernel_path(red, "channels_first", "forward", "cuda")
+    monkeypatch.setattr(codegen, "_VMATH", codegen._VMATH + "changed")
+    assert codegen.kernel_path(red, "channels_first", "forward", "cuda") != before

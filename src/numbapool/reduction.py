@@ -62,9 +62,11 @@ def _dispatcher_check(fn: object, role: str, owner: str) -> None:
         )
 
 
-def function_fingerprint(fn: object) -> str:
-    """A stable hash of a jitted function's code, so that kernels built on it are rebuilt
-    (and their on-disk cache invalidated) when the function changes."""
+def function_fingerprint(fn: object, _seen: frozenset[int] = frozenset()) -> str:
+    """A stable hash of a jitted function's code and of the jitted helpers it calls (through
+    its globals or closure, recursively), so that kernels built on it are rebuilt (and
+    their on-disk cache invalidated) when any of them changes: Numba's own cache checks the
+    kernel's file, not the functions inlined into it."""
     py = getattr(fn, "py_func", fn)
     code = py.__code__
     h = hashlib.sha256()
@@ -72,7 +74,24 @@ def function_fingerprint(fn: object) -> str:
     h.update(repr(code.co_consts).encode())
     h.update(repr(code.co_names).encode())
     h.update(f"{py.__module__}.{py.__qualname__}".encode())
+    seen = _seen | {id(py)}
+    scope = getattr(py, "__globals__", {})
+    reached = [scope.get(name) for name in code.co_names]
+    reached += [cell.cell_contents for cell in (getattr(py, "__closure__", None) or ())
+                if _filled(cell)]
+    for obj in reached:
+        inner = getattr(obj, "py_func", None)
+        if inner is not None and hasattr(inner, "__code__") and id(inner) not in seen:
+            h.update(function_fingerprint(obj, seen).encode())
     return h.hexdigest()[:16]
+
+
+def _filled(cell: object) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, eq=False)

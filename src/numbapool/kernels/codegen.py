@@ -12,7 +12,8 @@ in the numbapool cache directory, and executed with the reduction's dispatchers 
 cache next to the file in every later process.
 
 The file name carries a hash of the template (with a CPU kernel's argument kinds), the
-reduction's code and the library versions, so changing any of them builds (and caches) a new
+reduction's code (with the jitted helpers it calls and :mod:`numbapool.vmath`) and the
+library versions, so changing any of them builds (and caches) a new
 kernel.  Files are written atomically with a
 fixed modification time, so processes racing to create the same file agree on Numba's cache
 stamp.
@@ -32,6 +33,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from .. import vmath
 from ..reduction import Reduction
 from .launch import Launcher, kernel_function
 from .rebind import is_jitted, rebound
@@ -40,6 +42,9 @@ from .templates import HEADER, decorator, kernel_source, reassociates
 __all__ = ["cache_dir", "get_kernel", "kernel_path", "load_module"]
 
 _CODEGEN_VERSION = "5"  # bump when the way files are generated or loaded changes
+_VMATH = hashlib.sha256(Path(vmath.__file__).read_bytes()).hexdigest()
+"""The elementary functions' code (LLVM IR written in Python, which no jitted function's
+fingerprint sees): a kernel that may inline them is rebuilt when it changes."""
 _FIXED_MTIME = 1_000_000_000  # any constant works; it only has to be the same everywhere
 _lock = threading.RLock()
 _kernels: dict[tuple[int, str, str, str], tuple[Reduction, Callable]] = {}
@@ -93,7 +98,7 @@ def _source(reduction: Reduction, layout: str, variant: str, target: str = "cpu"
     else:
         header, body = HEADER, _cpu_body(reduction, layout, variant, kinds)
     h = hashlib.sha256()
-    for part in (_CODEGEN_VERSION, body, reduction.fingerprint(), numba.__version__,
+    for part in (_CODEGEN_VERSION, body, reduction.fingerprint(), _VMATH, numba.__version__,
                  np.__version__):
         h.update(part.encode())
     key = h.hexdigest()[:20]

@@ -86,7 +86,9 @@ def gem3_take(acc, v, tap, prm):
 
 @_jit
 def gem3_finish(acc, div, prm):
-    return vcbrt(acc / div)  # (the mean is positive: the inputs are clamped at eps > 0)
+    # the mean as a product in the precision of acc (vfma converts 1 / div to it), so that
+    # the division is made once per window, not once per channel
+    return vcbrt(vfma(acc, 1.0 / div, 0.0))
 
 
 @_jit
