@@ -72,14 +72,17 @@ def test_plugin_pairs_are_timed_alternately_and_report_their_ratio():
     assert [(r["plugin"], r["builtin"], r["layout"], r["geometry"]) for r in rows] == [
         ("gem", "avg", "channels_first", "example"),
         ("fractional_max", "max", "channels_first", "example"),
-        ("fractional_max", "max", "channels_first", "same out")]
+        ("fractional_max", "max", "channels_first", "same out"),
+        ("fractional_max", "max", "channels_first", "same out+k")]
     for r in rows:
         assert r["plugin_time"] > 0 and r["builtin_time"] > 0
         assert r["ratio"] == r["plugin_time"] / r["builtin_time"]
     # max's example is 3x3/s2/p1: 4x4 outputs of an 8x8 plane; fractional's output_ratio 0.7
-    # gives int(8 * 0.7) = 5 per axis, and its second row the built-in's 4x4.
-    assert [r["outputs"] for r in rows] == [1.0, 25 / 16, 1.0]
+    # gives int(8 * 0.7) = 5 per axis, its second row the built-in's 4x4, its third that
+    # with the built-in's 3x3 windows.
+    assert [r["outputs"] for r in rows] == [1.0, 25 / 16, 1.0, 1.0]
     assert rows[2]["options"] == {"seed": 0, "output_size": (4, 4)}
+    assert rows[3]["options"] == {"seed": 0, "output_size": (4, 4), "kernel_size": 3}
     assert lines[2].startswith("gem") and lines[2].endswith(f"{rows[0]['ratio']:.2f}x")
-    assert "1.56x" in lines[3] and "same out" in lines[4]
-    assert "(not installed)" in lines[5]
+    assert "1.56x" in lines[3] and "same out " in lines[4] and "same out+k" in lines[5]
+    assert "(not installed)" in lines[6]

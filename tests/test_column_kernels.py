@@ -127,13 +127,14 @@ class _PerPlaneBoth(numbapool.WindowRule):
 
 
 @pytest.mark.parametrize("name", ["max", "min", "avg", "sum"])
-@pytest.mark.parametrize("k, spread, masked", [(1, 0, True), (2, 0, True), (2, 1, True),
-                                               (3, 2, True), (2, 5, False)])
+@pytest.mark.parametrize("k, spread, masked", [(1, 0, False), (2, 0, False), (1, 1, True),
+                                               (2, 1, True), (3, 2, True), (2, 5, False)])
 def test_per_plane_windows_channels_last(name, k, spread, masked):
     """Channels last, every channel its own windows: the masked kernel (candidate rows
     folded under per-channel masks, no transposes; windows of 2 rows starting at most a row
     apart fold three rows in one pass) where the starts are close together, the transposing
-    path otherwise; both against a plain loop, NaN included."""
+    path otherwise; both against a plain loop, NaN included.  (With no spread every plane
+    has the same windows, which explicit_axis makes shared: the sliding-window kernels.)"""
     from numbapool import Pooler
     from numbapool.geometry import SINGLETON
     from numbapool.kernels import cpu
@@ -150,10 +151,11 @@ def test_per_plane_windows_channels_last(name, k, spread, masked):
         plan = rule.plan((h, w), numbapool.WindowContext(n, c, x.dtype, None), k=k,
                          spread=spread)
         axes = (SINGLETON, *plan.axes)
+        assert [a.planes for a in plan.axes] == [1 if spread == 0 else n * c] * 2
         assert cpu.masked_channels_last(red, axes, np.zeros((1, 0)), n, c) == masked
         got = numbapool.pool(pooler.name, x, layout="channels_last", k=k, spread=spread)
-        sr = plan.axes[0].start.reshape(n, c, -1)
-        sc = plan.axes[1].start.reshape(n, c, -1)
+        sr, sc = (np.broadcast_to(a.start, (n * c, a.out)).reshape(n, c, -1)
+                  for a in plan.axes)
         fold = {"max": np.max, "min": np.min, "avg": np.mean, "sum": np.sum}[name]
         want = np.empty((n, sr.shape[2], sc.shape[2], c))
         for i, ch, a, b in itertools.product(range(n), range(c), range(sr.shape[2]),

@@ -309,6 +309,7 @@ class _BadRule(numbapool.WindowRule):
         for length in spatial:
             if how == "planes":
                 starts = np.zeros((planes + 1, 2), dtype=np.int64)
+                starts[1:, 1] = 1  # (not all the same: those would be shared windows)
             else:
                 starts = np.zeros((1, 2), dtype=np.int64)
             axes.append(numbapool.explicit_axis(length + (how == "length"), starts, 1))

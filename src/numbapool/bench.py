@@ -251,15 +251,23 @@ def _pair_options(name: str) -> dict:
     return opts
 
 
-def _same_output_options(plugin: str, builtin_out: tuple[int, ...],
-                         plugin_out: tuple[int, ...]) -> dict | None:
-    """Options giving ``plugin`` the built-in's output size, when its example writes another
-    size and its window rule takes ``output_size`` (fractional pooling); else None."""
-    if builtin_out == plugin_out or "output_size" not in get(plugin).window.options:
-        return None
+def _same_output_options(plugin: str, builtin: str, builtin_out: tuple[int, ...],
+                         plugin_out: tuple[int, ...]) -> list[tuple[str, dict]]:
+    """Further geometries for ``plugin`` when its example writes another output size than
+    ``builtin``'s and its window rule takes ``output_size`` (fractional pooling): the
+    built-in's output size (``same out``), and that with the built-in's kernel size too
+    where the rule takes one and the sizes differ (``same out+k``)."""
+    rule = get(plugin).window.options
+    if builtin_out == plugin_out or "output_size" not in rule:
+        return []
     opts = {k: v for k, v in _pair_options(plugin).items()
             if k not in ("output_size", "output_ratio")}
-    return dict(opts, output_size=builtin_out)
+    rows = [("same out", dict(opts, output_size=builtin_out))]
+    kernel = _pair_options(builtin).get("kernel_size")
+    if "kernel_size" in rule and kernel is not None and kernel != rule["kernel_size"] \
+            and kernel != opts.get("kernel_size"):
+        rows.append(("same out+k", dict(opts, output_size=builtin_out, kernel_size=kernel)))
+    return rows
 
 
 def time_pairs(pairs=PAIRS, layouts=("channels_first", "channels_last"),
@@ -273,8 +281,11 @@ def time_pairs(pairs=PAIRS, layouts=("channels_first", "channels_last"),
     of outputs than the built-in (``outputs``: the plugin's count over the built-in's) and
     the rule takes ``output_size``, a second row (geometry ``same out``) runs the plugin at
     the built-in's output size: fractional pooling at ``output_ratio=0.7`` writes 1.94 times
-    as many outputs as the 3x3/s2 max pool of the same input."""
-    head = (f"{'plugin':<16}{'built-in':<10}{'layout':<15}{'geometry':<10}{'plugin':>11}"
+    as many outputs as the 3x3/s2 max pool of the same input.  A third (``same out+k``)
+    gives it the built-in's kernel size as well: fractional pooling's default 2x2 windows at
+    half the input's size are the same in every plane (PyTorch's rule with a whole step),
+    so only this row times windows drawn for each plane on the built-in's terms."""
+    head = (f"{'plugin':<16}{'built-in':<10}{'layout':<15}{'geometry':<11}{'plugin':>11}"
             f"{'built-in':>11}{'outputs':>9}{'ratio':>8}")
     out(head)
     out("-" * len(head))
@@ -291,9 +302,7 @@ def time_pairs(pairs=PAIRS, layouts=("channels_first", "channels_last"),
             geometries = [("example", _pair_options(plugin))]
             b_out, p_out = _spatial(fb(), layout), _spatial(
                 pool(plugin, x, layout=layout, **geometries[0][1]), layout)
-            same = _same_output_options(plugin, b_out, p_out)
-            if same is not None:
-                geometries.append(("same out", same))
+            geometries += _same_output_options(plugin, builtin, b_out, p_out)
             for label, opts in geometries:
                 fp = partial(pool, plugin, x, layout=layout, **opts)
                 outputs = math.prod(_spatial(fp(), layout)) / math.prod(b_out)
@@ -304,7 +313,7 @@ def time_pairs(pairs=PAIRS, layouts=("channels_first", "channels_last"),
                 rows.append(dict(plugin=plugin, builtin=builtin, layout=layout,
                                  geometry=label, options=opts, plugin_time=tp,
                                  builtin_time=tb, outputs=outputs, ratio=tp / tb))
-                out(f"{plugin:<16}{builtin:<10}{layout:<15}{label:<10}{tp * 1e3:>9.3f}ms"
+                out(f"{plugin:<16}{builtin:<10}{layout:<15}{label:<11}{tp * 1e3:>9.3f}ms"
                     f"{tb * 1e3:>9.3f}ms{outputs:>8.2f}x{tp / tb:>7.2f}x")
     return rows
 

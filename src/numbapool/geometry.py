@@ -236,18 +236,20 @@ def _offsets(table, lo):  # (batch, out, channels) starts minus lo (batch, out),
 
 
 @numba.njit(cache=True, nogil=True)
-def _uniform_table(start, k, step, length):  # -> (planes, out, 3) table, whether inside
+def _uniform_table(start, k, step, length):  # -> (planes, out, 3) table, inside, one plane's
     table = np.empty(start.shape + (3,), dtype=np.int64)
     ok = k >= 1
+    same = True  # (every plane's starts are the first plane's)
     last = length - 1 - (k - 1) * step
     for p in range(start.shape[0]):
         for o in range(start.shape[1]):
             s = start[p, o]
             ok &= (s >= 0) & (s <= last)
+            same &= s == start[0, o]
             table[p, o, 0] = s
             table[p, o, 1] = k
             table[p, o, 2] = 0
-    return table, ok
+    return table, ok, same
 
 
 def _ceil_div(a: np.ndarray, b: int) -> np.ndarray:
@@ -386,6 +388,17 @@ def explicit_axis(length: int, start: np.ndarray, count: np.ndarray | int, step:
     extent : int, optional
         Number of taps of a full window (default: the largest count).
 
+    Returns
+    -------
+    AxisWindows
+        Per-plane tables whose planes all hold the same windows (``start``, ``count`` and
+        ``padded_count``) give shared windows (``planes == 1``), which run the kernels of
+        sliding windows and need no per-channel tables.  (PyTorch's rule of fractional
+        pooling gives every plane the same windows when ``(length - kernel) / (out - 1)``
+        is a whole number, as for ``output_ratio=0.5`` with ``kernel_size=2``, unless
+        rounding in the input's floating type moves a window in a plane whose sample lies
+        very close to 1.)
+
     Raises
     ------
     ValueError
@@ -408,8 +421,11 @@ def explicit_axis(length: int, start: np.ndarray, count: np.ndarray | int, step:
         padded_count = count.astype(np.float64)
     else:  # (a copy: the caller may change its array later)
         padded_count = np.array(padded_count, dtype=np.float64)
-    return _build(length, start, count, step, np.broadcast_to(padded_count, start.shape),
-                  extent=extent)
+    padded_count = np.broadcast_to(padded_count, start.shape)
+    if len(start) > 1 and start.shape[1] and all(bool(np.all(a == a[:1]))
+                                                 for a in (start, count, padded_count)):
+        start, count, padded_count = start[:1], count[:1], padded_count[:1]  # (shared)
+    return _build(length, start, count, step, padded_count, extent=extent)
 
 
 def _constant(value: float | int, shape: tuple[int, ...], dtype: type) -> np.ndarray:
@@ -426,14 +442,18 @@ def _uniform_axis(length: int, start: np.ndarray, k: int, step: int,
     """:func:`explicit_axis` with one count ``k`` for every window: one table checked and
     written in one compiled pass, its columns the ``start``, ``count`` and ``first_tap``
     views (fractional pooling builds these for every plane on every call)."""
-    table, inside = _uniform_table(start, k, int(step), int(length))
+    table, inside, same = _uniform_table(start, k, int(step), int(length))
     if not inside:
         raise ValueError(f"windows must be non-empty and inside an axis of length {length}")
+    if padded_count is not None:  # (a copy: the caller may change its array later)
+        padded_count = np.broadcast_to(np.array(padded_count, dtype=np.float64), start.shape)
+        same = same and bool(np.all(padded_count == padded_count[:1]))
+    if same and len(start) > 1 and start.shape[1]:  # (all planes have the same windows)
+        table, start = table[:1], start[:1]
+        padded_count = None if padded_count is None else padded_count[:1]
     table.setflags(write=False)
     if padded_count is None:
         padded_count = _constant(float(k), start.shape, np.float64)
-    else:  # (a copy: the caller may change its array later)
-        padded_count = np.broadcast_to(np.array(padded_count, dtype=np.float64), start.shape)
     axis = AxisWindows(int(length), table[..., 0], table[..., 1], table[..., 2], int(step),
                        k if extent is None else int(extent), padded_count, table)
     axis.__dict__["full"] = k == axis.extent  # (one count: all windows are whole, or none)

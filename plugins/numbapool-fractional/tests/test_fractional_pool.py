@@ -745,3 +745,37 @@ def test_kept_geometry_is_not_taken_for_equal_arguments_of_another_type(good, ba
         from numbapool_fractional.window import Fractional
         Fractional().plan((10, 12), WindowContext(1, 2, x.dtype, np.random.default_rng(0)),
                           **{**opts, **bad})
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_torch_rule_with_a_whole_step_shares_its_windows(layout):
+    """(L - k) / (out - 1) a whole number: every plane gets the same windows (PyTorch's
+    arithmetic, unless a sample lies close enough to 1 for rounding to move a window), and
+    the rule's windows are then shared, which runs the sliding-window kernels.  Both cases
+    against torch."""
+    from numbapool import WindowContext
+    from numbapool_fractional import Fractional
+
+    rng = np.random.default_rng(5)
+    x = make_x(rng, (2, 3, 56, 30), np.float32)
+    s = make_samples(rng, 2, 3, 2, np.float32)
+    opts = dict(kernel_size=2, output_size=(28, 15))  # (56 - 2) / 27 = 2, (30 - 2) / 14 = 2
+    context = WindowContext(2, 3, np.dtype(np.float32), None)
+    assert [a.planes for a in Fractional().plan((56, 30), context, samples=s, **opts).axes] \
+        == [1, 1]
+    near_one = s.copy()
+    # (column 0 is the last axis', as in PyTorch): (13 + u) * 2 rounds to 28 in float32
+    near_one[1, 2, 0] = np.nextafter(np.float32(1), np.float32(0))
+    assert [a.planes for a in Fractional().plan((56, 30), context, samples=near_one,
+                                                **opts).axes] == [1, 6]
+    want_max = F.max_pool2d(torch.from_numpy(x), 2).numpy()
+    for samples in (s, near_one):
+        ty, ti, _ = torch_max(x, 2, samples, output_size=(28, 15))
+        xin = x if layout == "channels_first" else np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        y, idx = numbapool.pool("fractional_max", xin, return_indices=True, samples=samples,
+                                layout=layout, **opts)
+        if layout == "channels_last":
+            y, idx = np.moveaxis(y, -1, 1), np.moveaxis(idx, -1, 1)
+        np.testing.assert_array_equal(y, ty)
+        np.testing.assert_array_equal(idx, ti)
+    np.testing.assert_array_equal(torch_max(x, 2, s, output_size=(28, 15))[0], want_max)
