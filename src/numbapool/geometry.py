@@ -10,6 +10,7 @@ These tables are computed once per call in plain NumPy; kernels only index into 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -422,10 +423,16 @@ def explicit_axis(length: int, start: np.ndarray, count: np.ndarray | int, step:
     else:  # (a copy: the caller may change its array later)
         padded_count = np.array(padded_count, dtype=np.float64)
     padded_count = np.broadcast_to(padded_count, start.shape)
-    if len(start) > 1 and start.shape[1] and all(bool(np.all(a == a[:1]))
-                                                 for a in (start, count, padded_count)):
+    if _one_plane(start, (start, count, padded_count)):
         start, count, padded_count = start[:1], count[:1], padded_count[:1]  # (shared)
     return _build(length, start, count, step, padded_count, extent=extent)
+
+
+def _one_plane(start: np.ndarray, tables: Sequence[np.ndarray]) -> bool:
+    """Whether per-plane windows with these ``start`` and per-plane ``tables`` are the same
+    in every plane (and there are several planes and some windows): then they are shared."""
+    return (len(start) > 1 and start.shape[1] > 0
+            and all(bool(np.all(t == t[:1])) for t in tables))
 
 
 def _constant(value: float | int, shape: tuple[int, ...], dtype: type) -> np.ndarray:
@@ -447,8 +454,8 @@ def _uniform_axis(length: int, start: np.ndarray, k: int, step: int,
         raise ValueError(f"windows must be non-empty and inside an axis of length {length}")
     if padded_count is not None:  # (a copy: the caller may change its array later)
         padded_count = np.broadcast_to(np.array(padded_count, dtype=np.float64), start.shape)
-        same = same and bool(np.all(padded_count == padded_count[:1]))
-    if same and len(start) > 1 and start.shape[1]:  # (all planes have the same windows)
+    # (the starts were compared in the compiled pass)
+    if same and _one_plane(start, () if padded_count is None else (padded_count,)):
         table, start = table[:1], start[:1]
         padded_count = None if padded_count is None else padded_count[:1]
     table.setflags(write=False)
