@@ -128,13 +128,27 @@ class _PerPlaneBoth(numbapool.WindowRule):
 
 @pytest.mark.parametrize("name", ["max", "min", "avg", "sum"])
 @pytest.mark.parametrize("k, spread, masked", [(1, 0, False), (2, 0, False), (1, 1, True),
-                                               (2, 1, True), (3, 2, True), (2, 5, False)])
+                                               (2, 1, True), (3, 1, True), (4, 1, True),
+                                               (3, 2, True), (2, 5, False)])
 def test_per_plane_windows_channels_last(name, k, spread, masked):
     """Channels last, every channel its own windows: the masked kernel (candidate rows
-    folded under per-channel masks, no transposes; windows of 2 rows starting at most a row
-    apart fold three rows in one pass) where the starts are close together, the transposing
-    path otherwise; both against a plain loop, NaN included.  (With no spread every plane
-    has the same windows, which explicit_axis makes shared: the sliding-window kernels.)"""
+    folded under per-channel masks, no transposes; windows of several rows starting at most
+    a row apart fold their shared rows once, then each channel takes its own end row) where
+    the starts are close together, the transposing path otherwise; both against a plain
+    loop, NaN included.  (With no spread every plane has the same windows, which
+    explicit_axis makes shared: the sliding-window kernels.)"""
+    _check_per_plane_channels_last(name, k, spread, masked, 19)
+
+
+@pytest.mark.parametrize("name", ["max", "avg"])
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_per_plane_windows_channels_last_same_start(name, k):
+    """Two channels: many output rows where both channels' windows start on the same input
+    row (no end row beyond the shared ones), beside rows where they do not."""
+    _check_per_plane_channels_last(name, k, 1, True, 2)
+
+
+def _check_per_plane_channels_last(name, k, spread, masked, c):
     from numbapool import Pooler
     from numbapool.geometry import SINGLETON
     from numbapool.kernels import cpu
@@ -143,11 +157,11 @@ def test_per_plane_windows_channels_last(name, k, spread, masked):
     red = numbapool.get(name).reduction
     pooler = numbapool.register(Pooler(f"test_ppb_{name}", rule, red, "test"))
     try:
-        n, h, w, c = 2, 11, 14, 19
+        n, h, w = 2, 11, 14
         x = np.random.default_rng(5).uniform(-1, 1, (n, h, w, c)).astype(np.float32)
         if name in ("max", "min"):
-            x[1, 3, 4, 7] = np.nan
-            x[0, 5, :, 2] = np.nan
+            x[1, 3, 4, 7 % c] = np.nan
+            x[0, 5, :, 2 % c] = np.nan
         plan = rule.plan((h, w), numbapool.WindowContext(n, c, x.dtype, None), k=k,
                          spread=spread)
         axes = (SINGLETON, *plan.axes)
