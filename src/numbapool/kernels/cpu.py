@@ -330,7 +330,7 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
             and all(a.planes == 1 for a in axes)):
         cover = axes[2].exact_cover
         get_kernel(reduction, layout, "backward_linear_cover" if cover else "backward_linear")(
-            x, grad_out, gx, *_inverse(axes[:2]), *_tables(tuple(axes))[2:],
+            x, grad_out, gx, *_inverse(axes[:2]), *_tables(tuple(axes))[2:], axes[2].interior,
             *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
         return gx
     if layout == "channels_first" and x.shape[0] * x.shape[1] >= SCATTER_MIN_PLANES:
