@@ -333,6 +333,12 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
             x, grad_out, gx, *_inverse(axes[:2]), *_tables(tuple(axes))[2:], axes[2].interior,
             *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
         return gx
+    if (layout == "channels_last" and linear_backward_path(reduction) and prm.shape[0] == 1
+            and all(a.planes == 1 for a in axes)):
+        get_kernel(reduction, layout, "backward_linear")(
+            x, grad_out, gx, *_inverse(axes), _tables(tuple(axes))[3],
+            *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
+        return gx
     if layout == "channels_first" and x.shape[0] * x.shape[1] >= SCATTER_MIN_PLANES:
         cover = not isinstance(reduction, Sampling) and all(a.exact_cover for a in axes)
         kernel = get_kernel(reduction, layout,
