@@ -1443,6 +1443,27 @@ def _cl_forward_masked(red: Reduction) -> str:
         fold_a = "v if first[ch] else (_merge(a, v, pr) if inside[ch] else a)"
         fold_b = "_merge(a, v, pr)"
         new_col = "np.empty(S2 * C, dtype=sdt)"  # (the accumulator's type)
+    def ends(middle: str, row: str) -> str:
+        # Each channel folds ``middle`` (the rows every channel reads, folded) with its own
+        # first row or the row after the common ones, and keeps one of the two.
+        text = _block(f"""
+            for i in range(S2):
+                ca = ra[i * C:(i + 1) * C]
+                {row}
+                ce = re[i * C:(i + 1) * C]
+                co = col[i * C:(i + 1) * C]
+                for ch in range(C):
+                    m = {middle}
+                    a = {load("ca")}
+                    v = m
+                    p = {fold_b}
+                    a = m
+                    v = {load("ce")}
+                    q = {fold_b}
+                    co[ch] = q if later[ch] else p
+        """, 5)
+        return "\n".join(line for line in text.splitlines() if line.strip())  # (no row)
+
     src += _block(_cl_shapes(), 1) + _block("""
         K0 = dk[1, 0]
         K1 = dk[1, 1]
@@ -1487,19 +1508,7 @@ def _cl_forward_masked(red: Reduction) -> str:
                 rb = xf[xa + RS:xa + 2 * RS]
                 re = xf[xa + K1 * RS:xa + (K1 + 1) * RS] if hi1 > lo1 else rb
                 if K1 == 2:
-                    for i in range(S2):
-                        ca = ra[i * C:(i + 1) * C]
-                        cb = rb[i * C:(i + 1) * C]
-                        ce = re[i * C:(i + 1) * C]
-                        co = col[i * C:(i + 1) * C]
-                        for ch in range(C):
-                            a = {load("ca")}
-                            v = {load("cb")}
-                            p = {fold_b}
-                            a = v
-                            v = {load("ce")}
-                            q = {fold_b}
-                            co[ch] = q if later[ch] else p
+{ends(load("cb"), "cb = rb[i * C:(i + 1) * C]")}
                 else:
                     rc = xf[xa + 2 * RS:xa + 3 * RS]
                     for i in range(RS):
@@ -1512,19 +1521,7 @@ def _cl_forward_masked(red: Reduction) -> str:
                             a = col[i]
                             v = {load_flat("rk")}
                             col[i] = {fold_b}
-                    for i in range(S2):
-                        ca = ra[i * C:(i + 1) * C]
-                        ce = re[i * C:(i + 1) * C]
-                        co = col[i * C:(i + 1) * C]
-                        for ch in range(C):
-                            m = co[ch]
-                            a = {load("ca")}
-                            v = m
-                            p = {fold_b}
-                            a = m
-                            v = {load("ce")}
-                            q = {fold_b}
-                            co[ch] = q if later[ch] else p
+{ends("co[ch]", "")}
             else:
                 for r0 in range(lo0, B0.max() + K0):
                     for r1 in range(lo1, hi1 + K1):
