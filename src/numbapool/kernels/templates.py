@@ -260,17 +260,7 @@ def _cf_forward(red: Reduction, variant: str) -> str:
     kind = red.kind
     with_idx = variant == "forward_indices"
     src = f"def kernel({', '.join(forward_args(kind, with_idx))}):\n"
-    src += _block("""
-        C = x.shape[1]
-        S1 = x.shape[3]
-        S2 = x.shape[4]
-        O0 = out.shape[2]
-        O1 = out.shape[3]
-        O2 = out.shape[4]
-        P0 = g0.shape[0]
-        P1 = g1.shape[0]
-        P2 = g2.shape[0]
-    """, 1) + _block(_SETUP, 1)
+    src += _block(_cf_shapes(tables=("g0", "g1", "g2")), 1) + _block(_SETUP, 1)
     src += _block(f"""
         xf = x.reshape(-1)
         NP = x.shape[0] * C * O0 * O1
@@ -915,17 +905,7 @@ def _cf_backward_linear(red: Reduction, cover: bool = False) -> str:
     args = ["x", "gy", "gx", "ip0", "iw0", "ip1", "iw1", "g2", "dk", "geo", "dv0", "dv1",
             "dv2", "override", "zero", "prm"]
     src = f"def kernel({', '.join(args)}):\n"
-    src += _block("""
-        C = x.shape[1]
-        S0 = x.shape[2]
-        S1 = x.shape[3]
-        S2 = x.shape[4]
-        O0 = gy.shape[2]
-        O1 = gy.shape[3]
-        O2 = gy.shape[4]
-        gxf = gx.reshape(-1)
-        gyf = gy.reshape(-1)
-        g2f = g2.reshape(-1)
+    src += _block(_cf_shapes("gy", ("gx", "gy", "g2")), 1) + _block("""
         d2 = dk[0, 2]
         K2 = dk[1, 2]
         lo = geo[0]
@@ -1082,21 +1062,9 @@ def _cf_backward_scatter(red: Reduction, cover: bool = False) -> str:
         args += ["dv0", "dv1", "dv2", "override"]
     args += ["zero"] + ([] if routed or by_value else ["prm"])
     src = f"def kernel({', '.join(args)}):\n"
-    src += _block("""
-        C = x.shape[1]
-        S1 = x.shape[3]
-        S2 = x.shape[4]
-        plane = x.shape[2] * S1 * S2
-        O0 = y.shape[2]
-        O1 = y.shape[3]
-        O2 = y.shape[4]
+    src += _block(_cf_shapes("y", ("gx", "x", "gy"), ("g0", "g1", "g2")), 1) + _block("""
+        plane = S0 * S1 * S2
         oplane = O0 * O1 * O2
-        gxf = gx.reshape(-1)
-        xf = x.reshape(-1)
-        gyf = gy.reshape(-1)
-        P0 = g0.shape[0]
-        P1 = g1.shape[0]
-        P2 = g2.shape[0]
     """, 1) + _block(_SETUP, 1)
     if routed:
         src += _block("idf = idx.reshape(-1)", 1)
@@ -1208,18 +1176,7 @@ def _cf_backward_scatter(red: Reduction, cover: bool = False) -> str:
 
 def _cf_param_grad(red: Reduction) -> str:
     src = ("def kernel(x, y, gy, gp, g0, g1, g2, dk, dv0, dv1, dv2, override, zero, prm):\n")
-    src += _block("""
-        C = x.shape[1]
-        S1 = x.shape[3]
-        S2 = x.shape[4]
-        xf = x.reshape(-1)
-        O0 = y.shape[2]
-        O1 = y.shape[3]
-        O2 = y.shape[4]
-        P0 = g0.shape[0]
-        P1 = g1.shape[0]
-        P2 = g2.shape[0]
-    """, 1) + _block(_SETUP, 1)
+    src += _block(_cf_shapes("y", ("x",), ("g0", "g1", "g2")), 1) + _block(_SETUP, 1)
     src += _block(f"""
         NP = x.shape[0] * C * O0 * O1
         for r in {_part('NP')}:
@@ -1253,14 +1210,30 @@ def _cf_param_grad(red: Reduction) -> str:
 # ----------------------------------------------------------------------------------------
 # Channels last: x (N, S0, S1, S2, C), shared window tables, shared parameters
 # ----------------------------------------------------------------------------------------
+def _flat_views(views: tuple[str, ...]) -> list[str]:
+    """Lines making a flat view of each array in ``views``: ``xf`` for ``x``, ``of`` for
+    ``out``, ``gyf`` for ``gy``..."""
+    return [f"{'o' if v == 'out' else v}f = {v}.reshape(-1)" for v in views]
+
+
 def _cl_shapes(like: str = "out", views: tuple[str, ...] = ("x", "out")) -> str:
     """The sizes and flat views a channels-last kernel starts with: ``S0``-``S2`` and ``C``
     from ``x``, ``O0``-``O2`` from ``like`` (the output, or the gradient of one), and a flat
-    view of each array in ``views`` (``xf``, ``of`` for ``out``, ``gyf`` for ``gy``...)."""
+    view of each array in ``views`` (:func:`_flat_views`)."""
     lines = [f"S{i} = x.shape[{i + 1}]" for i in range(3)] + ["C = x.shape[4]"]
     lines += [f"O{i} = {like}.shape[{i + 1}]" for i in range(3)]
-    lines += [f"{'o' if v == 'out' else v}f = {v}.reshape(-1)" for v in views]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _flat_views(views)) + "\n"
+
+
+def _cf_shapes(like: str = "out", views: tuple[str, ...] = (),
+               tables: tuple[str, ...] = ()) -> str:
+    """The channels-first counterpart of :func:`_cl_shapes`: ``C`` and ``S0``-``S2`` from
+    ``x``, ``O0``-``O2`` from ``like``, the flat ``views``, and ``P0``-``P2``, the plane
+    counts of the window ``tables`` (1: shared, or N * C)."""
+    lines = ["C = x.shape[1]"] + [f"S{i} = x.shape[{i + 2}]" for i in range(3)]
+    lines += [f"O{i} = {like}.shape[{i + 2}]" for i in range(3)]
+    lines += [f"P{i} = {t}.shape[0]" for i, t in enumerate(tables)]
+    return "\n".join(lines + _flat_views(views)) + "\n"
 
 
 def native_channels_last(red: Reduction, variant: str) -> bool:
@@ -1670,14 +1643,13 @@ def _cl_backward_linear(red: Reduction) -> str:
     args = ["x", "gy", "gx", "ip0", "iw0", "ip1", "iw1", "ip2", "iw2", "dk", "dv0", "dv1",
             "dv2", "override", "zero", "prm"]
     src = f"def kernel({', '.join(args)}):\n"
-    src += _block(_cl_shapes("gy", ("gx", "gy")), 1)
+    src += _block(_cl_shapes("gy", ("gx", "gy")), 1) + _block("pr = _row(prm, 0)", 1)
     src += _chunks("x.shape[0] * S0 * S1", False, "row = np.empty(O2 * C, dtype=sdt)", "r")
     return src + _block("""
         i1 = r % S1
         t = r // S1
         i0 = t % S0
         n = t // S0
-        pr = _row(prm, 0)
         for i in range(O2 * C):
             row[i] = zero
         for a0 in range(ip0[0, i0], ip0[0, i0 + 1]):
