@@ -116,3 +116,129 @@ def test_repeated_calls_of_a_random_pooler_draw_new_windows():
             numbapool.pool(pooler.name, x, seed=7.0)  # equal to 7, not an int
     finally:
         numbapool.unregister(pooler.name)
+
+
+class _RedrawnStarts(numbapool.WindowRule):
+    """Windows of 2 taps along both axes, window ``o`` starting at ``2 * o`` or one after,
+    at random, each plane its own, new on every call (close enough across the channels for
+    the masked channels-last kernel); with a ``redraw`` that draws the same numbers into the
+    library's arrays (or, ``bad=True``, starts past the end of the last axis)."""
+
+    name = "redrawn_starts"
+    options = {"out": 3, "bad": False}
+
+    def plan(self, spatial, context, *, out=3, bad=False):
+        starts = self._draw(spatial, context, out)
+        axes = tuple(numbapool.explicit_axis(n, s, 2) for n, s in zip(spatial, starts))
+
+        def redraw(context, into):
+            for i, s in enumerate(self._draw(spatial, context, out)):
+                into[i][...] = s + (spatial[i] if bad and i == len(spatial) - 1 else 0)
+
+        return numbapool.WindowPlan(axes, redraw=redraw)
+
+    @staticmethod
+    def _draw(spatial, context, out):
+        planes = context.batch * context.channels
+        return [2 * np.arange(out) + context.rng.integers(0, 2, (planes, out))
+                for _ in spatial]
+
+
+def _redrawn_starts_max(x, seed, out=3):
+    """The reference: the windows of _RedrawnStarts for ``seed``, channels first."""
+    rng = np.random.default_rng(seed)
+    n, c = x.shape[:2]
+    s0, s1 = ((2 * np.arange(out) + rng.integers(0, 2, (n * c, out))).reshape(n, c, out)
+              for _ in x.shape[2:])
+    want = np.empty((n, c, out, out), dtype=x.dtype)
+    for i, j, a, b in np.ndindex(n, c, out, out):
+        want[i, j, a, b] = x[i, j, s0[i, j, a]:s0[i, j, a] + 2, s1[i, j, b]:s1[i, j, b] + 2].max()
+    return want
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_a_rule_that_redraws_runs_the_kept_kernel_with_new_windows(monkeypatch, layout):
+    """From the second call on, a rule with ``redraw`` draws into the kept kernel's tables
+    (numbapool.redraw): the results are those of the seed's windows on every call, new
+    without a seed, and with indices too."""
+    from numbapool import Pooler, api, redraw
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    runs = []
+    real = redraw.RedrawnForward.run
+
+    def spy(self, x):
+        runs.append(1)
+        return real(self, x)
+
+    monkeypatch.setattr(redraw.RedrawnForward, "run", spy)
+    pooler = numbapool.register(Pooler("test_redrawn_starts", _RedrawnStarts(),
+                                       numbapool.get("max").reduction, "test",
+                                       deterministic=False))
+    try:
+        x = np.random.default_rng(4).random((2, 5, 7, 9)).astype(np.float32)
+        xl = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        arg = x if layout == "channels_first" else xl
+
+        def pool(**kw):
+            got = numbapool.pool(pooler.name, arg, layout=layout, **kw)
+            if layout == "channels_first":
+                return got
+            return tuple(np.moveaxis(g, -1, 1) for g in got) if isinstance(got, tuple) \
+                else np.moveaxis(got, -1, 1)
+
+        for seed in (7, 7, 7, 7, 8, 8, 8):  # (the seed is an argument: 8 is a new call)
+            np.testing.assert_array_equal(pool(seed=seed), _redrawn_starts_max(x, seed))
+        assert len(runs) == 3  # (from the third call of each)
+        for seed in (5, 5, 5):
+            y, idx = pool(seed=seed, return_indices=True)
+            np.testing.assert_array_equal(y, _redrawn_starts_max(x, seed))
+            np.testing.assert_array_equal(
+                np.take_along_axis(x.reshape(2, 5, -1), idx.reshape(2, 5, -1), 2),
+                y.reshape(2, 5, -1))
+        # (channels-last indices come from the channels-first kernel between transposes,
+        # which is planned on every call)
+        assert len(runs) == (4 if layout == "channels_first" else 3)
+        unseeded = [pool() for _ in range(4)]
+        assert all(not np.array_equal(a, b) for a, b in zip(unseeded, unseeded[1:]))
+        assert len(runs) == (6 if layout == "channels_first" else 5)
+    finally:
+        numbapool.unregister(pooler.name)
+
+
+def test_a_redraw_outside_the_input_is_an_error(monkeypatch):
+    """Starts a rule redraws are checked: outside the axis, a ValueError naming the rule and
+    the axis, not a read outside the array."""
+    from numbapool import Pooler, api
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    pooler = numbapool.register(Pooler("test_redrawn_bad", _RedrawnStarts(),
+                                       numbapool.get("max").reduction, "test",
+                                       deterministic=False))
+    try:
+        x = np.random.default_rng(5).random((2, 3, 7, 7))
+        for _ in range(2):  # (planned; then planned and kept)
+            np.testing.assert_array_equal(numbapool.pool(pooler.name, x, bad=True, seed=1),
+                                          _redrawn_starts_max(x, 1))
+        with pytest.raises(ValueError, match=r"_RedrawnStarts.*redrew windows outside "
+                                             r"spatial axis 1 of length 7"):
+            numbapool.pool(pooler.name, x, bad=True, seed=1)
+        np.testing.assert_array_equal(numbapool.pool(pooler.name, x, seed=1),
+                                      _redrawn_starts_max(x, 1))
+    finally:
+        numbapool.unregister(pooler.name)
+
+
+def test_threads_share_a_redrawn_call():
+    """Threads calling one redrawing pooler with the same arguments: one runs the kept
+    kernel at a time, the others plan their own; every result is its seed's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = np.random.default_rng(6).random((4, 8, 20, 20)).astype(np.float32)
+    kw = dict(output_size=(9, 9), kernel_size=3)
+    want = {s: numbapool.pool("fractional_max", x, seed=s, **kw) for s in range(6)}
+    with ThreadPoolExecutor(3) as ex:
+        got = list(ex.map(lambda s: (s, numbapool.pool("fractional_max", x, seed=s, **kw)),
+                          [s % 6 for s in range(60)]))
+    for s, y in got:
+        np.testing.assert_array_equal(y, want[s])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from .options import (
     typed_key,
 )
 from .pooler import Param, Pooler
+from .redraw import RedrawnForward
 from .reduction import Reduction, Sampling, Selection
 from .registry import REGISTRY
 from .windows import WindowContext, WindowPlan
@@ -450,12 +451,20 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
         if known.with_indices:
             return out.reshape(known.shape), idx.reshape(known.shape)
         return out.reshape(known.shape)
-    args = None
+    args = redrawn = None
     if known is not None:
         # Checked before, by a pooler that draws new windows on every call: only those
-        # and the data are new.
+        # and the data are new.  Its rule may redraw them into the kept kernel's tables.
         want_idx, where = known.with_indices, "cpu"
+        if known.redrawn is not None:
+            done = known.redrawn.run(x)
+            if done is not None:
+                return done if want_idx else done[0]
         call = _plan_call(known.args, x, (_forward_variant(want_idx),))
+        if known.redrawn is None and key is not None:
+            redrawn = RedrawnForward.make(call, known.args.seed, want_idx)
+            if redrawn is not None:
+                _remember(key, replace(known, redrawn=redrawn))
     else:
         want_idx = check_bool(return_indices, "return_indices")
         where = targets.choose(target, x)
@@ -464,9 +473,9 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
         call = _plan_call(args, arr, (_forward_variant(want_idx),), where)
     plan = None
     if where == "cpu":
-        plan = cpu.plan_forward(call.reduction, call.kernel_layout, call.work, call.axes,
-                                call.prm, call.include_pad, call.override,
-                                with_indices=want_idx)
+        plan = redrawn.plan if redrawn is not None else cpu.plan_forward(
+            call.reduction, call.kernel_layout, call.work, call.axes, call.prm,
+            call.include_pad, call.override, with_indices=want_idx)
         out, idx = plan.run(call.work, call.u)
     else:
         out, idx = targets.engine(where).forward(
@@ -503,11 +512,14 @@ class _KnownCall:
     shape: tuple[int, ...] | None
     with_indices: bool
     args: _Args | None = None  # (a pooler that draws its windows: they are planned anew)
+    redrawn: RedrawnForward | None = None  # (or redrawn, from the second call on)
 
 
 # Calls already checked and planned, by their arguments (not their data): a repeated call
 # skips argument checking and geometry; for a pooler that draws its windows at random
-# (fractional pooling), argument checking only: the windows are drawn and planned anew.
+# (fractional pooling), argument checking only: the windows are drawn and planned anew, or,
+# where the rule can redraw them in place, drawn into the kept kernel's tables
+# (numbapool.redraw).
 # Only for plain contiguous float32/float64 arrays of native byte order and hashable
 # arguments; the key records every argument's type, so that a value that merely compares
 # equal (True and 1, 2.0 and 2) is checked again.

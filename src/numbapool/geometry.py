@@ -183,6 +183,54 @@ class AxisWindows:
             _freeze(parts["delta"])
         return parts["lo"], parts["delta"]
 
+    def redrawable(self) -> AxisWindows:
+        """A private copy of these windows whose starts :meth:`restart` overwrites in place
+        (:mod:`numbapool.redraw`: repeated calls of a rule that draws its windows).  Only
+        per-plane whole windows (``full``) whose padded counts are their counts."""
+        if self.planes == 1 or not self.full or bool(np.any(self.padded_count != self.extent)):
+            raise ValueError("only per-plane whole windows without padding can be redrawn")
+        table = self.table.copy()
+        return AxisWindows(self.length, table[..., 0], table[..., 1], table[..., 2],
+                           self.step, self.extent, self.padded_count, table)
+
+    def restart(self, start: np.ndarray, tables: frozenset[str] = frozenset(
+            {"table", "by_channel", "lo", "delta"})) -> bool:
+        """Move the windows of a copy made by :meth:`redrawable` to ``start`` (C-contiguous
+        int64, ``(planes, out)``), in place: of the tables named in ``tables``, those made
+        so far (``table``, and from :meth:`starts_by_channel` and
+        :meth:`offsets_by_channel`: ``by_channel``, ``lo``, ``delta``).  Kernels bound to
+        those arrays then read the new windows; the others are left stale (name only what
+        nothing else reads) and the inverse map is forgotten.  Returns False, with the
+        tables partly written, if a window would leave the axis."""
+        if start.shape != self.start.shape or start.dtype != np.int64:
+            raise ValueError(f"start must be an int64 array of shape {self.start.shape}")
+        for name in ("_inverse", "exact_cover"):
+            self.__dict__.pop(name, None)
+        kept = self.__dict__.get("_by_channel")
+        parts = kept[1] if kept is not None else {}
+        arrays = (self.table if "table" in tables else _NO_TABLE,
+                  parts.get("table", _NO_TABLE) if "by_channel" in tables else _NO_TABLE,
+                  parts.get("lo", _NO_LO) if "lo" in tables else _NO_LO,
+                  parts.get("delta", _NO_DELTA) if "delta" in tables else _NO_DELTA)
+        for a in arrays:
+            if not a.flags.writeable:
+                a.setflags(write=True)
+        channels = kept[0][1] if kept is not None else 1
+        inside, spread = _restart(start, self.length - 1 - (self.extent - 1) * self.step,
+                                  channels, *arrays)
+        if parts:
+            parts["spread"] = spread
+        return bool(inside)
+
+    def tables_in(self, args: tuple) -> frozenset[str]:
+        """The names of :meth:`restart`'s tables of this axis that are among ``args`` (a
+        kernel's arguments)."""
+        kept = self.__dict__.get("_by_channel")
+        parts = kept[1] if kept is not None else {}
+        named = {"table": self.table, "by_channel": parts.get("table"), "lo": parts.get("lo"),
+                 "delta": parts.get("delta")}
+        return frozenset(k for k, v in named.items() if any(v is a for a in args))
+
     def divisor(self, count_include_pad: bool, dtype: type = np.float64) -> np.ndarray:
         """Per-window divisor along this axis, as a read-only C-contiguous array, shape
         (planes, out); float64, or float32 (exact below 2**24) for float32 reductions.
@@ -206,24 +254,49 @@ class AxisWindows:
 # instead of several NumPy passes (measured 0.13 -> 0.01 ms for (8 * 64, 39) starts).
 @numba.njit(cache=True, nogil=True)
 def _by_channel(start, batch, channels):  # (planes, out) -> (batch, out, channels), lo, spread
-    out = start.shape[1]
-    table = np.empty((batch, out, channels), dtype=np.int64)
-    lo = np.zeros((batch, out), dtype=np.int64)
-    spread = 0
-    if channels == 0:
-        return table, lo, spread
-    for n in range(batch):
-        for o in range(out):
-            a = start[n * channels, o]
-            b = a
-            for c in range(channels):
-                s = start[n * channels + c, o]
-                table[n, o, c] = s
-                a = min(a, s)
-                b = max(b, s)
-            lo[n, o] = a
-            spread = max(spread, b - a)
+    table = np.empty((batch, start.shape[1], channels), dtype=np.int64)
+    lo = np.zeros((batch, start.shape[1]), dtype=np.int64)
+    spread = _channel_pass(start, channels, table, lo, np.empty((0, 0, 0), dtype=np.int32))
     return table, lo, spread
+
+
+@numba.njit(cache=True, nogil=True)
+def _channel_pass(start, channels, table, lo, delta):
+    """From per-plane starts ``(batch * channels, out)``, those of each ``(n, o)`` by
+    channel into ``table`` ``(batch, out, channels)``, their smallest into ``lo`` ``(batch,
+    out)`` and each minus the smallest into ``delta`` (int32, like ``table``); each output
+    left out when empty.  Returns the largest range of starts over the channels.  (Rows of
+    ``start`` are read whole: reading down the channels was 1.5-2x slower.)"""
+    spread = 0
+    out = start.shape[1]
+    if channels == 0:
+        return spread
+    mn = np.empty(out, dtype=np.int64)
+    mx = np.empty(out, dtype=np.int64)
+    for n in range(start.shape[0] // channels):
+        base = n * channels
+        mn[:] = start[base]
+        mx[:] = start[base]
+        for c in range(1, channels):
+            row = start[base + c]
+            for o in range(out):
+                mn[o] = min(mn[o], row[o])
+                mx[o] = max(mx[o], row[o])
+        for o in range(out):
+            spread = max(spread, mx[o] - mn[o])
+        if lo.shape[0] > 0:
+            lo[n] = mn
+        if table.shape[0] > 0:
+            for c in range(channels):
+                row = start[base + c]
+                for o in range(out):
+                    table[n, o, c] = row[o]
+        if delta.shape[0] > 0:
+            for c in range(channels):
+                row = start[base + c]
+                for o in range(out):
+                    delta[n, o, c] = row[o] - mn[o]
+    return spread
 
 
 @numba.njit(cache=True, nogil=True)
@@ -234,6 +307,19 @@ def _offsets(table, lo):  # (batch, out, channels) starts minus lo (batch, out),
             for c in range(table.shape[2]):
                 delta[n, o, c] = table[n, o, c] - lo[n, o]
     return delta
+
+
+@numba.njit(cache=True, nogil=True)
+def _restart(start, last, channels, table, by, lo, delta):  # see AxisWindows.restart
+    if table.shape[0] > 0:
+        for p in range(start.shape[0]):
+            for o in range(start.shape[1]):
+                table[p, o, 0] = start[p, o]
+    inside = start.size == 0 or (start.min() >= 0 and start.max() <= last)
+    spread = 0
+    if by.shape[0] + lo.shape[0] + delta.shape[0] > 0:
+        spread = _channel_pass(start, channels, by, lo, delta)
+    return inside, spread
 
 
 @numba.njit(cache=True, nogil=True)
@@ -251,6 +337,11 @@ def _uniform_table(start, k, step, length):  # -> (planes, out, 3) table, inside
             table[p, o, 1] = k
             table[p, o, 2] = 0
     return table, ok, same
+
+
+_NO_TABLE = np.empty((0, 0, 0), dtype=np.int64)  # (restart's stand-ins for tables not made)
+_NO_LO = np.empty((0, 0), dtype=np.int64)
+_NO_DELTA = np.empty((0, 0, 0), dtype=np.int32)
 
 
 def _ceil_div(a: np.ndarray, b: int) -> np.ndarray:

@@ -8,8 +8,8 @@ per call, never inside a kernel.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -56,11 +56,25 @@ class WindowPlan:
         as in PyTorch; False for ``"same"``, as in TensorFlow/Keras).
     drop_spatial : bool
         Whether the spatial axes are removed from the result (global pooling without keepdims).
+    redraw : callable or None
+        For a rule that draws its windows at random on every call: ``redraw(context,
+        starts)`` draws the windows of another call with the same arguments (a new
+        ``context``, with its random generator), writing the window starts of spatial axis
+        ``a`` into ``starts[a]``, a writable C-contiguous int64 array of shape
+        ``(batch * channels, out)``, one row per ``(n, c)`` plane.  The windows must
+        otherwise be this plan's: of as many outputs per axis, each a whole window of
+        ``extent`` taps ``step`` apart.  It must draw exactly what :meth:`WindowRule.plan`
+        would (a seeded call gives the same windows either way).  A repeated call runs it
+        instead of ``plan`` when every axis holds whole per-plane windows, and skips
+        building window objects and choosing and binding a kernel; the library checks that
+        the starts lie inside the input.  None (the default): ``plan`` runs on every call.
     """
 
     axes: tuple[AxisWindows, ...]
     count_include_pad: bool = True
     drop_spatial: bool = False
+    redraw: Callable[[WindowContext, tuple[np.ndarray, ...]], None] | None = field(
+        default=None, compare=False)
 
     @property
     def out_spatial(self) -> tuple[int, ...]:

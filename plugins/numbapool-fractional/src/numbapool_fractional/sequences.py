@@ -168,16 +168,19 @@ def torch_axis_starts(
 
 
 def _torch_starts(samples: np.ndarray, input_size: int, output_size: int, pool_size: int,
-                  name: str) -> np.ndarray:
+                  name: str, out: np.ndarray | None = None) -> np.ndarray:
     """:func:`torch_axis_starts` after its checks: ``samples`` a 1-D array of finite reals,
     the sizes valid ints, ``name`` a dtype name of ``_TORCH_DTYPES``.  Fractional pooling
     calls it on every call, for every axis, with arguments it has checked once (the checks
-    cost 7% of a PyTorch-rule fractional max pool of (8, 64, 56, 56))."""
+    cost 7% of a PyTorch-rule fractional max pool of (8, 64, 56, 56)).  The starts are
+    written into ``out`` (a C-contiguous int64 array of shape ``(planes, output_size)``)
+    if given."""
     n_planes = samples.shape[0]
     last = input_size - pool_size
+    starts = np.empty((n_planes, output_size), dtype=np.int64) if out is None else out
     if output_size == 1 or n_planes == 0:
-        return np.full((n_planes, output_size), last, dtype=np.int64)
-    starts = np.empty((n_planes, output_size), dtype=np.int64)
+        starts[...] = last
+        return starts
 
     i = np.arange(output_size - 1)
     if name == "bfloat16":

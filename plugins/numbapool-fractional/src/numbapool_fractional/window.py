@@ -70,16 +70,22 @@ class Fractional(WindowRule):
     def plan(self, spatial: Sequence[int], context: WindowContext, *, kernel_size=None,
              output_size=None, output_ratio=None, samples=None, pseudo_random=None,
              overlapping=False) -> WindowPlan:
-        return WindowPlan(self.axes(spatial, context, kernel_size=kernel_size,
-                                    output_size=output_size, output_ratio=output_ratio,
-                                    samples=samples, pseudo_random=pseudo_random,
-                                    overlapping=overlapping)[0])
+        axes, _, redraw = self._draw(spatial, context, kernel_size, output_size,
+                                     output_ratio, samples, pseudo_random, overlapping)
+        return WindowPlan(axes, redraw=redraw)
 
     def axes(self, spatial, context, *, kernel_size=None, output_size=None,
              output_ratio=None, samples=None, pseudo_random=None, overlapping=False
              ) -> tuple[tuple[AxisWindows, ...], list[np.ndarray]]:
         """The windows and, per axis, the sequence that made them: window starts
         ``(N*C, out)`` for PyTorch's rule, the boundaries ``a_0..a_out`` for Graham's."""
+        return self._draw(spatial, context, kernel_size, output_size, output_ratio, samples,
+                          pseudo_random, overlapping)[:2]
+
+    def _draw(self, spatial, context, kernel_size, output_size, output_ratio, samples,
+              pseudo_random, overlapping):
+        """:meth:`axes`, and the plan's ``redraw`` (PyTorch's rule with drawn samples) or
+        None."""
         rank = len(spatial)
         if output_size is None and output_ratio is None:
             raise ValueError("fractional pooling needs output_size or output_ratio")
@@ -104,7 +110,7 @@ class Fractional(WindowRule):
             start, count = graham_windows(seq, length, overlapping)
             axes.append(explicit_axis(length, start, count))
             seqs.append(seq)
-        return tuple(axes), seqs
+        return tuple(axes), seqs, None
 
     def _torch(self, spatial, context, kernel_size, sizes, ratios, samples, overlapping):
         rank = len(spatial)
@@ -113,8 +119,10 @@ class Fractional(WindowRule):
                              "or False)")
         geometry, name = _torch_geometry(tuple(spatial), context.dtype, kernel_size, sizes,
                                          ratios)
+        redraw = None
         if samples is None:
-            samples = context.rng.random((context.batch, context.channels, rank))
+            redraw = _TorchRedraw(geometry, name, rank)
+            samples = redraw.samples(context)
         else:
             samples = np.asarray(samples)
             if samples.dtype.kind != "f":
@@ -133,7 +141,26 @@ class Fractional(WindowRule):
             starts = _torch_starts(flat[:, col], length, out, kk, name)
             axes.append(explicit_axis(length, starts, kk, extent=kk))
             seqs.append(starts.reshape(context.batch, context.channels, out))
-        return tuple(axes), seqs
+        return tuple(axes), seqs, redraw
+
+
+class _TorchRedraw:
+    """The ``redraw`` of a plan of PyTorch's rule with drawn samples
+    (:attr:`WindowPlan.redraw`): the same draw as :meth:`Fractional.plan`, the starts
+    written into the library's arrays, for a geometry checked once."""
+
+    def __init__(self, geometry: tuple, name: str, rank: int) -> None:
+        self.geometry = geometry
+        self.name = name
+        self.rank = rank
+
+    def samples(self, context: WindowContext) -> np.ndarray:
+        return context.rng.random((context.batch, context.channels, self.rank))
+
+    def __call__(self, context: WindowContext, starts: tuple[np.ndarray, ...]) -> None:
+        flat = self.samples(context).reshape(context.batch * context.channels, self.rank)
+        for (length, kk, out, col), into in zip(self.geometry, starts):
+            _torch_starts(flat[:, col], length, out, kk, self.name, into)
 
 
 def _torch_geometry(spatial: tuple[int, ...], dtype: np.dtype, kernel_size, sizes: tuple,

@@ -1,0 +1,94 @@
+"""Repeated calls of a pooler whose window rule draws new windows on every call.
+
+Fractional pooling draws every ``(n, c)`` plane's windows at random, so a repeated call (the
+same arguments, new data) cannot keep its windows the way a sliding pooler keeps its whole
+kernel plan.  Building them anew costs more than the kernel on small inputs: window objects
+per axis, the kernel's choice of tables (per-channel layouts for the channels-last kernel),
+and the packing of the kernel's arguments (measured about 0.16 ms a call for (8, 56, 56, 64)
+to 28x28 windows of 3, where the kernel takes 0.25 ms).
+
+A rule that can draw another call's window starts into arrays it is given returns, with its
+plan, a ``redraw`` function (:attr:`numbapool.windows.WindowPlan.redraw`).
+:class:`RedrawnForward` keeps a forward plan bound to private copies of the window tables
+(:meth:`numbapool.geometry.AxisWindows.redrawable`); each call draws new starts, writes them
+and the tables made from them in place (:meth:`~numbapool.geometry.AxisWindows.restart`,
+which checks them) and runs the bound kernel.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from . import randomness
+from .geometry import SINGLETON
+from .kernels import cpu
+from .reduction import Sampling
+from .windows import WindowContext
+
+__all__ = ["RedrawnForward"]
+
+
+class RedrawnForward:
+    """The forward pass of a repeated call whose windows are drawn anew (see the module)."""
+
+    def __init__(self, call: Any, seed: int | None, with_indices: bool) -> None:
+        plan, batch = call.plan, call.work.shape[0]
+        channels = call.work.shape[1 if call.layout == "channels_first" else 4]
+        self._rule = type(call.pooler.window).__name__
+        self._pooler = call.pooler.name
+        self._redraw = plan.redraw
+        self._seed = seed
+        self._batch, self._channels, self._dtype = batch, channels, call.x.dtype
+        self._axes = tuple(a.redrawable() for a in plan.axes)
+        self._starts = tuple(np.empty(a.start.shape, dtype=np.int64) for a in self._axes)
+        axes = (SINGLETON,) * (3 - len(self._axes)) + self._axes
+        self.plan = cpu.plan_forward(call.reduction, call.kernel_layout, call.work, axes,
+                                     call.prm, call.include_pad, call.override,
+                                     with_indices=with_indices)
+        # (only the tables the kernel reads are redrawn)
+        self._tables = tuple(a.tables_in(self.plan.args) for a in self._axes)
+        self.work_shape = call.work.shape
+        self.shape = call.result_shape()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def make(cls, call: Any, seed: int | None, with_indices: bool) -> RedrawnForward | None:
+        """The kept forward pass of ``call`` (an ``api._Call`` on the CPU), or None where
+        it has none: the rule gives no ``redraw``, a window is not whole or shared by the
+        planes, the kernel runs in the other layout, or the reduction samples."""
+        plan = call.plan
+        planes = call.work.shape[0] * call.work.shape[1 if call.layout == "channels_first"
+                                                      else 4]
+        if (plan.redraw is None or call.target != "cpu" or planes < 2
+                or call.kernel_layout != call.layout or isinstance(call.reduction, Sampling)
+                or not all(a.planes == planes and a.full for a in plan.axes)
+                or any(bool(np.any(a.padded_count != a.extent)) for a in plan.axes)):
+            return None
+        kept = cls(call, seed, with_indices)
+        if not isinstance(kept.plan, cpu.ForwardPlan):
+            return None
+        return kept
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """Pool ``x`` (C-contiguous, of the first call's shape and dtype) with new windows:
+        ``(out, indices or None)`` in the caller's shape; None if another thread is running
+        this pass (the caller then plans the call itself)."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            context = WindowContext(self._batch, self._channels, self._dtype,
+                                    randomness.generator(self._seed))
+            self._redraw(context, self._starts)
+            for i, (axis, start, tables) in enumerate(zip(self._axes, self._starts,
+                                                          self._tables)):
+                if not axis.restart(start, tables):
+                    raise ValueError(
+                        f"window rule {self._rule} of pooler {self._pooler!r} redrew windows "
+                        f"outside spatial axis {i} of length {axis.length}")
+            out, idx = self.plan.run(x.reshape(self.work_shape))
+        finally:
+            self._lock.release()
+        return out.reshape(self.shape), (None if idx is None else idx.reshape(self.shape))
