@@ -210,6 +210,15 @@ def _torch_starts(samples: np.ndarray, input_size: int, output_size: int, pool_s
         starts[:, -1] = last
         lo, hi = starts.min(), starts.max()
 
+    _check_rounding(lo, hi, name, input_size, output_size, pool_size)
+    return starts
+
+
+def _check_rounding(lo: int, hi: int, name: str, input_size: int, output_size: int,
+                    pool_size: int) -> None:
+    """The error for starts from ``lo`` to ``hi`` outside the input (rounding in a narrow
+    floating type)."""
+    last = input_size - pool_size
     if lo < 0 or hi > last:
         raise ValueError(
             f"{name} rounding puts a window outside the input (start range "
@@ -217,7 +226,6 @@ def _torch_starts(samples: np.ndarray, input_size: int, output_size: int, pool_s
             f"{input_size}, output_size={output_size}, pool_size={pool_size}; torch fails with "
             f"an internal assertion here"
         )
-    return starts
 
 
 @numba.njit(cache=True, nogil=True)

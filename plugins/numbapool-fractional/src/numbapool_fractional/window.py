@@ -10,7 +10,9 @@ from numbapool import AxisWindows, WindowContext, WindowPlan, WindowRule, explic
 from numbapool.options import check_bool, per_axis_ints, typed_key
 
 from .sequences import (
+    _check_rounding,
     _dtype_name,
+    _starts_into,
     _torch_starts,
     graham_output_size,
     graham_sequence,
@@ -153,14 +155,28 @@ class _TorchRedraw:
         self.geometry = geometry
         self.name = name
         self.rank = rank
+        # (float32 and float64 starts from their compiled pass, its constants made once)
+        self.compiled = (name in ("float32", "float64")
+                         and all(out > 1 for _, _, out, _ in geometry))
+        if self.compiled:
+            ft = np.dtype(name).type
+            self.constants = [(ft, np.arange(out - 1).astype(ft),
+                               ft(length - kk) / ft(out - 1), length - kk)
+                              for length, kk, out, _ in geometry]
 
     def samples(self, context: WindowContext) -> np.ndarray:
         return context.rng.random((context.batch, context.channels, self.rank))
 
     def __call__(self, context: WindowContext, starts: tuple[np.ndarray, ...]) -> None:
         flat = self.samples(context).reshape(context.batch * context.channels, self.rank)
-        for (length, kk, out, col), into in zip(self.geometry, starts):
-            _torch_starts(flat[:, col], length, out, kk, self.name, into)
+        if not self.compiled or flat.shape[0] == 0:
+            for (length, kk, out, col), into in zip(self.geometry, starts):
+                _torch_starts(flat[:, col], length, out, kk, self.name, into)
+            return
+        for (length, kk, out, col), (ft, steps, alpha, last), into in zip(
+                self.geometry, self.constants, starts):
+            lo, hi = _starts_into(flat[:, col].astype(ft), steps, alpha, last, into)
+            _check_rounding(lo, hi, self.name, length, out, kk)  # (as _torch_starts)
 
 
 def _torch_geometry(spatial: tuple[int, ...], dtype: np.dtype, kernel_size, sizes: tuple,
