@@ -125,31 +125,36 @@ class _RedrawnStarts(numbapool.WindowRule):
     library's arrays (or, ``bad=True``, starts past the end of the last axis)."""
 
     name = "redrawn_starts"
-    options = {"out": 3, "bad": False}
+    options = {"out": 3, "bad": False, "shared": False}
 
-    def plan(self, spatial, context, *, out=3, bad=False):
-        starts = self._draw(spatial, context, out)
+    def plan(self, spatial, context, *, out=3, bad=False, shared=False):
+        starts = self._draw(spatial, context, out, shared)
         axes = tuple(numbapool.explicit_axis(n, s, 2) for n, s in zip(spatial, starts))
 
         def redraw(context, into):
-            for i, s in enumerate(self._draw(spatial, context, out)):
+            for i, s in enumerate(self._draw(spatial, context, out, shared)):
                 into[i][...] = s + (spatial[i] if bad and i == len(spatial) - 1 else 0)
 
         return numbapool.WindowPlan(axes, redraw=redraw)
 
     @staticmethod
-    def _draw(spatial, context, out):
+    def _draw(spatial, context, out, shared):
+        """``shared``: the first axis's windows the same in every plane (and drawn anew)."""
         planes = context.batch * context.channels
-        return [2 * np.arange(out) + context.rng.integers(0, 2, (planes, out))
-                for _ in spatial]
+        return [2 * np.arange(out) + context.rng.integers(0, 2, (1 if shared and i == 0
+                                                                else planes, out))
+                .repeat(planes if shared and i == 0 else 1, axis=0)
+                for i in range(len(spatial))]
 
 
-def _redrawn_starts_max(x, seed, out=3):
+def _redrawn_starts_max(x, seed, out=3, shared=False):
     """The reference: the windows of _RedrawnStarts for ``seed``, channels first."""
     rng = np.random.default_rng(seed)
     n, c = x.shape[:2]
-    s0, s1 = ((2 * np.arange(out) + rng.integers(0, 2, (n * c, out))).reshape(n, c, out)
-              for _ in x.shape[2:])
+    s0, s1 = ((2 * np.arange(out) + rng.integers(0, 2, (1 if shared and i == 0 else n * c,
+                                                        out)))
+              .repeat(n * c if shared and i == 0 else 1, axis=0).reshape(n, c, out)
+              for i in range(2))
     want = np.empty((n, c, out, out), dtype=x.dtype)
     for i, j, a, b in np.ndindex(n, c, out, out):
         want[i, j, a, b] = x[i, j, s0[i, j, a]:s0[i, j, a] + 2, s1[i, j, b]:s1[i, j, b] + 2].max()
@@ -202,6 +207,46 @@ def test_a_rule_that_redraws_runs_the_kept_kernel_with_new_windows(monkeypatch, 
         unseeded = [pool() for _ in range(4)]
         assert all(not np.array_equal(a, b) for a, b in zip(unseeded, unseeded[1:]))
         assert len(runs) == (6 if layout == "channels_first" else 5)
+    finally:
+        numbapool.unregister(pooler.name)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_windows_the_planes_share_are_kept_until_a_draw_differs(monkeypatch, layout):
+    """Windows every plane shares in the kept plan stay (their kernel may use their
+    regularity); a call whose new windows along that axis differ is planned anew, and the
+    kept pass made again from it."""
+    from numbapool import Pooler, api, randomness, redraw
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    handed = []
+
+    def generator(seed):  # (a new known stream for every draw: unseeded calls, checked)
+        handed.append(1000 + len(handed))
+        return np.random.default_rng(handed[-1])
+
+    monkeypatch.setattr(randomness, "generator", generator)
+    results = []
+    real = redraw.RedrawnForward.run
+
+    def spy(self, x):
+        done = real(self, x)
+        results.append(done is not None)
+        return done
+
+    pooler = numbapool.register(Pooler("test_redrawn_shared", _RedrawnStarts(),
+                                       numbapool.get("max").reduction, "test",
+                                       deterministic=False))
+    try:
+        x = np.random.default_rng(7).random((2, 4, 7, 8)).astype(np.float32)
+        arg = x if layout == "channels_first" else np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        monkeypatch.setattr(redraw.RedrawnForward, "run", spy)
+        for _ in range(16):
+            y = numbapool.pool(pooler.name, arg, shared=True, layout=layout)
+            if layout == "channels_last":
+                y = np.moveaxis(y, -1, 1)
+            np.testing.assert_array_equal(y, _redrawn_starts_max(x, handed[-1], shared=True))
+        assert True in results and False in results  # (both: kept, and planned anew)
     finally:
         numbapool.unregister(pooler.name)
 

@@ -461,9 +461,9 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
             if done is not None:
                 return done if want_idx else done[0]
         call = _plan_call(known.args, x, (_forward_variant(want_idx),))
-        if known.redrawn is None and key is not None:
+        if key is not None and (known.redrawn is None or known.redrawn.stale):
             redrawn = RedrawnForward.make(call, known.args.seed, want_idx)
-            if redrawn is not None:
+            if redrawn is not None or known.redrawn is not None:
                 _remember(key, replace(known, redrawn=redrawn))
     else:
         want_idx = check_bool(return_indices, "return_indices")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import numba
 import numpy as np
 
 from . import randomness
@@ -42,8 +43,12 @@ class RedrawnForward:
         self._redraw = plan.redraw
         self._seed = seed
         self._batch, self._channels, self._dtype = batch, channels, call.x.dtype
-        self._axes = tuple(a.redrawable() for a in plan.axes)
-        self._starts = tuple(np.empty(a.start.shape, dtype=np.int64) for a in self._axes)
+        # (per-plane windows are redrawn into private copies; shared ones stay, as long as
+        # every plane's new windows are theirs)
+        self._axes = tuple(a if a.planes == 1 else a.redrawable() for a in plan.axes)
+        self._starts = tuple(np.empty((batch * channels, a.out), dtype=np.int64)
+                             for a in self._axes)
+        self.stale = False
         axes = (SINGLETON,) * (3 - len(self._axes)) + self._axes
         self.plan = cpu.plan_forward(call.reduction, call.kernel_layout, call.work, axes,
                                      call.prm, call.include_pad, call.override,
@@ -57,14 +62,14 @@ class RedrawnForward:
     @classmethod
     def make(cls, call: Any, seed: int | None, with_indices: bool) -> RedrawnForward | None:
         """The kept forward pass of ``call`` (an ``api._Call`` on the CPU), or None where
-        it has none: the rule gives no ``redraw``, a window is not whole or shared by the
-        planes, the kernel runs in the other layout, or the reduction samples."""
+        it has none: the rule gives no ``redraw``, a window is not whole, the kernel runs
+        in the other layout, or the reduction samples."""
         plan = call.plan
         planes = call.work.shape[0] * call.work.shape[1 if call.layout == "channels_first"
                                                       else 4]
         if (plan.redraw is None or call.target != "cpu" or planes < 2
                 or call.kernel_layout != call.layout or isinstance(call.reduction, Sampling)
-                or not all(a.planes == planes and a.full for a in plan.axes)
+                or not all(a.planes in (1, planes) and a.full for a in plan.axes)
                 or any(bool(np.any(a.padded_count != a.extent)) for a in plan.axes)):
             return None
         kept = cls(call, seed, with_indices)
@@ -75,15 +80,22 @@ class RedrawnForward:
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
         """Pool ``x`` (C-contiguous, of the first call's shape and dtype) with new windows:
         ``(out, indices or None)`` in the caller's shape; None if another thread is running
-        this pass (the caller then plans the call itself)."""
+        this pass, or (``stale`` then True) if the planes' new windows along an axis they
+        shared differ (the caller then plans the call itself)."""
         if not self._lock.acquire(blocking=False):
             return None
         try:
             context = WindowContext(self._batch, self._channels, self._dtype,
                                     randomness.generator(self._seed))
             self._redraw(context, self._starts)
+            for axis, start in zip(self._axes, self._starts):
+                if axis.planes == 1 and not _every_row_is(start, axis.start[0]):
+                    self.stale = True
+                    return None
             for i, (axis, start, tables) in enumerate(zip(self._axes, self._starts,
                                                           self._tables)):
+                if axis.planes == 1:
+                    continue
                 if not axis.restart(start, tables):
                     raise ValueError(
                         f"window rule {self._rule} of pooler {self._pooler!r} redrew windows "
@@ -92,3 +104,13 @@ class RedrawnForward:
         finally:
             self._lock.release()
         return out.reshape(self.shape), (None if idx is None else idx.reshape(self.shape))
+
+
+@numba.njit(cache=True, nogil=True)
+def _every_row_is(start, row):
+    """Whether every row of ``start`` (planes, out) is ``row`` (out)."""
+    for p in range(start.shape[0]):
+        for o in range(start.shape[1]):
+            if start[p, o] != row[o]:
+                return False
+    return True
