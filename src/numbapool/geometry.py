@@ -193,8 +193,7 @@ class AxisWindows:
         return AxisWindows(self.length, table[..., 0], table[..., 1], table[..., 2],
                            self.step, self.extent, self.padded_count, table)
 
-    def restart(self, start: np.ndarray, tables: frozenset[str] = frozenset(
-            {"table", "by_channel", "lo", "delta"})) -> bool:
+    def restart(self, start: np.ndarray, tables: frozenset[str]) -> bool:
         """Move the windows of a copy made by :meth:`redrawable` to ``start`` (C-contiguous
         int64, ``(planes, out)``), in place: of the tables named in ``tables``, those made
         so far (``table``, and from :meth:`starts_by_channel` and
@@ -218,7 +217,7 @@ class AxisWindows:
         channels = kept[0][1] if kept is not None else 1
         inside, spread = _restart(start, self.length - 1 - (self.extent - 1) * self.step,
                                   channels, *arrays)
-        if parts:
+        if arrays[1].size + arrays[2].size + arrays[3].size:  # (a channel pass ran)
             parts["spread"] = spread
         return bool(inside)
 

@@ -65,9 +65,11 @@ class WindowPlan:
         otherwise be this plan's: of as many outputs per axis, each a whole window of
         ``extent`` taps ``step`` apart.  It must draw exactly what :meth:`WindowRule.plan`
         would (a seeded call gives the same windows either way).  A repeated call runs it
-        instead of ``plan`` when every axis holds whole per-plane windows, and skips
-        building window objects and choosing and binding a kernel; the library checks that
-        the starts lie inside the input.  None (the default): ``plan`` runs on every call.
+        instead of ``plan`` when every axis holds whole windows, and skips building window
+        objects and choosing and binding a kernel; the library checks that the starts lie
+        inside the input.  An axis whose windows every plane shares in the plan stays as it
+        is while each draw gives every plane those windows; a call whose draw does not is
+        planned anew.  None (the default): ``plan`` runs on every call.
     """
 
     axes: tuple[AxisWindows, ...]

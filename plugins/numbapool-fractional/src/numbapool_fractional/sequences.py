@@ -182,27 +182,27 @@ def _torch_starts(samples: np.ndarray, input_size: int, output_size: int, pool_s
         starts[...] = last
         return starts
 
-    i = np.arange(output_size - 1)
-    if name == "bfloat16":
-        # c10::BFloat16 arithmetic: every operation in float32, rounded back to bfloat16;
-        # int + BFloat16 converts the int to BFloat16 first.
-        r = _round_bfloat16
-        u = r(samples.astype(np.float32))
-        alpha = r(r(np.float32(last)) / r(np.float32(output_size - 1)))
-        shifted = r(r(i.astype(np.float32))[None, :] + u[:, None])
-        pos = r(shifted * alpha)
-        offset = r(u * alpha)
-    else:
-        ft = np.dtype(name).type
-        u = samples.astype(ft)
-        alpha = ft(last) / ft(output_size - 1)
     if name in ("float32", "float64"):
         # The same arithmetic, compiled: one pass instead of a dozen over (P, out) arrays
         # (this runs on every call, for every plane).
-        lo, hi = _starts_into(u, i.astype(ft), alpha, last, starts)
+        ft, steps, alpha = _compiled_constants(input_size, output_size, pool_size, name)
+        lo, hi = _starts_into(samples.astype(ft), steps, alpha, last, starts)
     else:
-        if name == "float16":
+        i = np.arange(output_size - 1)
+        if name == "bfloat16":
+            # c10::BFloat16 arithmetic: every operation in float32, rounded back to
+            # bfloat16; int + BFloat16 converts the int to BFloat16 first.
+            r = _round_bfloat16
+            u = r(samples.astype(np.float32))
+            alpha = r(r(np.float32(last)) / r(np.float32(output_size - 1)))
+            shifted = r(r(i.astype(np.float32))[None, :] + u[:, None])
+            pos = r(shifted * alpha)
+            offset = r(u * alpha)
+        else:
             # NumPy float16 arithmetic computes in float32 and rounds, exactly like c10::Half.
+            ft = np.dtype(name).type
+            u = samples.astype(ft)
+            alpha = ft(last) / ft(output_size - 1)
             pos = (i.astype(ft)[None, :] + u[:, None]) * alpha
             offset = u * alpha
         # static_cast<int>: truncation toward zero, as astype does.
@@ -212,6 +212,15 @@ def _torch_starts(samples: np.ndarray, input_size: int, output_size: int, pool_s
 
     _check_rounding(lo, hi, name, input_size, output_size, pool_size)
     return starts
+
+
+def _compiled_constants(input_size: int, output_size: int, pool_size: int,
+                        name: str) -> tuple[type, np.ndarray, np.floating]:
+    """For :func:`_starts_into` in ``name`` (float32 or float64), ``output_size > 1``: the
+    floating type, the steps ``0 .. output_size - 2`` in it, and ``alpha``."""
+    ft = np.dtype(name).type
+    return (ft, np.arange(output_size - 1).astype(ft),
+            ft(input_size - pool_size) / ft(output_size - 1))
 
 
 def _check_rounding(lo: int, hi: int, name: str, input_size: int, output_size: int,

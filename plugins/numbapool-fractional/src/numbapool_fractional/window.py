@@ -11,6 +11,7 @@ from numbapool.options import check_bool, per_axis_ints, typed_key
 
 from .sequences import (
     _check_rounding,
+    _compiled_constants,
     _dtype_name,
     _starts_into,
     _torch_starts,
@@ -159,9 +160,7 @@ class _TorchRedraw:
         self.compiled = (name in ("float32", "float64")
                          and all(out > 1 for _, _, out, _ in geometry))
         if self.compiled:
-            ft = np.dtype(name).type
-            self.constants = [(ft, np.arange(out - 1).astype(ft),
-                               ft(length - kk) / ft(out - 1), length - kk)
+            self.constants = [_compiled_constants(length, out, kk, name)
                               for length, kk, out, _ in geometry]
 
     def samples(self, context: WindowContext) -> np.ndarray:
@@ -173,9 +172,9 @@ class _TorchRedraw:
             for (length, kk, out, col), into in zip(self.geometry, starts):
                 _torch_starts(flat[:, col], length, out, kk, self.name, into)
             return
-        for (length, kk, out, col), (ft, steps, alpha, last), into in zip(
+        for (length, kk, out, col), (ft, steps, alpha), into in zip(
                 self.geometry, self.constants, starts):
-            lo, hi = _starts_into(flat[:, col].astype(ft), steps, alpha, last, into)
+            lo, hi = _starts_into(flat[:, col].astype(ft), steps, alpha, length - kk, into)
             _check_rounding(lo, hi, self.name, length, out, kk)  # (as _torch_starts)
 
 
