@@ -251,25 +251,31 @@ def test_windows_the_planes_share_are_kept_until_a_draw_differs(monkeypatch, lay
         numbapool.unregister(pooler.name)
 
 
-def test_a_redraw_outside_the_input_is_an_error(monkeypatch):
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_a_redraw_outside_the_input_is_an_error(monkeypatch, layout):
     """Starts a rule redraws are checked: outside the axis, a ValueError naming the rule and
-    the axis, not a read outside the array."""
+    the axis, not a read outside the array.  (Channels last, the masked kernel's per-channel
+    tables are refilled, and the pass that makes them checks the starts.)"""
     from numbapool import Pooler, api
 
     monkeypatch.setattr(api, "_KNOWN_CALLS", {})
     pooler = numbapool.register(Pooler("test_redrawn_bad", _RedrawnStarts(),
                                        numbapool.get("max").reduction, "test",
                                        deterministic=False))
+
+    def pool(**kw):
+        arg = x if layout == "channels_first" else np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        y = numbapool.pool(pooler.name, arg, layout=layout, **kw)
+        return y if layout == "channels_first" else np.moveaxis(y, -1, 1)
+
     try:
         x = np.random.default_rng(5).random((2, 3, 7, 7))
         for _ in range(2):  # (planned; then planned and kept)
-            np.testing.assert_array_equal(numbapool.pool(pooler.name, x, bad=True, seed=1),
-                                          _redrawn_starts_max(x, 1))
+            np.testing.assert_array_equal(pool(bad=True, seed=1), _redrawn_starts_max(x, 1))
         with pytest.raises(ValueError, match=r"_RedrawnStarts.*redrew windows outside "
                                              r"spatial axis 1 of length 7"):
-            numbapool.pool(pooler.name, x, bad=True, seed=1)
-        np.testing.assert_array_equal(numbapool.pool(pooler.name, x, seed=1),
-                                      _redrawn_starts_max(x, 1))
+            pool(bad=True, seed=1)
+        np.testing.assert_array_equal(pool(seed=1), _redrawn_starts_max(x, 1))
     finally:
         numbapool.unregister(pooler.name)
 

@@ -255,7 +255,7 @@ class AxisWindows:
 def _by_channel(start, batch, channels):  # (planes, out) -> (batch, out, channels), lo, spread
     table = np.empty((batch, start.shape[1], channels), dtype=np.int64)
     lo = np.zeros((batch, start.shape[1]), dtype=np.int64)
-    spread = _channel_pass(start, channels, table, lo, np.empty((0, 0, 0), dtype=np.int32))
+    spread = _channel_pass(start, channels, table, lo, np.empty((0, 0, 0), dtype=np.int32))[0]
     return table, lo, spread
 
 
@@ -264,12 +264,15 @@ def _channel_pass(start, channels, table, lo, delta):
     """From per-plane starts ``(batch * channels, out)``, those of each ``(n, o)`` by
     channel into ``table`` ``(batch, out, channels)``, their smallest into ``lo`` ``(batch,
     out)`` and each minus the smallest into ``delta`` (int32, like ``table``); each output
-    left out when empty.  Returns the largest range of starts over the channels.  (Rows of
-    ``start`` are read whole: reading down the channels was 1.5-2x slower.)"""
+    left out when empty.  Returns the largest range of starts over the channels, and the
+    smallest and largest start (0 and -1 when there are none).  (Rows of ``start`` are read
+    whole: reading down the channels was 1.5-2x slower.)"""
     spread = 0
+    smallest, largest = 0, -1
     out = start.shape[1]
-    if channels == 0:
-        return spread
+    if channels == 0 or start.size == 0:
+        return spread, smallest, largest
+    smallest, largest = start[0, 0], start[0, 0]
     mn = np.empty(out, dtype=np.int64)
     mx = np.empty(out, dtype=np.int64)
     for n in range(start.shape[0] // channels):
@@ -283,6 +286,8 @@ def _channel_pass(start, channels, table, lo, delta):
                 mx[o] = max(mx[o], row[o])
         for o in range(out):
             spread = max(spread, mx[o] - mn[o])
+            smallest = min(smallest, mn[o])
+            largest = max(largest, mx[o])
         if lo.shape[0] > 0:
             lo[n] = mn
         if table.shape[0] > 0:
@@ -295,7 +300,7 @@ def _channel_pass(start, channels, table, lo, delta):
                 row = start[base + c]
                 for o in range(out):
                     delta[n, o, c] = row[o] - mn[o]
-    return spread
+    return spread, smallest, largest
 
 
 @numba.njit(cache=True, nogil=True)
@@ -314,10 +319,12 @@ def _restart(start, last, channels, table, by, lo, delta):  # see AxisWindows.re
         for p in range(start.shape[0]):
             for o in range(start.shape[1]):
                 table[p, o, 0] = start[p, o]
-    inside = start.size == 0 or (start.min() >= 0 and start.max() <= last)
-    spread = 0
-    if by.shape[0] + lo.shape[0] + delta.shape[0] > 0:
-        spread = _channel_pass(start, channels, by, lo, delta)
+    spread, smallest, largest = 0, 0, -1
+    if by.shape[0] + lo.shape[0] + delta.shape[0] > 0:  # (which finds the extremes too)
+        spread, smallest, largest = _channel_pass(start, channels, by, lo, delta)
+    elif start.size > 0:
+        smallest, largest = start.min(), start.max()
+    inside = start.size == 0 or (smallest >= 0 and largest <= last)
     return inside, spread
 
 

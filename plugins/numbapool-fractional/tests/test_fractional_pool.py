@@ -272,6 +272,8 @@ def test_max_grad_matches_torch(shape, kernel, output_size, overlap, dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(("shape", "kernel", "output_size"), [
     ((2, 3, 11, 17), (2, 3), (5, 7)),
+    ((2, 3, 11, 17), 3, (5, 7)),  # (the masked kernel's passes for windows of 2, 3 and
+    ((2, 3, 13, 12), (4, 2), (5, 6)),  # more rows)
     ((2, 2, 7, 8, 9), (2, 3, 2), (3, 4, 5)),
 ])
 def test_max_channels_last_same_as_channels_first(shape, kernel, output_size, dtype):
@@ -290,6 +292,9 @@ def test_max_channels_last_same_as_channels_first(shape, kernel, output_size, dt
         assert yl.shape == to_last(y).shape
         np.testing.assert_array_equal(to_first(yl), y)
         np.testing.assert_array_equal(to_first(il), idx)
+        # (values only: the masked kernel, in place)
+        np.testing.assert_array_equal(
+            to_first(numbapool.pool("fractional_max", xl, layout="channels_last", **opts)), y)
         gl = numbapool.pool_grad("fractional_max", xl, to_last(gy), layout="channels_last",
                                  **opts)
         assert gl.shape == xl.shape
