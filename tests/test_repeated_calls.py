@@ -280,6 +280,37 @@ def test_a_redraw_outside_the_input_is_an_error(monkeypatch, layout):
         numbapool.unregister(pooler.name)
 
 
+def test_repeated_fractional_max_with_indices_on_shared_windows(monkeypatch):
+    """Fractional max at half the size with windows of 2 gives every plane the windows of a
+    2x2, stride-2 pool; with indices, channels first and 8 channels or more, that runs the
+    channels-last kernel between transposes, which the kept pass runs too (it raised
+    AttributeError on the second call)."""
+    from numbapool import api, redraw
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    runs = []
+    real = redraw.RedrawnForward.run
+
+    def spy(self, x):
+        runs.append(1)
+        return real(self, x)
+
+    monkeypatch.setattr(redraw.RedrawnForward, "run", spy)
+    x = np.random.default_rng(7).random((2, 8, 10, 12)).astype(np.float32)
+    blocks = x.reshape(2, 8, 5, 2, 6, 2).transpose(0, 1, 2, 4, 3, 5).reshape(2, 8, 5, 6, 4)
+    want = blocks.max(axis=-1)
+    pick = blocks.argmax(axis=-1)  # (0..3 within the block: row-major over its 2x2)
+    rows = np.arange(5)[:, None] * 2 + pick // 2
+    cols = np.arange(6)[None, :] * 2 + pick % 2
+    want_idx = rows * 12 + cols
+    for _ in range(4):
+        y, idx = numbapool.pool("fractional_max", x, kernel_size=2, output_ratio=0.5, seed=3,
+                                return_indices=True)
+        np.testing.assert_array_equal(y, want)
+        np.testing.assert_array_equal(idx, want_idx)
+    assert len(runs) == 2  # (the kept pass, from the third call)
+
+
 def test_threads_share_a_redrawn_call():
     """Threads calling one redrawing pooler with the same arguments: one runs the kept
     kernel at a time, the others plan their own; every result is its seed's."""

@@ -53,8 +53,10 @@ class RedrawnForward:
         self.plan = cpu.plan_forward(call.reduction, call.kernel_layout, call.work, axes,
                                      call.prm, call.include_pad, call.override,
                                      with_indices=with_indices)
-        # (only the tables the kernel reads are redrawn)
-        self._tables = tuple(a.tables_in(self.plan.args) for a in self._axes)
+        # (only the tables the kernel reads are redrawn; a channels-first call with indices
+        # may run the channels-last kernel between transposes)
+        kernel = self.plan.inner if isinstance(self.plan, cpu.ViaChannelsLast) else self.plan
+        self._tables = tuple(a.tables_in(kernel.args) for a in self._axes)
         self.work_shape = call.work.shape
         self.shape = call.result_shape()
         self._lock = threading.Lock()
@@ -72,10 +74,7 @@ class RedrawnForward:
                 or not all(a.planes in (1, planes) and a.full for a in plan.axes)
                 or any(bool(np.any(a.padded_count != a.extent)) for a in plan.axes)):
             return None
-        kept = cls(call, seed, with_indices)
-        if not isinstance(kept.plan, cpu.ForwardPlan):
-            return None
-        return kept
+        return cls(call, seed, with_indices)
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
         """Pool ``x`` (C-contiguous, of the first call's shape and dtype) with new windows:
