@@ -1410,20 +1410,16 @@ def _cl_forward_masked(red: Reduction) -> str:
     sel = isinstance(red, Selection)
     if sel:
         src = "def kernel(x, out, st0, st1, lo2, dt2, dk):\n"
-        def load(row: str) -> str:
-            return f"{row}[ch]"
-        def load_flat(row: str) -> str:
-            return f"{row}[i]"
+        def load(row: str, at: str = "ch") -> str:
+            return f"{row}[{at}]"
         fold_a = "v if first[ch] | (inside[ch] & _better(v, a)) else a"
         fold_b = "v if _better(v, a) else a"
         new_col = "np.empty(S2 * C, dtype=sdt)"
     else:
         src = ("def kernel(x, out, st0, st1, lo2, dt2, dk, dv0, dv1, dv2, override, zero, "
                "prm):\n")
-        def load(row: str) -> str:
-            return f"_init(zero + {row}[ch], 0, pr)"
-        def load_flat(row: str) -> str:
-            return f"_init(zero + {row}[i], 0, pr)"
+        def load(row: str, at: str = "ch") -> str:
+            return f"_init(zero + {row}[{at}], 0, pr)"
         fold_a = "v if first[ch] else (_merge(a, v, pr) if inside[ch] else a)"
         fold_b = "_merge(a, v, pr)"
         new_col = "np.empty(S2 * C, dtype=sdt)"  # (the accumulator's type)
@@ -1504,14 +1500,14 @@ def _cl_forward_masked(red: Reduction) -> str:
 {three_rows}
                 else:
                     for i in range(RS):
-                        a = {load_flat("rb")}
-                        v = {load_flat("rc")}
+                        a = {load("rb", "i")}
+                        v = {load("rc", "i")}
                         col[i] = {fold_b}
                     for k1 in range(3, K1):
                         rk = xf[xa + k1 * RS:xa + (k1 + 1) * RS]
                         for i in range(RS):
                             a = col[i]
-                            v = {load_flat("rk")}
+                            v = {load("rk", "i")}
                             col[i] = {fold_b}
 {ends(["m = co[ch]"], [])}
             else:
