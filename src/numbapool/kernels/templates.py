@@ -1520,7 +1520,7 @@ def _cl_forward_masked(red: Reduction) -> str:
         flat = K0 == 1 and B0.max() == lo0 and K1 > 1
         last = min(2 * h + 2, O1)
         paired = False
-        direct = (K2 == 2 or K2 == 3) and dt2[n].max() <= 1
+        direct = SEL and (K2 == 2 or K2 == 3) and dt2[n].max() <= 1
         if flat and K1 <= 3 and last == 2 * h + 2:
             B1 = st1[n, 2 * h]
             lo1 = B1.min()
@@ -1575,7 +1575,8 @@ def _cl_forward_masked(red: Reduction) -> str:
                         a = cb[ch]
                         cb[ch] = {fold_a}
     """)]
-    src += "".join(_block(text, level) for level, text in parts)
+    src += "".join(_block(text, level) for level, text in parts).replace("SEL and ", "" if sel
+                                                                         else "False and ")
     src += _block(_fold_runs("C", "S2 * C", fold_b, three=True, unless="direct"), 3) + _block("""
         ob = ((n * O0 + o0) * O1 + o1) * O2 * C
         ro = of[ob:ob + O2 * C]
@@ -1590,9 +1591,11 @@ def _cl_forward_masked(red: Reduction) -> str:
     # spread, 1 for PyTorch's rule): its fold is picked by selects over those few candidates,
     # lane by lane, where reading it at its own start was a scalar gather per output (the
     # kernel on PyTorch's fractional max pool of (8, 56, 56, 64): 0.67 -> 0.60 ms median).
-    # Windows of 2 or 3 columns with offsets of 0 or 1 over an image (``direct``) skip the
-    # fold over runs: each output folds its columns from the row as the rows are folded
-    # (common ones, then the first or the next: 3 columns, 28x28 out, 0.21 -> 0.19 ms).
+    # Selections over windows of 2 or 3 columns with offsets of 0 or 1 over an image
+    # (``direct``) skip the fold over runs: each output folds its columns from the row as the
+    # rows are folded (common ones, then the first or the next: 3 columns, 28x28 out, 0.21 ->
+    # 0.19 ms).  Sums do not: the same loops made fractional avg slower (28x28, windows of 3:
+    # 0.21 -> 0.32 ms; 39x39, windows of 2: 0.30 -> 0.54 ms), for a reason not found.
     def col_at(u: str) -> str:
         return f"col[numba.uint64({u} + ch)]"
 
@@ -1603,6 +1606,18 @@ def _cl_forward_masked(red: Reduction) -> str:
                 f"v = {col_at('ue2')}", f"q = {fold_b}", "pick[ch] = q if dj[ch] == one else p"]
         return "\n".join(["for ch in range(C):", *("    " + line for line in body)])
 
+    picks = """
+        fb = folded[lo2[n, o2] * C:]
+        for ch in range(C):
+            pick[ch] = fb[ch]
+        for s in range(1, top + 1):
+            fs = fb[s * C:]
+            s32 = numba.int32(s)
+            for ch in range(C):
+                v = fs[ch]  # (both loaded first: a select, not a branch, vectorises)
+                a = pick[ch]
+                pick[ch] = v if dj[ch] == s32 else a
+    """
     src += _block(f"""
         for o2 in range(O2):
             {"pick = ro[o2 * C:(o2 + 1) * C]" if sel else "rj = ro[o2 * C:(o2 + 1) * C]"}
@@ -1610,26 +1625,19 @@ def _cl_forward_masked(red: Reduction) -> str:
             top = 0
             for ch in range(C):
                 top = max(top, dj[ch])
+    """, 3)
+    if sel:
+        src += _block("""
             if direct:
                 u = lo2[n, o2] * C
                 ue2 = u + K2 * C if top > 0 else u + C
                 one = numba.int32(1)  # (dj's type: the loop vectorises)
                 if K2 == 2:
-    """, 3) + _block(col_ends([f"m = {col_at('u + C')}"]), 6) + _block("else:", 5) + _block(
-        col_ends([f"a = {col_at('u + C')}", f"v = {col_at('u + 2 * C')}", f"m = {fold_b}"]),
-        6) + _block("""
-        else:
-            fb = folded[lo2[n, o2] * C:]
-            for ch in range(C):
-                pick[ch] = fb[ch]
-            for s in range(1, top + 1):
-                fs = fb[s * C:]
-                s32 = numba.int32(s)
-                for ch in range(C):
-                    v = fs[ch]  # (both loaded first: a select, not a branch, vectorises)
-                    a = pick[ch]
-                    pick[ch] = v if dj[ch] == s32 else a
-    """, 4)
+        """, 4) + _block(col_ends([f"m = {col_at('u + C')}"]), 6) + _block("else:", 5) + _block(
+            col_ends([f"a = {col_at('u + C')}", f"v = {col_at('u + 2 * C')}",
+                      f"m = {fold_b}"]), 6) + _block("else:", 4) + _block(picks, 5)
+    else:
+        src += _block(picks, 4)
     if not sel:  # (selections picked straight into the output)
         src += _block("""
             d2 = dv2[0, o2]
