@@ -161,22 +161,31 @@ def _redrawn_starts_max(x, seed, out=3, shared=False):
     return want
 
 
-@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
-def test_a_rule_that_redraws_runs_the_kept_kernel_with_new_windows(monkeypatch, layout):
-    """From the second call on, a rule with ``redraw`` draws into the kept kernel's tables
-    (numbapool.redraw): the results are those of the seed's windows on every call, new
-    without a seed, and with indices too."""
-    from numbapool import Pooler, api, redraw
+def _kept_runs(monkeypatch) -> list:
+    """No plans kept yet; the list then receives what every run of a kept pass of a
+    redrawing rule (numbapool.redraw.RedrawnForward.run) returns, None where it declined."""
+    from numbapool import api, redraw
 
     monkeypatch.setattr(api, "_KNOWN_CALLS", {})
     runs = []
     real = redraw.RedrawnForward.run
 
     def spy(self, x):
-        runs.append(1)
-        return real(self, x)
+        runs.append(real(self, x))
+        return runs[-1]
 
     monkeypatch.setattr(redraw.RedrawnForward, "run", spy)
+    return runs
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_a_rule_that_redraws_runs_the_kept_kernel_with_new_windows(monkeypatch, layout):
+    """From the second call on, a rule with ``redraw`` draws into the kept kernel's tables
+    (numbapool.redraw): the results are those of the seed's windows on every call, new
+    without a seed, and with indices too."""
+    from numbapool import Pooler
+
+    runs = _kept_runs(monkeypatch)
     pooler = numbapool.register(Pooler("test_redrawn_starts", _RedrawnStarts(),
                                        numbapool.get("max").reduction, "test",
                                        deterministic=False))
@@ -216,9 +225,8 @@ def test_windows_the_planes_share_are_kept_until_a_draw_differs(monkeypatch, lay
     """Windows every plane shares in the kept plan stay (their kernel may use their
     regularity); a call whose new windows along that axis differ is planned anew, and the
     kept pass made again from it."""
-    from numbapool import Pooler, api, randomness, redraw
+    from numbapool import Pooler, randomness
 
-    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
     handed = []
 
     def generator(seed):  # (a new known stream for every draw: unseeded calls, checked)
@@ -226,27 +234,20 @@ def test_windows_the_planes_share_are_kept_until_a_draw_differs(monkeypatch, lay
         return np.random.default_rng(handed[-1])
 
     monkeypatch.setattr(randomness, "generator", generator)
-    results = []
-    real = redraw.RedrawnForward.run
-
-    def spy(self, x):
-        done = real(self, x)
-        results.append(done is not None)
-        return done
-
+    runs = _kept_runs(monkeypatch)
     pooler = numbapool.register(Pooler("test_redrawn_shared", _RedrawnStarts(),
                                        numbapool.get("max").reduction, "test",
                                        deterministic=False))
     try:
         x = np.random.default_rng(7).random((2, 4, 7, 8)).astype(np.float32)
         arg = x if layout == "channels_first" else np.ascontiguousarray(np.moveaxis(x, 1, -1))
-        monkeypatch.setattr(redraw.RedrawnForward, "run", spy)
         for _ in range(16):
             y = numbapool.pool(pooler.name, arg, shared=True, layout=layout)
             if layout == "channels_last":
                 y = np.moveaxis(y, -1, 1)
             np.testing.assert_array_equal(y, _redrawn_starts_max(x, handed[-1], shared=True))
-        assert True in results and False in results  # (both: kept, and planned anew)
+        done = [r is not None for r in runs]
+        assert True in done and False in done  # (both: kept, and planned anew)
     finally:
         numbapool.unregister(pooler.name)
 
@@ -285,17 +286,7 @@ def test_repeated_fractional_max_with_indices_on_shared_windows(monkeypatch):
     2x2, stride-2 pool; with indices, channels first and 8 channels or more, that runs the
     channels-last kernel between transposes, which the kept pass runs too (it raised
     AttributeError on the second call)."""
-    from numbapool import api, redraw
-
-    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
-    runs = []
-    real = redraw.RedrawnForward.run
-
-    def spy(self, x):
-        runs.append(1)
-        return real(self, x)
-
-    monkeypatch.setattr(redraw.RedrawnForward, "run", spy)
+    runs = _kept_runs(monkeypatch)
     x = np.random.default_rng(7).random((2, 8, 10, 12)).astype(np.float32)
     blocks = x.reshape(2, 8, 5, 2, 6, 2).transpose(0, 1, 2, 4, 3, 5).reshape(2, 8, 5, 6, 4)
     want = blocks.max(axis=-1)
