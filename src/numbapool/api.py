@@ -115,9 +115,11 @@ class _Call:
     u: np.ndarray | None
     target: str = "cpu"
 
+    def channels(self) -> int:
+        return self.x.shape[1 if self.layout == "channels_first" else self.x.ndim - 1]
+
     def result_shape(self) -> tuple[int, ...]:
-        n = self.x.shape[0]
-        c = self.x.shape[1 if self.layout == "channels_first" else self.x.ndim - 1]
+        n, c = self.x.shape[0], self.channels()
         if self.plan.drop_spatial:
             return (n, c)
         spatial = self.plan.out_spatial

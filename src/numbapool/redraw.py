@@ -36,8 +36,7 @@ class RedrawnForward:
     """The forward pass of a repeated call whose windows are drawn anew (see the module)."""
 
     def __init__(self, call: Any, seed: int | None, with_indices: bool) -> None:
-        plan, batch = call.plan, call.work.shape[0]
-        channels = call.work.shape[1 if call.layout == "channels_first" else 4]
+        plan, batch, channels = call.plan, call.work.shape[0], call.channels()
         self._rule = type(call.pooler.window).__name__
         self._pooler = call.pooler.name
         self._redraw = plan.redraw
@@ -67,8 +66,7 @@ class RedrawnForward:
         it has none: the rule gives no ``redraw``, a window is not whole, the kernel runs
         in the other layout, or the reduction samples."""
         plan = call.plan
-        planes = call.work.shape[0] * call.work.shape[1 if call.layout == "channels_first"
-                                                      else 4]
+        planes = call.work.shape[0] * call.channels()
         if (plan.redraw is None or call.target != "cpu" or planes < 2
                 or call.kernel_layout != call.layout or isinstance(call.reduction, Sampling)
                 or not all(a.planes in (1, planes) and a.full for a in plan.axes)
