@@ -1455,15 +1455,22 @@ def _cl_forward_masked(red: Reduction) -> str:
     def x_at(u: str, i: str = "w + ch") -> str:  # (flat, unsigned: the loops vectorise)
         return load("xf", f"numba.uint64({u} + {i})")
 
+    def fold_ends(middle: list[str], first: str, after: str, keep: str, take: str
+                  ) -> list[str]:
+        # The lines that fold ``m`` (set by ``middle``: the fold of the taps every channel
+        # reads) with the channel's first tap and with the tap after the common ones, and
+        # store the second fold in ``keep`` where ``take``, the first elsewhere.
+        return [*middle, f"a = {first}", "v = m", f"p = {fold_b}", "a = m", f"v = {after}",
+                f"q = {fold_b}", f"{keep} = q if {take} else p"]
+
     def ends(middle: list[str], pair: bool = False) -> str:
         # Each channel folds the rows every channel reads (``middle``: lines that set ``m``
         # to their fold) with its own first row (at ``ua``) or the row after the common
         # ones (at ``ue``), and keeps one of the two.  ``pair``: the same for the next output
         # row too (its offsets and results named with ``_2``), in the same loop (a loop each
         # was slower: 213 against 203 us for the fractional max pool above).
-        body = [*middle, f"a = {x_at('ua')}", "v = m", f"p = {fold_b}", "a = m",
-                f"v = {x_at('ue')}", f"q = {fold_b}",
-                "col[numba.uint64(w + ch)] = q if later[ch] else p"]
+        body = fold_ends(middle, x_at("ua"), x_at("ue"), "col[numba.uint64(w + ch)]",
+                         "later[ch]")
         if pair:
             body += [_second(line) for line in body]
         return "\n".join(["for i in range(S2):", "    w = i * C", "    for ch in range(C):",
@@ -1510,7 +1517,8 @@ def _cl_forward_masked(red: Reduction) -> str:
     # A task per pair of output rows (o0, 2h), (o0, 2h + 1): when both take the pass of
     # their own (below), one loop makes both folded rows, and the rows they share are read
     # from the first-level cache the second time.
-    parts = [(2, """
+    direct = "(K2 == 2 or K2 == 3) and dt2[n].max() <= 1" if sel else "False"
+    parts = [(2, f"""
         h = r % H
         t = r // H
         o0 = t % O0
@@ -1520,7 +1528,7 @@ def _cl_forward_masked(red: Reduction) -> str:
         flat = K0 == 1 and B0.max() == lo0 and K1 > 1
         last = min(2 * h + 2, O1)
         paired = False
-        direct = SEL and (K2 == 2 or K2 == 3) and dt2[n].max() <= 1
+        direct = {direct}
         if flat and K1 <= 3 and last == 2 * h + 2:
             B1 = st1[n, 2 * h]
             lo1 = B1.min()
@@ -1575,8 +1583,7 @@ def _cl_forward_masked(red: Reduction) -> str:
                         a = cb[ch]
                         cb[ch] = {fold_a}
     """)]
-    src += "".join(_block(text, level) for level, text in parts).replace("SEL and ", "" if sel
-                                                                         else "False and ")
+    src += "".join(_block(text, level) for level, text in parts)
     src += _block(_fold_runs("C", "S2 * C", fold_b, three=True, unless="direct"), 3) + _block("""
         ob = ((n * O0 + o0) * O1 + o1) * O2 * C
         ro = of[ob:ob + O2 * C]
@@ -1602,8 +1609,7 @@ def _cl_forward_masked(red: Reduction) -> str:
     def col_ends(middle: list[str]) -> str:
         # as ``ends`` along the rows: the columns every channel reads (``m``), folded with
         # each channel's first column or the one after them
-        body = [*middle, f"a = {col_at('u')}", "v = m", f"p = {fold_b}", "a = m",
-                f"v = {col_at('ue2')}", f"q = {fold_b}", "pick[ch] = q if dj[ch] == one else p"]
+        body = fold_ends(middle, col_at("u"), col_at("ue2"), "pick[ch]", "dj[ch] == one")
         return "\n".join(["for ch in range(C):", *("    " + line for line in body)])
 
     picks = """
