@@ -1,5 +1,6 @@
 """Per-axis window tables against brute-force enumeration of the taps."""
 
+import itertools
 import math
 
 import numpy as np
@@ -213,3 +214,54 @@ def test_starts_by_channel_and_their_offsets(data):
         np.testing.assert_array_equal(lo, want.min(axis=2))
         np.testing.assert_array_equal(lo[..., None] + delta, want)
         assert (delta.max(initial=0)) == spread
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_restart_in_either_memory_order(data):
+    """A redrawable axis moved to new starts holds the tables of an axis made from them,
+    whether the starts come C-contiguous or as the transpose of an (out, planes) array (as
+    channels-last redraws give them), and says whether every window is inside the axis."""
+    batch = data.draw(st.integers(1, 3))
+    channels = data.draw(st.integers(2, 5))  # (two planes at least: per-plane windows)
+    out = data.draw(st.integers(1, 5))
+    length, k = 9, 2
+    planes = batch * channels
+
+    def draw_starts(high):
+        return np.array(data.draw(st.lists(st.integers(0, high), min_size=planes * out,
+                                           max_size=planes * out)),
+                        dtype=np.int64).reshape(planes, out)
+
+    first = draw_starts(length - k)
+    if np.all(first == first[0]):
+        first[1, 0] = (first[0, 0] + 1) % (length - k + 1)  # (per-plane windows)
+    new = draw_starts(length - k + data.draw(st.sampled_from([0, 0, 0, 2])))
+    want = explicit_axis(length, np.minimum(new, length - k), k, extent=k)
+    inside = bool(new.max() <= length - k)
+    for order, names in itertools.product(("C", "F"), (
+            {"table"}, {"by_channel"}, {"lo", "delta"}, {"table", "by_channel", "lo", "delta"})):
+        axis = explicit_axis(length, first, k, extent=k).redrawable()
+        axis.starts_by_channel(batch, channels)
+        axis.offsets_by_channel(batch, channels)
+        start = new.copy() if order == "C" else np.ascontiguousarray(new.T).T
+        assert start.flags.c_contiguous == (order == "C" or out == 1)
+        assert axis.restart(start, frozenset(names)) is inside
+        if not inside or len(names) < 4:
+            continue
+        np.testing.assert_array_equal(axis.table, np.broadcast_to(want.table, axis.table.shape))
+        table, spread = axis.starts_by_channel(batch, channels)
+        want_table, want_spread = want.starts_by_channel(batch, channels)
+        np.testing.assert_array_equal(table, want_table)
+        assert spread == want_spread
+        for got, expected in zip(axis.offsets_by_channel(batch, channels),
+                                 want.offsets_by_channel(batch, channels)):
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_restart_rejects_starts_of_another_shape_or_order():
+    axis = explicit_axis(9, np.array([[0, 3], [1, 4]]), 2, extent=2).redrawable()
+    for bad in (np.zeros((2, 3), dtype=np.int64), np.zeros((2, 2), dtype=np.int32),
+                np.zeros((2, 4), dtype=np.int64)[:, ::2]):
+        with pytest.raises(ValueError, match="start must be"):
+            axis.restart(bad, frozenset({"table"}))

@@ -45,8 +45,6 @@ class RedrawnForward:
         # (per-plane windows are redrawn into private copies; shared ones stay, as long as
         # every plane's new windows are theirs)
         self._axes = tuple(a if a.planes == 1 else a.redrawable() for a in plan.axes)
-        self._starts = tuple(np.empty((batch * channels, a.out), dtype=np.int64)
-                             for a in self._axes)
         self.stale = False
         axes = (SINGLETON,) * (3 - len(self._axes)) + self._axes
         self.plan = cpu.plan_forward(call.reduction, call.kernel_layout, call.work, axes,
@@ -56,6 +54,13 @@ class RedrawnForward:
         # may run the channels-last kernel between transposes)
         kernel = self.plan.inner if isinstance(self.plan, cpu.ViaChannelsLast) else self.plan
         self._tables = tuple(a.tables_in(kernel.args) for a in self._axes)
+        # (starts of an axis whose kernel reads them by channel only are drawn into the
+        # transpose of an (out, planes) array: their restart then reads channels in a row)
+        self._starts = tuple(
+            np.empty((a.out, batch * channels), dtype=np.int64).T
+            if a.planes > 1 and "table" not in t else
+            np.empty((batch * channels, a.out), dtype=np.int64)
+            for a, t in zip(self._axes, self._tables))
         self.work_shape = call.work.shape
         self.shape = call.result_shape()
         self._lock = threading.Lock()

@@ -173,8 +173,8 @@ def _torch_starts(samples: np.ndarray, input_size: int, output_size: int, pool_s
     the sizes valid ints, ``name`` a dtype name of ``_TORCH_DTYPES``.  Fractional pooling
     calls it on every call, for every axis, with arguments it has checked once (the checks
     cost 7% of a PyTorch-rule fractional max pool of (8, 64, 56, 56)).  The starts are
-    written into ``out`` (a C-contiguous int64 array of shape ``(planes, output_size)``)
-    if given."""
+    written into ``out`` (a C- or F-contiguous int64 array of shape ``(planes,
+    output_size)``) if given."""
     n_planes = samples.shape[0]
     last = input_size - pool_size
     starts = np.empty((n_planes, output_size), dtype=np.int64) if out is None else out
@@ -186,7 +186,11 @@ def _torch_starts(samples: np.ndarray, input_size: int, output_size: int, pool_s
         # The same arithmetic, compiled: one pass instead of a dozen over (P, out) arrays
         # (this runs on every call, for every plane).
         ft, steps, alpha = _compiled_constants(input_size, output_size, pool_size, name)
-        lo, hi = _starts_into(samples.astype(ft), steps, alpha, last, starts)
+        if starts.flags.c_contiguous:
+            lo, hi = _starts_into(samples.astype(ft), steps, alpha, last, starts)
+        else:  # (F-contiguous: the transpose of an (output_size, planes) array)
+            lo, hi = _starts_into_by_position(samples.astype(ft), steps, alpha, last,
+                                              starts.T)
     else:
         i = np.arange(output_size - 1)
         if name == "bfloat16":
@@ -253,6 +257,25 @@ def _starts_into(u, steps, alpha, last, starts):
             lo = min(lo, s)
             hi = max(hi, s)
         starts[p, steps.shape[0]] = last
+    return lo, hi
+
+
+@numba.njit(cache=True, nogil=True)
+def _starts_into_by_position(u, steps, alpha, last, starts_t):
+    """:func:`_starts_into` into the transpose, ``starts_t[i, p]`` (``(output_size,
+    planes)``, C-contiguous): the same arithmetic, each step's planes in one loop (SIMD)."""
+    lo = last
+    hi = last
+    offset = np.empty(u.shape[0], dtype=np.int64)
+    for p in range(u.shape[0]):
+        offset[p] = int(u[p] * alpha)
+    for i in range(steps.shape[0]):
+        for p in range(u.shape[0]):
+            s = int((steps[i] + u[p]) * alpha) - offset[p]
+            starts_t[i, p] = s
+            lo = min(lo, s)
+            hi = max(hi, s)
+    starts_t[steps.shape[0], :] = last
     return lo, hi
 
 

@@ -14,6 +14,7 @@ from .sequences import (
     _compiled_constants,
     _dtype_name,
     _starts_into,
+    _starts_into_by_position,
     _torch_starts,
     graham_output_size,
     graham_sequence,
@@ -174,7 +175,11 @@ class _TorchRedraw:
             return
         for (length, kk, out, col), (ft, steps, alpha), into in zip(
                 self.geometry, self.constants, starts):
-            lo, hi = _starts_into(flat[:, col].astype(ft), steps, alpha, length - kk, into)
+            u = flat[:, col].astype(ft)
+            if into.flags.c_contiguous:
+                lo, hi = _starts_into(u, steps, alpha, length - kk, into)
+            else:  # (F-contiguous: the transpose of an (out, planes) array)
+                lo, hi = _starts_into_by_position(u, steps, alpha, length - kk, into.T)
             _check_rounding(lo, hi, self.name, length, out, kk)  # (as _torch_starts)
 
 
