@@ -687,14 +687,28 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
                 + _block("continue", 4))
     if not sel and not direct:
         src += _block("acc = accs[cnt:cnt + O2]", 3)
+    # Windows of 3 rows (2-D) fold their rows in one pass over the columns: three loads and
+    # one store an element where a pass a row loaded and stored the folded row three times.
+    # The fold order is the generic loop's.
+    row3 = start.replace("row + i", "row + S2 + i")
+    row3 = (start, row3.replace("v =", "w ="), start.replace("row + i", "row + S2 + S2 + i"))
     src += _block(f"""
-        for k0 in range(n0):
-            for k1 in range(n1):
-                row = xb + ((b0 + k0 * d0) * S1 + b1 + k1 * d1) * S2
-                first = k0 == 0 and k1 == 0
-                for i in range(S2):
-                    {start}
-                    col[i] = {fold_first("col[i]", "v")}
+        if n0 == 1 and n1 == 3 and d1 == 1:
+            row = xb + (b0 * S1 + b1) * S2
+            for i in range(S2):
+                {row3[0]}
+                {row3[1]}
+                a = {fold("v", "w")}
+                {row3[2]}
+                col[i] = {fold("a", "v")}
+        else:
+            for k0 in range(n0):
+                for k1 in range(n1):
+                    row = xb + ((b0 + k0 * d0) * S1 + b1 + k1 * d1) * S2
+                    first = k0 == 0 and k1 == 0
+                    for i in range(S2):
+                        {start}
+                        col[i] = {fold_first("col[i]", "v")}
     """, 3)
     if direct:
         return src + _block(folded, 3)
