@@ -125,16 +125,19 @@ class _RedrawnStarts(numbapool.WindowRule):
     library's arrays (or, ``bad=True``, starts past the end of the last axis)."""
 
     name = "redrawn_starts"
-    options = {"out": 3, "bad": False, "shared": False}
+    options = {"out": 3, "bad": False, "shared": False, "any_layout": False}
+    orders: list = []  # (each redraw's arrays: C-contiguous or not)
 
-    def plan(self, spatial, context, *, out=3, bad=False, shared=False):
+    def plan(self, spatial, context, *, out=3, bad=False, shared=False, any_layout=False):
         starts = self._draw(spatial, context, out, shared)
         axes = tuple(numbapool.explicit_axis(n, s, 2) for n, s in zip(spatial, starts))
 
         def redraw(context, into):
+            self.orders.append(tuple(bool(a.flags.c_contiguous) for a in into))
             for i, s in enumerate(self._draw(spatial, context, out, shared)):
                 into[i][...] = s + (spatial[i] if bad and i == len(spatial) - 1 else 0)
 
+        redraw.any_layout = any_layout
         return numbapool.WindowPlan(axes, redraw=redraw)
 
     @staticmethod
@@ -216,6 +219,35 @@ def test_a_rule_that_redraws_runs_the_kept_kernel_with_new_windows(monkeypatch, 
         unseeded = [pool() for _ in range(4)]
         assert all(not np.array_equal(a, b) for a, b in zip(unseeded, unseeded[1:]))
         assert len(runs) == (6 if layout == "channels_first" else 5)
+    finally:
+        numbapool.unregister(pooler.name)
+
+
+@pytest.mark.parametrize("any_layout", [False, True])
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_a_redraw_gets_starts_in_the_order_it_takes(monkeypatch, layout, any_layout):
+    """A rule's ``redraw`` is given C-contiguous starts unless it says it takes either order
+    (``any_layout``); then channels-last kernels, which lay the starts out by channel, give
+    it F-contiguous ones.  The results are the seed's windows either way."""
+    from numbapool import Pooler
+
+    runs = _kept_runs(monkeypatch)
+    rule = _RedrawnStarts()
+    rule.orders = []
+    pooler = numbapool.register(Pooler("test_redrawn_orders", rule,
+                                       numbapool.get("max").reduction, "test",
+                                       deterministic=False))
+    try:
+        x = np.random.default_rng(5).random((2, 5, 7, 9)).astype(np.float32)
+        arg = x if layout == "channels_first" else np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        for _ in range(4):
+            y = numbapool.pool(pooler.name, arg, layout=layout, seed=3, any_layout=any_layout)
+            if layout == "channels_last":
+                y = np.moveaxis(y, -1, 1)
+            np.testing.assert_array_equal(y, _redrawn_starts_max(x, 3))
+        assert len(runs) == 2 and rule.orders
+        by_position = any_layout and layout == "channels_last"
+        assert all(order == (not by_position,) * 2 for order in rule.orders)
     finally:
         numbapool.unregister(pooler.name)
 

@@ -54,11 +54,13 @@ class RedrawnForward:
         # may run the channels-last kernel between transposes)
         kernel = self.plan.inner if isinstance(self.plan, cpu.ViaChannelsLast) else self.plan
         self._tables = tuple(a.tables_in(kernel.args) for a in self._axes)
-        # (starts of an axis whose kernel reads them by channel only are drawn into the
-        # transpose of an (out, planes) array: their restart then reads channels in a row)
+        # (a rule that takes starts in either order draws those of an axis whose kernel
+        # reads them by channel only into the transpose of an (out, planes) array: their
+        # restart then reads channels in a row)
+        by_position = bool(getattr(self._redraw, "any_layout", False))
         self._starts = tuple(
             np.empty((a.out, batch * channels), dtype=np.int64).T
-            if a.planes > 1 and "table" not in t else
+            if by_position and a.planes > 1 and "table" not in t else
             np.empty((batch * channels, a.out), dtype=np.int64)
             for a, t in zip(self._axes, self._tables))
         self.work_shape = call.work.shape

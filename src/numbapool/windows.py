@@ -61,7 +61,11 @@ class WindowPlan:
         starts)`` draws the windows of another call with the same arguments (a new
         ``context``, with its random generator), writing the window starts of spatial axis
         ``a`` into ``starts[a]``, a writable C-contiguous int64 array of shape
-        ``(batch * channels, out)``, one row per ``(n, c)`` plane.  The windows must
+        ``(batch * channels, out)``, one row per ``(n, c)`` plane; if ``redraw.any_layout``
+        is true, ``starts[a]`` may instead be F-contiguous (the transpose of an ``(out,
+        batch * channels)`` array, which channels-last kernels lay out by channel faster),
+        and ``redraw`` writes through the array it is given (``starts[a][...] = s``), never
+        through a reshaped copy.  The windows must
         otherwise be this plan's: of as many outputs per axis, each a whole window of
         ``extent`` taps ``step`` apart.  It must draw exactly what :meth:`WindowRule.plan`
         would (a seeded call gives the same windows either way).  A repeated call runs it

@@ -153,6 +153,8 @@ class _TorchRedraw:
     (:attr:`WindowPlan.redraw`): the same draw as :meth:`Fractional.plan`, the starts
     written into the library's arrays, for a geometry checked once."""
 
+    any_layout = True  # (writes through the starts arrays, C- or F-contiguous)
+
     def __init__(self, geometry: tuple, name: str, rank: int) -> None:
         self.geometry = geometry
         self.name = name
