@@ -690,8 +690,8 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
     # Windows of 3 rows (2-D) fold their rows in one pass over the columns: three loads and
     # one store an element where a pass a row loaded and stored the folded row three times.
     # The fold order is the generic loop's.
-    row3 = start.replace("row + i", "row + S2 + i")
-    row3 = (start, row3.replace("v =", "w ="), start.replace("row + i", "row + S2 + S2 + i"))
+    row3 = [start.replace("row + i", f"row + {skip}i") for skip in ("", "S2 + ", "S2 + S2 + ")]
+    row3[1] = row3[1].replace("v =", "w =", 1)
     src += _block(f"""
         if n0 == 1 and n1 == 3 and d1 == 1:
             row = xb + (b0 * S1 + b1) * S2
