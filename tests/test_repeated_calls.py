@@ -1,10 +1,24 @@
 """Repeated calls reuse their checked plan, and only when every argument is the same."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
 import numbapool
 from reference import ref_pool
+
+
+@contextlib.contextmanager
+def _max_pooler(name, rule):
+    """A max pooler over ``rule``'s windows (drawn: not deterministic), registered as
+    ``name`` for the block."""
+    pooler = numbapool.register(numbapool.Pooler(name, rule, numbapool.get("max").reduction,
+                                                 "test", deterministic=False))
+    try:
+        yield pooler
+    finally:
+        numbapool.unregister(name)
 
 
 def test_repeated_call_new_data_same_arguments(monkeypatch):
@@ -99,12 +113,8 @@ def test_repeated_calls_of_a_random_pooler_draw_new_windows():
     """A pooler that draws its windows skips the argument checks when called again with the
     same arguments, but draws new windows every time: the same ones for the same seed, new
     ones without."""
-    from numbapool import Pooler
 
-    pooler = numbapool.register(Pooler("test_random_starts", _RandomStarts(),
-                                       numbapool.get("max").reduction, "test",
-                                       deterministic=False))
-    try:
+    with _max_pooler("test_random_starts", _RandomStarts()) as pooler:
         x = np.random.default_rng(3).random((2, 3, 5, 40))
         for seed in (7, 7, 8, 7):
             np.testing.assert_array_equal(numbapool.pool(pooler.name, x, seed=seed),
@@ -114,8 +124,6 @@ def test_repeated_calls_of_a_random_pooler_draw_new_windows():
         assert not np.array_equal(unseeded[1], unseeded[2])
         with pytest.raises(TypeError, match="seed"):
             numbapool.pool(pooler.name, x, seed=7.0)  # equal to 7, not an int
-    finally:
-        numbapool.unregister(pooler.name)
 
 
 class _RedrawnStarts(numbapool.WindowRule):
@@ -186,13 +194,9 @@ def test_a_rule_that_redraws_runs_the_kept_kernel_with_new_windows(monkeypatch, 
     """From the second call on, a rule with ``redraw`` draws into the kept kernel's tables
     (numbapool.redraw): the results are those of the seed's windows on every call, new
     without a seed, and with indices too."""
-    from numbapool import Pooler
 
     runs = _kept_runs(monkeypatch)
-    pooler = numbapool.register(Pooler("test_redrawn_starts", _RedrawnStarts(),
-                                       numbapool.get("max").reduction, "test",
-                                       deterministic=False))
-    try:
+    with _max_pooler("test_redrawn_starts", _RedrawnStarts()) as pooler:
         x = np.random.default_rng(4).random((2, 5, 7, 9)).astype(np.float32)
         xl = np.ascontiguousarray(np.moveaxis(x, 1, -1))
         arg = x if layout == "channels_first" else xl
@@ -219,8 +223,6 @@ def test_a_rule_that_redraws_runs_the_kept_kernel_with_new_windows(monkeypatch, 
         unseeded = [pool() for _ in range(4)]
         assert all(not np.array_equal(a, b) for a, b in zip(unseeded, unseeded[1:]))
         assert len(runs) == (6 if layout == "channels_first" else 5)
-    finally:
-        numbapool.unregister(pooler.name)
 
 
 @pytest.mark.parametrize("any_layout", [False, True])
@@ -229,15 +231,11 @@ def test_a_redraw_gets_starts_in_the_order_it_takes(monkeypatch, layout, any_lay
     """A rule's ``redraw`` is given C-contiguous starts unless it says it takes either order
     (``any_layout``); then channels-last kernels, which lay the starts out by channel, give
     it F-contiguous ones.  The results are the seed's windows either way."""
-    from numbapool import Pooler
 
     runs = _kept_runs(monkeypatch)
     rule = _RedrawnStarts()
     rule.orders = []
-    pooler = numbapool.register(Pooler("test_redrawn_orders", rule,
-                                       numbapool.get("max").reduction, "test",
-                                       deterministic=False))
-    try:
+    with _max_pooler("test_redrawn_orders", rule) as pooler:
         x = np.random.default_rng(5).random((2, 5, 7, 9)).astype(np.float32)
         arg = x if layout == "channels_first" else np.ascontiguousarray(np.moveaxis(x, 1, -1))
         for _ in range(4):
@@ -248,8 +246,6 @@ def test_a_redraw_gets_starts_in_the_order_it_takes(monkeypatch, layout, any_lay
         assert len(runs) == 2 and rule.orders
         by_position = any_layout and layout == "channels_last"
         assert all(order == (not by_position,) * 2 for order in rule.orders)
-    finally:
-        numbapool.unregister(pooler.name)
 
 
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
@@ -257,7 +253,7 @@ def test_windows_the_planes_share_are_kept_until_a_draw_differs(monkeypatch, lay
     """Windows every plane shares in the kept plan stay (their kernel may use their
     regularity); a call whose new windows along that axis differ is planned anew, and the
     kept pass made again from it."""
-    from numbapool import Pooler, randomness
+    from numbapool import randomness
 
     handed = []
 
@@ -267,10 +263,7 @@ def test_windows_the_planes_share_are_kept_until_a_draw_differs(monkeypatch, lay
 
     monkeypatch.setattr(randomness, "generator", generator)
     runs = _kept_runs(monkeypatch)
-    pooler = numbapool.register(Pooler("test_redrawn_shared", _RedrawnStarts(),
-                                       numbapool.get("max").reduction, "test",
-                                       deterministic=False))
-    try:
+    with _max_pooler("test_redrawn_shared", _RedrawnStarts()) as pooler:
         x = np.random.default_rng(7).random((2, 4, 7, 8)).astype(np.float32)
         arg = x if layout == "channels_first" else np.ascontiguousarray(np.moveaxis(x, 1, -1))
         for _ in range(16):
@@ -280,8 +273,6 @@ def test_windows_the_planes_share_are_kept_until_a_draw_differs(monkeypatch, lay
             np.testing.assert_array_equal(y, _redrawn_starts_max(x, handed[-1], shared=True))
         done = [r is not None for r in runs]
         assert True in done and False in done  # (both: kept, and planned anew)
-    finally:
-        numbapool.unregister(pooler.name)
 
 
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
@@ -289,19 +280,16 @@ def test_a_redraw_outside_the_input_is_an_error(monkeypatch, layout):
     """Starts a rule redraws are checked: outside the axis, a ValueError naming the rule and
     the axis, not a read outside the array.  (Channels last, the masked kernel's per-channel
     tables are refilled, and the pass that makes them checks the starts.)"""
-    from numbapool import Pooler, api
+    from numbapool import api
 
     monkeypatch.setattr(api, "_KNOWN_CALLS", {})
-    pooler = numbapool.register(Pooler("test_redrawn_bad", _RedrawnStarts(),
-                                       numbapool.get("max").reduction, "test",
-                                       deterministic=False))
 
     def pool(**kw):
         arg = x if layout == "channels_first" else np.ascontiguousarray(np.moveaxis(x, 1, -1))
-        y = numbapool.pool(pooler.name, arg, layout=layout, **kw)
+        y = numbapool.pool("test_redrawn_bad", arg, layout=layout, **kw)
         return y if layout == "channels_first" else np.moveaxis(y, -1, 1)
 
-    try:
+    with _max_pooler("test_redrawn_bad", _RedrawnStarts()):
         x = np.random.default_rng(5).random((2, 3, 7, 7))
         for _ in range(2):  # (planned; then planned and kept)
             np.testing.assert_array_equal(pool(bad=True, seed=1), _redrawn_starts_max(x, 1))
@@ -309,8 +297,6 @@ def test_a_redraw_outside_the_input_is_an_error(monkeypatch, layout):
                                              r"spatial axis 1 of length 7"):
             pool(bad=True, seed=1)
         np.testing.assert_array_equal(pool(seed=1), _redrawn_starts_max(x, 1))
-    finally:
-        numbapool.unregister(pooler.name)
 
 
 def test_repeated_fractional_max_with_indices_on_shared_windows(monkeypatch):
