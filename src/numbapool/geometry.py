@@ -220,10 +220,11 @@ class AxisWindows:
                 a.setflags(write=True)
         channels = kept[0][1] if kept is not None else 1
         last = self.length - 1 - (self.extent - 1) * self.step
-        if start.flags.c_contiguous:
-            inside, spread = _restart(start, last, channels, *arrays)
-        else:  # (laid out by output position: the channel pass reads channels in a row)
-            inside, spread = _restart_by_position(start.T, last, channels, *arrays)
+        # (F-contiguous starts are laid out by output position: the channel pass reads
+        # channels in a row)
+        by_position = not start.flags.c_contiguous
+        inside, spread = _restart(start.T if by_position else start, by_position, last,
+                                  channels, *arrays)
         if arrays[1].size + arrays[2].size + arrays[3].size:  # (a channel pass ran)
             parts["spread"] = spread
         return bool(inside)
@@ -321,42 +322,40 @@ def _offsets(table, lo):  # (batch, out, channels) starts minus lo (batch, out),
 
 
 @numba.njit(cache=True, nogil=True)
-def _restart(start, last, channels, table, by, lo, delta):  # see AxisWindows.restart
+def _restart(start, by_position, last, channels, table, by, lo, delta):
+    """See :meth:`AxisWindows.restart`; ``start`` C-contiguous: ``(planes, out)``, or
+    ``(out, planes)`` if ``by_position``.  Returns whether every start is in ``[0, last]``,
+    and the spread of the channel pass (0 when none ran)."""
     spread, smallest, largest = 0, 0, -1
-    if by.shape[0] + lo.shape[0] + delta.shape[0] > 0:  # (which finds the extremes too)
+    passed = by.shape[0] + lo.shape[0] + delta.shape[0] > 0  # (which finds the extremes too)
+    if passed and by_position:
+        spread, smallest, largest = _channel_pass_by_position(start, channels, by, lo, delta)
+    elif passed:
         spread, smallest, largest = _channel_pass(start, channels, by, lo, delta)
     elif start.size > 0:
         smallest, largest = start[0, 0], start[0, 0]
-    # (one pass over the flat starts, unsigned indices: no wraparound of negative ones)
+    # (passes over the flat starts, unsigned indices: no wraparound of negative ones)
     flat = start.reshape(start.size)
-    table_flat = table.reshape(table.size)
-    if table.shape[0] > 0:
+    if table.shape[0] > 0 and by_position:  # (the plane-major table, transposing)
+        out, planes = start.shape
+        for o in range(out):
+            for p in range(planes):
+                v = start[o, p]
+                table[p, o, 0] = v
+                smallest = min(smallest, v)
+                largest = max(largest, v)
+    elif table.shape[0] > 0:
+        table_flat = table.reshape(table.size)
         for i in range(numba.uint64(start.size)):
             v = flat[i]
             table_flat[numba.uint64(3) * i] = v
             smallest = min(smallest, v)
             largest = max(largest, v)
-    elif by.shape[0] + lo.shape[0] + delta.shape[0] == 0:
+    elif not passed:
         for i in range(numba.uint64(start.size)):
             smallest = min(smallest, flat[i])
             largest = max(largest, flat[i])
     inside = start.size == 0 or (smallest >= 0 and largest <= last)
-    return inside, spread
-
-
-@numba.njit(cache=True, nogil=True)
-def _restart_by_position(start_t, last, channels, table, by, lo, delta):
-    """:func:`_restart` from the starts transposed, ``(out, planes)`` C-contiguous."""
-    if table.shape[0] > 0:
-        for o in range(start_t.shape[0]):
-            for p in range(start_t.shape[1]):
-                table[p, o, 0] = start_t[o, p]
-    spread, smallest, largest = 0, 0, -1
-    if by.shape[0] + lo.shape[0] + delta.shape[0] > 0:
-        spread, smallest, largest = _channel_pass_by_position(start_t, channels, by, lo, delta)
-    elif start_t.size > 0:
-        smallest, largest = start_t.min(), start_t.max()
-    inside = start_t.size == 0 or (smallest >= 0 and largest <= last)
     return inside, spread
 
 

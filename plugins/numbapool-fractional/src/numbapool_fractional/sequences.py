@@ -186,11 +186,7 @@ def _torch_starts(samples: np.ndarray, input_size: int, output_size: int, pool_s
         # The same arithmetic, compiled: one pass instead of a dozen over (P, out) arrays
         # (this runs on every call, for every plane).
         ft, steps, alpha = _compiled_constants(input_size, output_size, pool_size, name)
-        if starts.flags.c_contiguous:
-            lo, hi = _starts_into(samples.astype(ft), steps, alpha, last, starts)
-        else:  # (F-contiguous: the transpose of an (output_size, planes) array)
-            lo, hi = _starts_into_by_position(samples.astype(ft), steps, alpha, last,
-                                              starts.T)
+        lo, hi = _compiled_starts(samples.astype(ft), steps, alpha, last, starts)
     else:
         i = np.arange(output_size - 1)
         if name == "bfloat16":
@@ -239,6 +235,15 @@ def _check_rounding(lo: int, hi: int, name: str, input_size: int, output_size: i
             f"{input_size}, output_size={output_size}, pool_size={pool_size}; torch fails with "
             f"an internal assertion here"
         )
+
+
+def _compiled_starts(u: np.ndarray, steps: np.ndarray, alpha: np.floating, last: int,
+                     starts: np.ndarray) -> tuple[int, int]:
+    """:func:`_starts_into` ``starts`` (C-contiguous), or, F-contiguous (the transpose of an
+    ``(output_size, planes)`` array), :func:`_starts_into_by_position` its transpose."""
+    if starts.flags.c_contiguous:
+        return _starts_into(u, steps, alpha, last, starts)
+    return _starts_into_by_position(u, steps, alpha, last, starts.T)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -12,9 +12,8 @@ from numbapool.options import check_bool, per_axis_ints, typed_key
 from .sequences import (
     _check_rounding,
     _compiled_constants,
+    _compiled_starts,
     _dtype_name,
-    _starts_into,
-    _starts_into_by_position,
     _torch_starts,
     graham_output_size,
     graham_sequence,
@@ -177,11 +176,7 @@ class _TorchRedraw:
             return
         for (length, kk, out, col), (ft, steps, alpha), into in zip(
                 self.geometry, self.constants, starts):
-            u = flat[:, col].astype(ft)
-            if into.flags.c_contiguous:
-                lo, hi = _starts_into(u, steps, alpha, length - kk, into)
-            else:  # (F-contiguous: the transpose of an (out, planes) array)
-                lo, hi = _starts_into_by_position(u, steps, alpha, length - kk, into.T)
+            lo, hi = _compiled_starts(flat[:, col].astype(ft), steps, alpha, length - kk, into)
             _check_rounding(lo, hi, self.name, length, out, kk)  # (as _torch_starts)
 
 
