@@ -742,7 +742,14 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
         # generic loop's.  The runs are folded to a multiple of 8 elements, which
         # measured faster on this machine's AVX-512 code (the 3-tap fractional max pool of
         # (8, 64, 56, 56) to 28x28, the kernel alone: runs of 54, 0.40 ms; rounded to 56,
-        # 0.34 ms; to 64, 0.39 ms).
+        # 0.34 ms; to 64, 0.39 ms).  Measured and not kept, same pool, the kernel alone
+        # (this loop: 281-289 us): the reads as AVX-512 permutes of the row held in four
+        # registers (an LLVM intrinsic), 277-285 us; each output from three such permuted
+        # reads of the row of folded window rows, no runs folded, 362 against 310 us;
+        # runs of 3 in one pass (_fold_runs(three=True)), 309 against 289 us; each window
+        # folded straight from its 9 input elements, 472 against 282 us.  (LLVM's gathers
+        # were slower than this scalar loop: 0.43 against 0.28 ns an output.)  For scale:
+        # reading the runs' fold contiguously instead, 243 us; writing no output, 198 us.
         src += _block(_fold_runs("d2", "S2", fold("a", "v"), round8=True), 3) + _block("""
             for o2 in range(O2):
                 acc[o2] = folded[numba.uint32(st2[o2])]
