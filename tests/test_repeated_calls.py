@@ -31,9 +31,9 @@ def test_repeated_call_new_data_same_arguments(monkeypatch):
     runs = []
     real = launch.Bound.__call__
 
-    def spy(self, *arrays):
+    def spy(self, *arrays, before=None):
         runs.append(len(arrays))
-        return real(self, *arrays)
+        return real(self, *arrays, before=before)
 
     monkeypatch.setattr(launch.Bound, "__call__", spy)
     monkeypatch.setattr(api, "_KNOWN_CALLS", type(api._KNOWN_CALLS)())  # (no plans yet)

@@ -203,12 +203,7 @@ class AxisWindows:
         are left stale (name only what nothing else reads) and the inverse map is
         forgotten.  Returns False, with the tables partly written, if a window would leave
         the axis."""
-        if start.shape != self.start.shape or start.dtype != np.int64 or not (
-                start.flags.c_contiguous or start.flags.f_contiguous):
-            raise ValueError(f"start must be a C- or F-contiguous int64 array of shape "
-                             f"{self.start.shape}")
-        for name in ("_inverse", "exact_cover"):
-            self.__dict__.pop(name, None)
+        self._forget_for(start, either_order=True)
         kept = self.__dict__.get("_by_channel")
         parts = kept[1] if kept is not None else {}
         arrays = (self.table if "table" in tables else _NO_TABLE,
@@ -219,7 +214,7 @@ class AxisWindows:
             if not a.flags.writeable:
                 a.setflags(write=True)
         channels = kept[0][1] if kept is not None else 1
-        last = self.length - 1 - (self.extent - 1) * self.step
+        last = self._last_start()
         # (F-contiguous starts are laid out by output position: the channel pass reads
         # channels in a row)
         by_position = not start.flags.c_contiguous
@@ -228,6 +223,32 @@ class AxisWindows:
         if arrays[1].size + arrays[2].size + arrays[3].size:  # (a channel pass ran)
             parts["spread"] = spread
         return bool(inside)
+
+    def table_for_restart(self, start: np.ndarray) -> tuple[np.ndarray, int]:
+        """For a caller that moves the windows of a copy made by :meth:`redrawable` to
+        ``start`` (int64, C-contiguous ``(planes, out)``) itself: the plane-major table, whose
+        ``[..., 0]`` it writes ``start`` into, and the largest start inside the axis, which
+        it checks them against (:mod:`numbapool.kernels.restart` does both on a kernel's own
+        threads).  What :meth:`restart` forgets is forgotten here; the per-channel tables
+        are left stale."""
+        self._forget_for(start, either_order=False)
+        if not self.table.flags.writeable:
+            self.table.setflags(write=True)
+        return self.table, self._last_start()
+
+    def _last_start(self) -> int:
+        """The largest start of a whole window inside the axis."""
+        return self.length - 1 - (self.extent - 1) * self.step
+
+    def _forget_for(self, start: np.ndarray, either_order: bool) -> None:
+        """Check new starts' array and forget what the old windows made."""
+        if start.shape != self.start.shape or start.dtype != np.int64 or not (
+                start.flags.c_contiguous or (either_order and start.flags.f_contiguous)):
+            order = "C- or F-contiguous" if either_order else "C-contiguous"
+            raise ValueError(f"start must be a {order} int64 array of shape "
+                             f"{self.start.shape}")
+        for name in ("_inverse", "exact_cover"):
+            self.__dict__.pop(name, None)
 
     def tables_in(self, args: tuple) -> frozenset[str]:
         """The names of :meth:`restart`'s tables of this axis that are among ``args`` (a

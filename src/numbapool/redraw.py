@@ -26,6 +26,7 @@ import numpy as np
 from . import randomness
 from .geometry import SINGLETON
 from .kernels import cpu
+from .kernels.restart import PlaneRestart
 from .reduction import Sampling
 from .windows import WindowContext
 
@@ -63,6 +64,16 @@ class RedrawnForward:
             if by_position and a.planes > 1 and "table" not in t else
             np.empty((batch * channels, a.out), dtype=np.int64)
             for a, t in zip(self._axes, self._tables))
+        # (channels-first kernels' tables are written by the kernel's own threads, each the
+        # planes it reads: see numbapool.kernels.restart)
+        self._per_plane = tuple(i for i, a in enumerate(self._axes) if a.planes > 1)
+        self._in_kernel = None
+        if (self._per_plane and call.layout == "channels_first"
+                and isinstance(self.plan, cpu.ForwardPlan)
+                and all(self._tables[i] == {"table"} and self._starts[i].flags.c_contiguous
+                        for i in self._per_plane)):
+            self._in_kernel = PlaneRestart([self._axes[i] for i in self._per_plane],
+                                           [self._starts[i] for i in self._per_plane])
         self.work_shape = call.work.shape
         self.shape = call.result_shape()
         self._lock = threading.Lock()
@@ -96,18 +107,25 @@ class RedrawnForward:
                 if axis.planes == 1 and not _every_row_is(start, axis.start[0]):
                     self.stale = True
                     return None
-            for i, (axis, start, tables) in enumerate(zip(self._axes, self._starts,
-                                                          self._tables)):
-                if axis.planes == 1:
-                    continue
-                if not axis.restart(start, tables):
-                    raise ValueError(
-                        f"window rule {self._rule} of pooler {self._pooler!r} redrew windows "
-                        f"outside spatial axis {i} of length {axis.length}")
-            out, idx = self.plan.run(x.reshape(self.work_shape))
+            if self._in_kernel is not None:
+                out, idx = self.plan.run(x.reshape(self.work_shape),
+                                         before=self._in_kernel.before())
+                outside = self._in_kernel.outside()
+                if outside is not None:
+                    self._outside(self._per_plane[outside])
+            else:
+                for i in self._per_plane:
+                    if not self._axes[i].restart(self._starts[i], self._tables[i]):
+                        self._outside(i)
+                out, idx = self.plan.run(x.reshape(self.work_shape))
         finally:
             self._lock.release()
         return out.reshape(self.shape), (None if idx is None else idx.reshape(self.shape))
+
+    def _outside(self, i: int) -> None:
+        raise ValueError(
+            f"window rule {self._rule} of pooler {self._pooler!r} redrew windows outside "
+            f"spatial axis {i} of length {self._axes[i].length}")
 
 
 @numba.njit(cache=True, nogil=True)

@@ -19,6 +19,7 @@ from ..geometry import AxisWindows
 from ..reduction import Reduction, Sampling, Selection, Streaming, Weighted
 from . import transpose
 from .codegen import get_kernel
+from .launch import Before
 from .params import for_kernel
 from .templates import (
     DIRECT_MIN_OUT,
@@ -103,29 +104,31 @@ class ForwardPlan:
     sampling: bool  # ``u`` is the last argument, given to run()
     _bound: dict = field(default_factory=dict, compare=False, repr=False)
 
-    def _launch(self, *arrays: np.ndarray) -> None:
+    def _launch(self, *arrays: np.ndarray, before: Before | None) -> None:
         # The first run packs every argument; a plan run again (the same call repeated) packs
         # its fixed arguments once, for all later runs.  (Plans of random windows run once.)
         bound = self._bound.get("bound")
         if bound is not None:
-            bound(*arrays)
+            bound(*arrays, before=before)
             return
-        self.kernel(*arrays, *self.args)
+        self.kernel(*arrays, *self.args, before=before)
         if self._bound.get("ran") and all(a.flags.c_contiguous for a in arrays):
             self._bound["bound"] = self.kernel.bind((*arrays, *self.args), len(arrays))
         self._bound["ran"] = True
 
-    def run(self, x: np.ndarray, u: np.ndarray | None = None
+    def run(self, x: np.ndarray, u: np.ndarray | None = None, before: Before | None = None
             ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(out, indices or None)`` for ``x``; ``before``: a step each kernel thread runs
+        first (:func:`numbapool.kernels.launch.drive_after`)."""
         out = buffers.empty(self.shape, self.dtype)
         if not self.with_indices:
-            self._launch(x, out)
+            self._launch(x, out, before=before)
             return out, None
         idx = buffers.empty(self.shape, np.int64)
         if self.sampling:
-            self.kernel(x, out, idx, *self.args, u)
+            self.kernel(x, out, idx, *self.args, u, before=before)
         else:
-            self._launch(x, out, idx)
+            self._launch(x, out, idx, before=before)
         return out, (idx if self.return_indices else None)
 
 

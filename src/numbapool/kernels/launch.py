@@ -31,7 +31,7 @@ from numba.np.arrayobj import make_array, populate_array
 from numba.np.ufunc import parallel as _parallel
 
 __all__ = ["Bound", "Launcher", "kind", "kernel_function", "prologue", "pack", "drive",
-           "address", "strided", "contiguous", "SIGNATURE"]
+           "drive_after", "Before", "address", "strided", "contiguous", "SIGNATURE"]
 
 SIGNATURE = "intp(voidptr, intp, intp)"
 """The C signature of every generated CPU kernel: its argument slots, part and parts; it
@@ -118,6 +118,23 @@ def drive(fn, slots, parts):
     failed = 0
     for part in numba.prange(parts):
         failed += 1 - _call_part(fn, slots, part, parts)
+    return failed
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def drive_after(before, before_slots, fn, slots, parts):
+    """:func:`drive`, each part first running part ``part`` of the C callback at address
+    ``before`` (of :data:`SIGNATURE`) on its ``before_slots``, on the same thread: the kernel's
+    part runs if that returned 1, not if it returned 2 (it refused: the caller learns why
+    from its slots), and the part failed if it returned 0 (it raised).  The number of parts
+    that failed."""
+    failed = 0
+    for part in numba.prange(parts):
+        ready = _call_part(before, before_slots, part, parts)
+        if ready == 1:
+            failed += 1 - _call_part(fn, slots, part, parts)
+        else:
+            failed += 1 if ready == 0 else 0
     return failed
 
 
@@ -267,26 +284,48 @@ def _place(slots, at, a):
 
 
 @numba.njit(cache=True, nogil=True)
-def _run2(fn, template, parts, a, b):
-    """Run a bound kernel on ``a`` and ``b``: the parts that failed (:func:`drive`), or -1
-    (not run) for arrays that do not fit the template."""
-    slots = template.copy()
-    if not (_place(slots, 0, a) and _place(slots, 1 + a.ndim, b)):
-        return -1
-    return drive(fn, slots.ctypes.data, parts)
+def _go(fn, slots, parts, before, before_slots):
+    """Run the kernel at ``fn`` on ``slots`` (an array: alive, as an argument, until the run
+    ends), after ``before`` if not 0."""
+    if before == 0:
+        return drive(fn, slots.ctypes.data, parts)
+    return drive_after(before, before_slots, fn, slots.ctypes.data, parts)
 
 
 @numba.njit(cache=True, nogil=True)
-def _run3(fn, template, parts, a, b, c):
+def _run2(fn, template, parts, before, before_slots, a, b):
+    """Run a bound kernel on ``a`` and ``b``, after ``before`` (an address, or 0 for none:
+    :func:`drive_after`): the parts that failed, or -1 (not run) for arrays that do not fit
+    the template."""
+    slots = template.copy()
+    if not (_place(slots, 0, a) and _place(slots, 1 + a.ndim, b)):
+        return -1
+    return _go(fn, slots, parts, before, before_slots)
+
+
+@numba.njit(cache=True, nogil=True)
+def _run3(fn, template, parts, before, before_slots, a, b, c):
     """:func:`_run2` with a third array."""
     slots = template.copy()
     if not (_place(slots, 0, a) and _place(slots, 1 + a.ndim, b)
             and _place(slots, 2 + a.ndim + b.ndim, c)):
         return -1
-    return drive(fn, slots.ctypes.data, parts)
+    return _go(fn, slots, parts, before, before_slots)
 
 
 # -- launchers --------------------------------------------------------------------------------
+
+class Before:
+    """A step each thread runs before its part of a kernel (:func:`drive_after`): the C
+    callback at ``address`` (of :data:`SIGNATURE`) on the int64 argument ``slots`` (kept
+    alive here; what they point to must stay alive while it runs)."""
+
+    __slots__ = ("address", "slots", "slots_address")
+
+    def __init__(self, address: int, slots: np.ndarray) -> None:
+        self.address = address
+        self.slots = slots
+        self.slots_address = slots.ctypes.data
 
 @dataclass(frozen=True)
 class _Compiled:
@@ -321,10 +360,18 @@ class Launcher:
         loaded)."""
         return [c.cfunc for c in self._compiled.values()]
 
-    def __call__(self, *args: object) -> None:
+    def __call__(self, *args: object, before: Before | None = None) -> None:
+        """Run the kernel on ``args``; ``before``: after that step, on each thread
+        (:func:`drive_after`)."""
         kinds = tuple(kind(a) for a in args)
         slots = pack(kinds, args)
-        if drive(self.compiled(kinds).address, slots.ctypes.data, _threads()):
+        fn = self.compiled(kinds).address
+        if before is None:
+            failed = drive(fn, slots.ctypes.data, _threads())
+        else:
+            failed = drive_after(before.address, before.slots_address, fn,
+                                 slots.ctypes.data, _threads())
+        if failed:
             self.failed()
 
     def failed(self) -> None:
@@ -363,15 +410,18 @@ class Bound:
         self._run = _run2 if len(dtypes) == 2 else _run3
         self._fixed = fixed  # (keeps the fixed arrays alive: the template holds addresses)
 
-    def __call__(self, *arrays: np.ndarray) -> None:
+    def __call__(self, *arrays: np.ndarray, before: Before | None = None) -> None:
         # (dtypes by identity: NumPy's are shared instances; an equal one that is not
         # takes the general path)
         if (len(arrays) != len(self._dtypes)
                 or any(a.dtype is not d for a, d in zip(arrays, self._dtypes))):
-            self._launcher(*arrays, *self._fixed)
+            self._launcher(*arrays, *self._fixed, before=before)
             return
-        failed = self._run(self._address, self._template, _threads(), *arrays)
+        failed = self._run(self._address, self._template, _threads(),
+                           0 if before is None else before.address,
+                           0 if before is None else before.slots_address,
+                           *arrays)
         if failed < 0:
-            self._launcher(*arrays, *self._fixed)
+            self._launcher(*arrays, *self._fixed, before=before)
         elif failed:
             self._launcher.failed()

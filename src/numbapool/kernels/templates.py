@@ -303,7 +303,10 @@ calls it once per thread, in parallel): one contiguous run of tasks, numbered 0 
 dtype=sdt)`` (``sdt``: the values' or the accumulator's dtype) or of another dtype known
 before the loop.  (Allocating in each task, the avg pool of (32, 128, 4096) channels-first
 took 1.23 times as long, gem's 3x3 of (8, 64, 56, 56) 1.15 times.)  Scratch rows are
-written before they are read."""
+written before they are read.  Channels-first forward kernels number their tasks plane by
+plane (a plane's ``U`` tasks are consecutive: ``task // U`` is its plane), which
+:mod:`numbapool.kernels.restart` relies on to write each part's window tables on its own
+thread."""
 
 
 def _part(tasks: str) -> str:

@@ -1,0 +1,112 @@
+"""New window starts written into a channels-first kernel's tables by the kernel's own
+threads, each thread the planes its part of the kernel reads, just before it reads them.
+
+A redrawn call (:mod:`numbapool.redraw`) moves the windows of a kept kernel plan on every
+call.  Written by the calling thread alone (:meth:`numbapool.geometry.AxisWindows.restart`),
+the window tables' cache lines are then modified in that core's cache, and the other core's
+part of the kernel must fetch each line it reads from there.  On this project's 2-core
+virtual machines that cost from almost nothing to 0.15 ms a call, depending on where the
+host placed the two cores (fractional max pool of (8, 64, 56, 56) to 28x28 with 3x3
+windows: 0.29 ms for the kernel alone, 0.46 ms after a serial restart).  A separate
+parallel copy before the kernel cost another parallel region's start, 0.026 ms.
+
+So :class:`PlaneRestart` is run by :func:`numbapool.kernels.launch.drive_after` on each
+thread, before that thread's part of the kernel: part ``p`` of ``parts`` copies the starts
+of planes ``floor(P p / parts)`` to ``ceil(P (p + 1) / parts)`` (of ``P``) into ``table[...,
+0]`` and checks them, and its part of the kernel runs only if they are all inside the axis.
+
+That range holds every plane the kernel's part reads, whatever its tasks: every
+channels-first forward kernel numbers its ``NT = P * U`` tasks plane by plane (``U`` tasks a
+plane: output rows, or output slices of a volume) and gives part ``p`` tasks ``NT p //
+parts`` to ``NT (p + 1) // parts``, whose planes lie in that range (see
+:data:`numbapool.kernels.templates._TASKS`).  Two parts may both write a plane their tasks
+share, with the same values.  A start outside the axis is seen by every part that reads it,
+which then runs none of its tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numba
+import numpy as np
+
+from ..geometry import AxisWindows
+from .launch import SIGNATURE, Before, address, contiguous
+
+__all__ = ["PlaneRestart"]
+
+_HEAD = 3  # planes, axes, address of ``refused``
+_AXIS = 4  # per axis: address of the starts, out, address of the table, largest start
+
+
+@numba.cfunc(SIGNATURE, cache=True, nogil=True)
+def _restart_part(slots, part, parts):
+    """Part ``part`` of ``parts`` (see the module): returns 1, or 2 with ``refused[a]`` set
+    to 1 for the first axis ``a`` whose starts in its planes leave the axis."""
+    head = contiguous(address(slots), (_HEAD,), np.int64)
+    planes, axes = head[0], head[1]
+    s = contiguous(address(slots), (_HEAD + _AXIS * axes,), np.int64)
+    refused = contiguous(s[2], (axes,), np.int64)
+    first = planes * part // parts
+    end = (planes * (part + 1) + parts - 1) // parts
+    for a in range(axes):
+        at = _HEAD + _AXIS * a
+        out, last = s[at + 1], s[at + 3]
+        start = contiguous(s[at], (planes * out,), np.int64)
+        table = contiguous(s[at + 2], (3 * planes * out,), np.int64)
+        # (unsigned flat indices: no wraparound of negative ones)
+        lo, hi = numba.uint64(first * out), numba.uint64(end * out)
+        if lo == hi:
+            continue
+        smallest = start[lo]
+        largest = smallest
+        for i in range(lo, hi):
+            v = start[i]
+            table[numba.uint64(3) * i] = v
+            smallest = min(smallest, v)
+            largest = max(largest, v)
+        if smallest < 0 or largest > last:
+            refused[a] = 1
+            return 2
+    return 1
+
+
+class PlaneRestart:
+    """The windows of ``axes`` (copies made by :meth:`AxisWindows.redrawable`, each with
+    ``planes`` planes) moved to ``starts`` (C-contiguous int64 ``(planes, out)`` arrays, one
+    an axis, which the caller refills before each run) on the kernel's threads (see the
+    module): :meth:`before` gives the step to run the kernel with, :meth:`outside` says
+    after the run which axis, if any, had starts outside it (the kernel's output is then
+    not valid)."""
+
+    def __init__(self, axes: Sequence[AxisWindows], starts: Sequence[np.ndarray]) -> None:
+        if len(axes) != len(starts) or not axes:
+            raise ValueError("PlaneRestart takes one array of starts for each of its axes")
+        planes = axes[0].planes
+        self._axes = tuple(axes)
+        self._starts = tuple(starts)
+        self._refused = np.zeros(len(axes), dtype=np.int64)  # (set by the parts that refuse)
+        slots = [planes, len(axes), self._refused.ctypes.data]
+        for axis, start in zip(axes, starts):
+            if axis.planes != planes:
+                raise ValueError("the axes of a PlaneRestart must have the same planes")
+            table, last = axis.table_for_restart(start)
+            slots += [start.ctypes.data, axis.out, table.ctypes.data, last]
+        self._before = Before(_restart_part.address, np.array(slots, dtype=np.int64))
+
+    def before(self) -> Before:
+        """The step to run the kernel with (clears the last run's refusals; the axes forget
+        what their old windows made)."""
+        self._refused[:] = 0
+        for axis, start in zip(self._axes, self._starts):
+            axis.table_for_restart(start)
+        return self._before
+
+    def outside(self) -> int | None:
+        """After a run: the first axis (its number among the axes given) at which a part
+        found new starts outside it and stopped, or None if every part ran."""
+        for a in range(self._refused.size):
+            if self._refused[a]:
+                return a
+        return None
