@@ -4,8 +4,10 @@ the parts that read it."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 
+import numba
 import numpy as np
 import pytest
 
@@ -52,15 +54,57 @@ def _run_parts_in_order(plan, restart, x, parts, backwards=False):
     return out, ready
 
 
+@numba.cfunc(launch.SIGNATURE, cache=True)
+def _copy_rows(slots, first, end):
+    """A fill for the tests: for each axis (slots: the axes, then per axis the addresses of
+    a source and of the starts, planes, out), rows ``first`` to ``end - 1`` of the source
+    copied into the starts."""
+    axes = launch.contiguous(launch.address(slots), (1,), np.int64)[0]
+    s = launch.contiguous(launch.address(slots), (1 + 4 * axes,), np.int64)
+    for a in range(axes):
+        at = 1 + 4 * a
+        planes, out = s[at + 2], s[at + 3]
+        source = launch.contiguous(s[at], (planes * out,), np.int64)
+        starts = launch.contiguous(s[at + 1], (planes * out,), np.int64)
+        for i in range(first * out, end * out):
+            starts[i] = source[i]
+    return 1
+
+
+class _CopiedInParts:
+    """A numbapool.windows.StartsInParts for ``starts`` whose draw writes ``draw(context)``
+    into sources the threads copy (:func:`_copy_rows`); ``check`` raises ``error`` if set."""
+
+    def __init__(self, starts, draw=None, error=None):
+        self.source = [np.zeros_like(s) for s in starts]
+        self._draw, self._error = draw, error
+        slots = [len(starts)]
+        for source, into in zip(self.source, starts):
+            slots += [source.ctypes.data, into.ctypes.data, *into.shape]
+        self._slots = np.array(slots, dtype=np.int64)
+        self.address, self.slots = _copy_rows.address, self._slots.ctypes.data
+
+    def draw(self, context):
+        for source, new in zip(self.source, self._draw(context)):
+            source[...] = new
+
+    def check(self):
+        if self._error is not None:
+            raise self._error
+
+
 @pytest.mark.parametrize("parts", [2, 3, 4])
 @pytest.mark.parametrize("spatial", [(7, 9), (5, 6, 7)])
-@pytest.mark.parametrize("reduction, with_indices", [(MAX, False), (MAX, True), (AVG, False)])
-def test_each_part_writes_the_planes_its_tasks_read(reduction, with_indices, spatial, parts):
+@pytest.mark.parametrize("reduction, with_indices, fill", [
+    (MAX, False, False), (MAX, True, False), (AVG, False, False), (MAX, True, True)])
+def test_each_part_writes_the_planes_its_tasks_read(reduction, with_indices, fill, spatial,
+                                                    parts):
     """5 planes split 2, 3 or 4 ways: the column kernels' tasks are a plane (2-D) or an
     output slice of a volume (3-D), the per-window kernel's (with indices) an output row,
     so parts begin and end inside planes.  Run part by part, each part's restart just
     before its tasks, first to last and last to first, every output holds the new windows
-    (the tables first held others)."""
+    (the tables first held others).  With a ``fill``, the new starts are not in the starts
+    arrays but in the fill's sources: each part must fill its planes' starts first."""
     rng = np.random.default_rng(len(spatial) * 10 + parts)
     n, c = 1, 5
     x = rng.random((n, c, *spatial)).astype(np.float32)
@@ -74,11 +118,17 @@ def test_each_part_writes_the_planes_its_tasks_read(reduction, with_indices, spa
     x5 = x.reshape(n, c, *(1,) * (3 - len(spatial)), *spatial)
     plan = cpu.plan_forward(reduction, "channels_first", x5, lifted, np.zeros((1, 0)),
                             with_indices=with_indices)
-    restart = PlaneRestart(axes, new)
+    starts = [s.copy() for s in (old if fill else new)]
+    filled = _CopiedInParts(starts) if fill else None
+    if fill:
+        for source, s in zip(filled.source, new):
+            source[...] = s
+    restart = PlaneRestart(axes, starts, filled and (filled.address, filled.slots))
     want = _windows_max_avg(x, new, np.max if reduction is MAX else np.mean)
     for backwards in (False, True):
-        for a, s in zip(axes, old):  # (the old windows back in the tables)
+        for a, s, into in zip(axes, old, starts):  # (the old windows back in the tables)
             a.table[..., 0] = s
+            into[...] = s if fill else into
         out, ready = _run_parts_in_order(plan, restart, x5, parts, backwards)
         assert ready == [1] * parts and restart.outside() is None
         np.testing.assert_allclose(out.reshape(want.shape), want, rtol=1e-6)
@@ -133,3 +183,74 @@ def test_repeated_fractional_calls_channels_first_restart_in_the_kernel(monkeypa
     for s in (0, 0, 0, 0, 1, 1, 1):  # (the seed is an argument: 1 is a new call)
         np.testing.assert_array_equal(numbapool.pool("fractional_max", x, seed=s, **kw), want[s])
     assert len(steps) == 3  # (from the third call of each)
+
+
+class _TwoTaps(numbapool.WindowRule):
+    """Windows of 2 taps along both axes, window ``o`` starting at ``2 * o`` or one after at
+    random, each plane its own; its ``redraw`` draws the same numbers in two steps
+    (``in_parts``: :class:`_CopiedInParts`), or, ``bad=True``, starts past the last axis's
+    end, for which ``check`` raises ``error`` if given."""
+
+    name = "two_taps"
+    options = {"bad": False, "error": None}
+    drawn: list = []  # (the draws in two steps)
+
+    def plan(self, spatial, context, *, bad=False, error=None):
+        out = 3
+        axes = tuple(explicit_axis(n, s, K) for n, s in zip(spatial, _two_taps(context, out)))
+
+        def draw(context):
+            self.drawn.append(1)
+            new = _two_taps(context, out)
+            new[-1] += spatial[-1] if bad else 0
+            return new
+
+        def redraw(context, into):  # (not run: in_parts is)
+            raise AssertionError("redraw ran instead of in_parts")
+
+        redraw.in_parts = lambda starts: _CopiedInParts(starts, draw, error)
+        return numbapool.WindowPlan(axes, redraw=redraw)
+
+
+def _two_taps(context, out):
+    planes = context.batch * context.channels
+    return [2 * np.arange(out) + context.rng.integers(0, 2, (planes, out)) for _ in range(2)]
+
+
+@contextlib.contextmanager
+def _two_taps_max():
+    name = "test_two_taps_max"
+    numbapool.register(numbapool.Pooler(name, _TwoTaps(), MAX, "test", deterministic=False))
+    try:
+        yield name
+    finally:
+        numbapool.unregister(name)
+
+
+def test_a_rule_drawing_in_parts(monkeypatch):
+    """A rule whose ``redraw`` draws in two steps (``in_parts``): a kept channels-first pass
+    draws on the calling thread and each kernel thread fills its planes' starts; the
+    results are the seed's windows.  Starts drawn outside: the rule's ``check`` raises its
+    own error, or, if it returns, the library's ValueError."""
+    from numbapool import api
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    _TwoTaps.drawn = []
+    x = np.random.default_rng(3).random((2, 5, 7, 8)).astype(np.float32)
+    with _two_taps_max() as name:
+        for seed in (4, 4, 4, 4):
+            rng = np.random.default_rng(seed)
+            starts = [2 * np.arange(3) + rng.integers(0, 2, (10, 3)) for _ in range(2)]
+            want = _windows_max_avg(x, starts, np.max)
+            np.testing.assert_array_equal(numbapool.pool(name, x, seed=seed), want)
+        assert len(_TwoTaps.drawn) == 2  # (from the third call)
+        error = KeyError("rule's own")  # (one object: the same arguments)
+        for _ in range(2):  # (planned: the plan's windows are the rule's to check)
+            numbapool.pool(name, x, seed=1, bad=True, error=error)
+        with pytest.raises(KeyError, match="rule's own"):
+            numbapool.pool(name, x, seed=1, bad=True, error=error)
+        for _ in range(2):
+            numbapool.pool(name, x, seed=1, bad=True)
+        with pytest.raises(ValueError, match=r"_TwoTaps.*redrew windows outside spatial axis 1 "
+                                             r"of length 8"):
+            numbapool.pool(name, x, seed=1, bad=True)

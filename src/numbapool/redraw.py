@@ -67,13 +67,19 @@ class RedrawnForward:
         # (channels-first kernels' tables are written by the kernel's own threads, each the
         # planes it reads: see numbapool.kernels.restart)
         self._per_plane = tuple(i for i, a in enumerate(self._axes) if a.planes > 1)
-        self._in_kernel = None
+        # and, if the rule can, with every axis per-plane, its starts are computed there
+        # too (numbapool.windows.StartsInParts)
+        self._in_kernel = self._in_parts = None
         if (self._per_plane and call.layout == "channels_first"
                 and isinstance(self.plan, cpu.ForwardPlan)
                 and all(self._tables[i] == {"table"} and self._starts[i].flags.c_contiguous
                         for i in self._per_plane)):
+            if len(self._per_plane) == len(self._axes) and hasattr(self._redraw, "in_parts"):
+                self._in_parts = self._redraw.in_parts(self._starts)
+            fill = None if self._in_parts is None else (self._in_parts.address,
+                                                        self._in_parts.slots)
             self._in_kernel = PlaneRestart([self._axes[i] for i in self._per_plane],
-                                           [self._starts[i] for i in self._per_plane])
+                                           [self._starts[i] for i in self._per_plane], fill)
         self.work_shape = call.work.shape
         self.shape = call.result_shape()
         self._lock = threading.Lock()
@@ -102,7 +108,10 @@ class RedrawnForward:
         try:
             context = WindowContext(self._batch, self._channels, self._dtype,
                                     randomness.generator(self._seed))
-            self._redraw(context, self._starts)
+            if self._in_parts is not None:
+                self._in_parts.draw(context)
+            else:
+                self._redraw(context, self._starts)
             for axis, start in zip(self._axes, self._starts):
                 if axis.planes == 1 and not _every_row_is(start, axis.start[0]):
                     self.stale = True
@@ -112,6 +121,8 @@ class RedrawnForward:
                                          before=self._in_kernel.before())
                 outside = self._in_kernel.outside()
                 if outside is not None:
+                    if self._in_parts is not None:
+                        self._in_parts.check()
                     self._outside(self._per_plane[outside])
             else:
                 for i in self._per_plane:

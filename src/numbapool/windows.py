@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from .geometry import AxisWindows, adaptive_axis, global_axis, same_padding, sliding_axis
 from .options import check_bool, check_output_size, per_axis_ints, per_axis_padding
 
-__all__ = ["WindowContext", "WindowPlan", "WindowRule", "Sliding", "Adaptive", "Global"]
+__all__ = ["WindowContext", "WindowPlan", "WindowRule", "StartsInParts", "Sliding", "Adaptive",
+           "Global"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,11 @@ class WindowPlan:
         inside the input.  An axis whose windows every plane shares in the plan stays as it
         is while each draw gives every plane those windows; a call whose draw does not is
         planned anew.  None (the default): ``plan`` runs on every call.
+
+        Optionally, ``redraw.in_parts(starts)`` (``starts`` as above, C-contiguous, one an
+        axis, every axis per-plane), called once, returns a :class:`StartsInParts` that
+        draws in two steps (or None): the kernel's threads then compute the starts of the
+        planes they read, which is faster than reading starts another core wrote.
     """
 
     axes: tuple[AxisWindows, ...]
@@ -85,6 +92,36 @@ class WindowPlan:
     @property
     def out_spatial(self) -> tuple[int, ...]:
         return tuple(a.out for a in self.axes)
+
+
+class StartsInParts(Protocol):
+    """The new windows of a repeated call computed on the kernel's threads (see
+    :attr:`WindowPlan.redraw`), for the starts arrays ``in_parts`` was given.
+
+    Attributes
+    ----------
+    address : int
+        The address of a C callback ``intp(voidptr slots, intp first, intp end)`` (a
+        ``numba.cfunc``; :func:`numbapool.kernels.launch.contiguous` and ``address`` turn
+        ``slots`` into arrays) that writes the starts of planes ``first`` to ``end - 1`` of
+        every axis and returns 1 (Numba's wrapper returns 0 if it raised).  Each kernel
+        thread calls it for the planes it reads, just before reading them; two threads may
+        write a plane they share, so it must write the same values.  The library then
+        checks the starts.
+    slots : int
+        The address of the callback's ``slots``, the same on every call.
+    """
+
+    address: int
+    slots: int
+
+    def draw(self, context: WindowContext) -> None:
+        """Draw what the next call's windows depend on (from ``context.rng``, in the same
+        order as ``redraw`` would) into the memory ``slots`` points to."""
+
+    def check(self) -> None:
+        """After a call whose starts the library found outside an axis (every plane's starts
+        written): raise the rule's own error, or return for the library's."""
 
 
 class WindowRule:

@@ -787,3 +787,52 @@ def test_torch_rule_with_a_whole_step_shares_its_windows(layout):
         np.testing.assert_array_equal(y, ty)
         np.testing.assert_array_equal(idx, ti)
     np.testing.assert_array_equal(torch_max(x, 2, s, output_size=(28, 15))[0], want_max)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("shape", "kernel", "out"), [
+    ((2, 5, 23, 19), 3, (10, 8)),
+    ((2, 4, 9, 10, 11), 2, (4, 6, 6)),  # (no whole step (L - k) / (out - 1): per-plane)
+])
+def test_repeated_calls_compute_their_starts_on_the_kernel_threads(monkeypatch, dtype, shape,
+                                                                  kernel, out):
+    """From the third call with the same arguments, channels first, the samples are drawn on
+    the calling thread and each kernel thread computes its planes' starts from them
+    (``_TorchStartsInParts``): the values and indices are still torch's for the seed's
+    samples, call after call."""
+    from numbapool import api
+    from numbapool_fractional import window
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    draws = []
+    real = window._TorchStartsInParts.draw
+
+    def spy(self, context):
+        draws.append(1)
+        return real(self, context)
+
+    monkeypatch.setattr(window._TorchStartsInParts, "draw", spy)
+    x = make_x(np.random.default_rng(11), shape, dtype)
+    for seed in (3, 3, 3, 3, 5, 5, 5):
+        samples = np.random.default_rng(seed).random((*shape[:2], len(out))).astype(dtype)
+        ry, _, _ = torch_max(x, kernel, samples, output_size=out)
+        y = numbapool.pool("fractional_max", x, kernel_size=kernel, output_size=out, seed=seed)
+        np.testing.assert_array_equal(y, ry)
+    assert len(draws) == 3  # (the third and fourth calls of seed 3, the third of seed 5)
+
+
+def test_starts_computed_in_parts_outside_raise_the_rounding_error():
+    """``check`` after starts found outside: the same error as a first call's."""
+    from numbapool import WindowContext
+    from numbapool_fractional import Fractional
+
+    context = WindowContext(1, 2, np.dtype(np.float32), np.random.default_rng(0))
+    redraw = Fractional().plan((10, 12), context, output_size=(4, 5), kernel_size=2).redraw
+    starts = (np.zeros((2, 4), dtype=np.int64), np.zeros((2, 5), dtype=np.int64))
+    parts = redraw.in_parts(starts)
+    parts.check()  # (inside: returns)
+    starts[1][1, 4] = 12 - 2 + 1
+    with pytest.raises(ValueError, match=r"float32 rounding puts a window outside the input "
+                                         r"\(start range \[0, 11\], allowed \[0, 10\]\)"):
+        parts.check()
+    assert redraw.in_parts((starts[0], np.asfortranarray(np.zeros((2, 5), np.int64)))) is None

@@ -32,24 +32,27 @@ import numba
 import numpy as np
 
 from ..geometry import AxisWindows
-from .launch import SIGNATURE, Before, address, contiguous
+from .launch import SIGNATURE, Before, _call_part, address, contiguous
 
 __all__ = ["PlaneRestart"]
 
-_HEAD = 3  # planes, axes, address of ``refused``
+_HEAD = 5  # planes, axes, address of ``refused``, the fill's address (or 0) and its slots
 _AXIS = 4  # per axis: address of the starts, out, address of the table, largest start
 
 
 @numba.cfunc(SIGNATURE, cache=True, nogil=True)
 def _restart_part(slots, part, parts):
-    """Part ``part`` of ``parts`` (see the module): returns 1, or 2 with ``refused[a]`` set
-    to 1 for the first axis ``a`` whose starts in its planes leave the axis."""
+    """Part ``part`` of ``parts`` (see the module), after the fill, if any, has written
+    its planes' starts: returns 1, 2 with ``refused[a]`` set to 1 for the first axis ``a``
+    whose starts in its planes leave the axis, or 0 if the fill failed."""
     head = contiguous(address(slots), (_HEAD,), np.int64)
     planes, axes = head[0], head[1]
     s = contiguous(address(slots), (_HEAD + _AXIS * axes,), np.int64)
     refused = contiguous(s[2], (axes,), np.int64)
     first = planes * part // parts
     end = (planes * (part + 1) + parts - 1) // parts
+    if s[3] != 0 and _call_part(s[3], s[4], first, end) != 1:
+        return 0
     for a in range(axes):
         at = _HEAD + _AXIS * a
         out, last = s[at + 1], s[at + 3]
@@ -78,16 +81,24 @@ class PlaneRestart:
     an axis, which the caller refills before each run) on the kernel's threads (see the
     module): :meth:`before` gives the step to run the kernel with, :meth:`outside` says
     after the run which axis, if any, had starts outside it (the kernel's output is then
-    not valid)."""
+    not valid).
 
-    def __init__(self, axes: Sequence[AxisWindows], starts: Sequence[np.ndarray]) -> None:
+    ``fill``: the starts are not refilled by the caller but on the kernel's threads too, by
+    the C callback at ``fill[0]`` (of :data:`~numbapool.kernels.launch.SIGNATURE`), called
+    as ``(fill[1], first, end)`` to write planes ``first`` to ``end`` of every axis's
+    ``starts`` (:class:`numbapool.windows.StartsInParts`); it returns 1, or 0 if it raised.
+    Then nothing the calling thread wrote for the new windows crosses to another core but
+    what the fill reads (a window rule's random samples, say)."""
+
+    def __init__(self, axes: Sequence[AxisWindows], starts: Sequence[np.ndarray],
+                 fill: tuple[int, int] | None = None) -> None:
         if len(axes) != len(starts) or not axes:
             raise ValueError("PlaneRestart takes one array of starts for each of its axes")
         planes = axes[0].planes
         self._axes = tuple(axes)
         self._starts = tuple(starts)
         self._refused = np.zeros(len(axes), dtype=np.int64)  # (set by the parts that refuse)
-        slots = [planes, len(axes), self._refused.ctypes.data]
+        slots = [planes, len(axes), self._refused.ctypes.data, *(fill or (0, 0))]
         for axis, start in zip(axes, starts):
             if axis.planes != planes:
                 raise ValueError("the axes of a PlaneRestart must have the same planes")

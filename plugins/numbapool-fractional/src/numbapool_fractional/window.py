@@ -14,6 +14,7 @@ from .sequences import (
     _compiled_constants,
     _compiled_starts,
     _dtype_name,
+    _fill_parts,
     _torch_starts,
     graham_output_size,
     graham_sequence,
@@ -168,6 +169,13 @@ class _TorchRedraw:
     def samples(self, context: WindowContext) -> np.ndarray:
         return context.rng.random((context.batch, context.channels, self.rank))
 
+    def in_parts(self, starts: tuple[np.ndarray, ...]) -> _TorchStartsInParts | None:
+        """The draw in two steps for C-contiguous ``starts`` (:class:`StartsInParts`), for
+        compiled starts."""
+        if not self.compiled or not all(s.flags.c_contiguous for s in starts):
+            return None
+        return _TorchStartsInParts(self, starts)
+
     def __call__(self, context: WindowContext, starts: tuple[np.ndarray, ...]) -> None:
         flat = self.samples(context).reshape(context.batch * context.channels, self.rank)
         if not self.compiled or flat.shape[0] == 0:
@@ -178,6 +186,37 @@ class _TorchRedraw:
                 self.geometry, self.constants, starts):
             lo, hi = _compiled_starts(flat[:, col].astype(ft), steps, alpha, length - kk, into)
             _check_rounding(lo, hi, self.name, length, out, kk)  # (as _torch_starts)
+
+
+class _TorchStartsInParts:
+    """:class:`_TorchRedraw` in two steps (:class:`numbapool.windows.StartsInParts`): the
+    samples drawn on the calling thread, in the floating type of the starts, and each
+    kernel thread computing its planes' starts from them (:func:`_starts_into`)."""
+
+    def __init__(self, redraw: _TorchRedraw, starts: tuple[np.ndarray, ...]) -> None:
+        planes = starts[0].shape[0]
+        self._redraw = redraw
+        self._starts = starts
+        self._u = [np.empty(planes, dtype=ft) for ft, _, _ in redraw.constants]
+        self._alpha = [np.array([alpha], dtype=ft) for ft, _, alpha in redraw.constants]
+        slots = [len(redraw.geometry)]
+        for (length, kk, _, _), (_, steps, _), u, alpha, into in zip(
+                redraw.geometry, redraw.constants, self._u, self._alpha, starts):
+            slots += [u.ctypes.data, planes, steps.ctypes.data, steps.size,
+                      alpha.ctypes.data, length - kk, into.ctypes.data]
+        self._slots = np.array(slots, dtype=np.int64)
+        self.slots = self._slots.ctypes.data
+        self.address = _fill_parts(redraw.name)
+
+    def draw(self, context: WindowContext) -> None:
+        flat = self._redraw.samples(context).reshape(-1, self._redraw.rank)
+        for (_, _, _, col), u in zip(self._redraw.geometry, self._u):
+            u[:] = flat[:, col]  # (rounded as astype rounds)
+
+    def check(self) -> None:
+        for (length, kk, out, _), into in zip(self._redraw.geometry, self._starts):
+            _check_rounding(int(into.min()), int(into.max()), self._redraw.name, length,
+                            out, kk)
 
 
 def _torch_geometry(spatial: tuple[int, ...], dtype: np.dtype, kernel_size, sizes: tuple,
