@@ -275,18 +275,20 @@ def test_windows_the_planes_share_are_kept_until_a_draw_differs(monkeypatch, lay
         assert True in done and False in done  # (both: kept, and planned anew)
 
 
+@pytest.mark.parametrize("any_layout", [False, True])
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
-def test_a_redraw_outside_the_input_is_an_error(monkeypatch, layout):
+def test_a_redraw_outside_the_input_is_an_error(monkeypatch, layout, any_layout):
     """Starts a rule redraws are checked: outside the axis, a ValueError naming the rule and
     the axis, not a read outside the array.  (Channels last, the masked kernel's per-channel
-    tables are refilled, and the pass that makes them checks the starts.)"""
+    tables are refilled, and the pass that makes them checks the starts: on the calling
+    thread, or, for starts laid out by position, ``any_layout``, on the kernel's.)"""
     from numbapool import api
 
     monkeypatch.setattr(api, "_KNOWN_CALLS", {})
 
     def pool(**kw):
         arg = x if layout == "channels_first" else np.ascontiguousarray(np.moveaxis(x, 1, -1))
-        y = numbapool.pool("test_redrawn_bad", arg, layout=layout, **kw)
+        y = numbapool.pool("test_redrawn_bad", arg, layout=layout, any_layout=any_layout, **kw)
         return y if layout == "channels_first" else np.moveaxis(y, -1, 1)
 
     with _max_pooler("test_redrawn_bad", _RedrawnStarts()):

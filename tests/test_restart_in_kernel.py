@@ -254,3 +254,45 @@ def test_a_rule_drawing_in_parts(monkeypatch):
         with pytest.raises(ValueError, match=r"_TwoTaps.*redrew windows outside spatial axis 1 "
                                              r"of length 8"):
             numbapool.pool(name, x, seed=1, bad=True)
+
+
+@pytest.mark.parametrize("parts", [2, 3, 4])
+@pytest.mark.parametrize("reduction", [MAX, AVG])
+def test_each_part_writes_the_channels_last_tables_of_its_batches(reduction, parts):
+    """Channels last, the masked kernel numbers its tasks batch by batch and reads the
+    per-channel tables of its batches: 5 batches of 3 channels split 2, 3 or 4 ways, run
+    part by part (first to last, last to first), each part's restart just before its
+    tasks, give the new windows (the tables first held others)."""
+    rng = np.random.default_rng(parts)
+    n, c, spatial = 5, 3, (7, 9)
+    x = rng.random((n, c, *spatial)).astype(np.float32)
+    outs = [3, 4]
+
+    def draw():  # (starts close across the channels: the masked kernel)
+        return [2 * np.arange(o) + rng.integers(0, 2, (n * c, o)) for o in outs]
+
+    old, new = draw(), draw()
+    axes = [explicit_axis(length, s, K, extent=K).redrawable()
+            for length, s in zip(spatial, old)]
+    xl = np.ascontiguousarray(np.moveaxis(x, 1, -1)).reshape(n, 1, *spatial, c)
+    plan = cpu.plan_forward(reduction, "channels_last", xl, (SINGLETON, *axes),
+                            np.zeros((1, 0)))
+    assert plan.kernel.name.endswith("/forward_masked")
+    tables = [a.tables_in(plan.args) for a in axes]
+    assert tables == [{"by_channel"}, {"lo", "delta"}]
+    starts = [np.asfortranarray(s) for s in new]
+    restart = PlaneRestart(axes, starts, channels_last=(n, c, tables))
+    want = _windows_max_avg(x, new, np.max if reduction is MAX else np.mean)
+    for backwards in (False, True):
+        for a, s, t in zip(axes, old, tables):  # (the old windows back in the tables)
+            assert a.restart(np.asfortranarray(s), t)
+        out, ready = _run_parts_in_order(plan, restart, xl, parts, backwards)
+        assert ready == [1] * parts and restart.outside() is None
+        got = np.moveaxis(out.reshape(n, *outs, c), -1, 1)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    starts[1][7, 2] = spatial[1] - K + 1  # (plane 7: batch 2, which both parts of 2 read)
+    _, ready = _run_parts_in_order(plan, restart, xl, 2)
+    assert ready == [2, 2] and restart.outside() == 1
+    starts[1][7, 2], starts[0][1, 0] = 0, -1  # (plane 1: batch 0, the first part's)
+    _, ready = _run_parts_in_order(plan, restart, xl, 2)
+    assert ready == [2, 1] and restart.outside() == 0

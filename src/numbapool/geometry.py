@@ -236,6 +236,26 @@ class AxisWindows:
             self.table.setflags(write=True)
         return self.table, self._last_start()
 
+    def channel_tables_for_restart(self, start: np.ndarray, tables: frozenset[str]
+                                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """:meth:`table_for_restart` for the per-channel tables named in ``tables`` (of
+        ``by_channel``, ``lo``, ``delta``; see :meth:`restart`), ``start`` F-contiguous (the
+        transpose of an ``(out, planes)`` array): those tables (empty stand-ins for those
+        not named), which the caller fills from ``start.T`` by
+        :func:`_channel_pass_by_position`, and the largest start.  Their ``spread`` is left
+        as it was."""
+        self._forget_for(start, either_order=True)
+        if start.flags.c_contiguous and start.shape[1] > 1:
+            raise ValueError("start must be F-contiguous")
+        parts = self.__dict__["_by_channel"][1]
+        arrays = (parts.get("table", _NO_TABLE) if "by_channel" in tables else _NO_TABLE,
+                  parts.get("lo", _NO_LO) if "lo" in tables else _NO_LO,
+                  parts.get("delta", _NO_DELTA) if "delta" in tables else _NO_DELTA)
+        for a in arrays:
+            if not a.flags.writeable:
+                a.setflags(write=True)
+        return (*arrays, self._last_start())
+
     def _last_start(self) -> int:
         """The largest start of a whole window inside the axis."""
         return self.length - 1 - (self.extent - 1) * self.step
@@ -381,23 +401,27 @@ def _restart(start, by_position, last, channels, table, by, lo, delta):
 
 
 @numba.njit(cache=True, nogil=True)
-def _channel_pass_by_position(start_t, channels, table, lo, delta):
+def _channel_pass_by_position(start_t, channels, table, lo, delta, first=0, end=-1):
     """:func:`_channel_pass` from the starts transposed, ``(out, batch * channels)``
     C-contiguous: each ``(n, o)``'s channels are a row's stretch, so every loop runs over
-    channels in memory order (SIMD) instead of transposing; the same results."""
+    channels in memory order (SIMD) instead of transposing; the same results.  Only batches
+    ``first`` to ``end - 1`` (all if ``end`` < 0; :mod:`numbapool.kernels.restart` runs a
+    range on each kernel thread)."""
     spread = 0
     smallest, largest = 0, -1
     out = start_t.shape[0]
-    if channels == 0 or start_t.size == 0:
+    if end < 0:
+        end = start_t.shape[1] // channels
+    if channels == 0 or out == 0 or end <= first:
         return spread, smallest, largest
-    smallest, largest = start_t[0, 0], start_t[0, 0]
+    smallest, largest = start_t[0, first * channels], start_t[0, first * channels]
     flat = start_t.reshape(start_t.size)
     lo_flat = lo.reshape(lo.size)
     table_flat = table.reshape(table.size)
     delta_flat = delta.reshape(delta.size)
     planes = numba.uint64(start_t.shape[1])
     width = numba.uint64(channels)
-    for n in range(numba.uint64(start_t.shape[1] // channels)):
+    for n in range(numba.uint64(first), numba.uint64(end)):
         for o in range(numba.uint64(out)):
             row = o * planes + n * width  # (unsigned: no wraparound of negative indices)
             mn = flat[row]

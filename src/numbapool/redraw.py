@@ -64,8 +64,9 @@ class RedrawnForward:
             if by_position and a.planes > 1 and "table" not in t else
             np.empty((batch * channels, a.out), dtype=np.int64)
             for a, t in zip(self._axes, self._tables))
-        # (channels-first kernels' tables are written by the kernel's own threads, each the
-        # planes it reads: see numbapool.kernels.restart)
+        # (channels-first kernels' tables, and the masked channels-last kernel's, are
+        # written by the kernel's own threads, each the planes or batches it reads: see
+        # numbapool.kernels.restart)
         self._per_plane = tuple(i for i, a in enumerate(self._axes) if a.planes > 1)
         # and, if the rule can, with every axis per-plane, its starts are computed there
         # too (numbapool.windows.StartsInParts)
@@ -80,6 +81,15 @@ class RedrawnForward:
                                                         self._in_parts.slots)
             self._in_kernel = PlaneRestart([self._axes[i] for i in self._per_plane],
                                            [self._starts[i] for i in self._per_plane], fill)
+        elif (self._per_plane and call.layout == "channels_last"
+                and isinstance(self.plan, cpu.ForwardPlan)
+                and self.plan.kernel.name.endswith("/forward_masked")
+                and all("table" not in self._tables[i] and self._starts[i].flags.f_contiguous
+                        for i in self._per_plane)):
+            self._in_kernel = PlaneRestart(
+                [self._axes[i] for i in self._per_plane],
+                [self._starts[i] for i in self._per_plane],
+                channels_last=(batch, channels, [self._tables[i] for i in self._per_plane]))
         self.work_shape = call.work.shape
         self.shape = call.result_shape()
         self._lock = threading.Lock()

@@ -31,44 +31,64 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
-from ..geometry import AxisWindows
+from ..geometry import AxisWindows, _channel_pass_by_position
 from .launch import SIGNATURE, Before, _call_part, address, contiguous
 
 __all__ = ["PlaneRestart"]
 
-_HEAD = 5  # planes, axes, address of ``refused``, the fill's address (or 0) and its slots
-_AXIS = 4  # per axis: address of the starts, out, address of the table, largest start
+_HEAD = 6  # units, axes, address of ``refused``, the fill's address (or 0) and its slots,
+#           channels (0: channels-first)
+_AXIS = 6  # per axis: address of the starts, out, largest start, and the addresses of the
+#           plane-major table, or (channels last) of ``by_channel``, ``lo`` and ``delta`` (0
+#           for those not written)
+
+
+@numba.njit(cache=True, nogil=True)
+def _copy_planes(start, table, first, end, out):
+    """``table[p, :, 0] = start[p]`` for planes ``first`` to ``end - 1`` (flat arrays); the
+    smallest and largest start copied (0 and -1 for none)."""
+    # (unsigned flat indices: no wraparound of negative ones)
+    lo, hi = numba.uint64(first * out), numba.uint64(end * out)
+    if lo == hi:
+        return 0, -1
+    smallest = start[lo]
+    largest = smallest
+    for i in range(lo, hi):
+        v = start[i]
+        table[numba.uint64(3) * i] = v
+        smallest = min(smallest, v)
+        largest = max(largest, v)
+    return smallest, largest
 
 
 @numba.cfunc(SIGNATURE, cache=True, nogil=True)
 def _restart_part(slots, part, parts):
     """Part ``part`` of ``parts`` (see the module), after the fill, if any, has written
-    its planes' starts: returns 1, 2 with ``refused[a]`` set to 1 for the first axis ``a``
-    whose starts in its planes leave the axis, or 0 if the fill failed."""
+    its units' starts: returns 1, 2 with ``refused[a]`` set to 1 for the first axis ``a``
+    whose starts in its units leave the axis, or 0 if the fill failed."""
     head = contiguous(address(slots), (_HEAD,), np.int64)
-    planes, axes = head[0], head[1]
+    units, axes, channels = head[0], head[1], head[5]
     s = contiguous(address(slots), (_HEAD + _AXIS * axes,), np.int64)
     refused = contiguous(s[2], (axes,), np.int64)
-    first = planes * part // parts
-    end = (planes * (part + 1) + parts - 1) // parts
+    first = units * part // parts
+    end = (units * (part + 1) + parts - 1) // parts
     if s[3] != 0 and _call_part(s[3], s[4], first, end) != 1:
         return 0
     for a in range(axes):
         at = _HEAD + _AXIS * a
-        out, last = s[at + 1], s[at + 3]
-        start = contiguous(s[at], (planes * out,), np.int64)
-        table = contiguous(s[at + 2], (3 * planes * out,), np.int64)
-        # (unsigned flat indices: no wraparound of negative ones)
-        lo, hi = numba.uint64(first * out), numba.uint64(end * out)
-        if lo == hi:
-            continue
-        smallest = start[lo]
-        largest = smallest
-        for i in range(lo, hi):
-            v = start[i]
-            table[numba.uint64(3) * i] = v
-            smallest = min(smallest, v)
-            largest = max(largest, v)
+        out, last = s[at + 1], s[at + 2]
+        if channels == 0:
+            smallest, largest = _copy_planes(
+                contiguous(s[at], (units * out,), np.int64),
+                contiguous(s[at + 3], (3 * units * out,), np.int64), first, end, out)
+        else:
+            n = (units if s[at + 3] else 0, units if s[at + 4] else 0,
+                 units if s[at + 5] else 0)
+            _, smallest, largest = _channel_pass_by_position(
+                contiguous(s[at], (out, units * channels), np.int64), channels,
+                contiguous(s[at + 3], (n[0], out, channels), np.int64),
+                contiguous(s[at + 4], (n[1], out), np.int64),
+                contiguous(s[at + 5], (n[2], out, channels), np.int32), first, end)
         if smallest < 0 or largest > last:
             refused[a] = 1
             return 2
@@ -77,43 +97,66 @@ def _restart_part(slots, part, parts):
 
 class PlaneRestart:
     """The windows of ``axes`` (copies made by :meth:`AxisWindows.redrawable`, each with
-    ``planes`` planes) moved to ``starts`` (C-contiguous int64 ``(planes, out)`` arrays, one
-    an axis, which the caller refills before each run) on the kernel's threads (see the
-    module): :meth:`before` gives the step to run the kernel with, :meth:`outside` says
-    after the run which axis, if any, had starts outside it (the kernel's output is then
-    not valid).
+    ``planes`` planes) moved to ``starts`` (int64 ``(planes, out)`` arrays, one an axis,
+    which the caller refills before each run) on the kernel's threads (see the module):
+    :meth:`before` gives the step to run the kernel with, :meth:`outside` says after the
+    run which axis, if any, had starts outside it (the kernel's output is then not valid).
+
+    Channels first, ``starts`` are C-contiguous and the plane-major tables are written,
+    each thread its kernel part's planes.  Channels last (``channels_last=(batch, channels,
+    tables)``: ``tables`` per axis, names as in :meth:`AxisWindows.restart`), ``starts``
+    are F-contiguous and the per-channel tables of the masked kernel are written, each
+    thread its part's batches (that kernel numbers its tasks batch by batch).
 
     ``fill``: the starts are not refilled by the caller but on the kernel's threads too, by
     the C callback at ``fill[0]`` (of :data:`~numbapool.kernels.launch.SIGNATURE`), called
     as ``(fill[1], first, end)`` to write planes ``first`` to ``end`` of every axis's
-    ``starts`` (:class:`numbapool.windows.StartsInParts`); it returns 1, or 0 if it raised.
-    Then nothing the calling thread wrote for the new windows crosses to another core but
-    what the fill reads (a window rule's random samples, say)."""
+    ``starts`` (:class:`numbapool.windows.StartsInParts`; channels first only); it returns
+    1, or 0 if it raised.  Then nothing the calling thread wrote for the new windows
+    crosses to another core but what the fill reads (a window rule's random samples,
+    say)."""
 
     def __init__(self, axes: Sequence[AxisWindows], starts: Sequence[np.ndarray],
-                 fill: tuple[int, int] | None = None) -> None:
+                 fill: tuple[int, int] | None = None,
+                 channels_last: tuple[int, int, Sequence[frozenset[str]]] | None = None
+                 ) -> None:
         if len(axes) != len(starts) or not axes:
             raise ValueError("PlaneRestart takes one array of starts for each of its axes")
+        if fill is not None and channels_last is not None:
+            raise ValueError("a fill writes channels-first starts only")
         planes = axes[0].planes
         self._axes = tuple(axes)
         self._starts = tuple(starts)
+        self._tables = None if channels_last is None else tuple(channels_last[2])
         self._refused = np.zeros(len(axes), dtype=np.int64)  # (set by the parts that refuse)
-        slots = [planes, len(axes), self._refused.ctypes.data, *(fill or (0, 0))]
-        for axis, start in zip(axes, starts):
+        units, channels = (planes, 0) if channels_last is None else channels_last[:2]
+        if units * max(channels, 1) != planes:
+            raise ValueError(f"{units} batches of {channels} channels are not {planes} planes")
+        slots = [units, len(axes), self._refused.ctypes.data, *(fill or (0, 0)), channels]
+        self._kept = []  # (the tables the slots point to)
+        for a, (axis, start) in enumerate(zip(axes, starts)):
             if axis.planes != planes:
                 raise ValueError("the axes of a PlaneRestart must have the same planes")
-            table, last = axis.table_for_restart(start)
-            slots += [start.ctypes.data, axis.out, table.ctypes.data, last]
+            *tables, last = self._prepare(a)
+            self._kept += tables
+            slots += [start.ctypes.data, axis.out, last,
+                      *(t.ctypes.data if t.size else 0 for t in tables),
+                      *(0,) * (3 - len(tables))]
         self._before = Before(_restart_part.address, np.array(slots, dtype=np.int64))
+
+    def _prepare(self, a: int) -> tuple:
+        axis, start = self._axes[a], self._starts[a]
+        if self._tables is None:
+            return axis.table_for_restart(start)
+        return axis.channel_tables_for_restart(start, self._tables[a])
 
     def before(self) -> Before:
         """The step to run the kernel with (clears the last run's refusals; the axes forget
         what their old windows made)."""
         self._refused[:] = 0
-        for axis, start in zip(self._axes, self._starts):
-            axis.table_for_restart(start)
+        for a in range(len(self._axes)):
+            self._prepare(a)
         return self._before
-
     def outside(self) -> int | None:
         """After a run: the first axis (its number among the axes given) at which a part
         found new starts outside it and stopped, or None if every part ran."""
