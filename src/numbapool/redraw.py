@@ -11,8 +11,10 @@ A rule that can draw another call's window starts into arrays it is given return
 plan, a ``redraw`` function (:attr:`numbapool.windows.WindowPlan.redraw`).
 :class:`RedrawnForward` keeps a forward plan bound to private copies of the window tables
 (:meth:`numbapool.geometry.AxisWindows.redrawable`); each call draws new starts, writes them
-and the tables made from them in place (:meth:`~numbapool.geometry.AxisWindows.restart`,
-which checks them) and runs the bound kernel.
+and the tables made from them in place, checking them, and runs the bound kernel.  Where the
+kernel allows, its own threads write the tables, each those it reads, as the first step of
+their share of the kernel (:mod:`numbapool.kernels.restart`); elsewhere the calling thread
+does (:meth:`~numbapool.geometry.AxisWindows.restart`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .geometry import SINGLETON
 from .kernels import cpu
 from .kernels.restart import PlaneRestart
 from .reduction import Sampling
-from .windows import WindowContext
+from .windows import StartsInParts, WindowContext
 
 __all__ = ["RedrawnForward"]
 
@@ -64,35 +66,36 @@ class RedrawnForward:
             if by_position and a.planes > 1 and "table" not in t else
             np.empty((batch * channels, a.out), dtype=np.int64)
             for a, t in zip(self._axes, self._tables))
-        # (channels-first kernels' tables, and the masked channels-last kernel's, are
-        # written by the kernel's own threads, each the planes or batches it reads: see
-        # numbapool.kernels.restart)
         self._per_plane = tuple(i for i, a in enumerate(self._axes) if a.planes > 1)
-        # and, if the rule can, with every axis per-plane, its starts are computed there
-        # too (numbapool.windows.StartsInParts)
-        self._in_kernel = self._in_parts = None
-        if (self._per_plane and call.layout == "channels_first"
-                and isinstance(self.plan, cpu.ForwardPlan)
-                and all(self._tables[i] == {"table"} and self._starts[i].flags.c_contiguous
-                        for i in self._per_plane)):
-            if len(self._per_plane) == len(self._axes) and hasattr(self._redraw, "in_parts"):
-                self._in_parts = self._redraw.in_parts(self._starts)
-            fill = None if self._in_parts is None else (self._in_parts.address,
-                                                        self._in_parts.slots)
-            self._in_kernel = PlaneRestart([self._axes[i] for i in self._per_plane],
-                                           [self._starts[i] for i in self._per_plane], fill)
-        elif (self._per_plane and call.layout == "channels_last"
-                and isinstance(self.plan, cpu.ForwardPlan)
-                and self.plan.kernel.name.endswith("/forward_masked")
-                and all("table" not in self._tables[i] and self._starts[i].flags.f_contiguous
-                        for i in self._per_plane)):
-            self._in_kernel = PlaneRestart(
-                [self._axes[i] for i in self._per_plane],
-                [self._starts[i] for i in self._per_plane],
-                channels_last=(batch, channels, [self._tables[i] for i in self._per_plane]))
+        self._in_kernel, self._in_parts = self._restart_in_kernel(call.layout, batch, channels)
         self.work_shape = call.work.shape
         self.shape = call.result_shape()
         self._lock = threading.Lock()
+
+    def _restart_in_kernel(self, layout: str, batch: int, channels: int
+                           ) -> tuple[PlaneRestart | None, StartsInParts | None]:
+        """Where the kernel allows, its own threads write the new windows into its tables,
+        each the planes or batches it reads (:mod:`numbapool.kernels.restart`): channels-first
+        kernels' plane-major tables, and the masked channels-last kernel's per-channel tables
+        from starts laid out by position.  And, channels first, with every axis per-plane,
+        the rule's ``in_parts`` computes the starts there too, if it can."""
+        if not self._per_plane or not isinstance(self.plan, cpu.ForwardPlan):
+            return None, None
+        axes = [self._axes[i] for i in self._per_plane]
+        starts = [self._starts[i] for i in self._per_plane]
+        tables = [self._tables[i] for i in self._per_plane]
+        if layout == "channels_first" and all(
+                t == {"table"} and s.flags.c_contiguous for s, t in zip(starts, tables)):
+            parts = None
+            if len(axes) == len(self._axes) and hasattr(self._redraw, "in_parts"):
+                parts = self._redraw.in_parts(self._starts)
+            fill = None if parts is None else (parts.address, parts.slots)
+            return PlaneRestart(axes, starts, fill), parts
+        if (layout == "channels_last" and self.plan.kernel.name.endswith("/forward_masked")
+                and all("table" not in t and s.flags.f_contiguous
+                        for s, t in zip(starts, tables))):
+            return PlaneRestart(axes, starts, channels_last=(batch, channels, tables)), None
+        return None, None
 
     @classmethod
     def make(cls, call: Any, seed: int | None, with_indices: bool) -> RedrawnForward | None:
