@@ -206,13 +206,7 @@ class AxisWindows:
         self._forget_for(start, either_order=True)
         kept = self.__dict__.get("_by_channel")
         parts = kept[1] if kept is not None else {}
-        arrays = (self.table if "table" in tables else _NO_TABLE,
-                  parts.get("table", _NO_TABLE) if "by_channel" in tables else _NO_TABLE,
-                  parts.get("lo", _NO_LO) if "lo" in tables else _NO_LO,
-                  parts.get("delta", _NO_DELTA) if "delta" in tables else _NO_DELTA)
-        for a in arrays:
-            if not a.flags.writeable:
-                a.setflags(write=True)
+        arrays = self._writeable_tables(tables)
         channels = kept[0][1] if kept is not None else 1
         last = self._last_start()
         # (F-contiguous starts are laid out by output position: the channel pass reads
@@ -232,9 +226,7 @@ class AxisWindows:
         threads).  What :meth:`restart` forgets is forgotten here; the per-channel tables
         are left stale."""
         self._forget_for(start, either_order=False)
-        if not self.table.flags.writeable:
-            self.table.setflags(write=True)
-        return self.table, self._last_start()
+        return self._writeable_tables(_PLANE_MAJOR)[0], self._last_start()
 
     def channel_tables_for_restart(self, start: np.ndarray, tables: frozenset[str]
                                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -247,14 +239,21 @@ class AxisWindows:
         self._forget_for(start, either_order=True)
         if start.flags.c_contiguous and start.shape[1] > 1:
             raise ValueError("start must be F-contiguous")
-        parts = self.__dict__["_by_channel"][1]
-        arrays = (parts.get("table", _NO_TABLE) if "by_channel" in tables else _NO_TABLE,
+        return (*self._writeable_tables(tables - _PLANE_MAJOR)[1:], self._last_start())
+
+    def _writeable_tables(self, tables: frozenset[str]) -> tuple[np.ndarray, ...]:
+        """``table``, ``by_channel``, ``lo`` and ``delta`` (see :meth:`restart`), writeable,
+        or for those not named in ``tables`` or not made, empty stand-ins."""
+        kept = self.__dict__.get("_by_channel")
+        parts = kept[1] if kept is not None else {}
+        arrays = (self.table if "table" in tables else _NO_TABLE,
+                  parts.get("table", _NO_TABLE) if "by_channel" in tables else _NO_TABLE,
                   parts.get("lo", _NO_LO) if "lo" in tables else _NO_LO,
                   parts.get("delta", _NO_DELTA) if "delta" in tables else _NO_DELTA)
         for a in arrays:
             if not a.flags.writeable:
                 a.setflags(write=True)
-        return (*arrays, self._last_start())
+        return arrays
 
     def _last_start(self) -> int:
         """The largest start of a whole window inside the axis."""
@@ -386,18 +385,35 @@ def _restart(start, by_position, last, channels, table, by, lo, delta):
                 smallest = min(smallest, v)
                 largest = max(largest, v)
     elif table.shape[0] > 0:
-        table_flat = table.reshape(table.size)
-        for i in range(numba.uint64(start.size)):
-            v = flat[i]
-            table_flat[numba.uint64(3) * i] = v
-            smallest = min(smallest, v)
-            largest = max(largest, v)
+        mn, mx = copy_planes(flat, table.reshape(table.size), 0, start.shape[0], start.shape[1])
+        if start.size > 0:
+            smallest, largest = min(smallest, mn), max(largest, mx)
     elif not passed:
         for i in range(numba.uint64(start.size)):
             smallest = min(smallest, flat[i])
             largest = max(largest, flat[i])
     inside = start.size == 0 or (smallest >= 0 and largest <= last)
     return inside, spread
+
+
+@numba.njit(cache=True, nogil=True)
+def copy_planes(start, table, first, end, out):
+    """``table[p, :, 0] = start[p]`` for planes ``first`` to ``end - 1`` of flat starts
+    ``(planes, out)`` and a flat plane-major table ``(planes, out, 3)``: the smallest and
+    largest start copied (0 and -1 for none).  (:func:`_restart`, and each kernel thread of
+    :mod:`numbapool.kernels.restart` for its planes.)"""
+    # (unsigned flat indices: no wraparound of negative ones)
+    lo, hi = numba.uint64(first * out), numba.uint64(end * out)
+    if lo == hi:
+        return 0, -1
+    smallest = start[lo]
+    largest = smallest
+    for i in range(lo, hi):
+        v = start[i]
+        table[numba.uint64(3) * i] = v
+        smallest = min(smallest, v)
+        largest = max(largest, v)
+    return smallest, largest
 
 
 @numba.njit(cache=True, nogil=True)
@@ -461,6 +477,7 @@ def _uniform_table(start, k, step, length):  # -> (planes, out, 3) table, inside
     return table, ok, same
 
 
+_PLANE_MAJOR = frozenset({"table"})
 _NO_TABLE = np.empty((0, 0, 0), dtype=np.int64)  # (restart's stand-ins for tables not made)
 _NO_LO = np.empty((0, 0), dtype=np.int64)
 _NO_DELTA = np.empty((0, 0, 0), dtype=np.int32)

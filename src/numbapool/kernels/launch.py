@@ -327,6 +327,7 @@ class Before:
         self.slots = slots
         self.slots_address = slots.ctypes.data
 
+
 @dataclass(frozen=True)
 class _Compiled:
     address: int

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
-from ..geometry import AxisWindows, _channel_pass_by_position
+from ..geometry import AxisWindows, _channel_pass_by_position, copy_planes
 from .launch import SIGNATURE, Before, _call_part, address, contiguous
 
 __all__ = ["PlaneRestart"]
@@ -41,24 +41,6 @@ _HEAD = 6  # units, axes, address of ``refused``, the fill's address (or 0) and 
 _AXIS = 6  # per axis: address of the starts, out, largest start, and the addresses of the
 #           plane-major table, or (channels last) of ``by_channel``, ``lo`` and ``delta`` (0
 #           for those not written)
-
-
-@numba.njit(cache=True, nogil=True)
-def _copy_planes(start, table, first, end, out):
-    """``table[p, :, 0] = start[p]`` for planes ``first`` to ``end - 1`` (flat arrays); the
-    smallest and largest start copied (0 and -1 for none)."""
-    # (unsigned flat indices: no wraparound of negative ones)
-    lo, hi = numba.uint64(first * out), numba.uint64(end * out)
-    if lo == hi:
-        return 0, -1
-    smallest = start[lo]
-    largest = smallest
-    for i in range(lo, hi):
-        v = start[i]
-        table[numba.uint64(3) * i] = v
-        smallest = min(smallest, v)
-        largest = max(largest, v)
-    return smallest, largest
 
 
 @numba.cfunc(SIGNATURE, cache=True, nogil=True)
@@ -78,7 +60,7 @@ def _restart_part(slots, part, parts):
         at = _HEAD + _AXIS * a
         out, last = s[at + 1], s[at + 2]
         if channels == 0:
-            smallest, largest = _copy_planes(
+            smallest, largest = copy_planes(
                 contiguous(s[at], (units * out,), np.int64),
                 contiguous(s[at + 3], (3 * units * out,), np.int64), first, end, out)
         else:
@@ -157,6 +139,7 @@ class PlaneRestart:
         for a in range(len(self._axes)):
             self._prepare(a)
         return self._before
+
     def outside(self) -> int | None:
         """After a run: the first axis (its number among the axes given) at which a part
         found new starts outside it and stopped, or None if every part ran."""

@@ -267,10 +267,13 @@ def _starts_into(u, steps, alpha, last, starts):
     return lo, hi
 
 
+_PART_HEAD = 2
+"""The first slots of :func:`_fill_parts`: the number of axes, and the itemsize of the
+floating type (4: float32, 8: float64)."""
 _PART_AXIS = 7
-"""The slots of an axis in :func:`_fill_parts32` and ``64``: the addresses and sizes of the
-samples (planes) and the steps, the address of ``alpha`` (an array of one), ``last``, and the
-address of the starts (planes, steps + 1)."""
+"""The slots of an axis in :func:`_fill_parts`: the addresses and sizes of the samples
+(planes) and the steps, the address of ``alpha`` (an array of one), ``last``, and the address
+of the starts (planes, steps + 1)."""
 
 
 @numba.njit(cache=True, nogil=True)
@@ -278,7 +281,7 @@ def _fill_rows(s, first, end, ft):
     """:func:`_starts_into` for planes ``first`` to ``end - 1`` of every axis in slots ``s``
     (see :data:`_PART_AXIS`), in floating type ``ft``."""
     for a in range(s[0]):
-        at = 1 + _PART_AXIS * a
+        at = _PART_HEAD + _PART_AXIS * a
         planes, n = s[at + 1], s[at + 3]
         u = contiguous(s[at], (planes,), ft)
         steps = contiguous(s[at + 2], (n,), ft)
@@ -288,26 +291,16 @@ def _fill_rows(s, first, end, ft):
 
 
 @numba.cfunc(SIGNATURE, cache=True, nogil=True)
-def _fill_parts32(slots, first, end):
-    """The C callback of :class:`numbapool.windows.StartsInParts`, float32 starts."""
-    axes = contiguous(address(slots), (1,), np.int64)[0]
-    _fill_rows(contiguous(address(slots), (1 + _PART_AXIS * axes,), np.int64), first, end,
-               np.float32)
+def _fill_parts(slots, first, end):
+    """The C callback of :class:`numbapool.windows.StartsInParts`: float32 or float64 starts
+    (see :data:`_PART_HEAD`)."""
+    head = contiguous(address(slots), (_PART_HEAD,), np.int64)
+    s = contiguous(address(slots), (_PART_HEAD + _PART_AXIS * head[0],), np.int64)
+    if head[1] == 4:
+        _fill_rows(s, first, end, np.float32)
+    else:
+        _fill_rows(s, first, end, np.float64)
     return 1
-
-
-@numba.cfunc(SIGNATURE, cache=True, nogil=True)
-def _fill_parts64(slots, first, end):
-    """:func:`_fill_parts32` for float64 starts."""
-    axes = contiguous(address(slots), (1,), np.int64)[0]
-    _fill_rows(contiguous(address(slots), (1 + _PART_AXIS * axes,), np.int64), first, end,
-               np.float64)
-    return 1
-
-
-def _fill_parts(name: str) -> int:
-    """The address of the callback computing ``name`` (float32 or float64) starts."""
-    return (_fill_parts32 if name == "float32" else _fill_parts64).address
 
 
 @numba.njit(cache=True, nogil=True)

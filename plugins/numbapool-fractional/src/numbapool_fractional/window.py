@@ -199,14 +199,14 @@ class _TorchStartsInParts:
         self._starts = starts
         self._u = [np.empty(planes, dtype=ft) for ft, _, _ in redraw.constants]
         self._alpha = [np.array([alpha], dtype=ft) for ft, _, alpha in redraw.constants]
-        slots = [len(redraw.geometry)]
+        slots = [len(redraw.geometry), np.dtype(redraw.name).itemsize]
         for (length, kk, _, _), (_, steps, _), u, alpha, into in zip(
                 redraw.geometry, redraw.constants, self._u, self._alpha, starts):
             slots += [u.ctypes.data, planes, steps.ctypes.data, steps.size,
                       alpha.ctypes.data, length - kk, into.ctypes.data]
         self._slots = np.array(slots, dtype=np.int64)
         self.slots = self._slots.ctypes.data
-        self.address = _fill_parts(redraw.name)
+        self.address = _fill_parts.address
 
     def draw(self, context: WindowContext) -> None:
         flat = self._redraw.samples(context).reshape(-1, self._redraw.rank)
