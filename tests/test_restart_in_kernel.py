@@ -57,17 +57,20 @@ def _run_parts_in_order(plan, restart, x, parts, backwards=False):
 @numba.cfunc(launch.SIGNATURE, cache=True)
 def _copy_rows(slots, first, end):
     """A fill for the tests: for each axis (slots: the axes, then per axis the addresses of
-    a source and of the starts, planes, out), rows ``first`` to ``end - 1`` of the source
-    copied into the starts."""
+    a source and of the starts, planes, out, and 1 if both are F-contiguous), planes
+    ``first`` to ``end - 1`` of the source copied into the starts."""
     axes = launch.contiguous(launch.address(slots), (1,), np.int64)[0]
-    s = launch.contiguous(launch.address(slots), (1 + 4 * axes,), np.int64)
+    s = launch.contiguous(launch.address(slots), (1 + 5 * axes,), np.int64)
     for a in range(axes):
-        at = 1 + 4 * a
+        at = 1 + 5 * a
         planes, out = s[at + 2], s[at + 3]
-        source = launch.contiguous(s[at], (planes * out,), np.int64)
-        starts = launch.contiguous(s[at + 1], (planes * out,), np.int64)
-        for i in range(first * out, end * out):
-            starts[i] = source[i]
+        shape = (out, planes) if s[at + 4] else (planes, out)
+        source = launch.contiguous(s[at], shape, np.int64)
+        starts = launch.contiguous(s[at + 1], shape, np.int64)
+        if s[at + 4]:
+            starts[:, first:end] = source[:, first:end]
+        else:
+            starts[first:end] = source[first:end]
     return 1
 
 
@@ -76,11 +79,12 @@ class _CopiedInParts:
     into sources the threads copy (:func:`_copy_rows`); ``check`` raises ``error`` if set."""
 
     def __init__(self, starts, draw=None, error=None):
-        self.source = [np.zeros_like(s) for s in starts]
+        self.source = [np.zeros_like(s) for s in starts]  # (in the same order)
         self._draw, self._error = draw, error
         slots = [len(starts)]
         for source, into in zip(self.source, starts):
-            slots += [source.ctypes.data, into.ctypes.data, *into.shape]
+            slots += [source.ctypes.data, into.ctypes.data, *into.shape,
+                      int(not into.flags.c_contiguous)]
         self._slots = np.array(slots, dtype=np.int64)
         self.address, self.slots = _copy_rows.address, self._slots.ctypes.data
 
@@ -257,12 +261,13 @@ def test_a_rule_drawing_in_parts(monkeypatch):
 
 
 @pytest.mark.parametrize("parts", [2, 3, 4])
-@pytest.mark.parametrize("reduction", [MAX, AVG])
-def test_each_part_writes_the_channels_last_tables_of_its_batches(reduction, parts):
+@pytest.mark.parametrize("reduction, fill", [(MAX, False), (AVG, False), (MAX, True)])
+def test_each_part_writes_the_channels_last_tables_of_its_batches(reduction, fill, parts):
     """Channels last, the masked kernel numbers its tasks batch by batch and reads the
     per-channel tables of its batches: 5 batches of 3 channels split 2, 3 or 4 ways, run
     part by part (first to last, last to first), each part's restart just before its
-    tasks, give the new windows (the tables first held others)."""
+    tasks, give the new windows (the tables first held others).  With a ``fill``, each
+    part must first fill the starts of its batches' planes from the fill's sources."""
     rng = np.random.default_rng(parts)
     n, c, spatial = 5, 3, (7, 9)
     x = rng.random((n, c, *spatial)).astype(np.float32)
@@ -280,16 +285,24 @@ def test_each_part_writes_the_channels_last_tables_of_its_batches(reduction, par
     assert plan.kernel.name.endswith("/forward_masked")
     tables = [a.tables_in(plan.args) for a in axes]
     assert tables == [{"by_channel"}, {"lo", "delta"}]
-    starts = [np.asfortranarray(s) for s in new]
-    restart = PlaneRestart(axes, starts, channels_last=(n, c, tables))
+    starts = [np.asfortranarray(s) for s in (old if fill else new)]
+    filled = _CopiedInParts(starts) if fill else None
+    if fill:
+        for source, s in zip(filled.source, new):
+            source[...] = s
+    restart = PlaneRestart(axes, starts, filled and (filled.address, filled.slots),
+                           channels_last=(n, c, tables))
     want = _windows_max_avg(x, new, np.max if reduction is MAX else np.mean)
     for backwards in (False, True):
-        for a, s, t in zip(axes, old, tables):  # (the old windows back in the tables)
+        for a, s, t, into in zip(axes, old, tables, starts):  # (the old windows back)
             assert a.restart(np.asfortranarray(s), t)
+            into[...] = s if fill else into
         out, ready = _run_parts_in_order(plan, restart, xl, parts, backwards)
         assert ready == [1] * parts and restart.outside() is None
         got = np.moveaxis(out.reshape(n, *outs, c), -1, 1)
         np.testing.assert_allclose(got, want, rtol=1e-6)
+    if fill:
+        return
     starts[1][7, 2] = spatial[1] - K + 1  # (plane 7: batch 2, which both parts of 2 read)
     _, ready = _run_parts_in_order(plan, restart, xl, 2)
     assert ready == [2, 2] and restart.outside() == 1

@@ -77,8 +77,8 @@ class RedrawnForward:
         """Where the kernel allows, its own threads write the new windows into its tables,
         each the planes or batches it reads (:mod:`numbapool.kernels.restart`): channels-first
         kernels' plane-major tables, and the masked channels-last kernel's per-channel tables
-        from starts laid out by position.  And, channels first, with every axis per-plane,
-        the rule's ``in_parts`` computes the starts there too, if it can."""
+        from starts laid out by position.  And, with every axis per-plane, the rule's
+        ``in_parts`` computes the starts there too, if it can."""
         if not self._per_plane or not isinstance(self.plan, cpu.ForwardPlan):
             return None, None
         axes = [self._axes[i] for i in self._per_plane]
@@ -86,16 +86,18 @@ class RedrawnForward:
         tables = [self._tables[i] for i in self._per_plane]
         if layout == "channels_first" and all(
                 t == {"table"} and s.flags.c_contiguous for s, t in zip(starts, tables)):
-            parts = None
-            if len(axes) == len(self._axes) and hasattr(self._redraw, "in_parts"):
-                parts = self._redraw.in_parts(self._starts)
-            fill = None if parts is None else (parts.address, parts.slots)
-            return PlaneRestart(axes, starts, fill), parts
-        if (layout == "channels_last" and self.plan.kernel.name.endswith("/forward_masked")
+            channels_last = None
+        elif (layout == "channels_last" and self.plan.kernel.name.endswith("/forward_masked")
                 and all("table" not in t and s.flags.f_contiguous
                         for s, t in zip(starts, tables))):
-            return PlaneRestart(axes, starts, channels_last=(batch, channels, tables)), None
-        return None, None
+            channels_last = (batch, channels, tables)
+        else:
+            return None, None
+        parts = None
+        if len(axes) == len(self._axes) and hasattr(self._redraw, "in_parts"):
+            parts = self._redraw.in_parts(self._starts)
+        fill = None if parts is None else (parts.address, parts.slots)
+        return PlaneRestart(axes, starts, fill, channels_last), parts
 
     @classmethod
     def make(cls, call: Any, seed: int | None, with_indices: bool) -> RedrawnForward | None:

@@ -77,8 +77,8 @@ class WindowPlan:
         is while each draw gives every plane those windows; a call whose draw does not is
         planned anew.  None (the default): ``plan`` runs on every call.
 
-        Optionally, ``redraw.in_parts(starts)`` (``starts`` as above, C-contiguous, one an
-        axis, every axis per-plane), called once, returns a :class:`StartsInParts` that
+        Optionally, ``redraw.in_parts(starts)`` (``starts`` as above, C- or F-contiguous,
+        one an axis, every axis per-plane), called once, returns a :class:`StartsInParts` that
         draws in two steps (or None): the kernel's threads then compute the starts of the
         planes they read, which is faster than reading starts another core wrote.
     """

@@ -789,17 +789,18 @@ def test_torch_rule_with_a_whole_step_shares_its_windows(layout):
     np.testing.assert_array_equal(torch_max(x, 2, s, output_size=(28, 15))[0], want_max)
 
 
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("shape", "kernel", "out"), [
     ((2, 5, 23, 19), 3, (10, 8)),
     ((2, 4, 9, 10, 11), 2, (4, 6, 6)),  # (no whole step (L - k) / (out - 1): per-plane)
 ])
 def test_repeated_calls_compute_their_starts_on_the_kernel_threads(monkeypatch, dtype, shape,
-                                                                  kernel, out):
-    """From the third call with the same arguments, channels first, the samples are drawn on
-    the calling thread and each kernel thread computes its planes' starts from them
-    (``_TorchStartsInParts``): the values and indices are still torch's for the seed's
-    samples, call after call."""
+                                                                  kernel, out, layout):
+    """From the third call with the same arguments, the samples are drawn on the calling
+    thread and each kernel thread computes its planes' starts from them
+    (``_TorchStartsInParts``; channels last, laid out by position, for its batches): the
+    values are still torch's for the seed's samples, call after call."""
     from numbapool import api
     from numbapool_fractional import window
 
@@ -816,7 +817,13 @@ def test_repeated_calls_compute_their_starts_on_the_kernel_threads(monkeypatch, 
     for seed in (3, 3, 3, 3, 5, 5, 5):
         samples = np.random.default_rng(seed).random((*shape[:2], len(out))).astype(dtype)
         ry, _, _ = torch_max(x, kernel, samples, output_size=out)
-        y = numbapool.pool("fractional_max", x, kernel_size=kernel, output_size=out, seed=seed)
+        if layout == "channels_first":
+            y = numbapool.pool("fractional_max", x, kernel_size=kernel, output_size=out,
+                               seed=seed)
+        else:
+            y = to_first(numbapool.pool("fractional_max", np.ascontiguousarray(to_last(x)),
+                                        kernel_size=kernel, output_size=out, seed=seed,
+                                        layout=layout))
         np.testing.assert_array_equal(y, ry)
     assert len(draws) == 3  # (the third and fourth calls of seed 3, the third of seed 5)
 
@@ -835,4 +842,6 @@ def test_starts_computed_in_parts_outside_raise_the_rounding_error():
     with pytest.raises(ValueError, match=r"float32 rounding puts a window outside the input "
                                          r"\(start range \[0, 11\], allowed \[0, 10\]\)"):
         parts.check()
-    assert redraw.in_parts((starts[0], np.asfortranarray(np.zeros((2, 5), np.int64)))) is None
+    by_position = np.zeros((5, 2), dtype=np.int64).T
+    assert redraw.in_parts((starts[0], by_position)) is not None
+    assert redraw.in_parts((starts[0], np.zeros((2, 10), np.int64)[:, ::2])) is None

@@ -1,5 +1,5 @@
-"""New window starts written into a channels-first kernel's tables by the kernel's own
-threads, each thread the planes its part of the kernel reads, just before it reads them.
+"""New window starts written into a kernel's tables by the kernel's own threads, each
+thread the planes its part of the kernel reads, just before it reads them.
 
 A redrawn call (:mod:`numbapool.redraw`) moves the windows of a kept kernel plan on every
 call.  Written by the calling thread alone (:meth:`numbapool.geometry.AxisWindows.restart`),
@@ -22,6 +22,12 @@ parts`` to ``NT (p + 1) // parts``, whose planes lie in that range (see
 :data:`numbapool.kernels.templates._TASKS`).  Two parts may both write a plane their tasks
 share, with the same values.  A start outside the axis is seen by every part that reads it,
 which then runs none of its tasks.
+
+The channels-last masked kernel numbers its tasks batch by batch, so there the units are
+batches: part ``p`` writes the per-channel tables of batches ``floor(N p / parts)`` to
+``ceil(N (p + 1) / parts)``, from starts laid out by position.  A rule's fill
+(:class:`numbapool.windows.StartsInParts`) may compute those starts on the same thread
+first: the planes of its units.
 """
 
 from __future__ import annotations
@@ -54,7 +60,8 @@ def _restart_part(slots, part, parts):
     refused = contiguous(s[2], (axes,), np.int64)
     first = units * part // parts
     end = (units * (part + 1) + parts - 1) // parts
-    if s[3] != 0 and _call_part(s[3], s[4], first, end) != 1:
+    per = max(channels, 1)  # (planes a unit)
+    if s[3] != 0 and _call_part(s[3], s[4], first * per, end * per) != 1:
         return 0
     for a in range(axes):
         at = _HEAD + _AXIS * a
@@ -92,11 +99,11 @@ class PlaneRestart:
 
     ``fill``: the starts are not refilled by the caller but on the kernel's threads too, by
     the C callback at ``fill[0]`` (of :data:`~numbapool.kernels.launch.SIGNATURE`), called
-    as ``(fill[1], first, end)`` to write planes ``first`` to ``end`` of every axis's
-    ``starts`` (:class:`numbapool.windows.StartsInParts`; channels first only); it returns
-    1, or 0 if it raised.  Then nothing the calling thread wrote for the new windows
-    crosses to another core but what the fill reads (a window rule's random samples,
-    say)."""
+    as ``(fill[1], first, end)`` to write planes ``first`` to ``end - 1`` of every axis's
+    ``starts`` (:class:`numbapool.windows.StartsInParts`; channels last, the planes of the
+    part's batches); it returns 1, or 0 if it raised.  Then nothing the calling thread
+    wrote for the new windows crosses to another core but what the fill reads (a window
+    rule's random samples, say)."""
 
     def __init__(self, axes: Sequence[AxisWindows], starts: Sequence[np.ndarray],
                  fill: tuple[int, int] | None = None,
@@ -104,8 +111,6 @@ class PlaneRestart:
                  ) -> None:
         if len(axes) != len(starts) or not axes:
             raise ValueError("PlaneRestart takes one array of starts for each of its axes")
-        if fill is not None and channels_last is not None:
-            raise ValueError("a fill writes channels-first starts only")
         planes = axes[0].planes
         self._axes = tuple(axes)
         self._starts = tuple(starts)

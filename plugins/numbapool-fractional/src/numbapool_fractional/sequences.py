@@ -267,42 +267,6 @@ def _starts_into(u, steps, alpha, last, starts):
     return lo, hi
 
 
-_PART_HEAD = 2
-"""The first slots of :func:`_fill_parts`: the number of axes, and the itemsize of the
-floating type (4: float32, 8: float64)."""
-_PART_AXIS = 7
-"""The slots of an axis in :func:`_fill_parts`: the addresses and sizes of the samples
-(planes) and the steps, the address of ``alpha`` (an array of one), ``last``, and the address
-of the starts (planes, steps + 1)."""
-
-
-@numba.njit(cache=True, nogil=True)
-def _fill_rows(s, first, end, ft):
-    """:func:`_starts_into` for planes ``first`` to ``end - 1`` of every axis in slots ``s``
-    (see :data:`_PART_AXIS`), in floating type ``ft``."""
-    for a in range(s[0]):
-        at = _PART_HEAD + _PART_AXIS * a
-        planes, n = s[at + 1], s[at + 3]
-        u = contiguous(s[at], (planes,), ft)
-        steps = contiguous(s[at + 2], (n,), ft)
-        alpha = contiguous(s[at + 4], (1,), ft)[0]
-        starts = contiguous(s[at + 6], (planes, n + 1), np.int64)
-        _starts_into(u[first:end], steps, alpha, s[at + 5], starts[first:end])
-
-
-@numba.cfunc(SIGNATURE, cache=True, nogil=True)
-def _fill_parts(slots, first, end):
-    """The C callback of :class:`numbapool.windows.StartsInParts`: float32 or float64 starts
-    (see :data:`_PART_HEAD`)."""
-    head = contiguous(address(slots), (_PART_HEAD,), np.int64)
-    s = contiguous(address(slots), (_PART_HEAD + _PART_AXIS * head[0],), np.int64)
-    if head[1] == 4:
-        _fill_rows(s, first, end, np.float32)
-    else:
-        _fill_rows(s, first, end, np.float64)
-    return 1
-
-
 @numba.njit(cache=True, nogil=True)
 def _starts_into_by_position(u, steps, alpha, last, starts_t):
     """:func:`_starts_into` into the transpose, ``starts_t[i, p]`` (``(output_size,
@@ -320,6 +284,49 @@ def _starts_into_by_position(u, steps, alpha, last, starts_t):
             hi = max(hi, s)
     starts_t[steps.shape[0], :] = last
     return lo, hi
+
+
+_PART_HEAD = 2
+"""The first slots of :func:`_fill_parts`: the number of axes, and the itemsize of the
+floating type (4: float32, 8: float64)."""
+_PART_AXIS = 8
+"""The slots of an axis in :func:`_fill_parts`: the addresses and sizes of the samples
+(planes) and the steps, the address of ``alpha`` (an array of one), ``last``, the address
+of the starts, and their layout: 0 for C-contiguous ``(planes, steps + 1)``, 1 for its
+F-contiguous transpose (planes by position)."""
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_rows(s, first, end, ft):
+    """:func:`_starts_into` (or :func:`_starts_into_by_position`) for planes ``first`` to
+    ``end - 1`` of every axis in slots ``s`` (see :data:`_PART_AXIS`), in floating type
+    ``ft``."""
+    for a in range(s[0]):
+        at = _PART_HEAD + _PART_AXIS * a
+        planes, n = s[at + 1], s[at + 3]
+        u = contiguous(s[at], (planes,), ft)
+        steps = contiguous(s[at + 2], (n,), ft)
+        alpha = contiguous(s[at + 4], (1,), ft)[0]
+        if s[at + 7]:
+            starts_t = contiguous(s[at + 6], (n + 1, planes), np.int64)
+            _starts_into_by_position(u[first:end], steps, alpha, s[at + 5],
+                                     starts_t[:, first:end])
+        else:
+            starts = contiguous(s[at + 6], (planes, n + 1), np.int64)
+            _starts_into(u[first:end], steps, alpha, s[at + 5], starts[first:end])
+
+
+@numba.cfunc(SIGNATURE, cache=True, nogil=True)
+def _fill_parts(slots, first, end):
+    """The C callback of :class:`numbapool.windows.StartsInParts`: float32 or float64 starts
+    (see :data:`_PART_HEAD`)."""
+    head = contiguous(address(slots), (_PART_HEAD,), np.int64)
+    s = contiguous(address(slots), (_PART_HEAD + _PART_AXIS * head[0],), np.int64)
+    if head[1] == 4:
+        _fill_rows(s, first, end, np.float32)
+    else:
+        _fill_rows(s, first, end, np.float64)
+    return 1
 
 
 def torch_sample_column(rank: int, axis: int) -> int:

@@ -170,9 +170,10 @@ class _TorchRedraw:
         return context.rng.random((context.batch, context.channels, self.rank))
 
     def in_parts(self, starts: tuple[np.ndarray, ...]) -> _TorchStartsInParts | None:
-        """The draw in two steps for C-contiguous ``starts`` (:class:`StartsInParts`), for
-        compiled starts."""
-        if not self.compiled or not all(s.flags.c_contiguous for s in starts):
+        """The draw in two steps (:class:`StartsInParts`) for compiled starts, into
+        C-contiguous ``starts`` or F-contiguous ones (planes by position)."""
+        if not self.compiled or not all(s.flags.c_contiguous or s.flags.f_contiguous
+                                        for s in starts):
             return None
         return _TorchStartsInParts(self, starts)
 
@@ -203,7 +204,8 @@ class _TorchStartsInParts:
         for (length, kk, _, _), (_, steps, _), u, alpha, into in zip(
                 redraw.geometry, redraw.constants, self._u, self._alpha, starts):
             slots += [u.ctypes.data, planes, steps.ctypes.data, steps.size,
-                      alpha.ctypes.data, length - kk, into.ctypes.data]
+                      alpha.ctypes.data, length - kk, into.ctypes.data,
+                      int(not into.flags.c_contiguous)]
         self._slots = np.array(slots, dtype=np.int64)
         self.slots = self._slots.ctypes.data
         self.address = _fill_parts.address
