@@ -15,6 +15,8 @@ CASES = [  # (name, cf shape, options)
     ("max", (3, 4, 17), dict(kernel_size=3, stride=1, dilation=2, ceil_mode=True)),
     ("min", (2, 3, 4, 6, 5), dict(kernel_size=2, stride=1)),
     ("max", (1, 2, 6, 7), dict(kernel_size=(3, 2))),
+    ("max", (3, 5, 8, 6), dict(kernel_size=2)),  # each element in one window (gathered, CL)
+    ("min", (2, 3, 4, 6, 4), dict(kernel_size=2)),
     ("adaptive_max", (2, 3, 9, 8), dict(output_size=(4, 3))),
     ("global_max", (2, 3, 5, 4), {}),
     ("global_min", (2, 3, 5, 4), dict(keepdims=True)),
@@ -64,6 +66,38 @@ def test_indices_anywhere_in_the_plane_are_followed(layout):
     got = numbapool.pool_grad("max", x, from_channels_first(gy_cf, layout), 2, layout=layout,
                               indices=from_channels_first(idx_cf, layout))
     np.testing.assert_allclose(to_channels_first(got, layout),
+                               _add_at(gy_cf, idx_cf, (6, 8)), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("outside", [False, True])
+def test_channels_last_windows_that_cover_the_input_gather(monkeypatch, outside):
+    """Channels last with each element in one window, the routed gradient is gathered
+    (cpu.gather_routed); an index outside its window but in the plane makes the gather
+    decline, and the scatter's result (the index followed) is returned."""
+    from numbapool.kernels import cpu
+
+    gathered = []
+    real = cpu.gather_routed
+
+    def spy(*args):
+        gx = real(*args)
+        gathered.append(gx is not None)
+        return gx
+
+    monkeypatch.setattr(cpu, "gather_routed", spy)
+    rng = np.random.default_rng(6)
+    x_cf = rng.standard_normal((2, 3, 6, 8))
+    x = from_channels_first(x_cf, "channels_last")
+    y, idx = numbapool.pool("max", x, 2, return_indices=True, layout="channels_last")
+    idx_cf = to_channels_first(idx, "channels_last").copy()
+    if outside:
+        idx_cf[1, 2, 0, 0] = 47  # (window (0, 0) reads 0, 1, 8 and 9)
+    gy_cf = rng.standard_normal(idx_cf.shape)
+    got = numbapool.pool_grad("max", x, from_channels_first(gy_cf, "channels_last"), 2,
+                              layout="channels_last",
+                              indices=from_channels_first(idx_cf, "channels_last"))
+    assert gathered == [not outside]
+    np.testing.assert_allclose(to_channels_first(got, "channels_last"),
                                _add_at(gy_cf, idx_cf, (6, 8)), rtol=1e-12, atol=1e-12)
 
 

@@ -33,8 +33,8 @@ from .templates import (
     row_fast_path,
 )
 
-__all__ = ["forward", "plan_forward", "ForwardPlan", "backward", "param_grad", "out_shape",
-           "masked_channels_last", "SCATTER_MIN_PLANES"]
+__all__ = ["forward", "plan_forward", "ForwardPlan", "backward", "gather_routed", "param_grad",
+           "out_shape", "masked_channels_last", "SCATTER_MIN_PLANES"]
 
 SCATTER_MIN_PLANES = 8
 """Channels-first backward scatters per (n, c) plane when there are at least this many planes
@@ -360,11 +360,34 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
     kernel = get_kernel(reduction, layout, "backward")
     if isinstance(reduction, (Selection, Sampling)):
         y, idx = forward(reduction, layout, x, axes, prm, with_indices=True, u=u)
-        kernel(x, y, grad_out, gx, idx, *inv, zero)
+        hits = (np.empty(x.shape[0] * x.shape[1] * x.shape[2], dtype=np.int64),) if (
+            layout == "channels_last") else ()  # (its own indices: all in their windows)
+        kernel(x, y, grad_out, gx, idx, *hits, *inv, zero)
     else:
         kernel(x, y, grad_out, gx, *inv, *_tables(tuple(axes)),
                *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
     return gx
+
+
+def gather_routed(reduction: Selection, x: np.ndarray, grad_out: np.ndarray,
+                  idx: np.ndarray, axes: Sequence[AxisWindows]) -> np.ndarray | None:
+    """The gradient of a channels-last selection given the indices of its outputs
+    (``idx``, int64, the shape of ``grad_out``), gathered: each element of ``x``'s shape
+    adds the output gradients of the windows that read it whose index names it, with the
+    parallel channels-last ``backward`` kernel (one task an input row, vectorised over
+    channels).  None if some index does not lie in its window (nor then in the plane's
+    elements that window reads): scattering (:func:`numbapool.kernels.routing.route`) then
+    gives what the indices say, which gathering cannot.
+
+    Scattering takes a sample a task, and adds each output's channels at addresses its
+    indices give; this reads every gradient and index once more per window that reads an
+    element, but from cache, and writes each element of ``gx`` once.  Windows shared by
+    the planes only (``axes``, three, each with one plane)."""
+    gx = buffers.empty(x.shape, grad_out.dtype)
+    hits = np.empty(x.shape[0] * x.shape[1] * x.shape[2], dtype=np.int64)
+    get_kernel(reduction, "channels_last", "backward")(
+        x, grad_out, grad_out, gx, idx, hits, *_inverse(axes), grad_out.dtype.type(0))
+    return gx if int(hits.sum()) == idx.size else None
 
 
 def param_grad(reduction: Reduction, x: np.ndarray, grad_out: np.ndarray,

@@ -1698,9 +1698,14 @@ def _flat_cl(src: str) -> str:
 
 def _cl_backward(red: Reduction) -> str:
     """Channels last, one task per (n, i0, i1) input row; loops over C innermost through flat
-    views with unsigned indices (no negative-index checks, so they vectorise)."""
+    views with unsigned indices (no negative-index checks, so they vectorise).  A selection
+    gathers, at each element, the output gradients whose index names it, and counts them in
+    ``hits[row]``: all of them were gathered (each index lies in its window) if the counts
+    add up to the number of outputs."""
     routed = red.kind == "selection"
     src = _gather_signature(routed)
+    if routed:
+        src = src.replace("idx, ", "idx, hits, ")
     src += _block(_cl_shapes("gy", ("x", "gx", "gy")), 1)
     src += _block("idf = idx.reshape(-1)" if routed else "yf = y.reshape(-1)", 1)
     if not routed:
@@ -1714,6 +1719,7 @@ def _cl_backward(red: Reduction) -> str:
             t = r // S1
             i0 = t % S0
             n = t // S0
+            hit = 0
             for i2 in range(S2):
                 for ch in range(C):
                     g[ch] = zero
@@ -1732,7 +1738,9 @@ def _cl_backward(red: Reduction) -> str:
         src += _block("""
             for ch in range(C):
                 k = numba.uint64(ob + ch)
-                g[ch] += gyf[k] if idf[k] == f else zero
+                named = idf[k] == f
+                g[ch] += gyf[k] if named else zero
+                hit += numba.int64(named)
         """, L)
     else:
         src += _load(0, "o0", "0", L, "bt") + _load(1, "o1", "0", L, "bt")
@@ -1750,6 +1758,8 @@ def _cl_backward(red: Reduction) -> str:
         for ch in range(C):
             gxf[numba.uint64(xb + ch)] = g[ch]
     """, 3)
+    if routed:
+        src += _block("hits[r] = hit", 2)
     return src
 
 
