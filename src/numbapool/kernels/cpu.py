@@ -360,9 +360,10 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
     kernel = get_kernel(reduction, layout, "backward")
     if isinstance(reduction, (Selection, Sampling)):
         y, idx = forward(reduction, layout, x, axes, prm, with_indices=True, u=u)
-        hits = (np.empty(x.shape[0] * x.shape[1] * x.shape[2], dtype=np.int64),) if (
-            layout == "channels_last") else ()  # (its own indices: all in their windows)
-        kernel(x, y, grad_out, gx, idx, *hits, *inv, zero)
+        if layout == "channels_last":  # (its own indices: all in their windows)
+            _gather_selection(kernel, x, grad_out, gx, idx, inv)
+        else:
+            kernel(x, y, grad_out, gx, idx, *inv, zero)
     else:
         kernel(x, y, grad_out, gx, *inv, *_tables(tuple(axes)),
                *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
@@ -384,10 +385,18 @@ def gather_routed(reduction: Selection, x: np.ndarray, grad_out: np.ndarray,
     element, but from cache, and writes each element of ``gx`` once.  Windows shared by
     the planes only (``axes``, three, each with one plane)."""
     gx = buffers.empty(x.shape, grad_out.dtype)
-    hits = np.empty(x.shape[0] * x.shape[1] * x.shape[2], dtype=np.int64)
-    get_kernel(reduction, "channels_last", "backward")(
-        x, grad_out, grad_out, gx, idx, hits, *_inverse(axes), grad_out.dtype.type(0))
-    return gx if int(hits.sum()) == idx.size else None
+    matched = _gather_selection(get_kernel(reduction, "channels_last", "backward"), x,
+                                grad_out, gx, idx, _inverse(axes))
+    return gx if matched == idx.size else None
+
+
+def _gather_selection(kernel: Callable, x: np.ndarray, grad_out: np.ndarray, gx: np.ndarray,
+                      idx: np.ndarray, inv: list) -> int:
+    """Run a selection's channels-last ``backward`` kernel (it reads no forward result) into
+    ``gx``; returns how many of the indices it matched, each in the window of its output."""
+    hits = np.empty(x.shape[0] * x.shape[1] * x.shape[2], dtype=np.int64)  # (a task a row)
+    kernel(x, grad_out, grad_out, gx, idx, hits, *inv, gx.dtype.type(0))
+    return int(hits.sum())
 
 
 def param_grad(reduction: Reduction, x: np.ndarray, grad_out: np.ndarray,

@@ -1044,10 +1044,11 @@ def _stats(level: int, cf: bool) -> str:
     return stats_block(_x(cf), _x(cf, "b"), level)
 
 
-def _gather_signature(routed: bool) -> str:
+def _gather_signature(routed: bool, hits: bool = False) -> str:
     """``def kernel(...)`` of a gather backward (both layouts): routed gradients need the
-    indices, smooth ones the window tables, divisors and parameters."""
-    args = ["x", "y", "gy", "gx"] + (["idx"] if routed else [])
+    indices (and, with ``hits``, an array of the indices matched in each task), smooth ones
+    the window tables, divisors and parameters."""
+    args = ["x", "y", "gy", "gx"] + (["idx"] if routed else []) + (["hits"] if hits else [])
     args += ["ip0", "iw0", "ip1", "iw1", "ip2", "iw2"]
     if not routed:
         args += ["g0", "g1", "g2", "dk", "dv0", "dv1", "dv2", "override"]
@@ -1703,9 +1704,7 @@ def _cl_backward(red: Reduction) -> str:
     ``hits[row]``: all of them were gathered (each index lies in its window) if the counts
     add up to the number of outputs."""
     routed = red.kind == "selection"
-    src = _gather_signature(routed)
-    if routed:
-        src = src.replace("idx, ", "idx, hits, ")
+    src = _gather_signature(routed, hits=routed)
     src += _block(_cl_shapes("gy", ("x", "gx", "gy")), 1)
     src += _block("idf = idx.reshape(-1)" if routed else "yf = y.reshape(-1)", 1)
     if not routed:
