@@ -328,6 +328,11 @@ class Before:
         self.slots_address = slots.ctypes.data
 
 
+def _before_args(before: Before | None) -> tuple[int, int]:
+    """The ``before`` and ``before_slots`` arguments of :func:`_go` (0, 0: none)."""
+    return (0, 0) if before is None else (before.address, before.slots_address)
+
+
 @dataclass(frozen=True)
 class _Compiled:
     address: int
@@ -366,13 +371,7 @@ class Launcher:
         (:func:`drive_after`)."""
         kinds = tuple(kind(a) for a in args)
         slots = pack(kinds, args)
-        fn = self.compiled(kinds).address
-        if before is None:
-            failed = drive(fn, slots.ctypes.data, _threads())
-        else:
-            failed = drive_after(before.address, before.slots_address, fn,
-                                 slots.ctypes.data, _threads())
-        if failed:
+        if _go(self.compiled(kinds).address, slots, _threads(), *_before_args(before)):
             self.failed()
 
     def failed(self) -> None:
@@ -418,9 +417,7 @@ class Bound:
                 or any(a.dtype is not d for a, d in zip(arrays, self._dtypes))):
             self._launcher(*arrays, *self._fixed, before=before)
             return
-        failed = self._run(self._address, self._template, _threads(),
-                           0 if before is None else before.address,
-                           0 if before is None else before.slots_address,
+        failed = self._run(self._address, self._template, _threads(), *_before_args(before),
                            *arrays)
         if failed < 0:
             self._launcher(*arrays, *self._fixed, before=before)
