@@ -14,8 +14,8 @@ CASES = [  # (name, cf shape, options)
     ("max", (2, 5, 9, 11), dict(kernel_size=3, stride=2, padding=1)),  # overlapping windows
     ("max", (3, 4, 17), dict(kernel_size=3, stride=1, dilation=2, ceil_mode=True)),
     ("min", (2, 3, 4, 6, 5), dict(kernel_size=2, stride=1)),
-    ("max", (1, 2, 6, 7), dict(kernel_size=(3, 2))),
-    ("max", (3, 5, 8, 6), dict(kernel_size=2)),  # each element in one window (gathered, CL)
+    ("max", (1, 2, 6, 7), dict(kernel_size=(3, 2))),  # one sample: split into parts (CL)
+    ("max", (3, 5, 8, 6), dict(kernel_size=2)),  # each element in one window
     ("min", (2, 3, 4, 6, 4), dict(kernel_size=2)),
     ("adaptive_max", (2, 3, 9, 8), dict(output_size=(4, 3))),
     ("global_max", (2, 3, 5, 4), {}),
@@ -69,36 +69,45 @@ def test_indices_anywhere_in_the_plane_are_followed(layout):
                                _add_at(gy_cf, idx_cf, (6, 8)), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("outside", [False, True])
-def test_channels_last_windows_that_cover_the_input_gather(monkeypatch, outside):
-    """Channels last with each element in one window, the routed gradient is gathered
-    (cpu.gather_routed); an index outside its window but in the plane makes the gather
-    decline, and the scatter's result (the index followed) is returned."""
-    from numbapool.kernels import cpu
+@pytest.mark.parametrize("parts", [1, 2, 3, 7])
+def test_channels_last_route_split_into_parts(parts):
+    """Channels last, a sample's positions split between tasks (as with fewer samples than
+    threads): each index is added by the task that owns it, in output order, so the sums are
+    the reference's and the same bits for any number of parts; out-of-range indices are
+    counted once, not written."""
+    from numbapool.kernels import routing
 
-    gathered = []
-    real = cpu.gather_routed
-
-    def spy(*args):
-        gx = real(*args)
-        gathered.append(gx is not None)
-        return gx
-
-    monkeypatch.setattr(cpu, "gather_routed", spy)
     rng = np.random.default_rng(6)
-    x_cf = rng.standard_normal((2, 3, 6, 8))
-    x = from_channels_first(x_cf, "channels_last")
-    y, idx = numbapool.pool("max", x, 2, return_indices=True, layout="channels_last")
-    idx_cf = to_channels_first(idx, "channels_last").copy()
-    if outside:
-        idx_cf[1, 2, 0, 0] = 47  # (window (0, 0) reads 0, 1, 8 and 9)
-    gy_cf = rng.standard_normal(idx_cf.shape)
-    got = numbapool.pool_grad("max", x, from_channels_first(gy_cf, "channels_last"), 2,
-                              layout="channels_last",
-                              indices=from_channels_first(idx_cf, "channels_last"))
-    assert gathered == [not outside]
-    np.testing.assert_allclose(to_channels_first(got, "channels_last"),
-                               _add_at(gy_cf, idx_cf, (6, 8)), rtol=1e-12, atol=1e-12)
+    n, outs, plane, c = 2, 13, 11, 5
+    idx = rng.integers(0, plane, (n, outs, c))
+    idx[0, 3] = plane - 1  # a row in one part, and rows across all of them
+    idx[1, :, 2] = 4  # every output of one channel to one element
+    bad = idx.copy()
+    bad[1, 5, 1], bad[0, 0, 4], bad[0, 9, 0] = plane, -1, 2**40
+    bad[0, 3, 2] = plane + 3  # (the rest of its row in the last part)
+    gy = rng.standard_normal((n, outs, c)).astype(np.float32)
+    want = np.stack([_add_at(gy[a].T[None], idx[a].T[None], (plane,))[0].T for a in range(n)])
+    got = np.full((n, plane, c), np.nan, np.float32)
+    assert routing._route_cl(gy, idx, got, np.float32(0), parts) == 0
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    once = np.empty_like(got)
+    routing._route_cl(gy, idx, once, np.float32(0), 1)
+    np.testing.assert_array_equal(got, once)
+    assert routing._route_cl(gy, bad, got, np.float32(0), parts) == 4
+
+
+def test_channels_last_route_parts_share_the_threads():
+    """Fewer samples than would keep the threads evenly busy: each is split into parts, so
+    that the tasks share evenly; plenty of samples: a sample a task."""
+    import numba
+
+    from numbapool.kernels import routing
+
+    threads = numba.get_num_threads()
+    assert routing._parts(4 * threads) == 1
+    for samples in range(1, 2 * threads + 1):
+        parts = routing._parts(samples)
+        assert (samples * parts) % threads == 0 and parts <= threads
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])

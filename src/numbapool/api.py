@@ -706,23 +706,9 @@ def _index_array(indices: object, call: _Call) -> np.ndarray:
 
 def _route(call: _Call, gy: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """The gradient of a selection, ``gy`` routed by ``idx``, in the caller's layout (no
-    forward pass, no transposes: the indices are flat positions in each plane).  Channels
-    last, where each element is read by one window (2x2 windows of stride 2, say), each
-    element gathers what its window's indices route to it, on every thread
-    (:func:`numbapool.kernels.cpu.gather_routed`); scattering a sample a task measured
-    1.3 times slower for VGG's (32, 56, 56, 128) 2x2 max pool, and gathering slower than
-    scattering where windows overlap ((32, 112, 112, 64) 3x3 of stride 2: 10.1 against
-    9.5 ms; (1, 56, 56, 64): 121 against 88 us)."""
+    forward pass, no transposes: the indices are flat positions in each plane)."""
     x = call.x
     gy = np.ascontiguousarray(gy)
-    if (call.layout == call.kernel_layout == "channels_last" and x.size and idx.size
-            and isinstance(call.reduction, Selection)
-            and all(a.planes == 1 and a.exact_cover for a in call.axes)):
-        out5 = call.out5_shape()
-        gx = cpu.gather_routed(call.reduction, call.work, gy.reshape(out5), idx.reshape(out5),
-                               call.axes)
-        if gx is not None:
-            return gx.reshape(x.shape)
     n = x.shape[0]
     cf = call.layout == "channels_first"
     c = x.shape[1] if cf else x.shape[-1]

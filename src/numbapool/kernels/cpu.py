@@ -17,7 +17,7 @@ import numpy as np
 from .. import buffers
 from ..geometry import AxisWindows
 from ..reduction import Reduction, Sampling, Selection, Streaming, Weighted
-from . import transpose
+from . import routing, transpose
 from .codegen import get_kernel
 from .launch import Before
 from .params import for_kernel
@@ -33,8 +33,8 @@ from .templates import (
     row_fast_path,
 )
 
-__all__ = ["forward", "plan_forward", "ForwardPlan", "backward", "gather_routed", "param_grad",
-           "out_shape", "masked_channels_last", "SCATTER_MIN_PLANES"]
+__all__ = ["forward", "plan_forward", "ForwardPlan", "backward", "param_grad", "out_shape",
+           "masked_channels_last", "SCATTER_MIN_PLANES"]
 
 SCATTER_MIN_PLANES = 8
 """Channels-first backward scatters per (n, c) plane when there are at least this many planes
@@ -360,43 +360,22 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
     kernel = get_kernel(reduction, layout, "backward")
     if isinstance(reduction, (Selection, Sampling)):
         y, idx = forward(reduction, layout, x, axes, prm, with_indices=True, u=u)
-        if layout == "channels_last":  # (its own indices: all in their windows)
-            _gather_selection(kernel, x, grad_out, gx, idx, inv)
+        if layout == "channels_last" and not all(a.exact_cover for a in axes):
+            # where windows overlap, scattering by the indices was faster than gathering
+            # (/tmp/exp4/noidx2.py, pool_grad): (1, 56, 56, 64) 3x3/s2/p1 max 165-179 against
+            # 205-209 us, ResNet's stem (32, 112, 112, 64) 13.4-13.5 against 16.0-16.1 ms;
+            # where they cover the input it was mixed: VGG's (32, 56, 56, 128) 2x2 even,
+            # (4, 16, 56, 56, 64) 2x2x2 4.3-4.5 against 4.9-5.6 ms, (1, 56, 56, 64) 2x2 159 or
+            # 305-361 against 159-169 us
+            n, c = x.shape[0], x.shape[-1]
+            routing.route(grad_out.reshape(n, -1, c), idx.reshape(n, -1, c),
+                          gx.reshape(n, -1, c), layout)
         else:
             kernel(x, y, grad_out, gx, idx, *inv, zero)
     else:
         kernel(x, y, grad_out, gx, *inv, *_tables(tuple(axes)),
                *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
     return gx
-
-
-def gather_routed(reduction: Selection, x: np.ndarray, grad_out: np.ndarray,
-                  idx: np.ndarray, axes: Sequence[AxisWindows]) -> np.ndarray | None:
-    """The gradient of a channels-last selection given the indices of its outputs
-    (``idx``, int64, the shape of ``grad_out``), gathered: each element of ``x``'s shape
-    adds the output gradients of the windows that read it whose index names it, with the
-    parallel channels-last ``backward`` kernel (one task an input row, vectorised over
-    channels).  None if some index does not lie in its window (nor then in the plane's
-    elements that window reads): scattering (:func:`numbapool.kernels.routing.route`) then
-    gives what the indices say, which gathering cannot.
-
-    Scattering takes a sample a task, and adds each output's channels at addresses its
-    indices give; this reads every gradient and index once more per window that reads an
-    element, but from cache, and writes each element of ``gx`` once.  Windows shared by
-    the planes only (``axes``, three, each with one plane)."""
-    gx = buffers.empty(x.shape, grad_out.dtype)
-    matched = _gather_selection(get_kernel(reduction, "channels_last", "backward"), x,
-                                grad_out, gx, idx, _inverse(axes))
-    return gx if matched == idx.size else None
-
-
-def _gather_selection(kernel: Callable, x: np.ndarray, grad_out: np.ndarray, gx: np.ndarray,
-                      idx: np.ndarray, inv: list) -> int:
-    """Run a selection's channels-last ``backward`` kernel (it reads no forward result) into
-    ``gx``; returns how many of the indices it matched, each in the window of its output."""
-    hits = np.empty(x.shape[0] * x.shape[1] * x.shape[2], dtype=np.int64)  # (a task a row)
-    kernel(x, grad_out, grad_out, gx, idx, hits, *inv, gx.dtype.type(0))
-    return int(hits.sum())
 
 
 def param_grad(reduction: Reduction, x: np.ndarray, grad_out: np.ndarray,

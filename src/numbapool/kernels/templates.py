@@ -1044,11 +1044,10 @@ def _stats(level: int, cf: bool) -> str:
     return stats_block(_x(cf), _x(cf, "b"), level)
 
 
-def _gather_signature(routed: bool, hits: bool = False) -> str:
+def _gather_signature(routed: bool) -> str:
     """``def kernel(...)`` of a gather backward (both layouts): routed gradients need the
-    indices (and, with ``hits``, an array of the indices matched in each task), smooth ones
-    the window tables, divisors and parameters."""
-    args = ["x", "y", "gy", "gx"] + (["idx"] if routed else []) + (["hits"] if hits else [])
+    indices, smooth ones the window tables, divisors and parameters."""
+    args = ["x", "y", "gy", "gx"] + (["idx"] if routed else [])
     args += ["ip0", "iw0", "ip1", "iw1", "ip2", "iw2"]
     if not routed:
         args += ["g0", "g1", "g2", "dk", "dv0", "dv1", "dv2", "override"]
@@ -1700,11 +1699,9 @@ def _flat_cl(src: str) -> str:
 def _cl_backward(red: Reduction) -> str:
     """Channels last, one task per (n, i0, i1) input row; loops over C innermost through flat
     views with unsigned indices (no negative-index checks, so they vectorise).  A selection
-    gathers, at each element, the output gradients whose index names it, and counts them in
-    ``hits[row]``: all of them were gathered (each index lies in its window) if the counts
-    add up to the number of outputs."""
+    gathers, at each element, the output gradients whose index names it."""
     routed = red.kind == "selection"
-    src = _gather_signature(routed, hits=routed)
+    src = _gather_signature(routed)
     src += _block(_cl_shapes("gy", ("x", "gx", "gy")), 1)
     src += _block("idf = idx.reshape(-1)" if routed else "yf = y.reshape(-1)", 1)
     if not routed:
@@ -1718,7 +1715,6 @@ def _cl_backward(red: Reduction) -> str:
             t = r // S1
             i0 = t % S0
             n = t // S0
-            hit = 0
             for i2 in range(S2):
                 for ch in range(C):
                     g[ch] = zero
@@ -1737,9 +1733,7 @@ def _cl_backward(red: Reduction) -> str:
         src += _block("""
             for ch in range(C):
                 k = numba.uint64(ob + ch)
-                named = idf[k] == f
-                g[ch] += gyf[k] if named else zero
-                hit += numba.int64(named)
+                g[ch] += gyf[k] if idf[k] == f else zero
         """, L)
     else:
         src += _load(0, "o0", "0", L, "bt") + _load(1, "o1", "0", L, "bt")
@@ -1757,8 +1751,6 @@ def _cl_backward(red: Reduction) -> str:
         for ch in range(C):
             gxf[numba.uint64(xb + ch)] = g[ch]
     """, 3)
-    if routed:
-        src += _block("hits[r] = hit", 2)
     return src
 
 
