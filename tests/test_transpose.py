@@ -17,3 +17,17 @@ def test_round_trip(shape, dtype):
     first = transpose.to_channels_first(last)
     np.testing.assert_array_equal(first, a)
     assert first.flags.c_contiguous and first.dtype == a.dtype
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64, np.uint8])
+@pytest.mark.parametrize("shape", [(1, 16, 1, 1, 16), (2, 37, 1, 3, 335),
+                                   (1, 64, 1, 2, 2 * transpose.TILE), (3, 8, 1, 1, 9)])
+def test_blocks_through_registers(shape, dtype):
+    """Channels enough for whole vector blocks (16 4-byte or 8 8-byte elements), with
+    channels and positions left over at the edges; every element distinct, so that any
+    exchanged pair shows."""
+    a = np.arange(int(np.prod(shape))).astype(dtype).reshape(shape)  # (uint8: element-wise)
+    last = transpose.to_channels_last(a)
+    np.testing.assert_array_equal(last, np.moveaxis(a, 1, -1))
+    np.testing.assert_array_equal(transpose.to_channels_first(last), a)
+    np.testing.assert_array_equal(transpose.to_channels_first(np.moveaxis(a, 1, -1).copy()), a)

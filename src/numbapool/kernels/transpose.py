@@ -6,12 +6,22 @@ NumPy's ``ascontiguousarray(moveaxis(...))`` runs on one thread and strides thro
 channels-first calls are faster as a channels-last kernel between two of these.  Each task
 converts a tile of ``TILE`` positions for every channel of one sample, so both the rows it reads
 and the block it writes stay in cache.
+
+Arrays of 4- or 8-byte elements with at least a vector's worth of channels (16 or 8) move
+square blocks of a vector's width through registers (:func:`_block`): 16 vector loads, a
+network of shuffles, 16 vector stores.  Element by element, the strided side of the copy
+compiled to gathers or single loads and ran at 6-21 GB/s (read plus written) where the
+blocks run at 24-35 GB/s on large arrays; (4, 64, 50176) float32, where the channels' rows
+are 49 pages apart, went from 6 to 24 GB/s.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
 from .. import buffers
 
@@ -23,6 +33,115 @@ TILE_TO_FIRST = 64
 writes it contiguously; to channels-first, it reads ``TILE_TO_FIRST`` positions' channels
 contiguously and writes them to every channel's row (measured against the other loop order:
 (8, 3136, 64) float32 1.07 -> 0.75 ms, (64, 49, 2048) 9.6 -> 6.4 ms, (32, 12544, 64) equal)."""
+
+
+def _emit_block(builder: ir.IRBuilder, src, src_stride, dst, dst_stride, bits: int) -> None:
+    """IR that copies a square block of ``lanes = 512 / bits`` rows of ``lanes`` elements,
+    rows ``src_stride`` elements apart, to ``dst`` transposed (its rows ``dst_stride``
+    apart).  The rows are loaded as vectors and transposed by exchanging the off-diagonal
+    blocks of size ``s = 1, 2, 4, ...`` between rows ``i`` and ``i + s`` (two two-vector
+    shuffles a pair), then stored as vectors."""
+    lanes = 512 // bits
+    ity = ir.IntType(bits)
+    vptr = ir.VectorType(ity, lanes).as_pointer()
+    src = builder.bitcast(src, ity.as_pointer())
+    dst = builder.bitcast(dst, ity.as_pointer())
+
+    def row(base, stride, i):
+        at = builder.gep(base, [builder.mul(ir.Constant(stride.type, i), stride)])
+        return builder.bitcast(at, vptr)
+
+    rows = [builder.load(row(src, src_stride, i), align=bits // 8) for i in range(lanes)]
+    mask = ir.VectorType(ir.IntType(32), lanes)
+    s = 1
+    while s < lanes:
+        # rows i (i & s == 0) and i + s: lo keeps a's even s-blocks and takes b's even
+        # blocks into its odd ones; hi takes a's odd blocks and keeps b's odd ones
+        lo = ir.Constant(mask, [j if not j & s else lanes + j - s for j in range(lanes)])
+        hi = ir.Constant(mask, [j + s if not j & s else lanes + j for j in range(lanes)])
+        for i in range(lanes):
+            if not i & s:
+                a, b = rows[i], rows[i + s]
+                rows[i] = builder.shuffle_vector(a, b, lo)
+                rows[i + s] = builder.shuffle_vector(a, b, hi)
+        s *= 2
+    for i in range(lanes):
+        builder.store(rows[i], row(dst, dst_stride, i), align=bits // 8)
+
+
+@intrinsic
+def _block(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride):
+    """``dst[dst_at + j * dst_stride + i] = src[src_at + i * src_stride + j]`` for ``i, j``
+    below ``64 // itemsize``: 1-D arrays of one 4- or 8-byte element type, unchecked."""
+    if not (isinstance(src, types.Array) and isinstance(dst, types.Array)
+            and src.ndim == dst.ndim == 1):
+        return None
+    bits = src.dtype.bitwidth
+    if dst.dtype.bitwidth != bits or bits not in (32, 64):
+        return None
+    i64 = types.int64
+
+    def codegen(context, builder, signature, args):
+        def at(k):
+            data = context.make_array(signature.args[k])(context, builder, args[k]).data
+            return builder.gep(data, [args[k + 1]])
+
+        _emit_block(builder, at(0), args[2], at(3), args[5], bits)
+        return context.get_dummy_value()
+
+    return types.none(src, i64, i64, dst, i64, i64), codegen
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _first_to_last_blocks(a, out, tile):  # a (N, C, P) -> out (N, P, C), C >= lanes
+    n_samples, channels, positions = a.shape
+    lanes = 64 // a.itemsize
+    tiles = (positions + tile - 1) // tile
+    af = a.reshape(-1)
+    of = out.reshape(-1)
+    whole = channels - channels % lanes
+    for t in numba.prange(n_samples * tiles):
+        n = t // tiles
+        p0 = (t % tiles) * tile
+        p1 = min(p0 + tile, positions)
+        blocks = p1 - (p1 - p0) % lanes
+        base = n * channels * positions
+        for p in range(p0, blocks, lanes):
+            for c in range(0, whole, lanes):
+                _block(af, base + c * positions + p, positions, of, base + p * channels + c,
+                       channels)
+        for p in range(p0, p1):  # what the blocks leave: channels >= whole, positions >= blocks
+            ob = numba.uint64(base + p * channels)
+            for c in range(whole if p < blocks else 0, channels):
+                of[ob + numba.uint64(c)] = af[numba.uint64(base + c * positions + p)]
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _last_to_first_blocks(a, out, tile):  # a (N, P, C) -> out (N, C, P), C >= lanes
+    n_samples, positions, channels = a.shape
+    lanes = 64 // a.itemsize
+    tiles = (positions + tile - 1) // tile
+    af = a.reshape(-1)
+    of = out.reshape(-1)
+    whole = channels - channels % lanes
+    for t in numba.prange(n_samples * tiles):
+        n = t // tiles
+        p0 = (t % tiles) * tile
+        p1 = min(p0 + tile, positions)
+        blocks = p1 - (p1 - p0) % lanes
+        base = n * channels * positions
+        for p in range(p0, blocks, lanes):
+            for c in range(0, whole, lanes):
+                _block(af, base + p * channels + c, channels, of, base + c * positions + p,
+                       positions)
+        for p in range(p0, p1):
+            ib = numba.uint64(base + p * channels)
+            for c in range(whole if p < blocks else 0, channels):
+                of[numba.uint64(base + c * positions + p)] = af[ib + numba.uint64(c)]
+
+
+def _by_blocks(a: np.ndarray, channels: int) -> bool:
+    return a.dtype.itemsize in (4, 8) and channels >= 64 // a.dtype.itemsize
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -64,7 +183,8 @@ def to_channels_last(a: np.ndarray) -> np.ndarray:
     n, c = a.shape[:2]
     out = buffers.empty((n, *a.shape[2:], c), a.dtype)
     if out.size:
-        _first_to_last(a.reshape(n, c, -1), out.reshape(n, -1, c), TILE)
+        kernel = _first_to_last_blocks if _by_blocks(a, c) else _first_to_last
+        kernel(a.reshape(n, c, -1), out.reshape(n, -1, c), TILE)
     return out
 
 
@@ -74,5 +194,8 @@ def to_channels_first(a: np.ndarray) -> np.ndarray:
     n, c = a.shape[0], a.shape[-1]
     out = buffers.empty((n, c, *a.shape[1:-1]), a.dtype)
     if out.size:
-        _last_to_first(a.reshape(n, -1, c), out.reshape(n, c, -1), TILE_TO_FIRST)
+        if _by_blocks(a, c):
+            _last_to_first_blocks(a.reshape(n, -1, c), out.reshape(n, c, -1), TILE)
+        else:
+            _last_to_first(a.reshape(n, -1, c), out.reshape(n, c, -1), TILE_TO_FIRST)
     return out
