@@ -335,3 +335,43 @@ def test_threads_share_a_redrawn_call():
                           [s % 6 for s in range(60)]))
     for s, y in got:
         np.testing.assert_array_equal(y, want[s])
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_repeated_routed_gradient(monkeypatch, layout):
+    """pool_grad(..., indices=) called again with the same arguments routes straight away
+    (no planning), with the same results as the reference each time; a gradient or indices
+    it cannot take as they are (another dtype, strides, shape, type) go through the checks,
+    and indices out of range still raise."""
+    from numbapool import api
+    from reference import from_channels_first, ref_pool_grad
+
+    monkeypatch.setattr(api, "_KNOWN_ROUTES", {})
+    planned = []
+    real = api._plan_call
+    monkeypatch.setattr(api, "_plan_call", lambda *a: planned.append(1) or real(*a))
+    rng = np.random.default_rng(12)
+    kw = dict(kernel_size=3, stride=2, padding=1, layout=layout)
+    x = np.ascontiguousarray(
+        from_channels_first(rng.standard_normal((2, 3, 9, 8)).astype(np.float32), layout))
+    y, idx = numbapool.pool("max", x, return_indices=True, **kw)
+    want = ref_pool_grad("max", x, np.ones_like(y), **kw)
+    for _ in range(3):
+        gy = rng.standard_normal(y.shape).astype(np.float32)
+        got = numbapool.pool_grad("max", x, gy, indices=idx, **kw)
+        assert got.dtype == np.float32 and got.shape == x.shape
+        np.testing.assert_allclose(got, ref_pool_grad("max", x, gy, **kw), rtol=1e-6)
+    assert len(planned) == 2  # (the forward and the first gradient)
+    for gy, ix in [(np.ones(y.shape), idx), (np.ones_like(y), idx.astype(np.int32)),
+                   (np.asfortranarray(np.ones_like(y)), idx), (np.ones_like(y).tolist(), idx)]:
+        np.testing.assert_allclose(numbapool.pool_grad("max", x, gy, indices=ix, **kw), want,
+                                   rtol=1e-6)
+    assert len(planned) == 6
+    with pytest.raises(ValueError, match="grad_output must have shape"):
+        numbapool.pool_grad("max", x, np.ones_like(y)[:1], indices=idx, **kw)
+    bad = idx.copy()
+    bad.flat[5] = 10**6
+    with pytest.raises(ValueError, match="indices"):
+        numbapool.pool_grad("max", x, np.ones_like(y), indices=bad, **kw)
+    with pytest.raises(ValueError, match=r"indices must have shape"):
+        numbapool.pool_grad("max", x, np.ones_like(y), indices=idx[:1], **kw)

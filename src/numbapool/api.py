@@ -611,6 +611,13 @@ divisor_override, output_size, keepdims, **params
                    ceil_mode=ceil_mode, layout=layout, count_include_pad=count_include_pad,
                    divisor_override=divisor_override, return_indices=False,
                    output_size=output_size, keepdims=keepdims)
+    key = None
+    if indices is not None and target is None and return_param_grads is False:
+        key = _call_key(name, x, options, params)
+        known = _KNOWN_ROUTES.get(key) if key is not None else None
+        if (known is not None and REGISTRY.get(name) is known.pooler
+                and known.takes(grad_output, indices)):
+            return known.run(grad_output, indices)
     want_pg = check_bool(return_param_grads, "return_param_grads")
     variants = ("backward", "param_grad") if want_pg else ("backward",)
     where = targets.choose(target, x, grad_output, has_grad=True)
@@ -636,6 +643,10 @@ divisor_override, output_size, keepdims, **params
         gx = call.to_caller(gx, call.x.shape)
     elif indices is not None:
         gx = _route(call, _grad_array(grad_output, call), _index_array(indices, call))
+        if key is not None:
+            if len(_KNOWN_ROUTES) >= _KNOWN_MAX:
+                _KNOWN_ROUTES.pop(next(iter(_KNOWN_ROUTES)))
+            _KNOWN_ROUTES[key] = _Routing.of(call)
         gy = check_grad_output(grad_output, call) if want_pg else None
     else:
         gy = check_grad_output(grad_output, call)
@@ -704,22 +715,59 @@ def _index_array(indices: object, call: _Call) -> np.ndarray:
     return np.ascontiguousarray(idx, dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class _Routing:
+    """How the gradient of a selection is routed by its indices on the CPU (no data): the
+    plane-by-plane shapes :func:`numbapool.kernels.routing.route` takes."""
+
+    pooler: Pooler
+    layout: str
+    result_shape: tuple[int, ...]  # (of grad_output and the indices)
+    by_plane: tuple[int, ...]  # (N*C, O) channels first, (N, O, C) channels last
+    gx_shape: tuple[int, ...]  # (N*C, S) or (N, S, C)
+    x_shape: tuple[int, ...]
+    x_dtype: np.dtype
+    gy_dtype: np.dtype  # (the accumulator's)
+
+    @classmethod
+    def of(cls, call: _Call) -> _Routing:
+        x = call.x
+        n = x.shape[0]
+        c = call.channels()
+        plane = math.prod(x.shape[2:] if call.layout == "channels_first" else x.shape[1:-1])
+        outs = math.prod(call.result_shape()) // max(1, n * c)
+        if call.layout == "channels_first":
+            by_plane, gx_shape = (n * c, outs), (n * c, plane)
+        else:
+            by_plane, gx_shape = (n, outs, c), (n, plane, c)
+        return cls(call.pooler, call.layout, call.result_shape(), by_plane, gx_shape, x.shape,
+                   x.dtype, np.dtype(call.reduction.acc_dtype(call.work.dtype)))
+
+    def run(self, gy: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """``gy`` (the accumulator dtype) routed by ``idx`` (int64), both contiguous, of the
+        result's shape; the gradient in ``x``'s shape and dtype."""
+        gx = buffers.empty(self.gx_shape, gy.dtype)
+        bad = routing.route(gy.reshape(self.by_plane), idx.reshape(self.by_plane), gx,
+                            self.layout)
+        if bad:
+            raise indices_out_of_range(bad, self.gx_shape[1])
+        return gx.reshape(self.x_shape).astype(self.x_dtype, copy=False)
+
+    def takes(self, gy: object, idx: object) -> bool:
+        """Whether ``gy`` and ``idx`` can be routed as they are, unchecked: C-contiguous
+        arrays of the result's shape, the accumulator dtype and int64."""
+        return (type(gy) is np.ndarray and type(idx) is np.ndarray
+                and gy.shape == self.result_shape and idx.shape == self.result_shape
+                and gy.dtype == self.gy_dtype and idx.dtype == np.int64
+                and gy.flags.c_contiguous and idx.flags.c_contiguous)
+
+
+# Routed gradients already planned, by their call's arguments (see _call_key): a training
+# loop's repeated pool_grad(..., indices=) skips argument checking and geometry.
+_KNOWN_ROUTES: dict[tuple, _Routing] = {}
+
+
 def _route(call: _Call, gy: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """The gradient of a selection, ``gy`` routed by ``idx``, in the caller's layout (no
-    forward pass, no transposes: the indices are flat positions in each plane)."""
-    x = call.x
-    gy = np.ascontiguousarray(gy)
-    n = x.shape[0]
-    cf = call.layout == "channels_first"
-    c = x.shape[1] if cf else x.shape[-1]
-    plane = math.prod(x.shape[2:] if cf else x.shape[1:-1])
-    outs = idx.size // max(1, n * c)
-    if cf:
-        shapes = ((n * c, outs), (n * c, plane))
-    else:
-        shapes = ((n, outs, c), (n, plane, c))
-    gx = buffers.empty(shapes[1], gy.dtype)
-    bad = routing.route(gy.reshape(shapes[0]), idx.reshape(shapes[0]), gx, call.layout)
-    if bad:
-        raise indices_out_of_range(bad, plane)
-    return gx.reshape(x.shape)
+    """The gradient of a selection, ``gy`` routed by ``idx``, in the caller's layout and
+    dtype (no forward pass, no transposes: the indices are flat positions in each plane)."""
+    return _Routing.of(call).run(np.ascontiguousarray(gy), idx)
