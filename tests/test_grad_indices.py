@@ -97,17 +97,20 @@ def test_channels_last_route_split_into_parts(parts):
 
 
 def test_channels_last_route_parts_share_the_threads():
-    """Fewer samples than would keep the threads evenly busy: each is split into parts, so
-    that the tasks share evenly; plenty of samples: a sample a task."""
+    """Too few samples to keep the threads busy: each is split into parts, so that every
+    thread has a task and the tasks share evenly; never more than ceil(2 threads / samples)
+    parts (each reads its sample's indices); one where samples are plenty."""
     import numba
 
     from numbapool.kernels import routing
 
     threads = numba.get_num_threads()
-    assert routing._parts(4 * threads) == 1
-    for samples in range(1, 2 * threads + 1):
+    assert routing._parts(1) == threads
+    for samples in range(1, 4 * threads + 1):
         parts = routing._parts(samples)
-        assert (samples * parts) % threads == 0 and parts <= threads
+        assert 1 <= parts <= -(-2 * threads // samples)
+        assert samples * parts >= threads or samples >= threads
+    assert routing._parts(2 * threads) == routing._parts(8 * threads + 1) == 1
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
@@ -201,3 +204,15 @@ def test_channels_first_indices_through_channels_last(name, opts, monkeypatch):
                                                   return_indices=True)
         np.testing.assert_array_equal(idx, tidx.numpy())
 
+
+
+@pytest.mark.parametrize("shape", [(0, 6, 6, 3), (2, 6, 6, 0)])
+def test_channels_last_empty_gradients(shape):
+    """No samples or no channels, channels last over overlapping windows (where the gradient
+    without indices is routed by the forward's): empty gradients of x's shape."""
+    x = np.zeros(shape, np.float32)
+    kw = dict(kernel_size=3, stride=2, padding=1, layout="channels_last")
+    y, idx = numbapool.pool("max", x, return_indices=True, **kw)
+    for got in (numbapool.pool_grad("max", x, np.ones_like(y), **kw),
+                numbapool.pool_grad("max", x, np.ones_like(y), indices=idx, **kw)):
+        assert got.shape == shape and got.dtype == np.float32

@@ -31,3 +31,27 @@ def test_blocks_through_registers(shape, dtype):
     np.testing.assert_array_equal(last, np.moveaxis(a, 1, -1))
     np.testing.assert_array_equal(transpose.to_channels_first(last), a)
     np.testing.assert_array_equal(transpose.to_channels_first(np.moveaxis(a, 1, -1).copy()), a)
+
+
+@pytest.mark.parametrize("vector_bytes", [32, 64])
+@pytest.mark.parametrize("dtype", [np.float32, np.int64])
+def test_block_for_either_vector_width(monkeypatch, vector_bytes, dtype):
+    """The register block itself, compiled afresh for 256- and 512-bit vectors (the kernels
+    use the host's): a block of a strided source lands transposed in a strided
+    destination, and nothing around it is written."""
+    import numba
+
+    monkeypatch.setattr(transpose, "VECTOR_BYTES", vector_bytes)
+    lanes = vector_bytes // np.dtype(dtype).itemsize
+
+    @numba.njit(cache=False)
+    def block(src, src_at, src_stride, dst, dst_at, dst_stride):
+        transpose._block(src, src_at, src_stride, dst, dst_at, dst_stride)
+
+    src = np.arange(3 * lanes * (lanes + 5)).astype(dtype)
+    dst = np.full(3 * lanes * (lanes + 7), -1).astype(dtype)
+    block(src, 2, lanes + 5, dst, 3, lanes + 7)
+    want = np.full_like(dst, -1)
+    rows = src[2:2 + lanes * (lanes + 5)].reshape(lanes, lanes + 5)[:, :lanes]
+    want[3:3 + lanes * (lanes + 7)].reshape(lanes, lanes + 7)[:, :lanes] = rows.T
+    np.testing.assert_array_equal(dst, want)

@@ -642,11 +642,13 @@ divisor_override, output_size, keepdims, **params
                               indices=idx)
         gx = call.to_caller(gx, call.x.shape)
     elif indices is not None:
-        gx = _route(call, _grad_array(grad_output, call), _index_array(indices, call))
-        if key is not None:
+        routed = _Routing.of(call)  # (no forward pass: the indices are flat plane positions)
+        gx = routed.run(np.ascontiguousarray(_grad_array(grad_output, call)),
+                        _index_array(indices, call))
+        if key is not None and key not in _KNOWN_ROUTES:
             if len(_KNOWN_ROUTES) >= _KNOWN_MAX:
-                _KNOWN_ROUTES.pop(next(iter(_KNOWN_ROUTES)))
-            _KNOWN_ROUTES[key] = _Routing.of(call)
+                _KNOWN_ROUTES.pop(next(iter(_KNOWN_ROUTES)), None)
+            _KNOWN_ROUTES[key] = routed
         gy = check_grad_output(grad_output, call) if want_pg else None
     else:
         gy = check_grad_output(grad_output, call)
@@ -766,8 +768,3 @@ class _Routing:
 # loop's repeated pool_grad(..., indices=) skips argument checking and geometry.
 _KNOWN_ROUTES: dict[tuple, _Routing] = {}
 
-
-def _route(call: _Call, gy: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """The gradient of a selection, ``gy`` routed by ``idx``, in the caller's layout and
-    dtype (no forward pass, no transposes: the indices are flat positions in each plane)."""
-    return _Routing.of(call).run(np.ascontiguousarray(gy), idx)

@@ -368,8 +368,9 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
             # (4, 16, 56, 56, 64) 2x2x2 4.3-4.5 against 4.9-5.6 ms, (1, 56, 56, 64) 2x2 159 or
             # 305-361 against 159-169 us
             n, c = x.shape[0], x.shape[-1]
-            routing.route(grad_out.reshape(n, -1, c), idx.reshape(n, -1, c),
-                          gx.reshape(n, -1, c), layout)
+            outs, plane = math.prod(grad_out.shape[1:4]), math.prod(x.shape[1:4])
+            routing.route(grad_out.reshape(n, outs, c), idx.reshape(n, outs, c),
+                          gx.reshape(n, plane, c), layout)
         else:
             kernel(x, y, grad_out, gx, idx, *inv, zero)
     else:

@@ -8,12 +8,12 @@ reduction, so one kernel per layout serves them all.
 Each task owns a part of ``gx``, zeroes it and adds into it in output order: no races, no
 atomics, and sums where windows overlap that do not depend on the number of threads.
 Channels first a task is a plane.  Channels last a task is a sample, whose rows of channels
-are contiguous, or, with fewer samples than threads (:func:`_parts`), a range of a sample's
-positions: each such task reads all of the sample's indices and adds those that name its
-positions.  (Splitting a channels-last sample's channels between threads was measured 2-4x
-slower: each thread then streams through every cache line pair of the sample.)  An index
-outside the plane is counted, not written, and the count is returned so that the caller can
-raise.
+are contiguous, or, with too few samples to share the threads (:func:`_parts`), a range of
+a sample's positions: each such task reads all of the sample's indices and adds those that
+name its positions.  (Splitting a channels-last sample's channels between threads was
+measured 2-4x slower: each thread then streams through every cache line pair of the
+sample.)  An index outside the plane is counted, not written, and the count is returned so
+that the caller can raise.
 """
 
 from __future__ import annotations
@@ -95,12 +95,12 @@ def _route_cl(gy, idx, gx, zero, parts):  # gy, idx: (N, O, C); gx: (N, S, C)
 
 
 def _parts(samples: int) -> int:
-    """Tasks per channels-last sample: one, unless there are too few samples to keep every
-    thread busy; then enough that the tasks share evenly between the threads."""
+    """Tasks per channels-last sample: one where the samples keep every thread busy (at
+    least twice as many); otherwise enough that the tasks share evenly between the threads,
+    but at most ``ceil(2 threads / samples)``, since every part reads all of its sample's
+    indices."""
     threads = numba.get_num_threads()
-    if samples >= 4 * threads:
-        return 1
-    return threads // math.gcd(samples, threads)
+    return max(1, min(threads // math.gcd(samples, threads), -(-2 * threads // samples)))
 
 
 def route(gy: np.ndarray, idx: np.ndarray, gx: np.ndarray, layout: str) -> int:

@@ -7,23 +7,32 @@ channels-first calls are faster as a channels-last kernel between two of these. 
 converts a tile of ``TILE`` positions for every channel of one sample, so both the rows it reads
 and the block it writes stay in cache.
 
-Arrays of 4- or 8-byte elements with at least a vector's worth of channels (16 or 8) move
-square blocks of a vector's width through registers (:func:`_block`): 16 vector loads, a
-network of shuffles, 16 vector stores.  Element by element, the strided side of the copy
-compiled to gathers or single loads and ran at 6-21 GB/s (read plus written) where the
-blocks run at 24-35 GB/s on large arrays; (4, 64, 50176) float32, where the channels' rows
-are 49 pages apart, went from 6 to 24 GB/s.
+Arrays of 4- or 8-byte elements with at least a vector's worth of channels (16 or 8 with
+AVX-512, half that with 256-bit vectors) move square blocks of a vector's width through
+registers (:func:`_block`): a vector load per row, a network of shuffles, a vector store per
+column.  Element by element, the strided side of the copy compiled to gathers or single
+loads and ran at 6-21 GB/s (read plus written) where the blocks run at 24-35 GB/s on large
+arrays; (4, 64, 50176) float32, where the channels' rows are 49 pages apart, went from 6 to
+24 GB/s.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
 from .. import buffers
+
+try:
+    VECTOR_BYTES = 64 if llvm.get_host_cpu_features().get("avx512f", False) else 32
+except RuntimeError:  # (not known on this platform)
+    VECTOR_BYTES = 32
+"""The width of the blocks' vectors: a block has as many rows as a vector has elements (a
+512-bit block on a machine with 256-bit vectors would not fit its 16 registers)."""
 
 __all__ = ["TILE", "TILE_TO_FIRST", "to_channels_last", "to_channels_first"]
 
@@ -36,12 +45,13 @@ contiguously and writes them to every channel's row (measured against the other 
 
 
 def _emit_block(builder: ir.IRBuilder, src, src_stride, dst, dst_stride, bits: int) -> None:
-    """IR that copies a square block of ``lanes = 512 / bits`` rows of ``lanes`` elements,
+    """IR that copies a square block of ``lanes = 8 VECTOR_BYTES / bits`` rows of ``lanes``
+    elements,
     rows ``src_stride`` elements apart, to ``dst`` transposed (its rows ``dst_stride``
     apart).  The rows are loaded as vectors and transposed by exchanging the off-diagonal
     blocks of size ``s = 1, 2, 4, ...`` between rows ``i`` and ``i + s`` (two two-vector
     shuffles a pair), then stored as vectors."""
-    lanes = 512 // bits
+    lanes = 8 * VECTOR_BYTES // bits
     ity = ir.IntType(bits)
     vptr = ir.VectorType(ity, lanes).as_pointer()
     src = builder.bitcast(src, ity.as_pointer())
@@ -72,7 +82,8 @@ def _emit_block(builder: ir.IRBuilder, src, src_stride, dst, dst_stride, bits: i
 @intrinsic
 def _block(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride):
     """``dst[dst_at + j * dst_stride + i] = src[src_at + i * src_stride + j]`` for ``i, j``
-    below ``64 // itemsize``: 1-D arrays of one 4- or 8-byte element type, unchecked."""
+    below ``VECTOR_BYTES // itemsize``: 1-D arrays of one 4- or 8-byte element type,
+    unchecked."""
     if not (isinstance(src, types.Array) and isinstance(dst, types.Array)
             and src.ndim == dst.ndim == 1):
         return None
@@ -95,7 +106,7 @@ def _block(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride):
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _first_to_last_blocks(a, out, tile):  # a (N, C, P) -> out (N, P, C), C >= lanes
     n_samples, channels, positions = a.shape
-    lanes = 64 // a.itemsize
+    lanes = VECTOR_BYTES // a.itemsize
     tiles = (positions + tile - 1) // tile
     af = a.reshape(-1)
     of = out.reshape(-1)
@@ -119,7 +130,7 @@ def _first_to_last_blocks(a, out, tile):  # a (N, C, P) -> out (N, P, C), C >= l
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _last_to_first_blocks(a, out, tile):  # a (N, P, C) -> out (N, C, P), C >= lanes
     n_samples, positions, channels = a.shape
-    lanes = 64 // a.itemsize
+    lanes = VECTOR_BYTES // a.itemsize
     tiles = (positions + tile - 1) // tile
     af = a.reshape(-1)
     of = out.reshape(-1)
@@ -141,7 +152,7 @@ def _last_to_first_blocks(a, out, tile):  # a (N, P, C) -> out (N, C, P), C >= l
 
 
 def _by_blocks(a: np.ndarray, channels: int) -> bool:
-    return a.dtype.itemsize in (4, 8) and channels >= 64 // a.dtype.itemsize
+    return a.dtype.itemsize in (4, 8) and channels >= VECTOR_BYTES // a.dtype.itemsize
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -195,7 +206,7 @@ def to_channels_first(a: np.ndarray) -> np.ndarray:
     out = buffers.empty((n, c, *a.shape[1:-1]), a.dtype)
     if out.size:
         if _by_blocks(a, c):
-            _last_to_first_blocks(a.reshape(n, -1, c), out.reshape(n, c, -1), TILE)
+            _last_to_first_blocks(a.reshape(n, -1, c), out.reshape(n, c, -1), TILE_TO_FIRST)
         else:
             _last_to_first(a.reshape(n, -1, c), out.reshape(n, c, -1), TILE_TO_FIRST)
     return out
