@@ -104,12 +104,11 @@ def _block(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _first_to_last_blocks(a, out, tile):  # a (N, C, P) -> out (N, P, C), C >= lanes
-    n_samples, channels, positions = a.shape
-    lanes = VECTOR_BYTES // a.itemsize
+def _blocks(af, of, n_samples, channels, positions, tile, to_last):
+    """``af`` (flat ``(N, C, P)`` if ``to_last``, else ``(N, P, C)``) into ``of`` (flat, the
+    other layout), by register blocks; ``channels`` at least a vector's worth."""
+    lanes = VECTOR_BYTES // af.itemsize
     tiles = (positions + tile - 1) // tile
-    af = a.reshape(-1)
-    of = out.reshape(-1)
     whole = channels - channels % lanes
     for t in numba.prange(n_samples * tiles):
         n = t // tiles
@@ -119,36 +118,20 @@ def _first_to_last_blocks(a, out, tile):  # a (N, C, P) -> out (N, P, C), C >= l
         base = n * channels * positions
         for p in range(p0, blocks, lanes):
             for c in range(0, whole, lanes):
-                _block(af, base + c * positions + p, positions, of, base + p * channels + c,
-                       channels)
+                first = base + c * positions + p  # (the block's corner, channels first)
+                last = base + p * channels + c
+                if to_last:
+                    _block(af, first, positions, of, last, channels)
+                else:
+                    _block(af, last, channels, of, first, positions)
         for p in range(p0, p1):  # what the blocks leave: channels >= whole, positions >= blocks
-            ob = numba.uint64(base + p * channels)
             for c in range(whole if p < blocks else 0, channels):
-                of[ob + numba.uint64(c)] = af[numba.uint64(base + c * positions + p)]
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _last_to_first_blocks(a, out, tile):  # a (N, P, C) -> out (N, C, P), C >= lanes
-    n_samples, positions, channels = a.shape
-    lanes = VECTOR_BYTES // a.itemsize
-    tiles = (positions + tile - 1) // tile
-    af = a.reshape(-1)
-    of = out.reshape(-1)
-    whole = channels - channels % lanes
-    for t in numba.prange(n_samples * tiles):
-        n = t // tiles
-        p0 = (t % tiles) * tile
-        p1 = min(p0 + tile, positions)
-        blocks = p1 - (p1 - p0) % lanes
-        base = n * channels * positions
-        for p in range(p0, blocks, lanes):
-            for c in range(0, whole, lanes):
-                _block(af, base + p * channels + c, channels, of, base + c * positions + p,
-                       positions)
-        for p in range(p0, p1):
-            ib = numba.uint64(base + p * channels)
-            for c in range(whole if p < blocks else 0, channels):
-                of[numba.uint64(base + c * positions + p)] = af[ib + numba.uint64(c)]
+                first = numba.uint64(base + c * positions + p)
+                last = numba.uint64(base + p * channels + c)
+                if to_last:
+                    of[last] = af[first]
+                else:
+                    of[first] = af[last]
 
 
 def _by_blocks(a: np.ndarray, channels: int) -> bool:
@@ -194,8 +177,10 @@ def to_channels_last(a: np.ndarray) -> np.ndarray:
     n, c = a.shape[:2]
     out = buffers.empty((n, *a.shape[2:], c), a.dtype)
     if out.size:
-        kernel = _first_to_last_blocks if _by_blocks(a, c) else _first_to_last
-        kernel(a.reshape(n, c, -1), out.reshape(n, -1, c), TILE)
+        if _by_blocks(a, c):
+            _blocks(a.reshape(-1), out.reshape(-1), n, c, out.size // (n * c), TILE, True)
+        else:
+            _first_to_last(a.reshape(n, c, -1), out.reshape(n, -1, c), TILE)
     return out
 
 
@@ -206,7 +191,8 @@ def to_channels_first(a: np.ndarray) -> np.ndarray:
     out = buffers.empty((n, c, *a.shape[1:-1]), a.dtype)
     if out.size:
         if _by_blocks(a, c):
-            _last_to_first_blocks(a.reshape(n, -1, c), out.reshape(n, c, -1), TILE_TO_FIRST)
+            _blocks(a.reshape(-1), out.reshape(-1), n, c, out.size // (n * c), TILE_TO_FIRST,
+                    False)
         else:
             _last_to_first(a.reshape(n, -1, c), out.reshape(n, c, -1), TILE_TO_FIRST)
     return out
