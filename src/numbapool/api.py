@@ -554,10 +554,13 @@ def _call_key(name: object, x: object, options: dict, params: dict) -> tuple | N
     return key
 
 
-def _remember(key: tuple, known: _KnownCall) -> None:
-    if len(_KNOWN_CALLS) >= _KNOWN_MAX:
-        _KNOWN_CALLS.pop(next(iter(_KNOWN_CALLS)))
-    _KNOWN_CALLS[key] = known
+def _remember(key: tuple, known: Any, cache: dict | None = None) -> None:
+    """Keep ``known`` under ``key`` in ``cache`` (:data:`_KNOWN_CALLS` unless given),
+    forgetting the oldest entry when it holds :data:`_KNOWN_MAX`."""
+    cache = _KNOWN_CALLS if cache is None else cache
+    if len(cache) >= _KNOWN_MAX:
+        cache.pop(next(iter(cache)), None)
+    cache[key] = known
 
 
 def pool_grad(name: str, x: Any, grad_output: Any,
@@ -646,9 +649,7 @@ divisor_override, output_size, keepdims, **params
         gx = routed.run(np.ascontiguousarray(_grad_array(grad_output, call)),
                         _index_array(indices, call))
         if key is not None and key not in _KNOWN_ROUTES:
-            if len(_KNOWN_ROUTES) >= _KNOWN_MAX:
-                _KNOWN_ROUTES.pop(next(iter(_KNOWN_ROUTES)), None)
-            _KNOWN_ROUTES[key] = routed
+            _remember(key, routed, _KNOWN_ROUTES)
         gy = check_grad_output(grad_output, call) if want_pg else None
     else:
         gy = check_grad_output(grad_output, call)
@@ -737,12 +738,13 @@ class _Routing:
         n = x.shape[0]
         c = call.channels()
         plane = math.prod(x.shape[2:] if call.layout == "channels_first" else x.shape[1:-1])
-        outs = math.prod(call.result_shape()) // max(1, n * c)
+        result = call.result_shape()
+        outs = math.prod(result) // max(1, n * c)
         if call.layout == "channels_first":
             by_plane, gx_shape = (n * c, outs), (n * c, plane)
         else:
             by_plane, gx_shape = (n, outs, c), (n, plane, c)
-        return cls(call.pooler, call.layout, call.result_shape(), by_plane, gx_shape, x.shape,
+        return cls(call.pooler, call.layout, result, by_plane, gx_shape, x.shape,
                    x.dtype, np.dtype(call.reduction.acc_dtype(call.work.dtype)))
 
     def run(self, gy: np.ndarray, idx: np.ndarray) -> np.ndarray:

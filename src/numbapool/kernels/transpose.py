@@ -46,11 +46,10 @@ contiguously and writes them to every channel's row (measured against the other 
 
 def _emit_block(builder: ir.IRBuilder, src, src_stride, dst, dst_stride, bits: int) -> None:
     """IR that copies a square block of ``lanes = 8 VECTOR_BYTES / bits`` rows of ``lanes``
-    elements,
-    rows ``src_stride`` elements apart, to ``dst`` transposed (its rows ``dst_stride``
-    apart).  The rows are loaded as vectors and transposed by exchanging the off-diagonal
-    blocks of size ``s = 1, 2, 4, ...`` between rows ``i`` and ``i + s`` (two two-vector
-    shuffles a pair), then stored as vectors."""
+    elements, rows ``src_stride`` elements apart, to ``dst`` transposed (its rows
+    ``dst_stride`` apart).  The rows are loaded as vectors and transposed by exchanging the
+    off-diagonal blocks of size ``s = 1, 2, 4, ...`` between rows ``i`` and ``i + s`` (two
+    two-vector shuffles a pair), then stored as vectors."""
     lanes = 8 * VECTOR_BYTES // bits
     ity = ir.IntType(bits)
     vptr = ir.VectorType(ity, lanes).as_pointer()
