@@ -87,9 +87,9 @@ MAX = Selection("max", better=max_better)
 MIN = Selection("min", better=min_better)
 SUM = Streaming("sum", init=sum_init, take=sum_take, finish=sum_finish, grad=sum_grad,
                 integer_result="keep", grad_uses_acc=False, grad_uses_output=False,
-                grad_uses_input=False, merge=sum_merge, uses_tap=False)
+                grad_uses_input=False, merge=sum_merge, uses_tap=False, branchless=True)
 AVG = Streaming("avg", init=sum_init, take=sum_take, finish=avg_finish, grad=avg_grad,
                 uses_divisor=True, grad_uses_acc=False, grad_uses_output=False,
-                grad_uses_input=False, merge=sum_merge, uses_tap=False)
+                grad_uses_input=False, merge=sum_merge, uses_tap=False, branchless=True)
 LP = Streaming("lp", init=lp_init, take=lp_take, finish=lp_finish, grad=lp_grad,
                grad_uses_acc=False, merge=sum_merge, uses_tap=False)

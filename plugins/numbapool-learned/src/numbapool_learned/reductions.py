@@ -102,7 +102,7 @@ def gem3_grad(v, tap, y, acc, div, prm):
 GEM_CUBE = Streaming("gem_cube", init=gem3_init, take=gem3_take, finish=gem3_finish,
                      grad=gem3_grad, param_grad=gem_param_grad,
                      param_grad_window=gem_param_grad_window, uses_divisor=True,
-                     grad_uses_acc=False, merge=gem_merge, uses_tap=False)
+                     grad_uses_acc=False, merge=gem_merge, uses_tap=False, branchless=True)
 
 
 # mixed: prm = [alpha]; acc = (max, tap of the first max, sum) ----------------------------

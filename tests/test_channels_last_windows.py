@@ -1,0 +1,118 @@
+"""Channels-last streaming windows of 2x2 to 3x3 taps, which reductions declared
+``branchless`` fold in one loop over the channels (templates._cl_stream_unrolled): values
+against the NumPy reference and, for a reduction that reads ``tap``, the tap numbers."""
+
+import numba
+import numpy as np
+import pytest
+
+import numbapool
+from numbapool import Pooler, Sliding, Streaming
+from numbapool.builtin.reductions import AVG, LP, SUM
+from numbapool.kernels.templates import CL_UNROLLED, kernel_source
+from reference import ref_pool
+
+# kernel, stride, padding, dilation, ceil_mode: every shape of CL_UNROLLED as whole windows
+# and as the borders of larger ones, with gaps (dilation) and windows cut by the end
+GEOMETRIES = [
+    ((2, 2), 2, 0, 1, False),
+    ((3, 3), 2, 1, 1, False),
+    ((3, 3), 1, 1, 2, False),
+    ((2, 3), 1, (1, 0), 1, True),
+    ((3, 2), (2, 1), (0, 1), (1, 2), True),
+    ((4, 3), 2, 1, 1, False),  # 4 rows: the loop a tap, beside 3x3 windows at the edges
+]
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+@pytest.mark.parametrize("channels", [5, 19])
+@pytest.mark.parametrize("name,dtype", [("avg", np.float64), ("sum", np.int64),
+                                        ("avg", np.float32)])
+def test_small_windows_channels_last_match_the_reference(geometry, channels, name, dtype):
+    kernel, stride, padding, dilation, ceil_mode = geometry
+    rng = np.random.default_rng(channels)
+    x = rng.integers(-50, 50, (2, 9, 8, channels)).astype(dtype)
+    opts = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
+                ceil_mode=ceil_mode)
+    if name == "avg":
+        opts["count_include_pad"] = False
+    want = ref_pool(name, x, layout="channels_last", **opts)
+    got = numbapool.pool(name, x, layout="channels_last", **opts)
+    assert got.dtype == want.dtype
+    if dtype == np.float32:
+        np.testing.assert_allclose(got, want, rtol=2e-6)
+    else:
+        np.testing.assert_array_equal(got, want)
+
+
+def test_divisor_override_with_small_windows():
+    x = np.random.default_rng(3).standard_normal((1, 6, 7, 17))
+    got = numbapool.pool("avg", x, 3, stride=2, padding=1, divisor_override=4,
+                         layout="channels_last")
+    want = ref_pool("sum", x, 3, stride=2, padding=1, layout="channels_last") / 4
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+@numba.njit(cache=True)
+def _tap_init(v, tap, prm):
+    return v * (tap + 1)
+
+
+@numba.njit(cache=True)
+def _tap_take(acc, v, tap, prm):
+    return acc + v * (tap + 1)
+
+
+@numba.njit(cache=True)
+def _tap_finish(acc, div, prm):
+    return acc
+
+
+@numba.njit(cache=True)
+def _tap_grad(v, tap, y, acc, div, prm):
+    return tap + 1.0
+
+
+def _tap_weighted(x, kernel, stride, padding, dilation):
+    """sum over the kernel of x * (tap + 1), taps numbered over the whole kernel (zero
+    padding adds nothing), channels last, 2-D."""
+    k1, k2 = kernel
+    xp = np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    o1 = (xp.shape[1] - dilation * (k1 - 1) - 1) // stride + 1
+    o2 = (xp.shape[2] - dilation * (k2 - 1) - 1) // stride + 1
+    out = np.zeros((x.shape[0], o1, o2, x.shape[3]))
+    for a in range(k1):
+        for b in range(k2):
+            rows = xp[:, a * dilation:, b * dilation:][:, :stride * o1:stride,
+                                                       :stride * o2:stride]
+            out += rows[:, :o1, :o2] * (a * k2 + b + 1)
+    return out
+
+
+@pytest.mark.parametrize("kernel,stride,padding,dilation",
+                         [((3, 3), 2, 1, 1), ((2, 3), 1, 1, 2), ((3, 2), 1, 0, 1),
+                          ((2, 2), 2, 1, 1)])
+@pytest.mark.parametrize("branchless", [True, False])
+def test_a_reduction_reading_tap_gets_the_tap_numbers(kernel, stride, padding, dilation,
+                                                      branchless):
+    red = Streaming("tap_weighted", init=_tap_init, take=_tap_take, finish=_tap_finish,
+                    grad=_tap_grad, branchless=branchless)
+    source = kernel_source(red, "channels_last", "forward")
+    assert ("n1 == 3 and n2 == 3" in source) == branchless  # (the path under test)
+    numbapool.register(Pooler("test_tap_weighted", Sliding(), red, "test"))
+    try:
+        x = np.random.default_rng(5).standard_normal((2, 8, 9, 7))
+        got = numbapool.pool("test_tap_weighted", x, kernel, stride=stride, padding=padding,
+                             dilation=dilation, layout="channels_last")
+    finally:
+        numbapool.unregister("test_tap_weighted")
+    np.testing.assert_allclose(got, _tap_weighted(x, kernel, stride, padding, dilation),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_only_branchless_reductions_fold_small_windows_in_one_loop():
+    assert AVG.branchless and SUM.branchless and not LP.branchless
+    for red in (AVG, SUM):
+        source = kernel_source(red, "channels_last", "forward")
+        assert all(f"n1 == {a} and n2 == {b}:" in source for a, b in CL_UNROLLED)
+    assert "n2 == 3:" not in kernel_source(LP, "channels_last", "forward")
