@@ -8,7 +8,7 @@ import pytest
 
 import numbapool
 from numbapool import Pooler, Sliding, Streaming
-from numbapool.builtin.reductions import AVG, LP, SUM
+from numbapool.builtin.reductions import AVG, LP, LP_SQUARE, SUM
 from numbapool.kernels.templates import CL_UNROLLED, kernel_source
 from reference import ref_pool
 
@@ -116,3 +116,27 @@ def test_only_branchless_reductions_fold_small_windows_in_one_loop():
         source = kernel_source(red, "channels_last", "forward")
         assert all(f"n1 == {a} and n2 == {b}:" in source for a, b in CL_UNROLLED)
     assert "n2 == 3:" not in kernel_source(LP, "channels_last", "forward")
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_lp_with_p_2_takes_squares_and_gives_lp_s_values(layout):
+    lp = numbapool.get("lp")
+    assert lp.resolve({"p": 2.0}) is LP_SQUARE and LP_SQUARE.branchless
+    assert lp.resolve({"p": 3.0}) is LP and lp.resolve({"p": "two"}) is LP
+    x = np.random.default_rng(7).standard_normal((2, 9, 8, 6))
+    if layout == "channels_first":
+        x = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    opts = dict(kernel_size=3, stride=2, padding=1, layout=layout)
+    got = numbapool.pool("lp", x, p=2.0, **opts)
+    want = ref_pool("lp", x, p=2.0, **opts)
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+    g = np.random.default_rng(8).standard_normal(got.shape)
+    gx = numbapool.pool_grad("lp", x, g, p=2.0, **opts)
+    eps = 1e-6
+    i = (1, 2, 3, 4) if layout == "channels_first" else (1, 3, 4, 2)
+    xp, xm = x.copy(), x.copy()
+    xp[i] += eps
+    xm[i] -= eps
+    fd = (np.sum(g * numbapool.pool("lp", xp, p=2.0, **opts))
+          - np.sum(g * numbapool.pool("lp", xm, p=2.0, **opts))) / (2 * eps)
+    assert gx[i] == pytest.approx(fd, rel=1e-6)

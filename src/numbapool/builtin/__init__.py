@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..hookspecs import hookimpl
 from ..pooler import Param, Pooler
 from ..windows import Adaptive, Global, Sliding
-from .reductions import AVG, LP, MAX, MIN, SUM
+from .reductions import AVG, LP, LP_SQUARE, MAX, MIN, SUM
 
 
 def _positive(v: float) -> str | None:
     return None if v > 0 else "must be positive"
+
+
+def _lp_reduction(params):
+    """p = 2 (the default): squares and a square root instead of powers and a root.  (Runs
+    before the parameters are checked: anything odd takes the general reduction, and the
+    checks then say what is wrong with it.)"""
+    try:
+        p = np.asarray(params["p"], dtype=np.float64)
+    except (TypeError, ValueError):
+        return LP
+    return LP_SQUARE if p.size and bool(np.all(p == 2.0)) else LP
 
 
 @hookimpl
@@ -22,7 +35,8 @@ def register_poolers(register):
                                           "divisor_override as in PyTorch)"))
     register(Pooler("lp", sliding, LP, "power mean without the mean: (sum x**p)**(1/p), "
                                         "PyTorch's lp_pool",
-                    parameters=(Param("p", 2.0, "the power", check=_positive),)))
+                    parameters=(Param("p", 2.0, "the power", check=_positive),),
+                    choose=_lp_reduction))
     register(Pooler("global_max", glob, MAX, "maximum over all spatial positions"))
     register(Pooler("global_min", glob, MIN, "minimum over all spatial positions"))
     register(Pooler("global_avg", glob, AVG, "mean over all spatial positions"))
