@@ -74,34 +74,36 @@ def _tap_grad(v, tap, y, acc, div, prm):
 
 
 def _tap_weighted(x, kernel, stride, padding, dilation):
-    """sum over the kernel of x * (tap + 1), taps numbered over the whole kernel (zero
-    padding adds nothing), channels last, 2-D."""
-    k1, k2 = kernel
-    xp = np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    o1 = (xp.shape[1] - dilation * (k1 - 1) - 1) // stride + 1
-    o2 = (xp.shape[2] - dilation * (k2 - 1) - 1) // stride + 1
-    out = np.zeros((x.shape[0], o1, o2, x.shape[3]))
-    for a in range(k1):
-        for b in range(k2):
-            rows = xp[:, a * dilation:, b * dilation:][:, :stride * o1:stride,
-                                                       :stride * o2:stride]
-            out += rows[:, :o1, :o2] * (a * k2 + b + 1)
+    """sum over the kernel of x * (tap + 1), taps numbered over the whole kernel in C order
+    (zero padding adds nothing), channels last."""
+    rank = len(kernel)
+    xp = np.pad(x, ((0, 0), *[(padding, padding)] * rank, (0, 0)))
+    outs = [(xp.shape[1 + a] - dilation * (kernel[a] - 1) - 1) // stride + 1
+            for a in range(rank)]
+    out = np.zeros((x.shape[0], *outs, x.shape[-1]))
+    for tap, offsets in enumerate(np.ndindex(*kernel)):
+        part = xp[(slice(None), *(slice(dilation * k, dilation * k + stride * o, stride)
+                                  for k, o in zip(offsets, outs)))]
+        out += part * (tap + 1)
     return out
 
 
 @pytest.mark.parametrize("kernel,stride,padding,dilation",
                          [((3, 3), 2, 1, 1), ((2, 3), 1, 1, 2), ((3, 2), 1, 0, 1),
-                          ((2, 2), 2, 1, 1)])
+                          ((2, 2), 2, 1, 1), ((2, 3, 3), 1, 1, 1)])
 @pytest.mark.parametrize("branchless", [True, False])
 def test_a_reduction_reading_tap_gets_the_tap_numbers(kernel, stride, padding, dilation,
                                                       branchless):
+    """(The 3-D kernel's border windows have one tap along the first axis, its second:
+    folded, with tap numbers starting at a whole 3x3 plane.)"""
     red = Streaming("tap_weighted", init=_tap_init, take=_tap_take, finish=_tap_finish,
                     grad=_tap_grad, branchless=branchless)
     source = kernel_source(red, "channels_last", "forward")
     assert ("n1 == 3 and n2 == 3" in source) == branchless  # (the path under test)
     numbapool.register(Pooler("test_tap_weighted", Sliding(), red, "test"))
     try:
-        x = np.random.default_rng(5).standard_normal((2, 8, 9, 7))
+        rng = np.random.default_rng(5)
+        x = rng.standard_normal((2, 8, 9, 7) if len(kernel) == 2 else (2, 4, 6, 5, 7))
         got = numbapool.pool("test_tap_weighted", x, kernel, stride=stride, padding=padding,
                              dilation=dilation, layout="channels_last")
     finally:
@@ -140,3 +142,21 @@ def test_lp_with_p_2_takes_squares_and_gives_lp_s_values(layout):
     fd = (np.sum(g * numbapool.pool("lp", xp, p=2.0, **opts))
           - np.sum(g * numbapool.pool("lp", xm, p=2.0, **opts))) / (2 * eps)
     assert gx[i] == pytest.approx(fd, rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_lp_square_gives_the_general_lp_s_values_bit_for_bit(dtype, layout):
+    """On the CPU, where the parameters come in the accumulator's precision, lp with p = 2
+    is the same computation either way (power(v, 2) is v * v, root(s, 2) np.sqrt(s))."""
+    numbapool.register(Pooler("test_lp_general", Sliding(), LP, "test",
+                              parameters=numbapool.get("lp").parameters))
+    try:
+        x = (np.random.default_rng(9).standard_normal((2, 6, 11, 10)) * 20).astype(dtype)
+        for opts in (dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=(2, 3)),
+                     dict(kernel_size=4, stride=3)):
+            want = numbapool.pool("test_lp_general", x, p=2.0, layout=layout, **opts)
+            got = numbapool.pool("lp", x, p=2.0, layout=layout, **opts)
+            np.testing.assert_array_equal(got, want)
+    finally:
+        numbapool.unregister("test_lp_general")

@@ -85,7 +85,9 @@ def lp_grad(v, tap, y, acc, div, prm):
 
 # lp with p = 2 (its default): the same pooler with squares and a square root, which have no
 # branches (power's tests on p are branches), so channels-last windows up to 3x3 fold in one
-# loop (Streaming.branchless); the results are the same as LP's with p = 2
+# loop (Streaming.branchless); on the CPU the results are LP's with p = 2, bit for bit (on a
+# GPU, LP's powers of float32 values come out float64, from the float64 p, and LP_SQUARE's
+# float32: the last bits may differ there)
 @_jit
 def lp2_init(v, tap, prm):
     return v * v
