@@ -11,7 +11,7 @@ import numpy as np
 from .reduction import Reduction, Sampling, Selection
 from .windows import WindowRule
 
-__all__ = ["Param", "Pooler"]
+__all__ = ["Param", "Pooler", "all_equal"]
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,8 @@ class Pooler:
         False for poolers that draw random numbers (they then take a ``seed``).
     choose : callable, optional
         ``choose(params) -> Reduction``: picks the reduction from the call's parameters (e.g.
-        sampling when ``training`` else the expectation).  Default: always ``reduction``.
+        sampling when ``training`` else the expectation; a faster reduction where a power
+        takes one value everywhere, see :func:`all_equal`).  Default: always ``reduction``.
     """
 
     name: str
@@ -185,3 +186,16 @@ class Pooler:
             lines.append(f"  param {p.name} ({p.kind}, default {p.default}{tr}{pc}): {p.doc}")
         lines.append(f"  deterministic: {self.deterministic}; source: {self.source or '?'}")
         return "\n".join(lines)
+
+
+def all_equal(value: object, target: float) -> bool:
+    """Whether a parameter's ``value`` (a number or one per channel) is ``target``
+    everywhere: for a :attr:`Pooler.choose` that picks a specialised reduction (gem's cube
+    root for ``p`` 3, lp's square root for ``p`` 2).  ``choose`` runs before the parameters
+    are checked, so anything that is not numbers, or is empty, gives False: the general
+    reduction, whose checks then say what is wrong."""
+    try:
+        v = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return bool(v.size) and bool(np.all(v == target))

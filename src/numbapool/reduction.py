@@ -280,9 +280,8 @@ class Streaming(_Folding):
         float32 sum stays float32, as the loops that store it make it).  If so, channels-last
         2-D windows of 2x2 to 3x3 taps fold in one loop over the channels, the accumulator
         in a register (avg 3x3/s2 of (8, 56, 56, 64) float32 about 1.5x faster).  Leave it
-        False when in doubt:
-        with a branch in that loop the compiler no longer vectorises it (lp's ``power`` made
-        the pass 5 times slower, a general gem's 13 times).
+        False when in doubt: with a branch in that loop the compiler no longer vectorises it
+        (lp's ``power`` made the pass 5 times slower, a general gem's 13 times).
     """
 
     finish: Callable = None  # type: ignore[assignment]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..hookspecs import hookimpl
-from ..pooler import Param, Pooler
+from ..pooler import Param, Pooler, all_equal
 from ..windows import Adaptive, Global, Sliding
 from .reductions import AVG, LP, LP_SQUARE, MAX, MIN, SUM
 
@@ -15,14 +13,8 @@ def _positive(v: float) -> str | None:
 
 
 def _lp_reduction(params):
-    """p = 2 (the default): squares and a square root instead of powers and a root.  (Runs
-    before the parameters are checked: anything odd takes the general reduction, and the
-    checks then say what is wrong with it.)"""
-    try:
-        p = np.asarray(params["p"], dtype=np.float64)
-    except (TypeError, ValueError):
-        return LP
-    return LP_SQUARE if p.size and bool(np.all(p == 2.0)) else LP
+    """p = 2 (the default): squares and a square root instead of powers and a root."""
+    return LP_SQUARE if all_equal(params["p"], 2.0) else LP
 
 
 @hookimpl

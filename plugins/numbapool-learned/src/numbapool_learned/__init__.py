@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from numbapool import Param, Pooler, Sliding, hookimpl
+from numbapool.pooler import all_equal
 
 from .reductions import (
     GATED,
@@ -25,14 +24,8 @@ def _positive(v: float) -> str | None:
 
 
 def _gem_reduction(params):
-    """p = 3 everywhere (the default): cube and cube root instead of powers and a root.
-    (Runs before the parameters are checked: anything odd takes the general reduction, and
-    the checks then say what is wrong with it.)"""
-    try:
-        p = np.asarray(params["p"], dtype=np.float64)
-    except (TypeError, ValueError):
-        return GEM
-    return GEM_CUBE if p.size and bool(np.all(p == 3.0)) else GEM
+    """p = 3 everywhere (the default): cube and cube root instead of powers and a root."""
+    return GEM_CUBE if all_equal(params["p"], 3.0) else GEM
 
 
 def _stochastic_reduction(params):
