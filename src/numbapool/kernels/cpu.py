@@ -22,6 +22,7 @@ from .codegen import get_kernel
 from .launch import Before
 from .params import for_kernel
 from .templates import (
+    COLS_VARIANTS,
     DIRECT_MIN_OUT,
     DIRECT_VARIANTS,
     MASKED_MAX_READS,
@@ -184,6 +185,17 @@ def _selection_cols_variant(axes: Sequence[AxisWindows]) -> str:
     return variant
 
 
+def _selection_indices_variant(axes: Sequence[AxisWindows], plane: int) -> str | None:
+    """The row-by-row channels-first kernel with indices (:data:`INDICES_ROWS_VARIANTS`)
+    for windows like ``axes`` on planes of ``plane`` elements, or None: interior windows of
+    2 or 3 taps at stride 2 along the last axis, and planes whose positions fit in int32."""
+    variant = cols_variant(axes[2])
+    taps = COLS_VARIANTS.get(variant, 0)
+    if taps in (2, 3) and plane < 2**31:
+        return f"forward_indices_rows{taps}"
+    return None
+
+
 def _smooth_cols_variant(axis: AxisWindows, dv: np.ndarray, override: float | None) -> str:
     """The column-first kernel of a smooth reduction for windows like ``axis`` (the last
     spatial axis) with divisors ``dv`` along it: one of :data:`DIRECT_VARIANTS` for rows of
@@ -227,15 +239,20 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
     tables = _tables(tuple(axes))
     shared = all(a.planes == 1 for a in axes)
     sel = isinstance(reduction, Selection)
-    if (sel and with_indices and layout == "channels_first" and shared
-            and x.shape[1] >= VIA_CHANNELS_LAST_MIN_CHANNELS):
-        like = np.broadcast_to(np.zeros((), x.dtype), (x.shape[0], *x.shape[2:], x.shape[1]))
-        return ViaChannelsLast(plan_forward(reduction, "channels_last", like, axes, prm,
-                                            include_pad, override, with_indices))
 
     def plan(variant, args, dtype=x.dtype, indices=False, sampling=False):
         return ForwardPlan(get_kernel(reduction, layout, variant), shape, np.dtype(dtype),
                            indices, with_indices, tuple(args), sampling)
+
+    if sel and with_indices and layout == "channels_first" and shared:
+        rows = _selection_indices_variant(axes, math.prod(x.shape[2:]))
+        if rows is not None:
+            return plan(rows, [*tables, axes[2].interior], indices=True)
+        if x.shape[1] >= VIA_CHANNELS_LAST_MIN_CHANNELS:
+            like = np.broadcast_to(np.zeros((), x.dtype),
+                                   (x.shape[0], *x.shape[2:], x.shape[1]))
+            return ViaChannelsLast(plan_forward(reduction, "channels_last", like, axes, prm,
+                                                include_pad, override, with_indices))
 
     def smooth() -> list:
         zero = _zero(reduction, x.dtype)
