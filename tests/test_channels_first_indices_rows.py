@@ -140,3 +140,53 @@ def test_rows_kernel_is_not_chosen_outside_its_windows(monkeypatch):
     axes = [sliding_axis(n, k, 2, p, p, 1, False) for n, k, p in ((1, 1, 0), (8, 3, 1), (9, 3, 1))]
     assert cpu._selection_indices_variant(axes, 2**31 - 1) == "forward_indices_rows3"
     assert cpu._selection_indices_variant(axes, 2**31) is None
+
+
+@pytest.mark.parametrize("width,kernel,padding", [(121, 3, 1), (130, 2, 0), (140, 3, 0)])
+def test_rows_kernel_long_rows(width, kernel, padding, monkeypatch):
+    """Rows of 50 or more interior windows, which the row loops run to a multiple of 64
+    (past the row where the input goes on, to its end where it does not)."""
+    chosen = _spy(monkeypatch)
+    rng = np.random.default_rng(width)
+    x = _data((1, 2, 5, width), np.float32, rng)
+    opts = dict(kernel_size=kernel, stride=2, padding=padding)
+    y, idx = numbapool.pool("max", x, return_indices=True, **opts)
+    want, want_idx = ref_pool("max", x, return_indices=True, **opts)
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(idx, want_idx)
+    assert chosen[-1].startswith("forward_indices_rows")
+
+
+_AT_THE_END = """
+import ctypes, mmap, sys
+import numpy as np
+import numbapool
+page = mmap.PAGESIZE
+buf = mmap.mmap(-1, 3 * page)
+base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+assert ctypes.CDLL(None).mprotect(ctypes.c_void_p(base + 2 * page), page, 0) == 0
+shape = (1, 2, 5, 121)
+size = int(np.prod(shape)) * 4
+x = np.frombuffer(buf, np.float32, int(np.prod(shape)), 2 * page - size).reshape(shape)
+x[...] = np.arange(x.size, dtype=np.float32).reshape(shape) % 7  # (mmap memory: writable)
+y, idx = numbapool.pool("max", x, kernel_size=3, stride=2, padding=1, return_indices=True)
+print(int(idx[0, 1, -1, -1]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs POSIX mprotect")
+def test_rows_kernel_reads_nothing_past_the_input(tmp_path):
+    """The rows' loops run past the interior only where the input goes on: with the input
+    ending at an unreadable page, the pool runs (in a child process, which a read past the
+    end would kill)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "at_the_end.py"
+    script.write_text(_AT_THE_END)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    want_idx = ref_pool("max", np.arange(1210, dtype=np.float32).reshape(1, 2, 5, 121) % 7,
+                        kernel_size=3, stride=2, padding=1, return_indices=True)[1]
+    assert int(run.stdout.split()[-1]) == int(want_idx[0, 1, -1, -1])
