@@ -160,3 +160,51 @@ def test_lp_square_gives_the_general_lp_s_values_bit_for_bit(dtype, layout):
             np.testing.assert_array_equal(got, want)
     finally:
         numbapool.unregister("test_lp_general")
+
+
+# -- selections (values only): CL_SELECT_UNROLLED windows in one loop ------------------------
+SELECT_GEOMETRIES = [
+    ((3, 3), 2, 1, 1, False),  # 3x3 inside, 2x3/3x2/2x2 at the borders
+    ((2, 3), 1, (0, 1), (2, 1), True),
+    ((3, 2), (2, 1), (1, 0), 1, True),
+    ((2, 2), 2, 0, 1, False),  # (not folded: a tap at a time)
+    ((2, 2, 2), 2, 0, 1, False),
+    ((2, 2, 2), 1, (1, 0, 1), (1, 2, 1), True),
+    ((3, 3, 3), 2, 1, 1, False),  # (2x2x2 corners folded, the rest a row at a time)
+]
+
+
+@pytest.mark.parametrize("geometry", SELECT_GEOMETRIES, ids=str)
+@pytest.mark.parametrize("name,dtype", [("max", np.float32), ("min", np.float64),
+                                        ("max", np.int64)])
+def test_selection_windows_channels_last_match_the_reference(geometry, name, dtype):
+    """Values in window order: ties (few distinct values) and NaNs (neighbours, so that
+    windows hold several) choose as the reference does."""
+    kernel, stride, padding, dilation, ceil_mode = geometry
+    rng = np.random.default_rng(len(kernel) * 10 + stride if isinstance(stride, int) else 7)
+    shape = (2, 5, 6, 7, 19) if len(kernel) == 3 else (2, 9, 8, 19)
+    x = rng.integers(0, 3, shape).astype(dtype)
+    if x.dtype.kind == "f":
+        flat = x.reshape(-1)
+        flat[rng.choice(flat.size, flat.size // 30, replace=False)] = np.nan
+        x[0, 1, 1] = np.nan  # (a row of neighbours: whole windows of NaN in some channels)
+    before = x.copy()
+    opts = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
+                ceil_mode=ceil_mode)
+    want = ref_pool(name, x, layout="channels_last", **opts)
+    got = numbapool.pool(name, x, layout="channels_last", **opts)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_channels_last_selections_fold_the_listed_windows():
+    """Which windows the channels-last selection kernel folds in one loop (structural: the
+    values are checked above)."""
+    from numbapool.builtin.reductions import MAX
+    from numbapool.kernels.templates import CL_SELECT_UNROLLED
+
+    src = kernel_source(MAX, "channels_last", "forward")
+    for m0, m1, m2 in CL_SELECT_UNROLLED:
+        assert f"n0 == {m0} and n1 == {m1} and n2 == {m2}:" in src
+    assert "n0 == 1 and n1 == 2 and n2 == 2:" not in src
+    assert src.count("of[numba.uint64(ob + ch)] = a") == len(CL_SELECT_UNROLLED)

@@ -1530,6 +1530,50 @@ def _cl_stream_unrolled(level: int) -> str:
     return src + _block("else:", level)
 
 
+CL_SELECT_UNROLLED = ((1, 2, 3), (1, 3, 2), (1, 3, 3), (2, 2, 2))
+"""Window shapes ``(taps along axes 0, 1, 2)`` that a channels-last selection (values only)
+folds in one loop over C, its choice in a register, straight into the output (see
+:func:`_cl_select_unrolled`): 3x3 windows and their 2x3 and 3x2 borders, and 2x2x2 volumes.
+Max, against a row at a time, in one process over four runs on a noisy host
+(``/tmp/exp6/abcl.py``): volume_3d (4, 16, 56, 56, 64) 2x2x2 0.74-0.89 of the time, the
+ResNet stem 0.89-1.10, (8, 56, 56, 64) 3x3/s2/p1 0.88-0.98, (1, 56, 56, 64) 0.87-0.97; 2x2
+windows (VGG, 128 channels) 0.90-1.11, so they keep a tap at a time, as a two-tap row of
+its own was slower there before (see :data:`_CL_SELECT`)."""
+
+
+def _cl_select_unrolled(level: int) -> str:
+    """Windows of a shape in :data:`CL_SELECT_UNROLLED` folded tap after tap in one loop
+    over C into the output, in window order (so ties and NaNs choose as a tap at a time
+    does); an ``else:`` for the other windows follows (write them at ``level + 1``).  A
+    row at a time (:data:`_CL_SELECT`) stores the choices into the output after each row
+    and loads them again for the next."""
+    def term(k: int, step: str) -> list[str]:
+        return [] if k == 0 else [step if k == 1 else f"{k} * {step}"]
+
+    src = ""
+    for i, (m0, m1, m2) in enumerate(CL_SELECT_UNROLLED):
+        body = []
+        for k0 in range(m0):
+            for k1 in range(m1):
+                for k2 in range(m2):
+                    at = " + ".join(["u", *term(k0, "r0"), *term(k1, "r1"), *term(k2, "c2"),
+                                     "ch"])
+                    v = f"xf[numba.uint64({at})]"
+                    body.append(f"v = {v}\na = v if _better(v, a) else a"
+                                if k0 or k1 or k2 else f"a = {v}")
+        head = (f"{'if' if i == 0 else 'elif'} n0 == {m0} and n1 == {m1} and n2 == {m2}:")
+        src += _block(head, level) + _block("""
+            u = (((n * S0 + b0) * S1 + b1) * S2 + b2) * C
+            r0 = d0 * S1 * S2 * C
+            r1 = d1 * S2 * C
+            c2 = d2 * C
+            ob = (((n * O0 + o0) * O1 + o1) * O2 + o2) * C
+            for ch in range(C):
+        """, level + 1) + _block("\n".join([*body, "of[numba.uint64(ob + ch)] = a"]),
+                                 level + 2)
+    return src + _block("else:", level)
+
+
 def _cl_forward(red: Reduction, variant: str) -> str:
     stream = red.kind == "streaming"
     with_idx = variant in ("forward_indices", "forward_indices32")
@@ -1586,7 +1630,7 @@ def _cl_forward(red: Reduction, variant: str) -> str:
         """, L)
         return _flat_cl(src)
     if not with_idx:
-        return src + _block(_CL_SELECT, L)
+        return src + _cl_select_unrolled(L) + _block(_CL_SELECT, L + 1)
     src += _block("""
         f0 = (b0 * S1 + b1) * S2 + b2
         for ch in range(C):
@@ -2097,4 +2141,4 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
 __all__ = ["HEADER", "DECORATOR", "VARIANTS", "decorator", "reassociates", "kernel_source",
            "native_channels_last", "row_fast_path", "cols_fast_path", "cols_variant",
            "global_fast_path", "global_backward_path", "linear_backward_path",
-           "MASKED_MAX_READS", "INDICES_ROWS_VARIANTS"]
+           "MASKED_MAX_READS", "INDICES_ROWS_VARIANTS", "CL_SELECT_UNROLLED"]
