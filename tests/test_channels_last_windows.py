@@ -167,6 +167,7 @@ SELECT_GEOMETRIES = [
     ((3, 3), 2, 1, 1, False),  # 3x3 inside, 2x3/3x2/2x2 at the borders
     ((2, 3), 1, (0, 1), (2, 1), True),
     ((3, 2), (2, 1), (1, 0), 1, True),
+    ((3, 3), 1, 2, (1, 2), False),  # (gaps along the last axis)
     ((2, 2), 2, 0, 1, False),  # (not folded: a tap at a time)
     ((2, 2, 2), 2, 0, 1, False),
     ((2, 2, 2), 1, (1, 0, 1), (1, 2, 1), True),
@@ -178,7 +179,7 @@ SELECT_GEOMETRIES = [
 @pytest.mark.parametrize("name,dtype", [("max", np.float32), ("min", np.float64),
                                         ("max", np.int64)])
 def test_selection_windows_channels_last_match_the_reference(geometry, name, dtype):
-    """Values in window order: ties (few distinct values) and NaNs (neighbours, so that
+    """Values and indices in window order: ties (few distinct values) and NaNs (neighbours, so that
     windows hold several) choose as the reference does."""
     kernel, stride, padding, dilation, ceil_mode = geometry
     rng = np.random.default_rng(len(kernel) * 10 + stride if isinstance(stride, int) else 7)
@@ -194,6 +195,10 @@ def test_selection_windows_channels_last_match_the_reference(geometry, name, dty
     want = ref_pool(name, x, layout="channels_last", **opts)
     got = numbapool.pool(name, x, layout="channels_last", **opts)
     np.testing.assert_array_equal(got, want)
+    got, idx = numbapool.pool(name, x, layout="channels_last", return_indices=True, **opts)
+    want, want_idx = ref_pool(name, x, layout="channels_last", return_indices=True, **opts)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(idx, want_idx)
     np.testing.assert_array_equal(x, before)
 
 
@@ -201,10 +206,16 @@ def test_channels_last_selections_fold_the_listed_windows():
     """Which windows the channels-last selection kernel folds in one loop (structural: the
     values are checked above)."""
     from numbapool.builtin.reductions import MAX
-    from numbapool.kernels.templates import CL_SELECT_UNROLLED
+    from numbapool.kernels.templates import CL_SELECT_INDICES_UNROLLED, CL_SELECT_UNROLLED
 
     src = kernel_source(MAX, "channels_last", "forward")
     for m0, m1, m2 in CL_SELECT_UNROLLED:
         assert f"n0 == {m0} and n1 == {m1} and n2 == {m2}:" in src
     assert "n0 == 1 and n1 == 2 and n2 == 2:" not in src
     assert src.count("of[numba.uint64(ob + ch)] = a") == len(CL_SELECT_UNROLLED)
+    src = kernel_source(MAX, "channels_last", "forward_indices32")
+    for m0, m1, m2 in CL_SELECT_INDICES_UNROLLED:
+        assert f"n0 == {m0} and n1 == {m1} and n2 == {m2}:" in src
+    assert src.count("idf[numba.uint64(ob + ch)] = i") == len(CL_SELECT_INDICES_UNROLLED)
+    src = kernel_source(MAX, "channels_last", "forward_indices")  # (int64: a tap at a time)
+    assert "idf[numba.uint64(ob + ch)] = i" not in src

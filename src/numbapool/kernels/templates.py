@@ -1541,9 +1541,19 @@ windows (VGG, 128 channels) 0.90-1.11, so they keep a tap at a time, as a two-ta
 its own was slower there before (see :data:`_CL_SELECT`)."""
 
 
-def _cl_select_unrolled(level: int) -> str:
-    """Windows of a shape in :data:`CL_SELECT_UNROLLED` folded tap after tap in one loop
-    over C into the output, in window order (so ties and NaNs choose as a tap at a time
+CL_SELECT_INDICES_UNROLLED = ((1, 2, 3), (1, 3, 2), (1, 3, 3))
+"""Window shapes that a channels-last selection with indices (int32 positions) folds in one
+loop over C, the choice and its position in registers (see :func:`_cl_select_unrolled`):
+3x3 windows and their borders.  Max with indices against a tap at a time, in one process
+over three runs (``/tmp/exp6/abcl.py``): the ResNet stem 0.77-0.92 of the time, (8, 56, 56,
+64) 3x3/s2/p1 0.89-0.96, (1, 56, 56, 64) 0.92-1.02; folded too, 2x2 windows of 128
+channels (VGG) took 1.12-1.25 times as long and 2x2x2 volumes 0.94-1.18, so they are not."""
+
+
+def _cl_select_unrolled(level: int, indices: bool = False) -> str:
+    """Windows of a shape in :data:`CL_SELECT_UNROLLED` (:data:`CL_SELECT_INDICES_UNROLLED`
+    with ``indices``: positions in int32, written to ``idf``) folded tap after tap in one
+    loop over C into the output, in window order (so ties and NaNs choose as a tap at a time
     does); an ``else:`` for the other windows follows (write them at ``level + 1``).  A
     row at a time (:data:`_CL_SELECT`) stores the choices into the output after each row
     and loads them again for the next."""
@@ -1551,16 +1561,25 @@ def _cl_select_unrolled(level: int) -> str:
         return [] if k == 0 else [step if k == 1 else f"{k} * {step}"]
 
     src = ""
-    for i, (m0, m1, m2) in enumerate(CL_SELECT_UNROLLED):
-        body = []
+    shapes = CL_SELECT_INDICES_UNROLLED if indices else CL_SELECT_UNROLLED
+    for i, (m0, m1, m2) in enumerate(shapes):
+        body, where = [], []
         for k0 in range(m0):
             for k1 in range(m1):
                 for k2 in range(m2):
                     at = " + ".join(["u", *term(k0, "r0"), *term(k1, "r1"), *term(k2, "c2"),
                                      "ch"])
                     v = f"xf[numba.uint64({at})]"
-                    body.append(f"v = {v}\na = v if _better(v, a) else a"
-                                if k0 or k1 or k2 else f"a = {v}")
+                    t = len(where)
+                    pos = " + ".join(["f0", *term(k0, "q0"), *term(k1, "q1"), *term(k2, "d2")])
+                    where.append(f"p{t} = numba.int32({pos})")
+                    if not (k0 or k1 or k2):
+                        body.append(f"a = {v}" + ("\ni = p0" if indices else ""))
+                    elif indices:
+                        body.append(f"v = {v}\nb = _better(v, a)\na = v if b else a\n"
+                                    f"i = p{t} if b else i")
+                    else:
+                        body.append(f"v = {v}\na = v if _better(v, a) else a")
         head = (f"{'if' if i == 0 else 'elif'} n0 == {m0} and n1 == {m1} and n2 == {m2}:")
         src += _block(head, level) + _block("""
             u = (((n * S0 + b0) * S1 + b1) * S2 + b2) * C
@@ -1568,9 +1587,18 @@ def _cl_select_unrolled(level: int) -> str:
             r1 = d1 * S2 * C
             c2 = d2 * C
             ob = (((n * O0 + o0) * O1 + o1) * O2 + o2) * C
-            for ch in range(C):
-        """, level + 1) + _block("\n".join([*body, "of[numba.uint64(ob + ch)] = a"]),
-                                 level + 2)
+        """, level + 1)
+        if indices:
+            src += _block("""
+                f0 = (b0 * S1 + b1) * S2 + b2
+                q0 = d0 * S1 * S2
+                q1 = d1 * S2
+            """, level + 1) + _block("\n".join(where), level + 1)
+        store = ["of[numba.uint64(ob + ch)] = a"]
+        if indices:
+            store.append("idf[numba.uint64(ob + ch)] = i")
+        src += _block("for ch in range(C):", level + 1) + _block("\n".join([*body, *store]),
+                                                                   level + 2)
     return src + _block("else:", level)
 
 
@@ -1631,6 +1659,9 @@ def _cl_forward(red: Reduction, variant: str) -> str:
         return _flat_cl(src)
     if not with_idx:
         return src + _cl_select_unrolled(L) + _block(_CL_SELECT, L + 1)
+    if narrow:
+        src += _cl_select_unrolled(L, indices=True)
+        L += 1
     src += _block("""
         f0 = (b0 * S1 + b1) * S2 + b2
         for ch in range(C):
