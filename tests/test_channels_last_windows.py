@@ -9,11 +9,11 @@ import pytest
 import numbapool
 from numbapool import Pooler, Sliding, Streaming
 from numbapool.builtin.reductions import AVG, LP, LP_SQUARE, SUM
-from numbapool.kernels.templates import CL_UNROLLED, kernel_source
+from numbapool.kernels.templates import CL_UNROLLED, cl_fold_variant, kernel_source
 from reference import ref_pool
 
-# kernel, stride, padding, dilation, ceil_mode: every shape of CL_UNROLLED as whole windows
-# and as the borders of larger ones, with gaps (dilation) and windows cut by the end
+# kernel, stride, padding, dilation, ceil_mode: every shape of CL_UNROLLED, folded as whole
+# windows beside the borders of the kernel, with gaps (dilation) and windows cut by the end
 GEOMETRIES = [
     ((2, 2), 2, 0, 1, False),
     ((3, 3), 2, 1, 1, False),
@@ -90,17 +90,22 @@ def _tap_weighted(x, kernel, stride, padding, dilation):
 
 @pytest.mark.parametrize("kernel,stride,padding,dilation",
                          [((3, 3), 2, 1, 1), ((2, 3), 1, 1, 2), ((3, 2), 1, 0, 1),
-                          ((2, 2), 2, 1, 1), ((2, 3, 3), 1, 1, 1)])
+                          ((2, 2), 2, 1, 1), ((1, 3, 3), 1, 0, 1)])
 @pytest.mark.parametrize("branchless", [True, False])
 def test_a_reduction_reading_tap_gets_the_tap_numbers(kernel, stride, padding, dilation,
-                                                      branchless):
-    """(The 3-D kernel's border windows have one tap along the first axis, its second:
-    folded, with tap numbers starting at a whole 3x3 plane.)"""
+                                                      branchless, monkeypatch):
+    """Folded (a kernel of the window's shape, for branchless reductions) or not, 2-D and
+    3-D (one tap along the first axis)."""
     red = Streaming("tap_weighted", init=_tap_init, take=_tap_take, finish=_tap_finish,
                     grad=_tap_grad, branchless=branchless)
-    source = kernel_source(red, "channels_last", "forward")
-    assert ("n1 == 3 and n2 == 3" in source) == branchless  # (the path under test)
+    k3 = (1,) * (3 - len(kernel)) + tuple(kernel)
+    variant = cl_fold_variant(red, "forward", k3)
+    assert (variant == f"forward_fold{''.join(map(str, k3))}") == branchless
+    if branchless:  # (the path under test)
+        assert "n0 == {} and n1 == {} and n2 == {}:".format(*k3) in kernel_source(
+            red, "channels_last", variant)
     numbapool.register(Pooler("test_tap_weighted", Sliding(), red, "test"))
+    asked = _kernels_asked(monkeypatch)
     try:
         rng = np.random.default_rng(5)
         x = rng.standard_normal((2, 8, 9, 7) if len(kernel) == 2 else (2, 4, 6, 5, 7))
@@ -108,6 +113,7 @@ def test_a_reduction_reading_tap_gets_the_tap_numbers(kernel, stride, padding, d
                              dilation=dilation, layout="channels_last")
     finally:
         numbapool.unregister("test_tap_weighted")
+    assert asked == [variant]
     np.testing.assert_allclose(got, _tap_weighted(x, kernel, stride, padding, dilation),
                                rtol=1e-12, atol=1e-12)
 
@@ -115,9 +121,35 @@ def test_a_reduction_reading_tap_gets_the_tap_numbers(kernel, stride, padding, d
 def test_only_branchless_reductions_fold_small_windows_in_one_loop():
     assert AVG.branchless and SUM.branchless and not LP.branchless
     for red in (AVG, SUM):
-        source = kernel_source(red, "channels_last", "forward")
-        assert all(f"n1 == {a} and n2 == {b}:" in source for a, b in CL_UNROLLED)
-    assert "n2 == 3:" not in kernel_source(LP, "channels_last", "forward")
+        for shape in CL_UNROLLED:
+            variant = cl_fold_variant(red, "forward", shape)
+            assert variant == "forward_fold" + "".join(map(str, shape))
+            source = kernel_source(red, "channels_last", variant)
+            assert source.count("for ch in range(C):\n") == 4  # (fold, init, take, finish)
+            assert "n0 == {} and n1 == {} and n2 == {}:".format(*shape) in source
+        assert cl_fold_variant(red, "forward", (1, 1, 3)) == "forward"  # (1-D: a tap a loop)
+        assert "n2 == 3:" not in kernel_source(red, "channels_last", "forward")
+    assert all(cl_fold_variant(LP, "forward", shape) == "forward" for shape in CL_UNROLLED)
+    with pytest.raises(ValueError, match="channels-last"):
+        kernel_source(AVG, "channels_first", "forward_fold133")
+    with pytest.raises(ValueError, match="no 'forward_fold222' kernel"):
+        kernel_source(AVG, "channels_last", "forward_fold222")
+
+
+def _kernels_asked(monkeypatch) -> list[str]:
+    """The CPU kernel variants the calls ask for, recorded (no plans kept from before)."""
+    from numbapool import api
+    from numbapool.kernels import cpu
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    asked: list[str] = []
+    real = cpu.get_kernel
+
+    def spy(reduction, layout, variant):
+        asked.append(variant)
+        return real(reduction, layout, variant)
+    monkeypatch.setattr(cpu, "get_kernel", spy)
+    return asked
 
 
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
@@ -168,6 +200,7 @@ SELECT_GEOMETRIES = [
     ((2, 3), 1, (0, 1), (2, 1), True),
     ((3, 2), (2, 1), (1, 0), 1, True),
     ((3, 3), 1, 2, (1, 2), False),  # (gaps along the last axis)
+    ((3, 3), 1, 2, (2, 1), True),  # (gaps between the rows)
     ((2, 2), 2, 0, 1, False),  # (not folded: a tap at a time)
     ((2, 2, 2), 2, 0, 1, False),
     ((2, 2, 2), 1, (1, 0, 1), (1, 2, 1), True),
@@ -202,20 +235,23 @@ def test_selection_windows_channels_last_match_the_reference(geometry, name, dty
     np.testing.assert_array_equal(x, before)
 
 
-def test_channels_last_selections_fold_the_listed_windows():
-    """Which windows the channels-last selection kernel folds in one loop (structural: the
-    values are checked above)."""
+@pytest.mark.parametrize("kernel,indices,variant", [
+    ((3, 3), False, "forward_fold133"), ((2, 2, 2), False, "forward_fold222"),
+    ((2, 2), False, "forward"), ((3, 3), True, "forward_indices32_fold133"),
+    ((2, 2, 2), True, "forward_indices32"), ((2, 2), True, "forward_indices32")])
+def test_channels_last_selections_fold_the_listed_windows(kernel, indices, variant,
+                                                          monkeypatch):
+    """Which kernels the channels-last selections run, and what their sources fold in one
+    loop (structural: the values are checked above)."""
     from numbapool.builtin.reductions import MAX
-    from numbapool.kernels.templates import CL_SELECT_INDICES_UNROLLED, CL_SELECT_UNROLLED
 
-    src = kernel_source(MAX, "channels_last", "forward")
-    for m0, m1, m2 in CL_SELECT_UNROLLED:
-        assert f"n0 == {m0} and n1 == {m1} and n2 == {m2}:" in src
-    assert "n0 == 1 and n1 == 2 and n2 == 2:" not in src
-    assert src.count("of[numba.uint64(ob + ch)] = a") == len(CL_SELECT_UNROLLED)
-    src = kernel_source(MAX, "channels_last", "forward_indices32")
-    for m0, m1, m2 in CL_SELECT_INDICES_UNROLLED:
-        assert f"n0 == {m0} and n1 == {m1} and n2 == {m2}:" in src
-    assert src.count("idf[numba.uint64(ob + ch)] = i") == len(CL_SELECT_INDICES_UNROLLED)
-    src = kernel_source(MAX, "channels_last", "forward_indices")  # (int64: a tap at a time)
-    assert "idf[numba.uint64(ob + ch)] = i" not in src
+    asked = _kernels_asked(monkeypatch)
+    x = np.zeros((1, *([6] * len(kernel)), 3), np.float32)
+    numbapool.pool("max", x, kernel, layout="channels_last", return_indices=indices)
+    assert asked == [variant]
+    src = kernel_source(MAX, "channels_last", variant)
+    folded = "idf[numba.uint64(ob + ch)] = i" if indices else "of[numba.uint64(ob + ch)] = a"
+    assert src.count(folded) == (variant != asked[0].split("_fold")[0])
+    if "_fold" in variant:
+        k3 = (1,) * (3 - len(kernel)) + kernel
+        assert "n0 == {} and n1 == {} and n2 == {}:".format(*k3) in src

@@ -26,6 +26,7 @@ from .templates import (
     DIRECT_MIN_OUT,
     DIRECT_VARIANTS,
     MASKED_MAX_READS,
+    cl_fold_variant,
     cols_fast_path,
     cols_variant,
     global_backward_path,
@@ -283,19 +284,24 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
         rest = smooth()  # (dv0, dv1, dv2, override, zero, prm)
         return plan("forward_masked", [*tables, *_one_row_if_shared(rest[:3]), *rest[3:]],
                     reduction.out_dtype(x.dtype))
+    kernel = tuple(a.extent for a in axes)
+
+    def fold(variant: str) -> str:  # (a channels-last kernel with windows of one shape folded)
+        return cl_fold_variant(reduction, variant, kernel) if layout == "channels_last" else variant
+
     if sel:
         if with_indices:
             narrow = layout == "channels_last" and math.prod(x.shape[1:4]) < 2**31
-            return plan("forward_indices32" if narrow else "forward_indices", tables,
+            return plan(fold("forward_indices32") if narrow else "forward_indices", tables,
                         indices=True)
-        return plan("forward", tables)
+        return plan(fold("forward"), tables)
     if isinstance(reduction, Sampling):
         zero = np.float64(0.0)
         return plan("forward_indices", [*tables, zero, for_kernel(prm, zero)], indices=True,
                     sampling=True)
     if with_indices:
         raise ValueError(f"reduction {reduction.name!r} has no indices")
-    return plan("forward", [*tables, *smooth()], reduction.out_dtype(x.dtype))
+    return plan(fold("forward"), [*tables, *smooth()], reduction.out_dtype(x.dtype))
 
 
 def forward(reduction: Reduction, layout: str, x: np.ndarray, axes: Sequence[AxisWindows],

@@ -1488,81 +1488,85 @@ in window order, as one tap at a time does.  Kernel A/B, identical results: max 
 slower; so rows of other lengths take a tap at a time.)"""
 
 
-CL_UNROLLED = ((2, 2), (2, 3), (3, 2), (3, 3))
-"""Window shapes ``(taps along axis 1, taps along axis 2)``, one tap along axis 0, that a
-channels-last streaming forward folds in one loop over C (see :func:`_cl_stream_unrolled`):
-2-D windows of 2x2 to 3x3, borders of 3x3 windows included.  (1-D windows of 2 or 3 taps
-were slower so: avg of (32, 4096, 128), 2 or 3 taps with stride 2, 1.24 times the time of
-a loop a tap, though 0.93 with 64 channels or with stride 1; ``/tmp/exp5/inproc1d.py``.)"""
+CL_UNROLLED = ((1, 2, 2), (1, 2, 3), (1, 3, 2), (1, 3, 3))
+"""Window shapes ``(taps along axes 0, 1, 2)`` that a channels-last streaming forward folds
+in one loop over C (see :func:`_cl_stream_unrolled`): 2-D windows of 2x2 to 3x3.  (1-D
+windows of 2 or 3 taps were slower so: avg of (32, 4096, 128), 2 or 3 taps with stride 2,
+1.24 times the time of a loop a tap, though 0.93 with 64 channels or with stride 1;
+``/tmp/exp5/inproc1d.py``.)  Each shape has a kernel of its own (:func:`cl_fold_variant`),
+for the kernels of that shape (and the borders of those kernels a tap at a time): in one
+kernel, the four loops made gem's first call compile 2.6 s, against 1.55 s with one
+(``/tmp/exp6/compile1.py``)."""
 
 
-def _cl_stream_unrolled(level: int) -> str:
-    """Windows of a shape in :data:`CL_UNROLLED` folded tap after tap in one loop over C,
-    the accumulator in a register, into ``acc``; an ``else:`` for the other windows follows
-    (write them at ``level + 1``).  A loop a tap stores the accumulators and the next tap's
-    loop loads them again, waiting on those stores: one loop for the window made avg 3x3/s2/p1
-    of (8, 56, 56, 64) float32 0.64 times as long, gem (p = 3) 0.77, the (1, 56, 56, 64) case
-    0.79, the ResNet stem's shape 0.90 (kernels A/B in one process, ``/tmp/exp5/inproc.py``).
-    The taps and their order are the window loop's, so the results are the same (``take``
-    returning the accumulator's type, as ``branchless`` asks).  Only for reductions declared
+def _cl_stream_unrolled(level: int, shape: tuple[int, int, int]) -> str:
+    """Windows of ``shape`` (one of :data:`CL_UNROLLED`) folded tap after tap in one loop
+    over C, the accumulator in a register, into ``acc``; an ``else:`` for the other windows
+    (the borders) follows (write them at ``level + 1``).  A loop a tap stores the
+    accumulators and the next tap's loop loads them again, waiting on those stores: one loop
+    for the window made avg 3x3/s2/p1 of (8, 56, 56, 64) float32 0.64 times as long, gem
+    (p = 3) 0.77, the (1, 56, 56, 64) case 0.79, the ResNet stem's shape 0.90 (kernels A/B
+    in one process, ``/tmp/exp5/inproc.py``, with the borders folded too).  The taps and
+    their order are the window loop's, so the results are the same (``take`` returning the
+    accumulator's type, as ``branchless`` asks).  Only for reductions declared
     ``branchless``; ``finish`` stays in a loop of its own (in the folded loop, gem's took
     228 against 185 us, ``/tmp/exp5/fused.py``)."""
     def term(k: int, step: str) -> list[str]:
         return [] if k == 0 else [step if k == 1 else f"{k} * {step}"]
 
-    src = ""
-    for i, (m1, m2) in enumerate(CL_UNROLLED):
-        body = []
-        for k1 in range(m1):
-            for k2 in range(m2):
-                at = " + ".join(["u", *term(k1, "r1"), *term(k2, "c2"), "ch"])
-                v = f"zero + xf[numba.uint64({at})]"
-                tap = " + ".join(["tapf", *term(k1, "K2"), *([str(k2)] if k2 else [])])
-                body.append(f"a = _take(a, {v}, {tap}, pr)" if k1 or k2
-                            else f"a = _init({v}, tapf, pr)")
-        head = f"{'if' if i == 0 else 'elif'} n0 == 1 and n1 == {m1} and n2 == {m2}:"
-        src += _block(head, level) + _block("""
-            u = (((n * S0 + b0) * S1 + b1) * S2 + b2) * C
-            r1 = d1 * S2 * C
-            c2 = d2 * C
-            for ch in range(C):
-        """, level + 1) + _block("\n".join([*body, "acc[ch] = a"]), level + 2)
-    return src + _block("else:", level)
+    _, m1, m2 = shape
+    body = []
+    for k1 in range(m1):
+        for k2 in range(m2):
+            at = " + ".join(["u", *term(k1, "r1"), *term(k2, "c2"), "ch"])
+            v = f"zero + xf[numba.uint64({at})]"
+            tap = " + ".join(["tapf", *term(k1, "K2"), *([str(k2)] if k2 else [])])
+            body.append(f"a = _take(a, {v}, {tap}, pr)" if k1 or k2
+                        else f"a = _init({v}, tapf, pr)")
+    return (_block(f"if n0 == 1 and n1 == {m1} and n2 == {m2}:", level) + _block("""
+        u = (((n * S0 + b0) * S1 + b1) * S2 + b2) * C
+        r1 = d1 * S2 * C
+        c2 = d2 * C
+        for ch in range(C):
+    """, level + 1) + _block("\n".join([*body, "acc[ch] = a"]), level + 2)
+        + _block("else:", level))
 
 
-CL_SELECT_UNROLLED = ((1, 2, 3), (1, 3, 2), (1, 3, 3), (2, 2, 2))
+CL_SELECT_UNROLLED = ((1, 3, 3), (2, 2, 2))
 """Window shapes ``(taps along axes 0, 1, 2)`` that a channels-last selection (values only)
 folds in one loop over C, its choice in a register, straight into the output (see
-:func:`_cl_select_unrolled`): 3x3 windows and their 2x3 and 3x2 borders, and 2x2x2 volumes.
-Max, against a row at a time, in one process over four runs on a noisy host
-(``/tmp/exp6/abcl.py``): volume_3d (4, 16, 56, 56, 64) 2x2x2 0.74-0.89 of the time, the
-ResNet stem 0.89-1.10, (8, 56, 56, 64) 3x3/s2/p1 0.88-0.98, (1, 56, 56, 64) 0.87-0.97; 2x2
-windows (VGG, 128 channels) 0.90-1.11, so they keep a tap at a time, as a two-tap row of
-its own was slower there before (see :data:`_CL_SELECT`)."""
+:func:`_cl_select_unrolled`, a kernel for each shape: :data:`CL_FOLDS`): 3x3 windows and
+2x2x2 volumes.  Max, against a row at a time, in one process over four runs on a noisy host
+(``/tmp/exp6/abcl.py``, with the 2x3 and 3x2 borders of 3x3 kernels folded too): volume_3d
+(4, 16, 56, 56, 64) 2x2x2 0.74-0.89 of the time, the ResNet stem 0.89-1.10, (8, 56, 56, 64)
+3x3/s2/p1 0.88-0.98, (1, 56, 56, 64) 0.87-0.97; 2x2 windows (VGG, 128 channels) 0.90-1.11,
+so they keep a tap at a time, as a two-tap row of its own was slower there before (see
+:data:`_CL_SELECT`)."""
 
 
-CL_SELECT_INDICES_UNROLLED = ((1, 2, 3), (1, 3, 2), (1, 3, 3))
+CL_SELECT_INDICES_UNROLLED = ((1, 3, 3),)
 """Window shapes that a channels-last selection with indices (int32 positions) folds in one
 loop over C, the choice and its position in registers (see :func:`_cl_select_unrolled`):
-3x3 windows and their borders.  Max with indices against a tap at a time, in one process
-over three runs (``/tmp/exp6/abcl.py``): the ResNet stem 0.77-0.92 of the time, (8, 56, 56,
-64) 3x3/s2/p1 0.89-0.96, (1, 56, 56, 64) 0.92-1.02; folded too, 2x2 windows of 128
-channels (VGG) took 1.12-1.25 times as long and 2x2x2 volumes 0.94-1.18, so they are not."""
+3x3 windows.  Max with indices against a tap at a time, in one process over three runs
+(``/tmp/exp6/abcl_idx.py``, with the 2x3 and 3x2 borders folded too): the ResNet stem
+0.77-0.92 of the time, (8, 56, 56, 64) 3x3/s2/p1 0.89-0.96, (1, 56, 56, 64) 0.92-1.02;
+folded too, 2x2 windows of 128 channels (VGG) took 1.12-1.25 times as long and 2x2x2
+volumes 0.94-1.18, so they are not."""
 
 
-def _cl_select_unrolled(level: int, indices: bool = False) -> str:
-    """Windows of a shape in :data:`CL_SELECT_UNROLLED` (:data:`CL_SELECT_INDICES_UNROLLED`
-    with ``indices``: positions in int32, written to ``idf``) folded tap after tap in one
-    loop over C into the output, in window order (so ties and NaNs choose as a tap at a time
-    does); an ``else:`` for the other windows follows (write them at ``level + 1``).  A
-    row at a time (:data:`_CL_SELECT`) stores the choices into the output after each row
-    and loads them again for the next."""
+def _cl_select_unrolled(level: int, shape: tuple[int, int, int],
+                        indices: bool = False) -> str:
+    """Windows of ``shape`` (one of :data:`CL_SELECT_UNROLLED`, or with ``indices`` of
+    :data:`CL_SELECT_INDICES_UNROLLED`: positions in int32, written to ``idf``) folded tap
+    after tap in one loop over C into the output, in window order (so ties and NaNs choose
+    as a tap at a time does); an ``else:`` for the other windows follows (write them at
+    ``level + 1``).  A row at a time (:data:`_CL_SELECT`) stores the choices into the
+    output after each row and loads them again for the next."""
     def term(k: int, step: str) -> list[str]:
         return [] if k == 0 else [step if k == 1 else f"{k} * {step}"]
 
     src = ""
-    shapes = CL_SELECT_INDICES_UNROLLED if indices else CL_SELECT_UNROLLED
-    for i, (m0, m1, m2) in enumerate(shapes):
+    for i, (m0, m1, m2) in enumerate([shape]):
         body, where = [], []
         for k0 in range(m0):
             for k1 in range(m1):
@@ -1602,7 +1606,41 @@ def _cl_select_unrolled(level: int, indices: bool = False) -> str:
     return src + _block("else:", level)
 
 
-def _cl_forward(red: Reduction, variant: str) -> str:
+def _fold_name(base: str, shape: tuple[int, ...]) -> str:
+    return f"{base}_fold{''.join(map(str, shape))}"
+
+
+CL_FOLDS = {
+    ("streaming", "forward"): CL_UNROLLED,
+    ("selection", "forward"): CL_SELECT_UNROLLED,
+    ("selection", "forward_indices32"): CL_SELECT_INDICES_UNROLLED,
+}
+"""The channels-last kernels with windows of one shape folded in one loop over C: a kernel
+for each (reduction kind, variant) and shape, named ``<variant>_fold<taps along each
+axis>``, chosen where the kernel (every interior window) has that shape.  A kernel of its
+own for each shape, so that a call compiles only the loop it runs: a selection's loop of
+9 taps adds about 0.3 s to a compile, and four such loops in one kernel made gem's first
+call 2.6 s (/tmp/exp6/compile1.py)."""
+
+_FOLD_VARIANTS = {_fold_name(base, shape): (base, shape)
+                  for (_, base), shapes in CL_FOLDS.items() for shape in shapes}
+
+
+def cl_fold_variant(red: Reduction, variant: str, kernel: tuple[int, int, int]) -> str:
+    """The channels-last kernel for ``variant`` with windows of ``kernel`` taps (along each
+    spatial axis) folded in one loop over C where there is one (:data:`CL_FOLDS`; streaming
+    reductions that declare ``branchless`` only), else ``variant``."""
+    if isinstance(red, Streaming) and not red.branchless:
+        return variant
+    if tuple(kernel) in CL_FOLDS.get((red.kind, variant), ()):
+        return _fold_name(variant, tuple(kernel))
+    return variant
+
+
+def _cl_forward(red: Reduction, variant: str,
+                fold: tuple[int, int, int] | None = None) -> str:
+    """The channels-last forward kernels; ``fold``: windows of that shape in one loop over
+    C (the variants of :func:`cl_fold_variant`)."""
     stream = red.kind == "streaming"
     with_idx = variant in ("forward_indices", "forward_indices32")
     # forward_indices32 tracks indices in int32 (planes below 2**31 elements), the width of a
@@ -1641,8 +1679,8 @@ def _cl_forward(red: Reduction, variant: str) -> str:
             ob = (((n * O0 + o0) * O1 + o1) * O2 + o2) * C
         """, L)
         G = L
-        if red.branchless:
-            src += _cl_stream_unrolled(L)
+        if fold:
+            src += _cl_stream_unrolled(L, fold)
             G = L + 1
         src += _block("""
             for ch in range(C):
@@ -1658,9 +1696,11 @@ def _cl_forward(red: Reduction, variant: str) -> str:
         """, L)
         return _flat_cl(src)
     if not with_idx:
-        return src + _cl_select_unrolled(L) + _block(_CL_SELECT, L + 1)
-    if narrow:
-        src += _cl_select_unrolled(L, indices=True)
+        if fold:
+            return src + _cl_select_unrolled(L, fold) + _block(_CL_SELECT, L + 1)
+        return src + _block(_CL_SELECT, L)
+    if fold:
+        src += _cl_select_unrolled(L, fold, indices=True)
         L += 1
     src += _block("""
         f0 = (b0 * S1 + b1) * S2 + b2
@@ -2116,11 +2156,13 @@ def _cl_backward_global(red: Reduction) -> str:
 def kernel_source(red: Reduction, layout: str, variant: str) -> str:
     """Source of the function ``kernel`` for a reduction, layout and variant."""
     kind = red.kind
-    if kind not in VARIANTS or variant not in VARIANTS[kind]:
+    base, fold = _FOLD_VARIANTS.get(variant, (variant, None))
+    if (kind not in VARIANTS or base not in VARIANTS[kind]
+            or (fold is not None and fold not in CL_FOLDS.get((kind, base), ()))):
         raise ValueError(f"no {variant!r} kernel for {kind!r} reductions")
     if layout == "channels_first":
-        if variant == "forward_indices32":
-            raise ValueError("forward_indices32 is a channels-last kernel")
+        if variant == "forward_indices32" or fold is not None:
+            raise ValueError(f"{variant} is a channels-last kernel")
         if variant == "forward_global":
             if not global_fast_path(red):
                 raise ValueError(f"no whole-plane kernel for reduction {red.name!r}")
@@ -2156,7 +2198,7 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
         return _cf_forward(red, variant)
     if layout != "channels_last":
         raise ValueError(f"unknown layout {layout!r}")
-    if not native_channels_last(red, variant):
+    if not native_channels_last(red, base):
         raise ValueError(f"no channels-last {variant!r} kernel for reduction {red.name!r}")
     if variant == "backward":
         return _cl_backward(red)
@@ -2166,10 +2208,10 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
         return _cl_backward_linear(red)
     if variant == "forward_masked":
         return _cl_forward_masked(red)
-    return _cl_forward(red, variant)
+    return _cl_forward(red, base, fold)
 
 
 __all__ = ["HEADER", "DECORATOR", "VARIANTS", "decorator", "reassociates", "kernel_source",
            "native_channels_last", "row_fast_path", "cols_fast_path", "cols_variant",
            "global_fast_path", "global_backward_path", "linear_backward_path",
-           "MASKED_MAX_READS", "INDICES_ROWS_VARIANTS", "CL_SELECT_UNROLLED"]
+           "MASKED_MAX_READS", "INDICES_ROWS_VARIANTS", "CL_FOLDS", "cl_fold_variant"]
