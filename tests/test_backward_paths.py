@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import numbapool
 from numbapool.kernels.cpu import SCATTER_MIN_PLANES
 from reference import ref_pool, ref_pool_grad
+from spies import kernels_asked
 
 CASES = [
     ("max", dict(kernel_size=3, stride=2, padding=1)),
@@ -98,20 +99,6 @@ def test_channels_last_global_grad(name, opts, shape, keepdims):
 
 # -- the row-by-row backward of linear reductions (sum, avg) ---------------------------------
 
-def _kernels_asked(monkeypatch) -> list[str]:
-    """Record the variants the CPU backward asks for."""
-    from numbapool.kernels import cpu
-
-    asked: list[str] = []
-    real = cpu.get_kernel
-
-    def spy(reduction, layout, variant):
-        asked.append(variant)
-        return real(reduction, layout, variant)
-
-    monkeypatch.setattr(cpu, "get_kernel", spy)
-    return asked
-
 
 @pytest.mark.parametrize("name,opts,variant", [
     ("avg", dict(kernel_size=3, stride=2, padding=1), "backward_linear"),
@@ -124,7 +111,7 @@ def _kernels_asked(monkeypatch) -> list[str]:
 def test_linear_backward_is_taken_and_right(monkeypatch, name, opts, variant, planes, layout):
     """Both layouts (channels last has one variant: it assigns each position from its first
     window, covered or not)."""
-    asked = _kernels_asked(monkeypatch)
+    asked = kernels_asked(monkeypatch)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((*planes, 9, 8))
     if layout == "channels_last":
@@ -143,7 +130,7 @@ def test_linear_backward_is_taken_and_right(monkeypatch, name, opts, variant, pl
     ("lp", dict(kernel_size=2, p=2.0), "channels_last"),
 ])
 def test_linear_backward_is_not_taken_otherwise(monkeypatch, name, opts, layout):
-    asked = _kernels_asked(monkeypatch)
+    asked = kernels_asked(monkeypatch)
     x = np.random.default_rng(6).uniform(0.5, 1.5, (2, 5, 9, 8))
     if layout == "channels_last":
         x = np.ascontiguousarray(np.moveaxis(x, 1, -1))

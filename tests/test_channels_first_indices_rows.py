@@ -126,8 +126,8 @@ def test_rows_kernel_equals_the_other_kernels_and_torch(geometry, monkeypatch):
 
 
 def test_rows_kernel_is_not_chosen_outside_its_windows(monkeypatch):
-    """Stride 1, 4 taps or dilation along the last axis, or planes too large for int32
-    positions: another kernel."""
+    """Stride 1, 4 taps or dilation along the last axis: another kernel; and planes too
+    large for int32 positions (a unit check of the chooser, on its window tables)."""
     chosen = _spy(monkeypatch)
     x = np.arange(2 * 3 * 8 * 9, dtype=np.float32).reshape(2, 3, 8, 9)
     for opts in (dict(kernel_size=3, stride=1), dict(kernel_size=4, stride=2),
@@ -145,7 +145,8 @@ def test_rows_kernel_is_not_chosen_outside_its_windows(monkeypatch):
 @pytest.mark.parametrize("width,kernel,padding", [(121, 3, 1), (130, 2, 0), (140, 3, 0)])
 def test_rows_kernel_long_rows(width, kernel, padding, monkeypatch):
     """Rows of 50 or more interior windows, which the row loops run to a multiple of 64
-    (past the row where the input goes on, to its end where it does not)."""
+    (59 windows) or of 16 (65 and 69), past the row where the input goes on, to its end
+    where it does not."""
     chosen = _spy(monkeypatch)
     rng = np.random.default_rng(width)
     x = _data((1, 2, 5, width), np.float32, rng)

@@ -1,6 +1,8 @@
-"""Channels-last streaming windows of 2x2 to 3x3 taps, which reductions declared
-``branchless`` fold in one loop over the channels (templates._cl_stream_unrolled): values
-against the NumPy reference and, for a reduction that reads ``tap``, the tap numbers."""
+"""Channels-last windows folded in one loop over the channels, in kernels of their own
+shape (templates.CL_FOLDS): streaming reductions declared ``branchless`` (2x2 to 3x3), with
+values against the NumPy reference and, for a reduction that reads ``tap``, the tap
+numbers; selections (3x3 and 2x2x2; 3x3 with indices), values and indices against the
+reference with ties and NaNs; and which kernel each call runs."""
 
 import numba
 import numpy as np
@@ -11,6 +13,7 @@ from numbapool import Pooler, Sliding, Streaming
 from numbapool.builtin.reductions import AVG, LP, LP_SQUARE, SUM
 from numbapool.kernels.templates import CL_UNROLLED, cl_fold_variant, kernel_source
 from reference import ref_pool
+from spies import kernels_asked
 
 # kernel, stride, padding, dilation, ceil_mode: every shape of CL_UNROLLED, folded as whole
 # windows beside the borders of the kernel, with gaps (dilation) and windows cut by the end
@@ -105,7 +108,7 @@ def test_a_reduction_reading_tap_gets_the_tap_numbers(kernel, stride, padding, d
         assert "n0 == {} and n1 == {} and n2 == {}:".format(*k3) in kernel_source(
             red, "channels_last", variant)
     numbapool.register(Pooler("test_tap_weighted", Sliding(), red, "test"))
-    asked = _kernels_asked(monkeypatch)
+    asked = kernels_asked(monkeypatch)
     try:
         rng = np.random.default_rng(5)
         x = rng.standard_normal((2, 8, 9, 7) if len(kernel) == 2 else (2, 4, 6, 5, 7))
@@ -134,22 +137,12 @@ def test_only_branchless_reductions_fold_small_windows_in_one_loop():
         kernel_source(AVG, "channels_first", "forward_fold133")
     with pytest.raises(ValueError, match="no 'forward_fold222' kernel"):
         kernel_source(AVG, "channels_last", "forward_fold222")
-
-
-def _kernels_asked(monkeypatch) -> list[str]:
-    """The CPU kernel variants the calls ask for, recorded (no plans kept from before)."""
-    from numbapool import api
-    from numbapool.kernels import cpu
-
-    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
-    asked: list[str] = []
-    real = cpu.get_kernel
-
-    def spy(reduction, layout, variant):
-        asked.append(variant)
-        return real(reduction, layout, variant)
-    monkeypatch.setattr(cpu, "get_kernel", spy)
-    return asked
+    with pytest.raises(ValueError, match="branchless"):
+        kernel_source(LP, "channels_last", "forward_fold133")
+    from numbapool.builtin.reductions import MAX
+    for variant in ("forward_indices_rows2", "forward_cols3", "forward_rows"):
+        with pytest.raises(ValueError, match="channels-first kernel"):
+            kernel_source(MAX if variant != "forward_rows" else AVG, "channels_last", variant)
 
 
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
@@ -194,17 +187,17 @@ def test_lp_square_gives_the_general_lp_s_values_bit_for_bit(dtype, layout):
         numbapool.unregister("test_lp_general")
 
 
-# -- selections (values only): CL_SELECT_UNROLLED windows in one loop ------------------------
+# -- selections: CL_SELECT_UNROLLED (values) and CL_SELECT_INDICES_UNROLLED windows ----------
 SELECT_GEOMETRIES = [
     ((3, 3), 2, 1, 1, False),  # 3x3 inside, 2x3/3x2/2x2 at the borders
-    ((2, 3), 1, (0, 1), (2, 1), True),
+    ((2, 3), 1, (0, 1), (2, 1), True),  # (2x3 and 3x2 kernels: not folded)
     ((3, 2), (2, 1), (1, 0), 1, True),
     ((3, 3), 1, 2, (1, 2), False),  # (gaps along the last axis)
     ((3, 3), 1, 2, (2, 1), True),  # (gaps between the rows)
     ((2, 2), 2, 0, 1, False),  # (not folded: a tap at a time)
     ((2, 2, 2), 2, 0, 1, False),
     ((2, 2, 2), 1, (1, 0, 1), (1, 2, 1), True),
-    ((3, 3, 3), 2, 1, 1, False),  # (2x2x2 corners folded, the rest a row at a time)
+    ((3, 3, 3), 2, 1, 1, False),  # (not folded)
 ]
 
 
@@ -221,7 +214,7 @@ def test_selection_windows_channels_last_match_the_reference(geometry, name, dty
     if x.dtype.kind == "f":
         flat = x.reshape(-1)
         flat[rng.choice(flat.size, flat.size // 30, replace=False)] = np.nan
-        x[0, 1, 1] = np.nan  # (a row of neighbours: whole windows of NaN in some channels)
+        x[0, 1, :3] = np.nan  # (neighbours: windows of several NaNs, some all NaN)
     before = x.copy()
     opts = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
                 ceil_mode=ceil_mode)
@@ -245,13 +238,13 @@ def test_channels_last_selections_fold_the_listed_windows(kernel, indices, varia
     loop (structural: the values are checked above)."""
     from numbapool.builtin.reductions import MAX
 
-    asked = _kernels_asked(monkeypatch)
+    asked = kernels_asked(monkeypatch)
     x = np.zeros((1, *([6] * len(kernel)), 3), np.float32)
     numbapool.pool("max", x, kernel, layout="channels_last", return_indices=indices)
     assert asked == [variant]
     src = kernel_source(MAX, "channels_last", variant)
     folded = "idf[numba.uint64(ob + ch)] = i" if indices else "of[numba.uint64(ob + ch)] = a"
-    assert src.count(folded) == (variant != asked[0].split("_fold")[0])
+    assert src.count(folded) == int("_fold" in variant)
     if "_fold" in variant:
         k3 = (1,) * (3 - len(kernel)) + kernel
         assert "n0 == {} and n1 == {} and n2 == {}:".format(*k3) in src

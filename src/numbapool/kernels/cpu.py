@@ -25,6 +25,7 @@ from .templates import (
     COLS_VARIANTS,
     DIRECT_MIN_OUT,
     DIRECT_VARIANTS,
+    INDICES_ROWS_VARIANTS,
     MASKED_MAX_READS,
     cl_fold_variant,
     cols_fast_path,
@@ -135,8 +136,9 @@ class ForwardPlan:
 
 
 VIA_CHANNELS_LAST_MIN_CHANNELS = 8
-"""Channels-first selections with indices run as channels-last kernels between two parallel
-transposes when there are at least this many channels (the per-window channels-first kernel
+"""Channels-first selections with indices, where the row kernel with indices
+(:func:`_selection_indices_variant`) does not apply, run as channels-last kernels between
+two parallel transposes when there are at least this many channels (the per-window kernel
 with index tracking does not vectorise: measured 72 ms against 31 ms for the (32, 64, 112, 112)
 3x3/s2 max pool); with fewer, the channels-last inner loops are too short to pay."""
 
@@ -189,11 +191,14 @@ def _selection_cols_variant(axes: Sequence[AxisWindows]) -> str:
 def _selection_indices_variant(axes: Sequence[AxisWindows], plane: int) -> str | None:
     """The row-by-row channels-first kernel with indices (:data:`INDICES_ROWS_VARIANTS`)
     for windows like ``axes`` on planes of ``plane`` elements, or None: interior windows of
-    2 or 3 taps at stride 2 along the last axis, and planes whose positions fit in int32."""
-    variant = cols_variant(axes[2])
-    taps = COLS_VARIANTS.get(variant, 0)
-    if taps in (2, 3) and plane < 2**31:
-        return f"forward_indices_rows{taps}"
+    2 or 3 taps at stride 2 along the last axis, without gaps (dilation 1), and planes whose
+    positions fit in int32."""
+    taps = COLS_VARIANTS.get(cols_variant(axes[2]), 0)
+    if plane >= 2**31:
+        return None
+    for variant, n in INDICES_ROWS_VARIANTS.items():
+        if n == taps:
+            return variant
     return None
 
 
@@ -264,9 +269,9 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
             if sel:
                 return plan("forward_global", [])
             return plan("forward_global", smooth(), reduction.out_dtype(x.dtype))
-        # Row and column kernels vectorise values but not index tracking (measured on the
-        # ResNet-stem case: 124-140 ms against 110 ms for the per-window kernel), so indices
-        # use the latter (or the channels-last kernel, above).
+        # (Indices: the row kernel with indices for 2 or 3 taps at stride 2, else the
+        # channels-last kernels between transposes, else the per-window kernel, above and
+        # below; the column-first kernels fold columns first, out of a window's order.)
         if sel:
             return plan(_selection_cols_variant(axes), [*tables, axes[2].interior])
         if cols_fast_path(reduction):
@@ -284,10 +289,12 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
         rest = smooth()  # (dv0, dv1, dv2, override, zero, prm)
         return plan("forward_masked", [*tables, *_one_row_if_shared(rest[:3]), *rest[3:]],
                     reduction.out_dtype(x.dtype))
-    kernel = tuple(a.extent for a in axes)
+    extents = tuple(a.extent for a in axes)
 
     def fold(variant: str) -> str:  # (a channels-last kernel with windows of one shape folded)
-        return cl_fold_variant(reduction, variant, kernel) if layout == "channels_last" else variant
+        if layout != "channels_last":
+            return variant
+        return cl_fold_variant(reduction, variant, extents)
 
     if sel:
         if with_indices:

@@ -814,8 +814,9 @@ def _cf_forward_indices_rows(red: Selection, taps: int) -> str:
     same: a tie keeps the first element, and ``_better`` decides.  Where the row-first
     kernels fold columns first, index tracking reads a window in its own order; where the
     per-window kernel walks taps, this one vectorises across the outputs (the ResNet stem
-    with indices, (32, 64, 112, 112) 3x3/s2/p1: 11-13 ms against 22 ms transposed through
-    the channels-last kernel)."""
+    with indices, (32, 64, 112, 112) 3x3/s2/p1: 7.8 ms against 23 ms transposed through
+    the channels-last kernel, ``/tmp/exp6/abidx.py``).  Its borders scan their windows as
+    ``window_body`` does for selections (the same rule for ties and NaNs)."""
     src = "def kernel(x, out, idx, g0, g1, g2, dk, geo):\n"
     src += _block(_PLANE_ROWS, 1) + _block("""
         ixf = idx.reshape(-1)
@@ -832,20 +833,22 @@ def _cf_forward_indices_rows(red: Selection, taps: int) -> str:
         if 4 * (mw - m) > m:
             mw = (m + 15) // 16 * 16
     """, 1) + _block(_SETUP, 1)
-    # (64 spare elements: the rows' loops run to mw, see above, and write past the interior;
-    # the borders, after them, overwrite what they wrote)
+    # Spare elements for the rows' loops, which run to mw (at most m + 63) and write past
+    # the interior: into the right borders' places, which the border loop after them
+    # overwrites, and past O2, which nothing copies out.  The pair loop's spare iterations
+    # read ev[mw], which nothing has written: garbage, only in spare places.
     scratch = """
         bv = np.empty(O2 + 64, dtype=sdt)
         bi = np.empty(O2 + 64, dtype=np.int32)
-        two = np.empty(O2 + 65, dtype=np.int32)
-        for j in range(O2 + 65):
+        two = np.empty(O2 + 64, dtype=np.int32)
+        for j in range(O2 + 64):
             two[j] = 2 * j
     """
     if taps == 3:
         scratch += """
-        pv = np.empty(O2 + 65, dtype=sdt)
-        pi = np.empty(O2 + 65, dtype=np.int32)
-        ev = np.empty(O2 + 65, dtype=sdt)
+        pv = np.empty(O2 + 64, dtype=sdt)
+        pi = np.empty(O2 + 64, dtype=np.int32)
+        ev = np.empty(O2 + 64, dtype=sdt)
         """
     src += _chunks("x.shape[0] * C * O0", True, scratch, "task")
     src += _block("""
@@ -858,35 +861,30 @@ def _cf_forward_indices_rows(red: Selection, taps: int) -> str:
     """, 2) + _load(0, "o0", "q0", 2, "bn")
     src += _block("for o1 in range(O1):", 2) + _load(1, "o1", "q1", 3, "bn")
 
-    def take(a: str, i: str, v: str, at: str) -> str:  # (at the loop bodies' indent)
+    def take(v: str, at: str) -> str:
         return f"""
-                b = _better({v}, {a})
-                {a} = {v} if b else {a}
-                {i} = {at} if b else {i}
+            b = _better({v}, a)
+            a = {v} if b else a
+            i = {at} if b else i
         """
+
+    def loop(a0: str, i0: str, *takes: str) -> str:
+        # a loop across the outputs of a window row: the choice and its position start at
+        # a0 and i0, then the takes, into the row of choices
+        return (_block(f"""
+            for j in range(mr):
+                e = hc + two[j]
+                a = {a0}
+                i = {i0}
+        """, 0) + "".join(_block(t, 1) for t in takes)
+            + _block("bs[j] = a\njs[j] = i", 1))
     if taps == 2:
-        first = """
-            for j in range(mr):
-                e = hc + two[j]
-                a = c[2 * j]
-                i = e
-        """ + take("a", "i", "c[2 * j + 1]", "e + 1") + """
-                bs[j] = a
-                js[j] = i
-        """
-        later = """
-            for j in range(mr):
-                e = hc + two[j]
-                a = bs[j]
-                i = js[j]
-        """ + take("a", "i", "c[2 * j]", "e") + take("a", "i", "c[2 * j + 1]", "e + 1") + """
-                bs[j] = a
-                js[j] = i
-        """
+        first = loop("c[2 * j]", "e", take("c[2 * j + 1]", "e + 1"))
+        later = loop("bs[j]", "js[j]", take("c[2 * j]", "e"), take("c[2 * j + 1]", "e + 1"))
     else:
         # each pair (c[2j], c[2j+1]) chosen once, with the offset of its choice, then taken
         # with the next pair's first element (contiguous, where c[2j + 2] loaded as a gather)
-        pairs = """
+        pairs = _block("""
             for j in range(mr):
                 a = c[2 * j]
                 v = c[2 * j + 1]
@@ -895,25 +893,10 @@ def _cf_forward_indices_rows(red: Selection, taps: int) -> str:
                 pv[j] = v if b else a
                 pi[j] = 1 if b else 0
             ev[m] = c[2 * m]
-        """
-        first = pairs + """
-            for j in range(mr):
-                e = hc + two[j]
-                a = pv[j]
-                i = e + pi[j]
-        """ + take("a", "i", "ev[j + 1]", "e + 2") + """
-                bs[j] = a
-                js[j] = i
-        """
-        later = pairs + """
-            for j in range(mr):
-                e = hc + two[j]
-                a = bs[j]
-                i = js[j]
-        """ + take("a", "i", "pv[j]", "e + pi[j]") + take("a", "i", "ev[j + 1]", "e + 2") + """
-                bs[j] = a
-                js[j] = i
-        """
+        """, 0)
+        first = pairs + loop("pv[j]", "e + pi[j]", take("ev[j + 1]", "e + 2"))
+        later = pairs + loop("bs[j]", "js[j]", take("pv[j]", "e + pi[j]"),
+                             take("ev[j + 1]", "e + 2"))
     src += _block("""
         bs = bv[lo:]
         js = bi[lo:]
@@ -1499,6 +1482,11 @@ kernel, the four loops made gem's first call compile 2.6 s, against 1.55 s with 
 (``/tmp/exp6/compile1.py``)."""
 
 
+def _term(k: int, step: str) -> list[str]:
+    """The offset of tap ``k`` along an axis of ``step``, as terms of a sum."""
+    return [] if k == 0 else [step if k == 1 else f"{k} * {step}"]
+
+
 def _cl_stream_unrolled(level: int, shape: tuple[int, int, int]) -> str:
     """Windows of ``shape`` (one of :data:`CL_UNROLLED`) folded tap after tap in one loop
     over C, the accumulator in a register, into ``acc``; an ``else:`` for the other windows
@@ -1511,9 +1499,7 @@ def _cl_stream_unrolled(level: int, shape: tuple[int, int, int]) -> str:
     accumulator's type, as ``branchless`` asks).  Only for reductions declared
     ``branchless``; ``finish`` stays in a loop of its own (in the folded loop, gem's took
     228 against 185 us, ``/tmp/exp5/fused.py``)."""
-    def term(k: int, step: str) -> list[str]:
-        return [] if k == 0 else [step if k == 1 else f"{k} * {step}"]
-
+    term = _term
     _, m1, m2 = shape
     body = []
     for k1 in range(m1):
@@ -1537,7 +1523,8 @@ CL_SELECT_UNROLLED = ((1, 3, 3), (2, 2, 2))
 folds in one loop over C, its choice in a register, straight into the output (see
 :func:`_cl_select_unrolled`, a kernel for each shape: :data:`CL_FOLDS`): 3x3 windows and
 2x2x2 volumes.  Max, against a row at a time, in one process over four runs on a noisy host
-(``/tmp/exp6/abcl.py``, with the 2x3 and 3x2 borders of 3x3 kernels folded too): volume_3d
+(``/tmp/exp6/abcl.py``; measured before each shape had a kernel of its own, with the 2x3
+and 3x2 borders of 3x3 kernels folded too): volume_3d
 (4, 16, 56, 56, 64) 2x2x2 0.74-0.89 of the time, the ResNet stem 0.89-1.10, (8, 56, 56, 64)
 3x3/s2/p1 0.88-0.98, (1, 56, 56, 64) 0.87-0.97; 2x2 windows (VGG, 128 channels) 0.90-1.11,
 so they keep a tap at a time, as a two-tap row of its own was slower there before (see
@@ -1548,7 +1535,8 @@ CL_SELECT_INDICES_UNROLLED = ((1, 3, 3),)
 """Window shapes that a channels-last selection with indices (int32 positions) folds in one
 loop over C, the choice and its position in registers (see :func:`_cl_select_unrolled`):
 3x3 windows.  Max with indices against a tap at a time, in one process over three runs
-(``/tmp/exp6/abcl_idx.py``, with the 2x3 and 3x2 borders folded too): the ResNet stem
+(``/tmp/exp6/abcl_idx.py``; measured before each shape had a kernel of its own, with the
+2x3 and 3x2 borders folded too): the ResNet stem
 0.77-0.92 of the time, (8, 56, 56, 64) 3x3/s2/p1 0.89-0.96, (1, 56, 56, 64) 0.92-1.02;
 folded too, 2x2 windows of 128 channels (VGG) took 1.12-1.25 times as long and 2x2x2
 volumes 0.94-1.18, so they are not."""
@@ -1562,47 +1550,38 @@ def _cl_select_unrolled(level: int, shape: tuple[int, int, int],
     as a tap at a time does); an ``else:`` for the other windows follows (write them at
     ``level + 1``).  A row at a time (:data:`_CL_SELECT`) stores the choices into the
     output after each row and loads them again for the next."""
-    def term(k: int, step: str) -> list[str]:
-        return [] if k == 0 else [step if k == 1 else f"{k} * {step}"]
-
-    src = ""
-    for i, (m0, m1, m2) in enumerate([shape]):
-        body, where = [], []
-        for k0 in range(m0):
-            for k1 in range(m1):
-                for k2 in range(m2):
-                    at = " + ".join(["u", *term(k0, "r0"), *term(k1, "r1"), *term(k2, "c2"),
-                                     "ch"])
-                    v = f"xf[numba.uint64({at})]"
-                    t = len(where)
-                    pos = " + ".join(["f0", *term(k0, "q0"), *term(k1, "q1"), *term(k2, "d2")])
-                    where.append(f"p{t} = numba.int32({pos})")
-                    if not (k0 or k1 or k2):
-                        body.append(f"a = {v}" + ("\ni = p0" if indices else ""))
-                    elif indices:
-                        body.append(f"v = {v}\nb = _better(v, a)\na = v if b else a\n"
-                                    f"i = p{t} if b else i")
-                    else:
-                        body.append(f"v = {v}\na = v if _better(v, a) else a")
-        head = (f"{'if' if i == 0 else 'elif'} n0 == {m0} and n1 == {m1} and n2 == {m2}:")
-        src += _block(head, level) + _block("""
-            u = (((n * S0 + b0) * S1 + b1) * S2 + b2) * C
-            r0 = d0 * S1 * S2 * C
-            r1 = d1 * S2 * C
-            c2 = d2 * C
-            ob = (((n * O0 + o0) * O1 + o1) * O2 + o2) * C
-        """, level + 1)
+    m0, m1, m2 = shape
+    body, where = [], []
+    for t, (k0, k1, k2) in enumerate(
+            (k0, k1, k2) for k0 in range(m0) for k1 in range(m1) for k2 in range(m2)):
+        at = " + ".join(["u", *_term(k0, "r0"), *_term(k1, "r1"), *_term(k2, "c2"), "ch"])
+        v = f"xf[numba.uint64({at})]"
         if indices:
-            src += _block("""
-                f0 = (b0 * S1 + b1) * S2 + b2
-                q0 = d0 * S1 * S2
-                q1 = d1 * S2
-            """, level + 1) + _block("\n".join(where), level + 1)
-        store = ["of[numba.uint64(ob + ch)] = a"]
-        if indices:
-            store.append("idf[numba.uint64(ob + ch)] = i")
-        src += _block("for ch in range(C):", level + 1) + _block("\n".join([*body, *store]),
-                                                                   level + 2)
+            pos = " + ".join(["f0", *_term(k0, "q0"), *_term(k1, "q1"), *_term(k2, "d2")])
+            where.append(f"p{t} = numba.int32({pos})")
+        if t == 0:
+            body.append(f"a = {v}" + ("\ni = p0" if indices else ""))
+        elif indices:
+            body.append(f"v = {v}\nb = _better(v, a)\na = v if b else a\ni = p{t} if b else i")
+        else:
+            body.append(f"v = {v}\na = v if _better(v, a) else a")
+    src = _block(f"if n0 == {m0} and n1 == {m1} and n2 == {m2}:", level) + _block("""
+        u = (((n * S0 + b0) * S1 + b1) * S2 + b2) * C
+        r0 = d0 * S1 * S2 * C
+        r1 = d1 * S2 * C
+        c2 = d2 * C
+        ob = (((n * O0 + o0) * O1 + o1) * O2 + o2) * C
+    """, level + 1)
+    store = ["of[numba.uint64(ob + ch)] = a"]
+    if indices:
+        src += _block("""
+            f0 = (b0 * S1 + b1) * S2 + b2
+            q0 = d0 * S1 * S2
+            q1 = d1 * S2
+        """, level + 1) + _block("\n".join(where), level + 1)
+        store.append("idf[numba.uint64(ob + ch)] = i")
+    src += _block("for ch in range(C):", level + 1) + _block("\n".join([*body, *store]),
+                                                               level + 2)
     return src + _block("else:", level)
 
 
@@ -2153,6 +2132,12 @@ def _cl_backward_global(red: Reduction) -> str:
     return src
 
 
+_CL_KERNELS = ("forward", "forward_indices", "forward_indices32", "forward_masked", "backward",
+               "backward_global", "backward_linear")
+"""The channels-last kernels (and the folded variants of the forward ones); the others are
+channels-first only."""
+
+
 def kernel_source(red: Reduction, layout: str, variant: str) -> str:
     """Source of the function ``kernel`` for a reduction, layout and variant."""
     kind = red.kind
@@ -2160,9 +2145,12 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
     if (kind not in VARIANTS or base not in VARIANTS[kind]
             or (fold is not None and fold not in CL_FOLDS.get((kind, base), ()))):
         raise ValueError(f"no {variant!r} kernel for {kind!r} reductions")
+    if fold is not None and isinstance(red, Streaming) and not red.branchless:
+        raise ValueError(f"no {variant!r} kernel for reduction {red.name!r}: folded windows "
+                         "need a branchless reduction")
     if layout == "channels_first":
         if variant == "forward_indices32" or fold is not None:
-            raise ValueError(f"{variant} is a channels-last kernel")
+            raise ValueError(f"{variant!r} is a channels-last kernel")
         if variant == "forward_global":
             if not global_fast_path(red):
                 raise ValueError(f"no whole-plane kernel for reduction {red.name!r}")
@@ -2198,6 +2186,8 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
         return _cf_forward(red, variant)
     if layout != "channels_last":
         raise ValueError(f"unknown layout {layout!r}")
+    if base not in _CL_KERNELS:
+        raise ValueError(f"{variant!r} is a channels-first kernel")
     if not native_channels_last(red, base):
         raise ValueError(f"no channels-last {variant!r} kernel for reduction {red.name!r}")
     if variant == "backward":

@@ -1,0 +1,22 @@
+"""Spies on the CPU planner, for tests that check which kernel a call runs."""
+
+from __future__ import annotations
+
+
+def kernels_asked(monkeypatch) -> list[str]:
+    """The CPU kernel variants the calls ask for, recorded from now on; plans kept from
+    earlier calls (``numbapool.api._KNOWN_CALLS``) are forgotten first, so that every call
+    plans again."""
+    from numbapool import api
+    from numbapool.kernels import cpu
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    asked: list[str] = []
+    real = cpu.get_kernel
+
+    def spy(reduction, layout, variant):
+        asked.append(variant)
+        return real(reduction, layout, variant)
+
+    monkeypatch.setattr(cpu, "get_kernel", spy)
+    return asked
