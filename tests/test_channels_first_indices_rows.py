@@ -4,6 +4,8 @@ against the NumPy reference, the per-window kernel and PyTorch, with ties and Na
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import numbapool
 from numbapool import api
@@ -191,3 +193,22 @@ def test_rows_kernel_reads_nothing_past_the_input(tmp_path):
     want_idx = ref_pool("max", np.arange(1210, dtype=np.float32).reshape(1, 2, 5, 121) % 7,
                         kernel_size=3, stride=2, padding=1, return_indices=True)[1]
     assert int(run.stdout.split()[-1]) == int(want_idx[0, 1, -1, -1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(k1=st.integers(1, 4), k2=st.integers(2, 3), s1=st.integers(1, 3), d1=st.integers(1, 2),
+       ceil=st.booleans(), extra=st.tuples(st.integers(0, 6), st.integers(0, 14)),
+       pads=st.tuples(st.integers(0, 2), st.integers(0, 1)), channels=st.integers(1, 4),
+       seed=st.integers(0, 2**16))
+def test_rows_kernel_random_geometries(k1, k2, s1, d1, ceil, extra, pads, channels, seed):
+    """Random windows of 2 or 3 taps at stride 2 along the last axis (any along the first),
+    with ties and NaNs: the same values and indices as the reference."""
+    p1, p2 = min(pads[0], k1 // 2), min(pads[1], k2 // 2)
+    x = _data((1, channels, d1 * (k1 - 1) + 1 + extra[0], k2 + extra[1]), np.float32,
+              np.random.default_rng(seed))
+    opts = dict(kernel_size=(k1, k2), stride=(s1, 2), padding=(p1, p2), dilation=(d1, 1),
+                ceil_mode=ceil)
+    y, idx = numbapool.pool("max", x, return_indices=True, **opts)
+    want, want_idx = ref_pool("max", x, return_indices=True, **opts)
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(idx, want_idx)
