@@ -193,13 +193,10 @@ def _selection_indices_variant(axes: Sequence[AxisWindows], plane: int) -> str |
     for windows like ``axes`` on planes of ``plane`` elements, or None: interior windows of
     2 or 3 taps at stride 2 along the last axis, without gaps (dilation 1), and planes whose
     positions fit in int32."""
-    taps = COLS_VARIANTS.get(cols_variant(axes[2]), 0)
     if plane >= 2**31:
         return None
-    for variant, n in INDICES_ROWS_VARIANTS.items():
-        if n == taps:
-            return variant
-    return None
+    taps = COLS_VARIANTS.get(cols_variant(axes[2]))
+    return next((v for v, n in INDICES_ROWS_VARIANTS.items() if n == taps), None)
 
 
 def _smooth_cols_variant(axis: AxisWindows, dv: np.ndarray, override: float | None) -> str:

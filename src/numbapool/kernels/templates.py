@@ -345,6 +345,23 @@ _PLANE_ROWS = """
     nb = O2 - (hi - lo)
 """
 
+# The per-plane window tables' plane counts, and the head of a task (n, c, o0) of the kernels
+# that walk a plane's output rows with them: its plane, where it starts in ``x``, and its rows
+# of the tables.
+_PLANE_TABLES = """
+    P0 = g0.shape[0]
+    P1 = g1.shape[0]
+    P2 = g2.shape[0]
+"""
+_PLANE_TASK = """
+    o0 = task % O0
+    pl = task // O0
+    xb = pl * plane
+    q0 = pl % P0
+    q1 = pl % P1
+    q2 = pl % P2
+"""
+
 
 def _cf_forward_rows(red: Reduction) -> str:
     """Channels first, one task per (n, c, o0): a row of accumulators over the outputs of a
@@ -626,19 +643,8 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
         def fold_first(a: str, v: str) -> str:
             return f"{v} if first else _merge({a}, {v}, pr)"
         start = "v = _init(zero + xf[numba.uint64(row + i)], 0, pr)"
-    src += _block(_PLANE_ROWS, 1) + _block("""
-        P0 = g0.shape[0]
-        P1 = g1.shape[0]
-        P2 = g2.shape[0]
-    """, 1) + _block(_SETUP, 1)
-    body = _block("""
-        o0 = task % O0
-        pl = task // O0
-        xb = pl * plane
-        q0 = pl % P0
-        q1 = pl % P1
-        q2 = pl % P2
-    """, 2)
+    src += _block(_PLANE_ROWS, 1) + _block(_PLANE_TABLES, 1) + _block(_SETUP, 1)
+    body = _block(_PLANE_TASK, 2)
     if sel and direct:  # (the in-place row alone: no scratch)
         scratch = ""
     elif sel or direct:
@@ -818,11 +824,8 @@ def _cf_forward_indices_rows(red: Selection, taps: int) -> str:
     the channels-last kernel, ``/tmp/exp6/abidx.py``).  Its borders scan their windows as
     ``window_body`` does for selections (the same rule for ties and NaNs)."""
     src = "def kernel(x, out, idx, g0, g1, g2, dk, geo):\n"
-    src += _block(_PLANE_ROWS, 1) + _block("""
+    src += _block(_PLANE_ROWS, 1) + _block(_PLANE_TABLES, 1) + _block("""
         ixf = idx.reshape(-1)
-        P0 = g0.shape[0]
-        P1 = g1.shape[0]
-        P2 = g2.shape[0]
         m = hi - lo
         # The rows' loops run over whole unrolled vectors (16 lanes, 4 times) past the
         # interior where the input goes on that far (else its remainder loop ran element by
@@ -851,14 +854,7 @@ def _cf_forward_indices_rows(red: Selection, taps: int) -> str:
         ev = np.empty(O2 + 64, dtype=sdt)
         """
     src += _chunks("x.shape[0] * C * O0", True, scratch, "task")
-    src += _block("""
-        o0 = task % O0
-        pl = task // O0
-        xb = pl * plane
-        q0 = pl % P0
-        q1 = pl % P1
-        q2 = pl % P2
-    """, 2) + _load(0, "o0", "q0", 2, "bn")
+    src += _block(_PLANE_TASK, 2) + _load(0, "o0", "q0", 2, "bn")
     src += _block("for o1 in range(O1):", 2) + _load(1, "o1", "q1", 3, "bn")
 
     def take(v: str, at: str) -> str:
@@ -913,8 +909,8 @@ def _cf_forward_indices_rows(red: Selection, taps: int) -> str:
             o2 = j if j < lo else j + hi - lo
             b2 = g2[q2, o2, 0]
             n2 = g2[q2, o2, 1]
-            best = xf[numba.uint64(xb + (b0 * S1 + b1) * S2 + b2)]
             bx = (b0 * S1 + b1) * S2 + b2
+            best = xf[numba.uint64(xb + bx)]
             for k0 in range(n0):
                 for k1 in range(n1):
                     r = ((b0 + k0 * d0) * S1 + b1 + k1 * d1) * S2
@@ -1499,14 +1495,13 @@ def _cl_stream_unrolled(level: int, shape: tuple[int, int, int]) -> str:
     accumulator's type, as ``branchless`` asks).  Only for reductions declared
     ``branchless``; ``finish`` stays in a loop of its own (in the folded loop, gem's took
     228 against 185 us, ``/tmp/exp5/fused.py``)."""
-    term = _term
     _, m1, m2 = shape
     body = []
     for k1 in range(m1):
         for k2 in range(m2):
-            at = " + ".join(["u", *term(k1, "r1"), *term(k2, "c2"), "ch"])
+            at = " + ".join(["u", *_term(k1, "r1"), *_term(k2, "c2"), "ch"])
             v = f"zero + xf[numba.uint64({at})]"
-            tap = " + ".join(["tapf", *term(k1, "K2"), *([str(k2)] if k2 else [])])
+            tap = " + ".join(["tapf", *_term(k1, "K2"), *([str(k2)] if k2 else [])])
             body.append(f"a = _take(a, {v}, {tap}, pr)" if k1 or k2
                         else f"a = _init({v}, tapf, pr)")
     return (_block(f"if n0 == 1 and n1 == {m1} and n2 == {m2}:", level) + _block("""
