@@ -41,16 +41,21 @@ def _run_parts_in_order(plan, restart, x, parts, backwards=False):
     read the old windows.  Returns the output and what each part's restart returned."""
     out = np.empty(plan.shape, plan.dtype)
     arrays = (x, out) + ((np.empty(plan.shape, np.int64),) if plan.with_indices else ())
+    if plan.tasks is not None:  # (a masked kernel's flags; its fallback runs each part after)
+        arrays += (np.full(plan.tasks, 1 if plan.fallback is None else 2, np.uint8),)
     args = (*arrays, *plan.args)
     kinds = tuple(launch.kind(a) for a in args)
     slots = launch.pack(kinds, args)
-    kernel = plan.kernel.compiled(kinds).cfunc.ctypes
+    kernels = [k.compiled(kinds).cfunc.ctypes for k in (plan.kernel, plan.fallback) if k]
     before = restart.before()
     ready = [0] * parts
     for part in reversed(range(parts)) if backwards else range(parts):
         ready[part] = _restart_part.ctypes(ctypes.c_void_p(before.slots_address), part, parts)
         if ready[part] == 1:
-            assert kernel(ctypes.c_void_p(slots.ctypes.data), part, parts) == 1
+            for kernel in kernels:
+                assert kernel(ctypes.c_void_p(slots.ctypes.data), part, parts) == 1
+    if plan.tasks is not None and ready == [1] * parts:
+        assert not np.any(arrays[-1] == 2), "a task the kernel did not take"
     return out, ready
 
 
@@ -262,12 +267,18 @@ def test_a_rule_drawing_in_parts(monkeypatch):
 
 @pytest.mark.parametrize("parts", [2, 3, 4])
 @pytest.mark.parametrize("reduction, fill", [(MAX, False), (AVG, False), (MAX, True)])
-def test_each_part_writes_the_channels_last_tables_of_its_batches(reduction, fill, parts):
-    """Channels last, the masked kernel numbers its tasks batch by batch and reads the
-    per-channel tables of its batches: 5 batches of 3 channels split 2, 3 or 4 ways, run
+@pytest.mark.parametrize("general", [False, True])
+def test_each_part_writes_the_channels_last_tables_of_its_batches(reduction, fill, parts,
+                                                                  general, monkeypatch):
+    """Channels last, the masked kernels number their tasks batch by batch and read the
+    per-channel tables of their batches: 5 batches of 3 channels split 2, 3 or 4 ways, run
     part by part (first to last, last to first), each part's restart just before its
     tasks, give the new windows (the tables first held others).  With a ``fill``, each
-    part must first fill the starts of its batches' planes from the fill's sources."""
+    part must first fill the starts of its batches' planes from the fill's sources.  The
+    kernel for windows of 2 rows (its fallback run after it, part by part), or, ``general``,
+    the kernel for any windows alone."""
+    if general:
+        monkeypatch.setattr(cpu, "masked_variant", lambda *args: "forward_masked")
     rng = np.random.default_rng(parts)
     n, c, spatial = 5, 3, (7, 9)
     x = rng.random((n, c, *spatial)).astype(np.float32)
@@ -282,7 +293,8 @@ def test_each_part_writes_the_channels_last_tables_of_its_batches(reduction, fil
     xl = np.ascontiguousarray(np.moveaxis(x, 1, -1)).reshape(n, 1, *spatial, c)
     plan = cpu.plan_forward(reduction, "channels_last", xl, (SINGLETON, *axes),
                             np.zeros((1, 0)))
-    assert plan.kernel.name.endswith("/forward_masked")
+    assert plan.kernel.name.endswith("/forward_masked" if general else
+                                     "/forward_masked_rows2_cols2")
     tables = [a.tables_in(plan.args) for a in axes]
     assert tables == [{"by_channel"}, {"lo", "delta"}]
     starts = [np.asfortranarray(s) for s in (old if fill else new)]

@@ -87,7 +87,7 @@ class RedrawnForward:
         if layout == "channels_first" and all(
                 t == {"table"} and s.flags.c_contiguous for s, t in zip(starts, tables)):
             channels_last = None
-        elif (layout == "channels_last" and self.plan.kernel.name.endswith("/forward_masked")
+        elif (layout == "channels_last" and self.plan.tasks is not None
                 and all("table" not in t and s.flags.f_contiguous
                         for s, t in zip(starts, tables))):
             channels_last = (batch, channels, tables)

@@ -27,6 +27,7 @@ from .templates import (
     DIRECT_VARIANTS,
     INDICES_ROWS_VARIANTS,
     MASKED_MAX_READS,
+    MASKED_VARIANTS,
     cl_fold_variant,
     cols_fast_path,
     cols_variant,
@@ -37,7 +38,7 @@ from .templates import (
 )
 
 __all__ = ["forward", "plan_forward", "ForwardPlan", "backward", "param_grad", "out_shape",
-           "masked_channels_last", "SCATTER_MIN_PLANES"]
+           "masked_channels_last", "masked_variant", "SCATTER_MIN_PLANES"]
 
 SCATTER_MIN_PLANES = 8
 """Channels-first backward scatters per (n, c) plane when there are at least this many planes
@@ -105,6 +106,10 @@ class ForwardPlan:
     return_indices: bool
     args: tuple  # after (x, out[, idx])
     sampling: bool  # ``u`` is the last argument, given to run()
+    # A masked channels-last kernel (:data:`MASKED_VARIANTS`) takes ``miss`` after ``out``,
+    # one flag per task: ``tasks`` of them; ``fallback``, if any, runs the tasks it leaves.
+    tasks: int | None = None
+    fallback: Callable | None = None
     _bound: dict = field(default_factory=dict, compare=False, repr=False)
 
     def _launch(self, *arrays: np.ndarray, before: Before | None) -> None:
@@ -124,6 +129,12 @@ class ForwardPlan:
         """``(out, indices or None)`` for ``x``; ``before``: a step each kernel thread runs
         first (:func:`numbapool.kernels.launch.drive_after`)."""
         out = buffers.empty(self.shape, self.dtype)
+        if self.tasks is not None:  # (the masked kernels: every task, or those ``fallback`` marks)
+            miss = (np.ones if self.fallback is None else np.empty)(self.tasks, np.uint8)
+            self._launch(x, out, miss, before=before)
+            if self.fallback is not None and miss.any():
+                self.fallback(x, out, miss, *self.args)
+            return out, None
         if not self.with_indices:
             self._launch(x, out, before=before)
             return out, None
@@ -174,6 +185,22 @@ def masked_channels_last(reduction: Reduction, axes: Sequence[AxisWindows], prm:
     for a in axes:
         reads *= (a.extent + a.starts_by_channel(batch, channels)[1]) / a.extent
     return reads <= MASKED_MAX_READS
+
+
+def masked_variant(reduction: Reduction, axes: Sequence[AxisWindows], batch: int,
+                   channels: int) -> str:
+    """The masked channels-last kernel for these per-plane windows (:data:`MASKED_VARIANTS`):
+    one for 2-D windows of 2, 3 or more rows (and 2, 3 or other numbers of columns) where
+    the window starts over the channels are at most a row and a column apart, else
+    ``forward_masked``.  (Windows drawn again for a kept plan may not be so: that kernel
+    then runs the tasks the other leaves.)"""
+    k0, k1, k2 = (a.extent for a in axes)
+    spread = [a.starts_by_channel(batch, channels)[1] for a in axes]
+    if k0 != 1 or spread[0] != 0 or k1 < 2 or spread[1] > 1 or spread[2] > 1:
+        return "forward_masked"
+    rows = min(k1, 4)
+    cols = k2 if k2 in (2, 3) else 0
+    return next(name for name, shape in MASKED_VARIANTS.items() if shape == (rows, cols))
 
 
 def _selection_cols_variant(axes: Sequence[AxisWindows]) -> str:
@@ -281,11 +308,16 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
     if (layout == "channels_last" and not with_indices
             and masked_channels_last(reduction, axes, prm, x.shape[0], x.shape[4])):
         tables = _masked_tables(axes, x.shape[0], x.shape[4])
-        if sel:
-            return plan("forward_masked", tables)
-        rest = smooth()  # (dv0, dv1, dv2, override, zero, prm)
-        return plan("forward_masked", [*tables, *_one_row_if_shared(rest[:3]), *rest[3:]],
-                    reduction.out_dtype(x.dtype))
+        if not sel:
+            rest = smooth()  # (dv0, dv1, dv2, override, zero, prm)
+            tables += [*_one_row_if_shared(rest[:3]), *rest[3:]]
+        variant = masked_variant(reduction, axes, x.shape[0], x.shape[4])
+        fallback = (None if variant == "forward_masked"
+                    else get_kernel(reduction, layout, "forward_masked"))
+        return ForwardPlan(get_kernel(reduction, layout, variant), shape,
+                           np.dtype(reduction.out_dtype(x.dtype)), False, False, tuple(tables),
+                           False, tasks=x.shape[0] * shape[1] * ((shape[2] + 1) // 2),
+                           fallback=fallback)
     extents = tuple(a.extent for a in axes)
 
     def fold(variant: str) -> str:  # (a channels-last kernel with windows of one shape folded)

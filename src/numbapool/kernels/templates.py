@@ -1719,77 +1719,117 @@ MASKED_MAX_READS = 4.0
 of the windows (see :func:`_cl_forward_masked`); otherwise the call transposes."""
 
 
-def _cl_forward_masked(red: Reduction) -> str:
+def _masked_name(rows: int, cols: int) -> str:
+    name = "forward_masked"
+    if rows:
+        name += f"_rows{rows if rows < 4 else 'k'}"
+    return name + (f"_cols{cols}" if cols else "")
+
+
+MASKED_VARIANTS: dict[str, tuple[int, int]] = {
+    _masked_name(rows, cols): (rows, cols)
+    for rows in (0, 2, 3, 4) for cols in ((0,) if rows == 0 else (0, 2, 3))}
+"""The channels-last masked kernels (:func:`_cl_forward_masked`) by name: ``(rows, cols)``.
+``forward_masked`` (0, 0) takes any windows; the others take 2-D windows of ``rows`` rows
+(4: four or more) and, with ``cols``, of that many columns, whose starts over the channels
+are at most a row and a column apart.  They flag the tasks whose windows are not so in
+``miss``, and ``forward_masked`` runs those."""
+
+
+def _ends_loop(body: list[str]) -> str:
+    """A loop over a row of (column, channel) running ``body`` (lines) at ``w + ch``."""
+    return "\n".join(["for i in range(S2):", "    w = i * C", "    for ch in range(C):",
+                      *("        " + line for line in body)])
+
+
+def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0) -> str:
     """Channels last with per-plane windows (fractional pooling: every channel its own
     windows) that are whole kernels of consecutive taps, without transposing the array.
 
     A task per pair of output rows ``(n, o0, 2h)`` and ``(n, o0, 2h + 1)``.  The windows of
-    the C channels at (o0, o1) start at different input rows, but close together; every
-    candidate row between the first start and the last end is folded, contiguously over
-    (column, channel) and vectorised, into a row of columns, each channel taking only its
-    own rows (a per-channel mask); that row is folded over every run of K2 columns, and
+    the C channels at (o0, o1) start at different input rows, but close together.
+
+    ``rows`` 0, ``forward_masked``, takes the tasks whose ``miss`` is not 0, any windows:
+    every candidate row between the first start and the last end is folded, contiguously
+    over (column, channel) and vectorised, into a row of columns, each channel taking only
+    its own rows (a per-channel mask); that row is folded over every run of K2 columns, and
     each output picks its channel's fold among the few columns where the channels' windows
     start (selects, lane by lane). The reads grow by ``(K + spread) / K`` along the first
     two axes (``spread``: the range of the starts over the channels, 1 for PyTorch's rule)
     instead of two transposes of the array (measured 0.6 against 2.1 ms for PyTorch's rule
-    on (8, 56, 56, 64) float32, 39x39 out). The window starts come as ``(N, out, C)`` tables
-    (:meth:`AxisWindows.starts_by_channel`), the last axis's as smallest starts and offsets
-    (:meth:`AxisWindows.offsets_by_channel`).
-    Windows of K rows whose starts over the channels are at most a row apart (PyTorch's
-    rule in 2-D) take a pass of their own: the K - 1 rows every channel reads are folded
-    once, without masks, then each channel folds them with its own first or last row (a
-    select), where the general loop folds the rows one at a time through the masks (2 rows:
-    0.55 -> 0.43 ms for the max pool above; 3 rows, (8, 56, 56, 64) to 28x28: 0.34 -> 0.24
-    ms, against 0.17 for max 3x3/s2).  Windows of 2 or 3 rows fold the common rows in the
-    same loop as the ends, with no pass over a folded row (3 rows: 0.24 -> 0.225 ms; its
-    loads, from four rows that do not fit the first-level cache, are then what bounds it),
-    and both rows of a task in one loop, where the rows they share come from that cache the
-    second time (0.227 -> 0.21 ms; 39x39, windows of 2: 0.284 -> 0.255 ms).  The loops read
-    ``x`` at unsigned offsets, as the row views cost reference counting in them; windows of
-    3 columns fold in one pass over the folded row.
-    Selections, and streaming reductions that fold with ``merge`` and ignore ``tap`` (their
-    sums are reassociated: rows first, then columns, as in the channels-first kernels)."""
+    on (8, 56, 56, 64) float32, 39x39 out). The window starts come as ``(N, out, C)``
+    tables (:meth:`AxisWindows.starts_by_channel`), the last axis's as smallest starts and
+    offsets (:meth:`AxisWindows.offsets_by_channel`).
+
+    ``rows`` 2, 3 or 4 (four or more): 2-D windows of that many rows whose starts over the
+    channels are at most a row and a column apart (PyTorch's rule in 2-D).  The kernel
+    takes every task, and flags in ``miss`` those whose windows are not so, for
+    ``forward_masked``.  The rows every channel reads are folded once, without masks, then
+    each channel folds them with its own first row or the row after them (a select), where
+    the masked loop folds the rows one at a time through the masks (2 rows: 0.55 -> 0.43
+    ms for the max pool above; 3 rows, (8, 56, 56, 64) to 28x28: 0.34 -> 0.24 ms, against
+    0.17 for max 3x3/s2); with 2 or 3 rows, in the same loop as the ends, and both rows of a
+    task in one loop, where the rows they share come from the first-level cache the second
+    time (0.24 -> 0.21 ms; 39x39, windows of 2: 0.284 -> 0.255 ms; avg 3x3: 0.23 against
+    0.21 ms a row at a time).  Each output picks its channel's fold at lo2 or lo2 + 1.
+    ``cols`` 2 or 3: windows of that many columns skip the fold over runs; each output
+    folds its columns from the folded row, the common ones, then the first or the next
+    (fractional max 3x3 to 28x28: 0.21 -> 0.19 ms; avg 0.205 -> 0.18, 2x2 to 39x39: 0.28 ->
+    0.25 ms).
+    (One kernel with every pass compiled them all on every first call: 4.1 s for the
+    fractional max pool, against 1.5 s for the kernel for its windows.)
+
+    The loops read ``x`` at unsigned offsets, as the row views cost reference counting in
+    them.  Selections, and streaming reductions that fold with ``merge`` and ignore ``tap``
+    (their sums are reassociated: rows first, then columns, as in the channels-first
+    kernels)."""
     if not cols_fast_path(red):
         raise ValueError(f"no masked channels-last kernel for reduction {red.name!r}")
     sel = isinstance(red, Selection)
     if sel:
-        src = "def kernel(x, out, st0, st1, lo2, dt2, dk):\n"
+        src = "def kernel(x, out, miss, st0, st1, lo2, dt2, dk):\n"
+        def load_value(v: str) -> str:
+            return v
         def load(row: str, at: str = "ch") -> str:
             return f"{row}[{at}]"
         fold_a = "v if first[ch] | (inside[ch] & _better(v, a)) else a"
         fold_b = "v if _better(v, a) else a"
-        new_col = "np.empty(S2 * C, dtype=sdt)"
     else:
-        src = ("def kernel(x, out, st0, st1, lo2, dt2, dk, dv0, dv1, dv2, override, zero, "
-               "prm):\n")
+        src = ("def kernel(x, out, miss, st0, st1, lo2, dt2, dk, dv0, dv1, dv2, override, "
+               "zero, prm):\n")
+        def load_value(v: str) -> str:
+            return f"_init(zero + {f'({v})' if ' if ' in v else v}, 0, pr)"
         def load(row: str, at: str = "ch") -> str:
-            return f"_init(zero + {row}[{at}], 0, pr)"
+            return load_value(f"{row}[{at}]")
         fold_a = "v if first[ch] else (_merge(a, v, pr) if inside[ch] else a)"
         fold_b = "_merge(a, v, pr)"
-        new_col = "np.empty(S2 * C, dtype=sdt)"  # (the accumulator's type)
-    def x_at(u: str, i: str = "w + ch") -> str:  # (flat, unsigned: the loops vectorise)
+    def raw_at(u: str, i: str = "w + ch") -> str:  # (flat, unsigned: the loops vectorise)
+        return f"xf[numba.uint64({u} + {i})]"
+
+    def x_at(u: str, i: str = "w + ch") -> str:
         return load("xf", f"numba.uint64({u} + {i})")
 
-    def fold_ends(middle: list[str], first: str, after: str, keep: str, take: str
-                  ) -> list[str]:
-        # The lines that fold ``m`` (set by ``middle``: the fold of the taps every channel
-        # reads) with the channel's first tap and with the tap after the common ones, and
-        # store the second fold in ``keep`` where ``take``, the first elsewhere.
-        return [*middle, f"a = {first}", "v = m", f"p = {fold_b}", "a = m", f"v = {after}",
-                f"q = {fold_b}", f"{keep} = q if {take} else p"]
+    def span(b: str, lo: str, hi: str) -> str:  # (a loop: arr.min() compiled for 0.5 s)
+        return f"""
+            {lo} = {b}[0]
+            {hi} = {lo}
+            for ch in range(1, C):
+                {lo} = min({lo}, {b}[ch])
+                {hi} = max({hi}, {b}[ch])
+        """
 
-    def ends(middle: list[str], pair: bool = False) -> str:
-        # Each channel folds the rows every channel reads (``middle``: lines that set ``m``
-        # to their fold) with its own first row (at ``ua``) or the row after the common
-        # ones (at ``ue``), and keeps one of the two.  ``pair``: the same for the next output
-        # row too (its offsets and results named with ``_2``), in the same loop (a loop each
-        # was slower: 213 against 203 us for the fractional max pool above).
-        body = fold_ends(middle, x_at("ua"), x_at("ue"), "col[numba.uint64(w + ch)]",
-                         "later[ch]")
-        if pair:
-            body += [_second(line) for line in body]
-        return "\n".join(["for i in range(S2):", "    w = i * C", "    for ch in range(C):",
-                          *("        " + line for line in body)])
+    def fold_ends(middle: list[str], first: str, after: str, keep: str, take: str,
+                  raw: bool = True) -> list[str]:
+        # The lines that fold ``m`` (set by ``middle``: the fold of the taps every channel
+        # reads) with the channel's own end tap, ``after`` (the tap after the common ones)
+        # where ``take``, else ``first`` (its first tap): in that order, as the window's
+        # taps come, so that a fold that is not commutative (or ties, or NaNs) sees them as
+        # the masked loop would.  Both taps are loaded, then selected (the loop
+        # vectorises); ``raw``: they are input elements, to start an accumulator from.
+        own = "g if take else f".replace("take", take)
+        return [*middle, f"f = {first}", f"g = {after}",
+                f"e = {load_value(own) if raw else own}", f"a = m if {take} else e",
+                f"v = e if {take} else m", f"{keep} = {fold_b}"]
 
     src += _block(_cl_shapes(), 1) + _block("""
         K0 = dk[1, 0]
@@ -1805,101 +1845,115 @@ def _cl_forward_masked(red: Reduction) -> str:
             P1 = dv1.shape[0]
             P2 = dv2.shape[0]
         """, 1)
-    scratch = _block(f"""
-        inside = np.empty(C, dtype=np.bool_)
-        first = np.empty(C, dtype=np.bool_)
-        later = np.empty(C, dtype=np.bool_)
-        later_2 = np.empty(C, dtype=np.bool_)
-        cola = {new_col}
-        col_2 = {new_col}
-        col = cola
-        sl = np.empty(S2 * C, dtype=sdt)
-    """, 0)
+    # (the kernels for rows read their rows' folds one column past the last start, into a
+    # spare column, whose values are never selected: see the picks below)
+    row = f"np.empty({'(S2 + 1) * C' if rows else 'S2 * C'}, dtype=sdt)"
+    scratch = ("later = np.empty(C, dtype=np.bool_)\nlater_2 = np.empty(C, dtype=np.bool_)\n"
+               f"cola = {row}\n" + (f"col_2 = {row}\n" if rows < 4 else "")
+               if rows else
+               "inside = np.empty(C, dtype=np.bool_)\nfirst = np.empty(C, dtype=np.bool_)\n"
+               f"col = {row}\n")
+    if not cols:
+        scratch += f"sl = {row}\n"
     if not sel:
-        scratch += _block("""
-            d01 = np.empty(C, dtype=dv2.dtype)
-            pick = np.empty(C, dtype=sdt)
-        """, 0)
+        scratch += "d01 = np.empty(C, dtype=dv2.dtype)\n"
+        scratch += "" if rows else "pick = np.empty(C, dtype=sdt)\n"
     src += _chunks("x.shape[0] * O0 * H", sel, scratch, "r")
-    two = [f"m = {x_at('ub')}"]
-    three = [f"a = {x_at('ub')}", f"v = {x_at('uc')}", f"m = {fold_b}"]
-    offsets = """
-        ua = ((n * S0 + lo0) * S1 + lo1) * RS
-        ub = ua + RS
-        uc = ua + 2 * RS if K1 > 2 else ub
-        ue = ua + K1 * RS if hi1 > lo1 else ub
-    """
-    # A task per pair of output rows (o0, 2h), (o0, 2h + 1): when both take the pass of
-    # their own (below), one loop makes both folded rows, and the rows they share are read
-    # from the first-level cache the second time.
-    direct = "(K2 == 2 or K2 == 3) and dt2[n].max() <= 1" if sel else "False"
-    parts = [(2, f"""
+    if not rows:
+        src += _block("""
+            if miss[r] == 0:
+                continue
+        """, 2)
+    src += _block("""
         h = r % H
         t = r // H
         o0 = t % O0
         n = t // O0
         B0 = st0[n, o0]
-        lo0 = B0.min()
-        flat = K0 == 1 and B0.max() == lo0 and K1 > 1
-        last = min(2 * h + 2, O1)
-        paired = False
-        direct = {direct}
-        if flat and K1 <= 3 and last == 2 * h + 2:
+    """, 2) + _block(span("B0", "lo0", "hi0"), 2)
+    if rows:
+        # The task's two rows (the last alone twice where O1 is odd), each channel's
+        # window starting at lo1 or lo1 + 1 (``later``)
+        k1 = "K1 < 4" if rows == 4 else f"K1 != {rows}"
+        if cols:
+            k1 += f" or K2 != {cols}"
+        src += _block("""
+            o1b = min(2 * h + 1, O1 - 1)
             B1 = st1[n, 2 * h]
-            lo1 = B1.min()
-            hi1 = B1.max()
-            B1_2 = st1[n, 2 * h + 1]
-            lo1_2 = B1_2.min()
-            hi1_2 = B1_2.max()
-            if hi1 - lo1 <= 1 and hi1_2 - lo1_2 <= 1:
-                paired = True
-                for ch in range(C):
-                    later[ch] = B1[ch] != lo1
-                    later_2[ch] = B1_2[ch] != lo1_2
-                col = cola
-    """), (4, offsets), (4, _second(offsets)), (4, "if K1 == 2:"), (5, ends(two, pair=True)),
-        (4, "else:"), (5, ends(three, pair=True)), (2, """
-        for o1 in range(2 * h, last):
-            col = col_2 if o1 > 2 * h else cola
-            if not paired:
+            B1_2 = st1[n, o1b]
+        """, 2) + _block(span("B1", "lo1", "hi1"), 2) + _block(span("B1_2", "lo1_2", "hi1_2"),
+                                                            2) + _block(f"""
+            if K0 != 1 or {k1} or hi0 != lo0 or hi1 - lo1 > 1 or hi1_2 - lo1_2 > 1:
+                miss[r] = 1
+                continue
+            miss[r] = 0
+            for ch in range(C):
+                later[ch] = B1[ch] != lo1
+                later_2[ch] = B1_2[ch] != lo1_2
+            col = cola
+        """, 2)
+        offsets = "\n".join([
+            "ua = ((n * S0 + lo0) * S1 + lo1) * RS", "ub = ua + RS",
+            *(["uc = ua + 2 * RS"] if rows > 2 else []),
+            f"ue = ua + {'K1' if rows == 4 else rows} * RS if hi1 > lo1 else ub"])
+        src += _block(offsets, 2) + _block(_second(offsets), 2)
+        if rows < 4:  # (both rows in one loop)
+            middle = ([f"m = {x_at('ub')}"] if rows == 2 else
+                      [f"a = {x_at('ub')}", f"v = {x_at('uc')}", f"m = {fold_b}"])
+            body = fold_ends(middle, raw_at("ua"), raw_at("ue"), "col[numba.uint64(w + ch)]",
+                             "later[ch]")
+            body += [_second(line) for line in body]
+            src += _block(_ends_loop(body), 2) + _block("""
+                for o1 in range(2 * h, o1b + 1):
+                    col = col_2 if o1 > 2 * h else cola
+            """, 2)
+        else:  # (four rows or more: a row at a time, the rows every channel reads first)
+            swap = "\n".join(f"{u} = {u}_2" for u in ("ua", "ub", "uc", "ue"))
+            src += _block("""
+                for o1 in range(2 * h, o1b + 1):
+                    lat = later
+                    if o1 > 2 * h:
+                        lat = later_2
+            """, 2) + _block(swap, 4) + _block(f"""
+                for i in range(RS):
+                    a = {x_at("ub", "i")}
+                    v = {x_at("uc", "i")}
+                    col[i] = {fold_b}
+                for k1 in range(3, K1):
+                    uk = ua + k1 * RS
+                    for i in range(RS):
+                        a = col[i]
+                        v = {x_at("uk", "i")}
+                        col[i] = {fold_b}
+            """, 3) + _block(_ends_loop(fold_ends(["m = col[numba.uint64(w + ch)]"],
+                                                 raw_at("ua"), raw_at("ue"),
+                                                 "col[numba.uint64(w + ch)]", "lat[ch]")), 3)
+    else:
+        src += _block("""
+            for o1 in range(2 * h, min(2 * h + 2, O1)):
                 B1 = st1[n, o1]
-                lo1 = B1.min()
-                hi1 = B1.max()
-                if flat and hi1 - lo1 <= 1:
+        """, 2) + _block(span("B1", "lo1", "hi1"), 3) + _block(f"""
+            for r0 in range(lo0, hi0 + K0):
+                for r1 in range(lo1, hi1 + K1):
                     for ch in range(C):
-                        later[ch] = B1[ch] != lo1
-    """), (5, offsets), (5, "if K1 == 2:"), (6, ends(two)), (5, "elif K1 == 3:"),
-        (6, ends(three)), (5, "else:"), (6, f"""
-        for i in range(RS):
-            a = {x_at("ub", "i")}
-            v = {x_at("uc", "i")}
-            col[i] = {fold_b}
-        for k1 in range(3, K1):
-            uk = ua + k1 * RS
-            for i in range(RS):
-                a = col[i]
-                v = {x_at("uk", "i")}
-                col[i] = {fold_b}
-    """), (6, ends(["m = col[numba.uint64(w + ch)]"])), (4, "else:"), (5, f"""
-        for r0 in range(lo0, B0.max() + K0):
-            for r1 in range(lo1, hi1 + K1):
-                for ch in range(C):
-                    a0 = B0[ch]
-                    a1 = B1[ch]
-                    inside[ch] = ((a0 <= r0) & (r0 < a0 + K0) & (a1 <= r1)
-                                  & (r1 < a1 + K1))
-                    first[ch] = (a0 == r0) & (a1 == r1)
-                xb = ((n * S0 + r0) * S1 + r1) * S2 * C
-                for i in range(S2):
-                    cb = col[i * C:(i + 1) * C]
-                    xr = xf[xb + i * C:xb + (i + 1) * C]
-                    for ch in range(C):
-                        v = {load("xr")}
-                        a = cb[ch]
-                        cb[ch] = {fold_a}
-    """)]
-    src += "".join(_block(text, level) for level, text in parts)
-    src += _block(_fold_runs("C", "S2 * C", fold_b, three=True, unless="direct"), 3) + _block("""
+                        a0 = B0[ch]
+                        a1 = B1[ch]
+                        inside[ch] = ((a0 <= r0) & (r0 < a0 + K0) & (a1 <= r1)
+                                      & (r1 < a1 + K1))
+                        first[ch] = (a0 == r0) & (a1 == r1)
+                    xb = ((n * S0 + r0) * S1 + r1) * S2 * C
+                    for i in range(S2):
+                        cb = col[i * C:(i + 1) * C]
+                        xr = xf[xb + i * C:xb + (i + 1) * C]
+                        for ch in range(C):
+                            v = {load("xr")}
+                            a = cb[ch]
+                            cb[ch] = {fold_a}
+        """, 3)
+    # The output row o1 from its folded row ``col``
+    if not cols:
+        src += _block(_fold_runs("C", "S2 * C", fold_b, three=True), 3)
+    src += _block("""
         ob = ((n * O0 + o0) * O1 + o1) * O2 * C
         ro = of[ob:ob + O2 * C]
     """, 3)
@@ -1913,21 +1967,63 @@ def _cl_forward_masked(red: Reduction) -> str:
     # spread, 1 for PyTorch's rule): its fold is picked by selects over those few candidates,
     # lane by lane, where reading it at its own start was a scalar gather per output (the
     # kernel on PyTorch's fractional max pool of (8, 56, 56, 64): 0.67 -> 0.60 ms median).
-    # Selections over windows of 2 or 3 columns with offsets of 0 or 1 over an image
-    # (``direct``) skip the fold over runs: each output folds its columns from the row as the
-    # rows are folded (common ones, then the first or the next: 3 columns, 28x28 out, 0.21 ->
-    # 0.19 ms).  Sums do not: the same loops made fractional avg slower (28x28, windows of 3:
-    # 0.21 -> 0.32 ms; 39x39, windows of 2: 0.30 -> 0.54 ms), for a reason not found.
-    def col_at(u: str) -> str:
-        return f"col[numba.uint64({u} + ch)]"
-
-    def col_ends(middle: list[str]) -> str:
-        # as ``ends`` along the rows: the columns every channel reads (``m``), folded with
-        # each channel's first column or the one after them
-        body = fold_ends(middle, col_at("u"), col_at("ue2"), "pick[ch]", "dj[ch] == one")
-        return "\n".join(["for ch in range(C):", *("    " + line for line in body)])
-
-    picks = """
+    # The kernels for rows take offsets of 0 or 1 only (a select), leaving other tasks.
+    if rows:
+        # (every channel's fold read at lo2 and lo2 + 1 and one selected: the rows' spare
+        # element past their end is read where lo2 is the last start; its offsets checked
+        # in the same loop, and a task with an offset over 1 left to the fallback)
+        src += _block("""
+            for o2 in range(O2):
+                rj = ro[o2 * C:(o2 + 1) * C]
+                dj = dt2[n, o2]
+                u = lo2[n, o2] * C
+                one = numba.int32(1)  # (dj's type: the loop vectorises)
+                top = 0
+        """, 3) + ("" if sel else _block("d2 = dv2[0, o2]", 4)) + _block("""
+                for ch in range(C):
+                    top = max(top, dj[ch])
+        """, 4)
+        # (each channel's fold of its columns: selections into the output, sums finished)
+        finish = "" if sel else """
+            if P2 > 1:
+                d2 = dv2[n * C + ch, o2]
+            div = override if override > 0.0 else d01[ch] * d2
+            rj[ch] = _finish(q, div, pr)
+        """
+        if cols:
+            def col_at(u: str) -> str:
+                return f"col[numba.uint64({u} + ch)]"
+            middle = ([f"m = {col_at('u + C')}"] if cols == 2 else
+                      [f"a = {col_at('u + C')}", f"v = {col_at('u + 2 * C')}",
+                       f"m = {fold_b}"])
+            src += _block("\n".join(fold_ends(middle, col_at("u"), col_at(f"u + {cols} * C"),
+                                              "rj[ch]" if sel else "q", "dj[ch] == one",
+                                              raw=False)), 5)
+        else:
+            src += _block(f"""
+                a = folded[numba.uint64(u + ch)]
+                v = folded[numba.uint64(u + C + ch)]
+                {"rj[ch]" if sel else "q"} = v if dj[ch] == one else a
+            """, 5)
+        src += _block(finish, 5)
+        src += _block("""
+            if top > 1:
+                miss[r] = 1
+                break
+        """, 4) + _block("""
+            if miss[r] != 0:
+                break
+        """, 3)
+        return src
+    src += _block(f"""
+        for o2 in range(O2):
+            {"pick" if sel else "rj"} = ro[o2 * C:(o2 + 1) * C]
+            dj = dt2[n, o2]
+            top = 0
+            for ch in range(C):
+                top = max(top, dj[ch])
+    """, 3)
+    src += _block("""
         fb = folded[lo2[n, o2] * C:]
         for ch in range(C):
             pick[ch] = fb[ch]
@@ -1938,27 +2034,7 @@ def _cl_forward_masked(red: Reduction) -> str:
                 v = fs[ch]  # (both loaded first: a select, not a branch, vectorises)
                 a = pick[ch]
                 pick[ch] = v if dj[ch] == s32 else a
-    """
-    src += _block(f"""
-        for o2 in range(O2):
-            {"pick = ro[o2 * C:(o2 + 1) * C]" if sel else "rj = ro[o2 * C:(o2 + 1) * C]"}
-            dj = dt2[n, o2]
-            top = 0
-            for ch in range(C):
-                top = max(top, dj[ch])
-    """, 3)
-    if sel:
-        src += _block("""
-            if direct:
-                u = lo2[n, o2] * C
-                ue2 = u + K2 * C if top > 0 else u + C
-                one = numba.int32(1)  # (dj's type: the loop vectorises)
-                if K2 == 2:
-        """, 4) + _block(col_ends([f"m = {col_at('u + C')}"]), 6) + _block("else:", 5) + _block(
-            col_ends([f"a = {col_at('u + C')}", f"v = {col_at('u + 2 * C')}",
-                      f"m = {fold_b}"]), 6) + _block("else:", 4) + _block(picks, 5)
-    else:
-        src += _block(picks, 4)
+    """, 4)
     if not sel:  # (selections picked straight into the output)
         src += _block("""
             d2 = dv2[0, o2]
@@ -2137,6 +2213,8 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
     """Source of the function ``kernel`` for a reduction, layout and variant."""
     kind = red.kind
     base, fold = _FOLD_VARIANTS.get(variant, (variant, None))
+    if variant in MASKED_VARIANTS:
+        base = "forward_masked"
     if (kind not in VARIANTS or base not in VARIANTS[kind]
             or (fold is not None and fold not in CL_FOLDS.get((kind, base), ()))):
         raise ValueError(f"no {variant!r} kernel for {kind!r} reductions")
@@ -2144,7 +2222,7 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
         raise ValueError(f"no {variant!r} kernel for reduction {red.name!r}: folded windows "
                          "need a branchless reduction")
     if layout == "channels_first":
-        if variant == "forward_indices32" or fold is not None:
+        if variant == "forward_indices32" or fold is not None or base == "forward_masked":
             raise ValueError(f"{variant!r} is a channels-last kernel")
         if variant == "forward_global":
             if not global_fast_path(red):
@@ -2191,12 +2269,13 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
         return _cl_backward_global(red)
     if variant == "backward_linear":
         return _cl_backward_linear(red)
-    if variant == "forward_masked":
-        return _cl_forward_masked(red)
+    if base == "forward_masked":
+        return _cl_forward_masked(red, *MASKED_VARIANTS[variant])
     return _cl_forward(red, base, fold)
 
 
 __all__ = ["HEADER", "DECORATOR", "VARIANTS", "decorator", "reassociates", "kernel_source",
            "native_channels_last", "row_fast_path", "cols_fast_path", "cols_variant",
            "global_fast_path", "global_backward_path", "linear_backward_path",
-           "MASKED_MAX_READS", "INDICES_ROWS_VARIANTS", "CL_FOLDS", "cl_fold_variant"]
+           "MASKED_MAX_READS", "MASKED_VARIANTS", "INDICES_ROWS_VARIANTS", "CL_FOLDS",
+           "cl_fold_variant"]

@@ -1,0 +1,186 @@
+"""The channels-last masked kernels for windows of a few rows (``forward_masked_rows*``) and
+their fallback: which one a call gets, and that tasks whose windows they do not take are
+left to the kernel for any windows (``forward_masked``), against a plain loop."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from numbapool.builtin.reductions import AVG, MAX, MIN, SUM
+from numbapool.geometry import SINGLETON, explicit_axis
+from numbapool.kernels import cpu
+from numbapool.kernels.templates import MASKED_VARIANTS, kernel_source
+
+N, C = 2, 5
+
+
+def _starts(out: int, k: int, wide: set[int], rng: np.random.Generator) -> np.ndarray:
+    """Per-plane starts near ``2 * o``, at most one apart over the channels, except at the
+    outputs in ``wide``, where one channel of each batch starts two further on."""
+    starts = 2 * np.arange(out) + rng.integers(0, 2, (N * C, out))
+    for o in wide:
+        starts[::C, o] = 2 * o + 2
+        starts[1::C, o] = 2 * o
+    return starts
+
+
+def _reference(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: int, fold) -> np.ndarray:
+    n, _, _, _, c = x.shape
+    rows, cols = rows.reshape(n, c, -1), cols.reshape(n, c, -1)
+    want = np.empty((n, 1, rows.shape[2], cols.shape[2], c))
+    for i, ch, a, b in itertools.product(range(n), range(c), range(rows.shape[2]),
+                                         range(cols.shape[2])):
+        r0, c0 = rows[i, ch, a], cols[i, ch, b]
+        want[i, 0, a, b, ch] = fold(x[i, 0, r0:r0 + k, c0:c0 + k, ch].astype(np.float64))
+    return want
+
+
+def _plan(red, x, rows, cols, k, variant, monkeypatch):
+    axes = (SINGLETON, explicit_axis(x.shape[2], rows, k, extent=k),
+            explicit_axis(x.shape[3], cols, k, extent=k))
+    if variant is not None:
+        monkeypatch.setattr(cpu, "masked_variant", lambda *args: variant)
+    return cpu.plan_forward(red, "channels_last", x, axes, np.zeros((1, 0)))
+
+
+def _misses(plan, x) -> np.ndarray:
+    """The flags the plan's kernel leaves (1: a task for its fallback), run alone."""
+    out = np.empty(plan.shape, plan.dtype)
+    miss = np.full(plan.tasks, 7, np.uint8)
+    plan.kernel(x, out, miss, *plan.args)
+    return miss
+
+
+FOLDS = {"max": (MAX, np.max), "min": (MIN, np.min), "avg": (AVG, np.mean),
+         "sum": (SUM, np.sum)}
+
+
+@pytest.mark.parametrize("name", ["max", "avg"])
+@pytest.mark.parametrize("k, wide_rows, wide_cols", [
+    (2, set(), set()), (2, {3}, set()), (2, set(), {2}), (2, {0, 6}, {4}),
+    (3, {5}, {0}), (4, {2}, set()), (4, set(), {1})])
+def test_tasks_the_kernel_for_rows_leaves(name, k, wide_rows, wide_cols, monkeypatch):
+    """Windows of ``k`` rows and columns, their starts over the channels a row and a column
+    apart but for a few output rows (``wide_rows``) or columns (``wide_cols``) where they are
+    two apart: the planner gives the kernel for any windows where they are wide, the kernel
+    for rows (and, for max, columns) otherwise; that one, given the wide windows all the same,
+    leaves exactly the tasks (pairs of output rows) holding a wide row or column to its
+    fallback, and their results are the plain loop's."""
+    red, fold = FOLDS[name]
+    rng = np.random.default_rng(k + len(wide_rows) + 3 * len(wide_cols))
+    h, w = 17, 15
+    out_rows, out_cols = (h - k - 2) // 2 + 1, (w - k - 2) // 2 + 1  # (k < 4: 7 rows)
+    rows = _starts(out_rows, k, wide_rows, rng)
+    cols = _starts(out_cols, k, wide_cols, rng)
+    x = rng.uniform(-1, 1, (N, 1, h, w, C)).astype(np.float32)
+    if name == "max":
+        x[1, 0, 5, 6, 2] = np.nan
+    want = _reference(x, rows, cols, k, fold)
+    chosen = _plan(red, x, rows, cols, k, None, monkeypatch)
+    rows_variant = "forward_masked_rows" + (str(k) if k < 4 else "k")
+    if k < 4:
+        rows_variant += f"_cols{k}"
+    wide = bool(wide_rows or wide_cols)
+    assert chosen.kernel.name.endswith("/forward_masked" if wide else "/" + rows_variant)
+    assert (chosen.fallback is None) == wide
+    plan = _plan(red, x, rows, cols, k, rows_variant, monkeypatch)
+    assert plan.kernel.name.endswith("/" + rows_variant)
+    assert plan.fallback.name.endswith("/forward_masked")
+    missed = [bool(wide_cols) or 2 * t in wide_rows or 2 * t + 1 in wide_rows
+              for t in range((out_rows + 1) // 2)]
+    assert _misses(plan, x).tolist() == [int(m) for m in missed] * N
+    for p in (chosen, plan):
+        got, _ = p.run(x)
+        tol = dict(rtol=0, atol=0) if name == "max" else dict(rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(got, want, **tol)
+
+
+@pytest.mark.parametrize("variant", ["forward_masked_rows3", "forward_masked_rows2_cols3",
+                                     "forward_masked_rowsk"])
+def test_kernel_for_other_windows_leaves_every_task(variant, monkeypatch):
+    """A kernel for rows given windows of another size (2x2) takes no task: its fallback
+    computes them all."""
+    rng = np.random.default_rng(1)
+    rows, cols = _starts(5, 2, set(), rng), _starts(6, 2, set(), rng)
+    x = rng.uniform(-1, 1, (N, 1, 12, 14, C)).astype(np.float32)
+    plan = _plan(MAX, x, rows, cols, 2, variant, monkeypatch)
+    assert _misses(plan, x).tolist() == [1] * plan.tasks
+    np.testing.assert_array_equal(plan.run(x)[0], _reference(x, rows, cols, 2, np.max))
+
+
+@pytest.mark.parametrize("name", ["max", "min", "avg", "sum"])
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_kernels_for_rows_with_ties_and_signs(name, k):
+    """Every channel's window a row or a column after another's, on values with many ties
+    (integers from -2 to 2) and NaNs for the selections, the chosen kernel for rows takes
+    every task and agrees with the plain loop."""
+    red, fold = FOLDS[name]
+    rng = np.random.default_rng(k)
+    h, w = 4 * k + 3, 3 * k + 4
+    out_rows, out_cols = (h - k - 1) // 2 + 1, (w - k - 1) // 2 + 1
+    rows, cols = _starts(out_rows, k, set(), rng), _starts(out_cols, k, set(), rng)
+    x = rng.integers(-2, 3, (N, 1, h, w, C)).astype(np.float64)
+    if name in ("max", "min"):
+        x[rng.random(x.shape) < 0.03] = np.nan
+    axes = (SINGLETON, explicit_axis(h, rows, k, extent=k), explicit_axis(w, cols, k, extent=k))
+    plan = cpu.plan_forward(red, "channels_last", x, axes, np.zeros((1, 0)))
+    assert "/forward_masked_rows" in plan.kernel.name
+    assert not _misses(plan, x).any()
+    np.testing.assert_allclose(plan.run(x)[0], _reference(x, rows, cols, k, fold),
+                               rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("k0, spread0, k1, k2, spreads, sel, want", [
+    (1, 0, 2, 2, (1, 1), True, "forward_masked_rows2_cols2"),
+    (1, 0, 3, 3, (1, 0), True, "forward_masked_rows3_cols3"),
+    (1, 0, 3, 2, (0, 1), False, "forward_masked_rows3_cols2"),
+    (1, 0, 2, 1, (1, 0), False, "forward_masked_rows2"),
+    (1, 0, 5, 4, (1, 1), True, "forward_masked_rowsk"),
+    (1, 0, 6, 3, (1, 1), True, "forward_masked_rowsk_cols3"),
+    (1, 0, 2, 2, (2, 1), True, "forward_masked"),
+    (1, 0, 2, 2, (1, 2), False, "forward_masked"),
+    (1, 0, 1, 2, (1, 1), True, "forward_masked"),
+    (2, 0, 2, 2, (1, 1), True, "forward_masked"),
+    (1, 1, 2, 2, (1, 1), True, "forward_masked")])
+def test_masked_variant(k0, spread0, k1, k2, spreads, sel, want):
+    """The planner's choice among :data:`MASKED_VARIANTS`: by the kernel's extents and the
+    spread of the starts over the channels along each axis."""
+    def axis(k, spread, out=4):
+        starts = 3 * np.arange(out) + np.arange(N * C)[:, None] % (spread + 1)
+        return explicit_axis(3 * out + k + spread, starts, k, extent=k)
+    axes = (axis(k0, spread0), axis(k1, spreads[0]), axis(k2, spreads[1]))
+    assert cpu.masked_variant(MAX if sel else AVG, axes, N, C) == want
+
+
+def test_masked_variant_names():
+    """Every masked kernel generates for channels last (flags in ``miss``), and not for
+    channels first."""
+    for name, (rows, _) in MASKED_VARIANTS.items():
+        for red in (MAX, AVG):
+            src = kernel_source(red, "channels_last", name)
+            assert src.startswith("def kernel(x, out, miss, ")
+            assert ("miss[r] = 1" in src) == bool(rows)
+        with pytest.raises(ValueError, match="channels-last kernel"):
+            kernel_source(MAX, "channels_first", name)
+
+
+
+def test_kernel_for_any_windows_takes_the_flagged_tasks_only(monkeypatch):
+    """The fallback runs the tasks flagged in ``miss`` and leaves the others' outputs (the
+    kernel for rows wrote them)."""
+    rng = np.random.default_rng(2)
+    rows, cols = _starts(7, 2, set(), rng), _starts(6, 2, set(), rng)
+    x = rng.uniform(-1, 1, (N, 1, 17, 15, C)).astype(np.float32)
+    plan = _plan(MAX, x, rows, cols, 2, None, monkeypatch)
+    assert plan.tasks == N * 4 and plan.fallback is not None
+    miss = np.zeros(plan.tasks, np.uint8)
+    miss[[1, 7]] = 1  # (batch 0, output rows 2 and 3; batch 1, output row 6 alone)
+    out = np.full(plan.shape, 9.0, np.float32)
+    plan.fallback(x, out, miss, *plan.args)
+    want = np.full(plan.shape, 9.0)
+    ref = _reference(x, rows, cols, 2, np.max)
+    want[0, :, 2:4], want[1, :, 6:] = ref[0, :, 2:4], ref[1, :, 6:]
+    np.testing.assert_array_equal(out, want)
