@@ -5,6 +5,11 @@ left to the kernel for any windows (``forward_masked``), against a plain loop.""
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,13 +22,19 @@ from numbapool.kernels.templates import MASKED_VARIANTS, kernel_source
 N, C = 2, 5
 
 
-def _starts(out: int, k: int, wide: set[int], rng: np.random.Generator) -> np.ndarray:
+def _starts(out: int, wide: set[int], rng: np.random.Generator, end: int | None = None,
+            channels: int = C) -> np.ndarray:
     """Per-plane starts near ``2 * o``, at most one apart over the channels, except at the
-    outputs in ``wide``, where one channel of each batch starts two further on."""
-    starts = 2 * np.arange(out) + rng.integers(0, 2, (N * C, out))
+    outputs in ``wide``, where one channel of each batch starts two further on; with
+    ``end``, the last output's windows end there or one before (the kernels for rows read
+    their folded rows one column past the last start)."""
+    starts = 2 * np.arange(out) + rng.integers(0, 2, (N * channels, out))
+    if end is not None:  # (batch 0's all at the end: the smallest start is the last one)
+        starts[:, -1] = end - rng.integers(0, 2, N * channels)
+        starts[:channels, -1] = end
     for o in wide:
-        starts[::C, o] = 2 * o + 2
-        starts[1::C, o] = 2 * o
+        starts[::channels, o] = 2 * o + 2
+        starts[1::channels, o] = 2 * o
     return starts
 
 
@@ -60,21 +71,21 @@ FOLDS = {"max": (MAX, np.max), "min": (MIN, np.min), "avg": (AVG, np.mean),
 
 @pytest.mark.parametrize("name", ["max", "avg"])
 @pytest.mark.parametrize("k, wide_rows, wide_cols", [
-    (2, set(), set()), (2, {3}, set()), (2, set(), {2}), (2, {0, 6}, {4}),
+    (2, set(), set()), (2, {3}, set()), (2, set(), {2}), (2, {0, 5}, {4}),
     (3, {5}, {0}), (4, {2}, set()), (4, set(), {1})])
 def test_tasks_the_kernel_for_rows_leaves(name, k, wide_rows, wide_cols, monkeypatch):
     """Windows of ``k`` rows and columns, their starts over the channels a row and a column
     apart but for a few output rows (``wide_rows``) or columns (``wide_cols``) where they are
     two apart: the planner gives the kernel for any windows where they are wide, the kernel
-    for rows (and, for max, columns) otherwise; that one, given the wide windows all the same,
+    for rows (and columns, for 2 or 3) otherwise; that one, given the wide windows all the same,
     leaves exactly the tasks (pairs of output rows) holding a wide row or column to its
     fallback, and their results are the plain loop's."""
     red, fold = FOLDS[name]
     rng = np.random.default_rng(k + len(wide_rows) + 3 * len(wide_cols))
     h, w = 17, 15
     out_rows, out_cols = (h - k - 2) // 2 + 1, (w - k - 2) // 2 + 1  # (k < 4: 7 rows)
-    rows = _starts(out_rows, k, wide_rows, rng)
-    cols = _starts(out_cols, k, wide_cols, rng)
+    rows = _starts(out_rows, wide_rows, rng, h - k)
+    cols = _starts(out_cols, wide_cols, rng, w - k)
     x = rng.uniform(-1, 1, (N, 1, h, w, C)).astype(np.float32)
     if name == "max":
         x[1, 0, 5, 6, 2] = np.nan
@@ -104,7 +115,7 @@ def test_kernel_for_other_windows_leaves_every_task(variant, monkeypatch):
     """A kernel for rows given windows of another size (2x2) takes no task: its fallback
     computes them all."""
     rng = np.random.default_rng(1)
-    rows, cols = _starts(5, 2, set(), rng), _starts(6, 2, set(), rng)
+    rows, cols = _starts(5, set(), rng), _starts(6, set(), rng)
     x = rng.uniform(-1, 1, (N, 1, 12, 14, C)).astype(np.float32)
     plan = _plan(MAX, x, rows, cols, 2, variant, monkeypatch)
     assert _misses(plan, x).tolist() == [1] * plan.tasks
@@ -113,16 +124,19 @@ def test_kernel_for_other_windows_leaves_every_task(variant, monkeypatch):
 
 @pytest.mark.parametrize("name", ["max", "min", "avg", "sum"])
 @pytest.mark.parametrize("k", [2, 3, 5])
-def test_kernels_for_rows_with_ties_and_signs(name, k):
-    """Every channel's window a row or a column after another's, on values with many ties
-    (integers from -2 to 2) and NaNs for the selections, the chosen kernel for rows takes
-    every task and agrees with the plain loop."""
+@pytest.mark.parametrize("channels", [C, 1])
+def test_kernels_for_rows_with_ties_and_signs(name, k, channels):
+    """Every channel's window a row or a column after another's (or one channel), the last
+    windows at the end of the axes, on values with many ties (integers from -2 to 2) and
+    NaNs for the selections: the chosen kernel for rows takes every task and agrees with the
+    plain loop."""
     red, fold = FOLDS[name]
     rng = np.random.default_rng(k)
     h, w = 4 * k + 3, 3 * k + 4
     out_rows, out_cols = (h - k - 1) // 2 + 1, (w - k - 1) // 2 + 1
-    rows, cols = _starts(out_rows, k, set(), rng), _starts(out_cols, k, set(), rng)
-    x = rng.integers(-2, 3, (N, 1, h, w, C)).astype(np.float64)
+    rows = _starts(out_rows, set(), rng, h - k, channels)
+    cols = _starts(out_cols, set(), rng, w - k, channels)
+    x = rng.integers(-2, 3, (N, 1, h, w, channels)).astype(np.float64)
     if name in ("max", "min"):
         x[rng.random(x.shape) < 0.03] = np.nan
     axes = (SINGLETON, explicit_axis(h, rows, k, extent=k), explicit_axis(w, cols, k, extent=k))
@@ -133,26 +147,26 @@ def test_kernels_for_rows_with_ties_and_signs(name, k):
                                rtol=1e-15, atol=0)
 
 
-@pytest.mark.parametrize("k0, spread0, k1, k2, spreads, sel, want", [
-    (1, 0, 2, 2, (1, 1), True, "forward_masked_rows2_cols2"),
-    (1, 0, 3, 3, (1, 0), True, "forward_masked_rows3_cols3"),
-    (1, 0, 3, 2, (0, 1), False, "forward_masked_rows3_cols2"),
-    (1, 0, 2, 1, (1, 0), False, "forward_masked_rows2"),
-    (1, 0, 5, 4, (1, 1), True, "forward_masked_rowsk"),
-    (1, 0, 6, 3, (1, 1), True, "forward_masked_rowsk_cols3"),
-    (1, 0, 2, 2, (2, 1), True, "forward_masked"),
-    (1, 0, 2, 2, (1, 2), False, "forward_masked"),
-    (1, 0, 1, 2, (1, 1), True, "forward_masked"),
-    (2, 0, 2, 2, (1, 1), True, "forward_masked"),
-    (1, 1, 2, 2, (1, 1), True, "forward_masked")])
-def test_masked_variant(k0, spread0, k1, k2, spreads, sel, want):
+@pytest.mark.parametrize("k0, spread0, k1, k2, spreads, want", [
+    (1, 0, 2, 2, (1, 1), "forward_masked_rows2_cols2"),
+    (1, 0, 3, 3, (1, 0), "forward_masked_rows3_cols3"),
+    (1, 0, 3, 2, (0, 1), "forward_masked_rows3_cols2"),
+    (1, 0, 2, 1, (1, 0), "forward_masked_rows2"),
+    (1, 0, 5, 4, (1, 1), "forward_masked_rowsk"),
+    (1, 0, 6, 3, (1, 1), "forward_masked_rowsk_cols3"),
+    (1, 0, 2, 2, (2, 1), "forward_masked"),
+    (1, 0, 2, 2, (1, 2), "forward_masked"),
+    (1, 0, 1, 2, (1, 1), "forward_masked"),
+    (2, 0, 2, 2, (1, 1), "forward_masked"),
+    (1, 1, 2, 2, (1, 1), "forward_masked")])
+def test_masked_variant(k0, spread0, k1, k2, spreads, want):
     """The planner's choice among :data:`MASKED_VARIANTS`: by the kernel's extents and the
     spread of the starts over the channels along each axis."""
     def axis(k, spread, out=4):
         starts = 3 * np.arange(out) + np.arange(N * C)[:, None] % (spread + 1)
         return explicit_axis(3 * out + k + spread, starts, k, extent=k)
     axes = (axis(k0, spread0), axis(k1, spreads[0]), axis(k2, spreads[1]))
-    assert cpu.masked_variant(MAX if sel else AVG, axes, N, C) == want
+    assert cpu.masked_variant(axes, N, C) == want
 
 
 def test_masked_variant_names():
@@ -172,7 +186,7 @@ def test_kernel_for_any_windows_takes_the_flagged_tasks_only(monkeypatch):
     """The fallback runs the tasks flagged in ``miss`` and leaves the others' outputs (the
     kernel for rows wrote them)."""
     rng = np.random.default_rng(2)
-    rows, cols = _starts(7, 2, set(), rng), _starts(6, 2, set(), rng)
+    rows, cols = _starts(7, set(), rng), _starts(6, set(), rng)
     x = rng.uniform(-1, 1, (N, 1, 17, 15, C)).astype(np.float32)
     plan = _plan(MAX, x, rows, cols, 2, None, monkeypatch)
     assert plan.tasks == N * 4 and plan.fallback is not None
@@ -184,3 +198,45 @@ def test_kernel_for_any_windows_takes_the_flagged_tasks_only(monkeypatch):
     ref = _reference(x, rows, cols, 2, np.max)
     want[0, :, 2:4], want[1, :, 6:] = ref[0, :, 2:4], ref[1, :, 6:]
     np.testing.assert_array_equal(out, want)
+
+
+def test_masked_kernels_read_inside_their_arrays(tmp_path):
+    """Under Numba's bounds checking (``NUMBA_BOUNDSCHECK=1``, in a child process with a
+    kernel cache of its own), the kernels for rows and their fallback index every array
+    inside its bounds, the spare column of their rows included, on windows that reach the
+    ends of both axes (an error there raises in the kernel, and the call fails)."""
+    code = textwrap.dedent("""
+        import numpy as np
+        import test_masked_variants as t
+        from numbapool.builtin.reductions import AVG, MAX
+        from numbapool.geometry import SINGLETON, explicit_axis
+        from numbapool.kernels import cpu
+        rng = np.random.default_rng(4)
+        for red, fold, k, channels, wide in [(MAX, np.max, 2, 1, set()),
+                                             (AVG, np.mean, 3, 5, set()),
+                                             (MAX, np.max, 3, 5, {1})]:
+            h, w = 4 * k + 3, 3 * k + 4
+            out_rows, out_cols = (h - k - 1) // 2 + 1, (w - k - 1) // 2 + 1
+            rows = t._starts(out_rows, wide, rng, h - k, channels)
+            cols = t._starts(out_cols, set(), rng, w - k, channels)
+            x = rng.uniform(-1, 1, (t.N, 1, h, w, channels))
+            axes = (SINGLETON, explicit_axis(h, rows, k, extent=k),
+                    explicit_axis(w, cols, k, extent=k))
+            plan = cpu.plan_forward(red, "channels_last", x, axes, np.zeros((1, 0)))
+            if wide:  # (the kernel for rows, leaving the wide rows' tasks to its fallback)
+                plan = type(plan)(cpu.get_kernel(red, "channels_last",
+                                                 f"forward_masked_rows{k}_cols{k}"),
+                                  *[getattr(plan, f) for f in ("shape", "dtype", "with_indices",
+                                                               "return_indices", "args",
+                                                               "sampling", "tasks")],
+                                  cpu.get_kernel(red, "channels_last", "forward_masked"))
+            assert "/forward_masked" in plan.kernel.name, plan.kernel.name
+            got = plan.run(x)[0]
+            want = t._reference(x, rows, cols, k, fold)
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+        print("inside")
+    """)
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBAPOOL_CACHE_DIR=str(tmp_path))
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and "inside" in result.stdout, result.stderr[-3000:]

@@ -283,6 +283,7 @@ def test_a_redraw_outside_the_input_is_an_error(monkeypatch, layout, any_layout)
     tables are refilled, and the pass that makes them checks the starts: on the calling
     thread, or, for starts laid out by position, ``any_layout``, on the kernel's.)"""
     from numbapool import api
+    from numbapool.kernels import launch
 
     monkeypatch.setattr(api, "_KNOWN_CALLS", {})
 
@@ -295,9 +296,16 @@ def test_a_redraw_outside_the_input_is_an_error(monkeypatch, layout, any_layout)
         x = np.random.default_rng(5).random((2, 3, 7, 7))
         for _ in range(2):  # (planned; then planned and kept)
             np.testing.assert_array_equal(pool(bad=True, seed=1), _redrawn_starts_max(x, 1))
+        ran = []  # (the kernels run: a part whose tables were refused runs neither the
+        # masked kernel for these windows nor its fallback, which would read outside)
+        call = launch.Launcher.__call__
+        monkeypatch.setattr(launch.Launcher, "__call__",
+                            lambda self, *a, **kw: ran.append(self.name) or call(self, *a, **kw))
         with pytest.raises(ValueError, match=r"_RedrawnStarts.*redrew windows outside "
                                              r"spatial axis 1 of length 7"):
             pool(bad=True, seed=1)
+        assert not any(name.endswith("/forward_masked") for name in ran)
+        monkeypatch.setattr(launch.Launcher, "__call__", call)
         np.testing.assert_array_equal(pool(seed=1), _redrawn_starts_max(x, 1))
 
 

@@ -129,8 +129,9 @@ class ForwardPlan:
         """``(out, indices or None)`` for ``x``; ``before``: a step each kernel thread runs
         first (:func:`numbapool.kernels.launch.drive_after`)."""
         out = buffers.empty(self.shape, self.dtype)
-        if self.tasks is not None:  # (the masked kernels: every task, or those ``fallback`` marks)
-            miss = (np.ones if self.fallback is None else np.empty)(self.tasks, np.uint8)
+        if self.tasks is not None:  # (the masked kernels: the kernel flags, ``fallback`` runs)
+            # (zeros: a part whose table restart refused runs neither kernel)
+            miss = (np.ones if self.fallback is None else np.zeros)(self.tasks, np.uint8)
             self._launch(x, out, miss, before=before)
             if self.fallback is not None and miss.any():
                 self.fallback(x, out, miss, *self.args)
@@ -187,8 +188,7 @@ def masked_channels_last(reduction: Reduction, axes: Sequence[AxisWindows], prm:
     return reads <= MASKED_MAX_READS
 
 
-def masked_variant(reduction: Reduction, axes: Sequence[AxisWindows], batch: int,
-                   channels: int) -> str:
+def masked_variant(axes: Sequence[AxisWindows], batch: int, channels: int) -> str:
     """The masked channels-last kernel for these per-plane windows (:data:`MASKED_VARIANTS`):
     one for 2-D windows of 2, 3 or more rows (and 2, 3 or other numbers of columns) where
     the window starts over the channels are at most a row and a column apart, else
@@ -311,7 +311,7 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
         if not sel:
             rest = smooth()  # (dv0, dv1, dv2, override, zero, prm)
             tables += [*_one_row_if_shared(rest[:3]), *rest[3:]]
-        variant = masked_variant(reduction, axes, x.shape[0], x.shape[4])
+        variant = masked_variant(axes, x.shape[0], x.shape[4])
         fallback = (None if variant == "forward_masked"
                     else get_kernel(reduction, layout, "forward_masked"))
         return ForwardPlan(get_kernel(reduction, layout, variant), shape,

@@ -484,7 +484,7 @@ def cols_variant(axis: AxisWindows) -> str:
 
 
 def _fold_runs(step: str, length: str, fold: str, round8: bool = False,
-               three: bool = False, unless: str = "") -> str:
+               three: bool = False) -> str:
     """Kernel lines that set ``folded`` to the ``length`` elements of ``col`` folded over
     every run of ``K2`` taps ``step`` apart (``fold`` of ``a`` and ``v``; in ``sl`` when
     ``K2 > 1``), for windows that are all whole kernels: each output then reads its fold at
@@ -492,8 +492,7 @@ def _fold_runs(step: str, length: str, fold: str, round8: bool = False,
     the loops vectorise (``col[i + step]`` did not: 2x slower).  ``round8``: the loops run
     to a multiple of 8, over 7 more elements of ``col`` and ``sl`` at most (which must
     exist, ``col``'s holding numbers), for short rows (see :func:`_cf_forward_cols`).
-    ``three``: runs of 3 in one pass (two folds an element) instead of two; ``unless``: a
-    condition under which ``folded`` stays ``col``."""
+    ``three``: runs of 3 in one pass (two folds an element) instead of two."""
     runs = f"{length} - (K2 - 1) * {step}"
     general = f"""
         for i in range(m):
@@ -521,7 +520,7 @@ def _fold_runs(step: str, length: str, fold: str, round8: bool = False,
         """, 0) + _block(general, 1)
     return _block(f"""
         folded = col
-        if K2 > 1{f" and not {unless}" if unless else ""}:
+        if K2 > 1:
             m = {f"({runs} + 7) // 8 * 8" if round8 else runs}
             nx = col[{step}:]
     """, 0) + _block(_block(general, 0) + "folded = sl\n", 1)
@@ -1715,7 +1714,7 @@ def _second(text: str) -> str:
 
 
 MASKED_MAX_READS = 4.0
-"""The channels-last masked kernel runs when it reads at most this many times the elements
+"""The channels-last masked kernels run when they read at most this many times the elements
 of the windows (see :func:`_cl_forward_masked`); otherwise the call transposes."""
 
 
@@ -1726,6 +1725,8 @@ def _masked_name(rows: int, cols: int) -> str:
     return name + (f"_cols{cols}" if cols else "")
 
 
+# (A kernel of each: one kernel with every pass compiled them all on every first call, 4.1 s
+# for a fractional max pool, where the kernel for its windows compiles in 1.5 s.)
 MASKED_VARIANTS: dict[str, tuple[int, int]] = {
     _masked_name(rows, cols): (rows, cols)
     for rows in (0, 2, 3, 4) for cols in ((0,) if rows == 0 else (0, 2, 3))}
@@ -1776,8 +1777,6 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0) -> str:
     folds its columns from the folded row, the common ones, then the first or the next
     (fractional max 3x3 to 28x28: 0.21 -> 0.19 ms; avg 0.205 -> 0.18, 2x2 to 39x39: 0.28 ->
     0.25 ms).
-    (One kernel with every pass compiled them all on every first call: 4.1 s for the
-    fractional max pool, against 1.5 s for the kernel for its windows.)
 
     The loops read ``x`` at unsigned offsets, as the row views cost reference counting in
     them.  Selections, and streaming reductions that fold with ``merge`` and ignore ``tap``
@@ -1988,7 +1987,7 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0) -> str:
             if P2 > 1:
                 d2 = dv2[n * C + ch, o2]
             div = override if override > 0.0 else d01[ch] * d2
-            rj[ch] = _finish(q, div, pr)
+            rj[ch] = _finish(y, div, pr)
         """
         if cols:
             def col_at(u: str) -> str:
@@ -1997,13 +1996,13 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0) -> str:
                       [f"a = {col_at('u + C')}", f"v = {col_at('u + 2 * C')}",
                        f"m = {fold_b}"])
             src += _block("\n".join(fold_ends(middle, col_at("u"), col_at(f"u + {cols} * C"),
-                                              "rj[ch]" if sel else "q", "dj[ch] == one",
+                                              "rj[ch]" if sel else "y", "dj[ch] == one",
                                               raw=False)), 5)
         else:
             src += _block(f"""
                 a = folded[numba.uint64(u + ch)]
                 v = folded[numba.uint64(u + C + ch)]
-                {"rj[ch]" if sel else "q"} = v if dj[ch] == one else a
+                {"rj[ch]" if sel else "y"} = v if dj[ch] == one else a
             """, 5)
         src += _block(finish, 5)
         src += _block("""
