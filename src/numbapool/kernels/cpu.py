@@ -270,9 +270,9 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
     shared = all(a.planes == 1 for a in axes)
     sel = isinstance(reduction, Selection)
 
-    def plan(variant, args, dtype=x.dtype, indices=False, sampling=False):
+    def plan(variant, args, dtype=x.dtype, indices=False, sampling=False, **masked):
         return ForwardPlan(get_kernel(reduction, layout, variant), shape, np.dtype(dtype),
-                           indices, with_indices, tuple(args), sampling)
+                           indices, with_indices, tuple(args), sampling, **masked)
 
     if sel and with_indices and layout == "channels_first" and shared:
         rows = _selection_indices_variant(axes, math.prod(x.shape[2:]))
@@ -314,10 +314,8 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
         variant = masked_variant(axes, x.shape[0], x.shape[4])
         fallback = (None if variant == "forward_masked"
                     else get_kernel(reduction, layout, "forward_masked"))
-        return ForwardPlan(get_kernel(reduction, layout, variant), shape,
-                           np.dtype(reduction.out_dtype(x.dtype)), False, False, tuple(tables),
-                           False, tasks=x.shape[0] * shape[1] * ((shape[2] + 1) // 2),
-                           fallback=fallback)
+        return plan(variant, tables, reduction.out_dtype(x.dtype),
+                    tasks=x.shape[0] * shape[1] * ((shape[2] + 1) // 2), fallback=fallback)
     extents = tuple(a.extent for a in axes)
 
     def fold(variant: str) -> str:  # (a channels-last kernel with windows of one shape folded)

@@ -1825,10 +1825,17 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0) -> str:
         # taps come, so that a fold that is not commutative (or ties, or NaNs) sees them as
         # the masked loop would.  Both taps are loaded, then selected (the loop
         # vectorises); ``raw``: they are input elements, to start an accumulator from.
-        own = "g if take else f".replace("take", take)
+        own = f"g if {take} else f"
         return [*middle, f"f = {first}", f"g = {after}",
                 f"e = {load_value(own) if raw else own}", f"a = m if {take} else e",
                 f"v = e if {take} else m", f"{keep} = {fold_b}"]
+
+    def common(taps: int, tap: Callable[[int], str]) -> list[str]:
+        # The lines that set ``m`` to the fold of the taps every channel reads of windows of
+        # ``taps`` (2 or 3) taps starting at most one apart: taps 1 to ``taps - 1``.
+        if taps == 2:
+            return [f"m = {tap(1)}"]
+        return [f"a = {tap(1)}", f"v = {tap(2)}", f"m = {fold_b}"]
 
     src += _block(_cl_shapes(), 1) + _block("""
         K0 = dk[1, 0]
@@ -1897,10 +1904,8 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0) -> str:
             f"ue = ua + {'K1' if rows == 4 else rows} * RS if hi1 > lo1 else ub"])
         src += _block(offsets, 2) + _block(_second(offsets), 2)
         if rows < 4:  # (both rows in one loop)
-            middle = ([f"m = {x_at('ub')}"] if rows == 2 else
-                      [f"a = {x_at('ub')}", f"v = {x_at('uc')}", f"m = {fold_b}"])
-            body = fold_ends(middle, raw_at("ua"), raw_at("ue"), "col[numba.uint64(w + ch)]",
-                             "later[ch]")
+            body = fold_ends(common(rows, lambda k: x_at(("ub", "uc")[k - 1])), raw_at("ua"),
+                             raw_at("ue"), "col[numba.uint64(w + ch)]", "later[ch]")
             body += [_second(line) for line in body]
             src += _block(_ends_loop(body), 2) + _block("""
                 for o1 in range(2 * h, o1b + 1):
@@ -1992,9 +1997,7 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0) -> str:
         if cols:
             def col_at(u: str) -> str:
                 return f"col[numba.uint64({u} + ch)]"
-            middle = ([f"m = {col_at('u + C')}"] if cols == 2 else
-                      [f"a = {col_at('u + C')}", f"v = {col_at('u + 2 * C')}",
-                       f"m = {fold_b}"])
+            middle = common(cols, lambda k: col_at(" + ".join(["u", *_term(k, "C")])))
             src += _block("\n".join(fold_ends(middle, col_at("u"), col_at(f"u + {cols} * C"),
                                               "rj[ch]" if sel else "y", "dj[ch] == one",
                                               raw=False)), 5)
