@@ -9,7 +9,9 @@ from numbapool.kernels.launch import Launcher, kernel_function, kind, pack
 
 HEADER = ("import numba\nimport numpy as np\n"
           "from numbapool.kernels.launch import address as _address, contiguous as _contiguous\n"
-          "from numbapool.kernels.launch import strided as _strided\n")
+          "from numbapool.kernels.launch import strided as _strided\n"
+          "from numbapool.kernels.vector_width import prefer_wide_vectors as "
+          "_prefer_wide_vectors\n")
 
 
 def _cfunc(names, kinds, body):

@@ -220,11 +220,15 @@ def prologue(names: Sequence[str], kinds: Sequence[tuple]) -> str:
 
 def kernel_function(names: Sequence[str], kinds: Sequence[tuple], body: str) -> str:
     """The C callback ``kernel(_slots, part, parts)`` (without its decorator): the
-    :func:`prologue`, then ``body`` (level 1, the template's body, without ``return``),
-    then ``return 1``.  A C callback cannot raise: Numba's wrapper prints the exception and
-    returns 0 instead, so :func:`drive` counts the parts that did not return 1.  (A
-    ``try``/``except`` around the body made the compile 8-20 times as long.)"""
-    return ("def kernel(_slots, part, parts):\n" + prologue(names, kinds)
+    :func:`prologue` (after a call of
+    :func:`numbapool.kernels.vector_width.prefer_wide_vectors`, which the module running it
+    must bind to ``_prefer_wide_vectors``), then ``body`` (level 1, the template's body,
+    without ``return``), then ``return 1``.  A C callback cannot raise: Numba's wrapper
+    prints the exception and returns 0 instead, so :func:`drive` counts the parts that did
+    not return 1.  (A ``try``/``except`` around the body made the compile 8-20 times as
+    long.)"""
+    return ("def kernel(_slots, part, parts):\n    _prefer_wide_vectors()\n"
+            + prologue(names, kinds)
             + body.rstrip("\n") + "\n    return 1\n")
 
 

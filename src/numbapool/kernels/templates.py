@@ -53,6 +53,7 @@ import numpy as np
 from numbapool.kernels.params import row as _row, rows as _rows
 from numbapool.kernels.launch import address as _address, contiguous as _contiguous
 from numbapool.kernels.launch import strided as _strided
+from numbapool.kernels.vector_width import prefer_wide_vectors as _prefer_wide_vectors
 
 '''
 
