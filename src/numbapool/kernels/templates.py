@@ -700,9 +700,10 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
     # Windows of 3 rows (2-D) fold their rows in one pass over the columns: three loads and
     # one store an element where a pass a row loaded and stored the folded row three times;
     # the 2-tap kernels do that for windows of 2 rows instead (2x2 windows; a loop more
-    # would add some 0.3 s to the compile).  Measured on an Intel Emerald Rapids, 2x2 max
-    # of (32, 128, 56, 56): 1.5-2.5 ms against 3.0-3.7 with a pass a row; avg of (1, 16,
-    # 3000, 2000), 21-24 against 28-31 ms.  The fold order is the generic loop's.
+    # would add some 0.3 s to the compile).  Measured on an Intel Emerald Rapids against a
+    # pass a row: one thread, in cache, 2x2 of (2, 16, 56, 56), max 29 against 32 us, avg
+    # 38 against 43 us; two threads, avg of (1, 16, 3000, 2000), 22.7-25.5 against
+    # 26.0-27.9 ms (a noisy machine).  The fold order is the generic loop's.
     rows = 2 if taps == 2 else 3
     load = [start.replace("row + i", f"row + {'S2 + ' * k}i") for k in range(rows)]
     body = [load[0], load[1].replace("v =", "w =", 1)]
