@@ -706,16 +706,16 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
     # 26.0-27.9 ms (a noisy machine).  The fold order is the generic loop's.
     rows = 2 if taps == 2 else 3
     load = [start.replace("row + i", f"row + {'S2 + ' * k}i") for k in range(rows)]
-    body = [load[0], load[1].replace("v =", "w =", 1)]
+    fold_row = [load[0], load[1].replace("v =", "w =", 1)]
     if rows == 2:
-        body.append(f"col[i] = {fold('v', 'w')}")
+        fold_row.append(f"col[i] = {fold('v', 'w')}")
     else:
-        body += [f"a = {fold('v', 'w')}", load[2], f"col[i] = {fold('a', 'v')}"]
+        fold_row += [f"a = {fold('v', 'w')}", load[2], f"col[i] = {fold('a', 'v')}"]
     src += _block(f"""
         if n0 == 1 and n1 == {rows} and d1 == 1:
             row = xb + (b0 * S1 + b1) * S2
             for i in range(S2):
-    """, 3) + _block("\n".join(body), 5)
+    """, 3) + _block("\n".join(fold_row), 5)
     src += _block(f"""
         else:
             for k0 in range(n0):
