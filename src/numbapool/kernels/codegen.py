@@ -35,7 +35,7 @@ import numpy as np
 
 from .. import vmath
 from ..reduction import Reduction
-from . import vector_width
+from . import vector_width, widen
 from .launch import Launcher, kernel_function
 from .rebind import is_jitted, rebound
 from .templates import HEADER, decorator, kernel_source, reassociates
@@ -43,11 +43,11 @@ from .templates import HEADER, decorator, kernel_source, reassociates
 __all__ = ["cache_dir", "get_kernel", "kernel_path", "load_module"]
 
 _CODEGEN_VERSION = "5"  # bump when the way files are generated or loaded changes
-_VMATH = hashlib.sha256(Path(vmath.__file__).read_bytes()
-                        + Path(vector_width.__file__).read_bytes()).hexdigest()
-"""The elementary functions' code and the vector width's (LLVM IR written in Python, which
-no jitted function's fingerprint sees): a kernel that may inline them is rebuilt when they
-change."""
+_VMATH = hashlib.sha256(b"".join(Path(m.__file__).read_bytes()
+                                 for m in (vmath, vector_width, widen))).hexdigest()
+"""The elementary functions' code, the vector width's and the conversion's (LLVM IR written
+in Python, which no jitted function's fingerprint sees): a kernel that may inline them is
+rebuilt when they change."""
 _FIXED_MTIME = 1_000_000_000  # any constant works; it only has to be the same everywhere
 _lock = threading.RLock()
 _kernels: dict[tuple[int, str, str, str], tuple[Reduction, Callable]] = {}

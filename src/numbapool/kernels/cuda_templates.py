@@ -44,7 +44,16 @@ CUDA_HEADER = '''\
 import numba
 from numba import cuda
 
+
+@cuda.jit(device=True)
+def _widen(v, zero):
+    return zero + v
+
 '''
+"""The head of a generated CUDA module.  The window loops it shares with the CPU templates
+convert values with ``_widen(v, zero)``; here that is ``zero + v``, which also runs under
+Numba's CUDA simulator (the CPU's :func:`numbapool.kernels.widen.widen` is an intrinsic, which
+the simulator, running a kernel as Python, cannot call)."""
 
 CUDA_DECORATOR = "@cuda.jit(cache=True)\n"
 

@@ -24,7 +24,8 @@ Kernel arguments
     ``iw[ip[q, i]:ip[q, i + 1]]``.  Each input element is written by exactly one thread: no
     atomics, deterministic results.
 ``zero``
-    A zero of the accumulator dtype (values are converted with ``zero + v``).
+    A zero of the accumulator dtype: values are converted to its type with ``_widen(v, zero)``
+    (:func:`numbapool.kernels.widen.widen`: the type of ``zero + v``, without the addition).
 ``prm``
     The pooler's parameters, per channel or shared: float64 ``(1 or C, n_params)``, or a tuple
     of its columns (:mod:`numbapool.kernels.params`); ``_row(prm, c)`` reads channel ``c``'s.
@@ -54,6 +55,7 @@ from numbapool.kernels.params import row as _row, rows as _rows
 from numbapool.kernels.launch import address as _address, contiguous as _contiguous
 from numbapool.kernels.launch import strided as _strided
 from numbapool.kernels.vector_width import prefer_wide_vectors as _prefer_wide_vectors
+from numbapool.kernels.widen import widen as _widen
 
 '''
 
@@ -140,7 +142,7 @@ def stats_block(x: str, first: str, level: int) -> str:
     """acc = fold of the window's real taps (window loaded as b*, n*, t*); ``x`` reads the
     element at (w0, w1, w2), ``first`` the one at (b0, b1, b2)."""
     return (_block(f"acc = _init(zero + {first}, (t0 * K1 + t1) * K2 + t2, pr)", level)
-            + _walk(f"acc = _take(acc, zero + {x}, tap, pr)", level, skip_first=True))
+            + _walk(f"acc = _take(acc, _widen({x}, zero), tap, pr)", level, skip_first=True))
 
 
 def forward_args(kind: str, with_idx: bool) -> list[str]:
@@ -201,7 +203,7 @@ def window_body(kind: str, x: str, first: str, out: str, idx: str | None, u: str
         return src + _block(f"{out} = _finish(acc, div, pr)", level)
     src += _block("yw = zero", level)
     src += _walk(f"""
-        v = zero + {x}
+        v = _widen({x}, zero)
         yw += _weight(v, tap, acc, div, pr) * v
     """, level, skip_first=False)
     return src + _block(f"{out} = yw", level)
@@ -397,7 +399,7 @@ def _cf_forward_rows(red: Reduction) -> str:
         v = f"xf[numba.uint64(row + {pos})]"
         if first:
             return f"acc[o2] = _init(zero + {v}, {tap}, pr)\n"
-        return f"acc[o2] = _take(acc[o2], zero + {v}, {tap}, pr)\n"
+        return f"acc[o2] = _take(acc[o2], _widen({v}, zero), {tap}, pr)\n"
 
     border = """
         for j in range(nb):
@@ -995,7 +997,7 @@ def _cf_forward_global(red: Reduction) -> str:
         v = f"xf[numba.uint64(b + {pos})]"
         if sel:
             return f"v = {v}\na{lane} = v if _better(v, a{lane}) else a{lane}"
-        return f"a{lane} = _take(a{lane}, zero + {v}, {pos}, pr)"
+        return f"a{lane} = _take(a{lane}, _widen({v}, zero), {pos}, pr)"
 
     def merge(a: str, b: str) -> str:
         if sel:
@@ -1065,7 +1067,7 @@ def _cf_backward_global(red: Reduction) -> str:
         src += _block("""
             pr = _row(prm, pl % C)
             for t in range(L):
-                gxf[numba.uint64(b + t)] = g * _grad(zero + xf[numba.uint64(b + t)], t, yy,
+                gxf[numba.uint64(b + t)] = g * _grad(_widen(xf[numba.uint64(b + t)], zero), t, yy,
                                                      zero, div, pr)
         """, 2)
     return src
@@ -1230,7 +1232,7 @@ def _cf_backward(red: Reduction) -> str:
             f = (i0 * S1 + i1) * S2 + i2
     """, 2)
     if not routed:
-        src += _block("v = zero + x[n, c, i0, i1, i2]", 3)
+        src += _block("v = _widen(x[n, c, i0, i1, i2], zero)", 3)
     src += gather_body(red, _x(True), _x(True, "b"), "n, c, o0, o1, o2", 3)
     src += _block("gx[n, c, i0, i1, i2] = g", 3)
     return with_divisor(src, ("q0", "q1", "q2"))
@@ -1358,7 +1360,7 @@ def _cf_backward_scatter(red: Reduction, cover: bool = False) -> str:
         a = "zero"
     op = "=" if cover else "+="
     src += _walk(f"gxf[numba.uint64(xb + (w0 * S1 + w1) * S2 + w2)] {op} g * _grad("
-                 f"zero + x[n, c, w0, w1, w2], tap, yy, {a}, div, pr)", L, skip_first=False)
+                 f"_widen(x[n, c, w0, w1, w2], zero), tap, yy, {a}, div, pr)", L, skip_first=False)
     return _flat_x(src)
 
 
@@ -1389,7 +1391,7 @@ def _cf_param_grad(red: Reduction) -> str:
         yy = y[n, c, o0, o1, o2]
         gg = gy[n, c, o0, o1, o2]
     """, L)
-    src += _walk("_pgrad(zero + x[n, c, w0, w1, w2], tap, yy, acc, div, pr, gg, row)", L,
+    src += _walk("_pgrad(_widen(x[n, c, w0, w1, w2], zero), tap, yy, acc, div, pr, gg, row)", L,
                  skip_first=False)
     src += _block("_pgradw(yy, acc, div, pr, gg, row)", L)
     return _flat_x(src)
@@ -1506,10 +1508,10 @@ def _cl_stream_unrolled(level: int, shape: tuple[int, int, int]) -> str:
     for k1 in range(m1):
         for k2 in range(m2):
             at = " + ".join(["u", *_term(k1, "r1"), *_term(k2, "c2"), "ch"])
-            v = f"zero + xf[numba.uint64({at})]"
+            x = f"xf[numba.uint64({at})]"
             tap = " + ".join(["tapf", *_term(k1, "K2"), *([str(k2)] if k2 else [])])
-            body.append(f"a = _take(a, {v}, {tap}, pr)" if k1 or k2
-                        else f"a = _init({v}, tapf, pr)")
+            body.append(f"a = _take(a, _widen({x}, zero), {tap}, pr)" if k1 or k2
+                        else f"a = _init(zero + {x}, tapf, pr)")
     return (_block(f"if n0 == 1 and n1 == {m1} and n2 == {m2}:", level) + _block("""
         u = (((n * S0 + b0) * S1 + b1) * S2 + b2) * C
         r1 = d1 * S2 * C
@@ -1668,7 +1670,7 @@ def _cl_forward(red: Reduction, variant: str,
         """, G)
         src += _walk("""
             for ch in range(C):
-                acc[ch] = _take(acc[ch], zero + x[n, w0, w1, w2, ch], tap, pr)
+                acc[ch] = _take(acc[ch], _widen(x[n, w0, w1, w2, ch], zero), tap, pr)
         """, G, skip_first=True)
         src += _block("""
             for ch in range(C):
@@ -2120,7 +2122,7 @@ def _cl_backward(red: Reduction) -> str:
         src += _block("""
             for ch in range(C):
                 k = numba.uint64(ob + ch)
-                g[ch] += gyf[k] * _grad(zero + xf[numba.uint64(xb + ch)], etap, yf[k], zero,
+                g[ch] += gyf[k] * _grad(_widen(xf[numba.uint64(xb + ch)], zero), etap, yf[k], zero,
                                         div, pr)
         """, L)
     src += _block("""
@@ -2207,7 +2209,7 @@ def _cl_backward_global(red: Reduction) -> str:
             for ch in range(C):
                 k = numba.uint64(ob + ch)
                 e = numba.uint64(xb + ch)
-                gxf[e] = gyf[k] * _grad(zero + xf[e], t, yf[k], zero, div, pr)
+                gxf[e] = gyf[k] * _grad(_widen(xf[e], zero), t, yf[k], zero, div, pr)
     """, 1)
     return src
 
