@@ -84,13 +84,35 @@ def test_a_changed_helper_changes_the_kernel_key(tmp_path):
     assert function_fingerprint(a.take) == function_fingerprint(a_again.take)
 
 
+def test_the_module_head_is_part_of_every_kernel_key(monkeypatch):
+    """The head a generated module is written under (imports; on CUDA the _widen device
+    function) is not part of the template: the key takes it in too."""
+    import numpy as np
+
+    from numbapool import get, pool
+    from numbapool.kernels import codegen, cuda_templates
+
+    red = get("avg").reduction
+    pool("avg", np.ones((1, 2, 4, 4), np.float32), 2)
+    (layout, variant, kinds), *_ = [
+        (key[1], key[2], kinds) for key, (r, launcher) in codegen._kernels.items()
+        if r is red and key[3] == "cpu" for kinds in launcher._compiled]
+    cpu = codegen.kernel_path(red, layout, variant, "cpu", kinds)
+    cuda = codegen.kernel_path(red, "channels_first", "forward", "cuda")
+    monkeypatch.setattr(codegen, "HEADER", codegen.HEADER + "# changed\n")
+    monkeypatch.setattr(cuda_templates, "CUDA_HEADER", cuda_templates.CUDA_HEADER + "# x\n")
+    assert codegen.kernel_path(red, layout, variant, "cpu", kinds) != cpu
+    assert codegen.kernel_path(red, "channels_first", "forward", "cuda") != cuda
+
+
 def test_the_elementary_functions_are_part_of_every_kernel_key(monkeypatch):
-    """The vectorising functions of numbapool.vmath are LLVM IR written in Python, which no
-    jitted function's hash sees: the kernel key takes in their source."""
+    """The vectorising functions of numbapool.vmath (and the other modules of inlined
+    intrinsics) are LLVM IR written in Python, which no jitted function's hash sees: the
+    kernel key takes in their source."""
     from numbapool import get
     from numbapool.kernels import codegen
 
     red = get("avg").reduction
     before = codegen.kernel_path(red, "channels_first", "forward", "cuda")
-    monkeypatch.setattr(codegen, "_VMATH", codegen._VMATH + "changed")
+    monkeypatch.setattr(codegen, "_IR_SOURCES", codegen._IR_SOURCES + "changed")
     assert codegen.kernel_path(red, "channels_first", "forward", "cuda") != before

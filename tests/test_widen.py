@@ -28,19 +28,26 @@ def _added(v, zero):
 
 
 @pytest.mark.parametrize("v, zero", [
+    # the pairs the CPU kernels see (Reduction.acc_dtype): a float with a zero of its type,
+    # integers with int64, uint64 or float64 (bool arrays reach them as uint8)
     (np.float32(1.5), np.float32(0)),
     (np.float64(-2.25), np.float64(0)),
     (np.int8(-7), np.int64(0)),
     (np.uint8(200), np.uint64(0)),
+    (np.uint32(4_000_000_000), np.uint64(0)),
     (np.int64(-3), np.float64(0)),
-    (np.uint64(2**63 + 5), np.int64(0)),  # (NumPy promotes these two to float64)
+    (np.int8(-7), np.float64(0)),
+    (np.uint64(2**63 + 5), np.float64(0)),  # (unsigned to float: not the signed conversion)
+    # and others the intrinsic takes
     (np.float32(0.1), np.float64(0)),
     (True, np.int64(0)),
 ])
 def test_widen_gives_the_type_and_value_of_the_addition(v, zero):
     got, want = _widened(v, zero), _added(v, zero)
-    assert type(got) is type(want)
     assert got == want
+    sig = (numba.typeof(v), numba.typeof(zero))
+    assert (_widened.overloads[sig].signature.return_type
+            == _added.overloads[sig].signature.return_type)
 
 
 def test_widen_keeps_the_sign_of_a_zero():
@@ -48,18 +55,31 @@ def test_widen_keeps_the_sign_of_a_zero():
     assert not np.signbit(_added(np.float32(-0.0), np.float32(0)))  # (what it replaces)
 
 
-@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
-@pytest.mark.parametrize("name", ["sum", "avg"])
-def test_a_window_of_negative_zeros_sums_to_positive_zero(name, layout):
+_NEGATIVE_ZERO_CASES = [
+    # (pooler, options, layout): kernels whose windows start with init and go on with take
+    ("sum", dict(kernel_size=2), "channels_last"),  # a folded 2x2 loop
+    ("avg", dict(kernel_size=3, stride=2, padding=1), "channels_last"),  # + window loops
+    ("lp", dict(kernel_size=2, p=1.0), "channels_last"),  # not branchless: window loops
+    ("lp", dict(kernel_size=2, p=1.0), "channels_first"),  # a row at a time
+    ("avg", dict(kernel_size=2), "channels_first"),  # column-first: init on every element
+    ("global_avg", {}, "channels_first"),  # the whole plane
+    ("adaptive_avg", dict(output_size=3), "channels_last"),
+    ("sum", dict(kernel_size=2), "channels_first"),
+]
+
+
+@pytest.mark.parametrize("name, options, layout", _NEGATIVE_ZERO_CASES)
+def test_a_window_of_negative_zeros_gives_positive_zero(name, options, layout):
     # As NumPy's and PyTorch's sums, which start from +0.0: each window's first element
-    # is converted by adding the zero (once a window), the others by widen alone.
-    x = np.full((1, 3, 4, 4), -0.0, np.float32)
+    # is converted by adding the zero (once a window), the others by widen alone, which
+    # keeps their sign (-0.0 + -0.0 is -0.0).
+    x = np.full((1, 3, 6, 6), -0.0, np.float32)
     if layout == "channels_last":
         x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
-    y = numbapool.pool(name, x, 2, layout=layout)
+    y = numbapool.pool(name, x, layout=layout, **options)
     assert not np.signbit(x.reshape(-1)[:4].sum())
-    assert y.shape == ((1, 3, 2, 2) if layout == "channels_first" else (1, 2, 2, 3))
-    assert (y == 0).all() and not np.signbit(y).any()
+    assert y.size >= 3 and (y == 0).all()
+    assert not np.signbit(y).any(), (name, options, layout)
 
 
 def _calls(src: str, name: str) -> list[str]:
@@ -67,7 +87,8 @@ def _calls(src: str, name: str) -> list[str]:
 
 
 def test_cpu_kernels_convert_by_an_addition_once_a_window():
-    """Every ``take`` gets its value through widen; ``zero +`` is left to ``init``."""
+    """Every ``take`` gets its value through widen, every ``init`` through ``zero +``, and
+    nothing else adds the zero to convert."""
     red = numbapool.get("avg").reduction
     folds = [cl_fold_variant(red, "forward", shape) for shape in CL_UNROLLED]
     assert all(v != "forward" for v in folds)
@@ -81,6 +102,8 @@ def test_cpu_kernels_convert_by_an_addition_once_a_window():
             for line in _calls(src, "_take"):
                 assert "zero + " not in line and "_widen(" in line, (layout, variant, line)
                 takes += 1
+            for line in _calls(src, "_init"):
+                assert "zero + " in line and "_widen(" not in line, (layout, variant, line)
             assert all("_init(" in line for line in src.splitlines() if "zero + " in line), \
                 (layout, variant)
     assert takes > 20

@@ -3,7 +3,8 @@
 A reduction is a handful of small Numba-jitted scalar functions.  The kernel templates in
 :mod:`numbapool.kernels` splice them into loops; a reduction never sees array indices, padding
 or layouts.  In every signature ``v`` is one element (already converted to the accumulator
-dtype), ``tap`` its flat position in the full kernel window (row-major over the kernel's axes;
+dtype; ``init`` gets a window's first element as ``+0.0 + v``, the others keep the sign of
+a zero), ``tap`` its flat position in the full kernel window (row-major over the kernel's axes;
 useful for per-tap weights), ``prm`` the pooler's float parameters for this channel (a 1-D
 float64 array, in declared order), and ``div`` the window's divisor (see
 ``count_include_pad``).  Four families:

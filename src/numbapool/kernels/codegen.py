@@ -11,10 +11,10 @@ in the numbapool cache directory, and executed with the reduction's dispatchers 
 *globals*: Numba inlines them like any global jitted function, and ``cache=True`` finds its
 cache next to the file in every later process.
 
-The file name carries a hash of the template (with a CPU kernel's argument kinds), the
-reduction's code (with the jitted helpers it calls and :mod:`numbapool.vmath`) and the
-library versions, so changing any of them builds (and caches) a new
-kernel.  Files are written atomically with a
+The file name carries a hash of the template and the module head it is written under (with
+a CPU kernel's argument kinds), the reduction's code (with the jitted helpers it calls), the
+modules whose LLVM IR the kernels inline (:data:`_IR_SOURCES`) and the library versions, so
+changing any of them builds (and caches) a new kernel.  Files are written atomically with a
 fixed modification time, so processes racing to create the same file agree on Numba's cache
 stamp.
 """
@@ -35,7 +35,7 @@ import numpy as np
 
 from .. import vmath
 from ..reduction import Reduction
-from . import vector_width, widen
+from . import launch, params, vector_width, widen
 from .launch import Launcher, kernel_function
 from .rebind import is_jitted, rebound
 from .templates import HEADER, decorator, kernel_source, reassociates
@@ -43,11 +43,12 @@ from .templates import HEADER, decorator, kernel_source, reassociates
 __all__ = ["cache_dir", "get_kernel", "kernel_path", "load_module"]
 
 _CODEGEN_VERSION = "5"  # bump when the way files are generated or loaded changes
-_VMATH = hashlib.sha256(b"".join(Path(m.__file__).read_bytes()
-                                 for m in (vmath, vector_width, widen))).hexdigest()
-"""The elementary functions' code, the vector width's and the conversion's (LLVM IR written
-in Python, which no jitted function's fingerprint sees): a kernel that may inline them is
-rebuilt when they change."""
+_IR_SOURCES = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (
+    vmath, vector_width, widen, params, launch))).hexdigest()
+"""The code of the modules whose intrinsics and overloads the kernels inline (LLVM IR written
+in Python, which no jitted function's fingerprint sees): the elementary functions, the vector
+width, the conversion, the parameter rows and the argument views.  A kernel is rebuilt when
+they change."""
 _FIXED_MTIME = 1_000_000_000  # any constant works; it only has to be the same everywhere
 _lock = threading.RLock()
 _kernels: dict[tuple[int, str, str, str], tuple[Reduction, Callable]] = {}
@@ -101,8 +102,8 @@ def _source(reduction: Reduction, layout: str, variant: str, target: str = "cpu"
     else:
         header, body = HEADER, _cpu_body(reduction, layout, variant, kinds)
     h = hashlib.sha256()
-    for part in (_CODEGEN_VERSION, body, reduction.fingerprint(), _VMATH, numba.__version__,
-                 np.__version__):
+    for part in (_CODEGEN_VERSION, header, body, reduction.fingerprint(), _IR_SOURCES,
+                 numba.__version__, np.__version__):
         h.update(part.encode())
     key = h.hexdigest()[:20]
     header = header.format(name=reduction.name, kind=reduction.kind, layout=layout,

@@ -24,8 +24,11 @@ Kernel arguments
     ``iw[ip[q, i]:ip[q, i + 1]]``.  Each input element is written by exactly one thread: no
     atomics, deterministic results.
 ``zero``
-    A zero of the accumulator dtype: values are converted to its type with ``_widen(v, zero)``
-    (:func:`numbapool.kernels.widen.widen`: the type of ``zero + v``, without the addition).
+    A zero of the accumulator dtype.  Values for ``take`` (and the gradients) are converted to
+    its type with ``_widen(v, zero)`` (:func:`numbapool.kernels.widen.widen`: the type of
+    ``zero + v``, without the addition); values for ``init`` with ``zero + v``, as before
+    (every element, in the column-first and masked kernels, which fold with ``init`` and
+    ``merge``).
 ``prm``
     The pooler's parameters, per channel or shared: float64 ``(1 or C, n_params)``, or a tuple
     of its columns (:mod:`numbapool.kernels.params`); ``_row(prm, c)`` reads channel ``c``'s.
