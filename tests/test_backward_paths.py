@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import numbapool
-from numbapool.kernels.cpu import SCATTER_MIN_PLANES
+from numbapool.kernels.cpu import SCATTER_MIN_PLANES, VIA_CHANNELS_LAST_MIN_CHANNELS
 from reference import ref_pool, ref_pool_grad
 from spies import kernels_asked
 
@@ -171,3 +171,39 @@ def test_linear_backward_geometry(rank, data):
     got = numbapool.pool_grad(name, x, gy, **opts)
     np.testing.assert_allclose(got, ref_pool_grad(name, x, gy, **opts), rtol=1e-12,
                                atol=1e-12)
+
+
+@pytest.mark.parametrize("name,opts,via", [
+    ("lp", dict(kernel_size=3, stride=2, padding=1, p=2.0), True),
+    ("lp", dict(kernel_size=2, p=3.0), True),
+    ("lp", dict(kernel_size=(3, 2), stride=1, p=1.5, ceil_mode=True), True),
+    ("avg", dict(kernel_size=3, stride=2, padding=1), False),  # (linear: its own kernel)
+    ("global_avg", {}, False),  # (a whole plane: its own kernel)
+])
+@pytest.mark.parametrize("channels", [VIA_CHANNELS_LAST_MIN_CHANNELS - 1,
+                                      VIA_CHANNELS_LAST_MIN_CHANNELS])
+def test_channels_first_smooth_grad_via_channels_last(name, opts, via, channels, monkeypatch):
+    """With enough channels, a smooth non-linear reduction's channels-first gradient runs the
+    channels-last kernels between transposes; the values are the reference's either way."""
+    from numbapool import api
+    from numbapool.kernels import cpu
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    asked: list[tuple[str, str]] = []
+    real = cpu.get_kernel
+
+    def spy(reduction, layout, variant):
+        asked.append((layout, variant))
+        return real(reduction, layout, variant)
+
+    monkeypatch.setattr(cpu, "get_kernel", spy)
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.5, 1.5, (2, channels, 9, 8))
+    gy = rng.standard_normal(numbapool.pool(name, x, **opts).shape)
+    del asked[:]
+    got = numbapool.pool_grad(name, x, gy, **opts)
+    np.testing.assert_allclose(got, ref_pool_grad(name, x, gy, **opts), rtol=1e-12,
+                               atol=1e-12)
+    expect = via and channels >= VIA_CHANNELS_LAST_MIN_CHANNELS
+    assert (("channels_last", "backward") in asked) == expect, asked
+    assert all(layout == "channels_last" for layout, _ in asked) == expect, asked
