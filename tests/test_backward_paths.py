@@ -1,7 +1,8 @@
 """The backward strategies against the NumPy reference: channels-first scatters per (n, c)
 plane when there are at least SCATTER_MIN_PLANES planes and gathers otherwise; selections
 scatter by value (first element equal to the result; the last NaN for a NaN result); linear
-reductions (sum, avg) over shared windows run row by row."""
+reductions (sum, avg) over shared windows run row by row; smooth non-linear ones (lp, gem)
+with enough channels and rows run their channels-last kernels between transposes."""
 
 import numpy as np
 import pytest
@@ -176,7 +177,7 @@ def test_linear_backward_geometry(rank, data):
 @pytest.mark.parametrize("name,opts,via", [
     ("lp", dict(kernel_size=3, stride=2, padding=1, p=2.0), True),
     ("lp", dict(kernel_size=2, p=3.0), True),
-    ("lp", dict(kernel_size=(3, 2), stride=1, p=1.5, ceil_mode=True), True),
+    ("lp", dict(kernel_size=(2, 3), stride=2, p=1.5, ceil_mode=True), True),
     ("avg", dict(kernel_size=3, stride=2, padding=1), False),  # (linear: its own kernel)
     ("global_avg", {}, False),  # (a whole plane: its own kernel)
 ])
@@ -185,6 +186,20 @@ def test_linear_backward_geometry(rank, data):
 def test_channels_first_smooth_grad_via_channels_last(name, opts, via, channels, monkeypatch):
     """With enough channels, a smooth non-linear reduction's channels-first gradient runs the
     channels-last kernels between transposes; the values are the reference's either way."""
+    asked = _layouts_asked(monkeypatch)
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.5, 1.5, (2, channels, 9, 8))
+    gy = rng.standard_normal(numbapool.pool(name, x, **opts).shape)
+    del asked[:]
+    got = numbapool.pool_grad(name, x, gy, **opts)
+    np.testing.assert_allclose(got, ref_pool_grad(name, x, gy, **opts), rtol=1e-12,
+                               atol=1e-12)
+    expect = via and channels >= VIA_CHANNELS_LAST_MIN_CHANNELS
+    assert (("channels_last", "backward") in asked) == expect, asked
+    assert all(layout == "channels_last" for layout, _ in asked) == expect, asked
+
+
+def _layouts_asked(monkeypatch) -> list[tuple[str, str]]:
     from numbapool import api
     from numbapool.kernels import cpu
 
@@ -197,13 +212,43 @@ def test_channels_first_smooth_grad_via_channels_last(name, opts, via, channels,
         return real(reduction, layout, variant)
 
     monkeypatch.setattr(cpu, "get_kernel", spy)
-    rng = np.random.default_rng(3)
-    x = rng.uniform(0.5, 1.5, (2, channels, 9, 8))
-    gy = rng.standard_normal(numbapool.pool(name, x, **opts).shape)
-    del asked[:]
-    got = numbapool.pool_grad(name, x, gy, **opts)
-    np.testing.assert_allclose(got, ref_pool_grad(name, x, gy, **opts), rtol=1e-12,
+    return asked
+
+
+def test_one_dimensional_grad_of_one_sample_keeps_the_channels_first_kernels(monkeypatch):
+    # (1, C, L): one input row, which the channels-last kernels could not share among threads
+    asked = _layouts_asked(monkeypatch)
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0.5, 1.5, (1, VIA_CHANNELS_LAST_MIN_CHANNELS, 40))
+    opts = dict(kernel_size=3, stride=2, p=2.0)
+    gy = rng.standard_normal(numbapool.pool("lp", x, **opts).shape)
+    got = numbapool.pool_grad("lp", x, gy, **opts)
+    np.testing.assert_allclose(got, ref_pool_grad("lp", x, gy, **opts), rtol=1e-12,
                                atol=1e-12)
-    expect = via and channels >= VIA_CHANNELS_LAST_MIN_CHANNELS
-    assert (("channels_last", "backward") in asked) == expect, asked
-    assert all(layout == "channels_last" for layout, _ in asked) == expect, asked
+    assert ("channels_first", "backward_scatter") in asked, asked
+    assert ("channels_last", "backward") not in asked, asked
+
+
+@pytest.mark.parametrize("opts", [
+    dict(kernel_size=3, stride=2, padding=1, count_include_pad=False),
+    dict(kernel_size=2, divisor_override=3.0, p=2.5),
+    dict(kernel_size=3, stride=1, dilation=2),
+])
+def test_gem_grad_via_channels_last_matches_the_scatter(opts, monkeypatch):
+    """gem (a plugin: no NumPy reference here) in float32, channels-last kernels between
+    transposes against the channels-first scatter, forced by raising the threshold."""
+    pytest.importorskip("numbapool_learned")
+    from numbapool.kernels import cpu
+
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0.1, 2.0, (2, VIA_CHANNELS_LAST_MIN_CHANNELS, 11, 10)).astype(np.float32)
+    gy = rng.standard_normal(numbapool.pool("gem", x, **opts).shape).astype(np.float32)
+    asked = _layouts_asked(monkeypatch)
+    via = numbapool.pool_grad("gem", x, gy, **opts)
+    assert ("channels_last", "backward") in asked, asked
+    monkeypatch.setattr(cpu, "VIA_CHANNELS_LAST_MIN_CHANNELS", 10**6)
+    del asked[:]
+    scatter = numbapool.pool_grad("gem", x, gy, **opts)
+    assert ("channels_first", "backward_scatter") in asked, asked
+    np.testing.assert_allclose(via, scatter, rtol=2e-5, atol=1e-6)
+    assert np.abs(via).max() > 0.01

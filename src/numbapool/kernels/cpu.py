@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import numba
 import numpy as np
 
 from .. import buffers
@@ -154,8 +155,8 @@ VIA_CHANNELS_LAST_MIN_CHANNELS = 8
 two parallel transposes when there are at least this many channels (the per-window kernel
 with index tracking does not vectorise: measured 72 ms against 31 ms for the (32, 64, 112, 112)
 3x3/s2 max pool); with fewer, the channels-last inner loops are too short to pay.  The
-same holds for the gradients of smooth non-linear reductions
-(:func:`_backward_via_channels_last`)."""
+gradients of smooth non-linear reductions take the same threshold
+(:func:`_grad_runs_channels_last`)."""
 
 
 @dataclass(frozen=True)
@@ -367,19 +368,30 @@ def _output_for_grad(reduction: Reduction, layout: str, x: np.ndarray, grad_out:
     return forward(reduction, layout, x, axes, prm, include_pad, override)[0]
 
 
-def _backward_via_channels_last(reduction: Reduction, layout: str, x: np.ndarray,
-                                axes: Sequence[AxisWindows], prm: np.ndarray) -> bool:
+GRAD_CHANNELS_LAST_MIN_ROWS_PER_THREAD = 4
+"""A channels-first gradient runs channels-last (:func:`_grad_runs_channels_last`) only with
+at least this many input rows (``N * S0 * S1``, the channels-last kernels' tasks) a thread:
+1-D pooling of one sample would otherwise run on one thread."""
+
+
+def _grad_runs_channels_last(reduction: Reduction, layout: str, x: np.ndarray,
+                             axes: Sequence[AxisWindows], prm: np.ndarray) -> bool:
     """Whether a channels-first gradient runs as the channels-last kernels between parallel
     transposes: a smooth, non-linear reduction (gem, lp) that has channels-last kernels, one
     parameter row and windows shared by all planes, with at least
-    :data:`VIA_CHANNELS_LAST_MIN_CHANNELS` channels.  The channels-first scatter walks each
-    window's taps one element at a time (a division per element for gem); the channels-last
-    gather vectorises over the channels.  Measured on a Zen 4, 2 threads, (8, 64, 56, 56)
-    float32, ``pool_grad`` with its forward pass: gem 3x3/s2/p1 4.1 against 8.8 ms, lp (p =
-    2) 3.0 against 4.3 ms, 2x2 windows: gem 2.7 against 4.6 ms, lp 2.8 against 3.5 ms.
-    (Linear reductions and whole planes keep their own channels-first kernels.)"""
+    :data:`VIA_CHANNELS_LAST_MIN_CHANNELS` channels and
+    :data:`GRAD_CHANNELS_LAST_MIN_ROWS_PER_THREAD` rows a thread.  The channels-first scatter
+    walks each window's taps one element at a time (a division per element for gem); the
+    channels-last gather vectorises over the channels.  Measured on a Zen 4, 2 threads, (8,
+    64, 56, 56) float32, ``pool_grad`` with its forward pass: gem 3x3/s2/p1 4.1 against 8.8
+    ms, lp (p = 2) 3.0 against 4.3 ms, 2x2 windows: gem 2.7 against 4.6 ms, lp 2.8 against
+    3.5 ms (64 channels only; the threshold of 8 is the forward's).  (Linear reductions and
+    whole planes keep their own channels-first kernels.)  It holds three more arrays the size
+    of ``x`` for the time of the call."""
     return (layout == "channels_first" and isinstance(reduction, Streaming)
             and x.shape[1] >= VIA_CHANNELS_LAST_MIN_CHANNELS
+            and (x.shape[0] * x.shape[2] * x.shape[3]
+                 >= GRAD_CHANNELS_LAST_MIN_ROWS_PER_THREAD * numba.get_num_threads())
             and native_channels_last(reduction, "backward")
             and not linear_backward_path(reduction)
             and prm.shape[0] == 1 and all(a.planes == 1 for a in axes)
@@ -391,7 +403,7 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
              override: float | None = None, u: np.ndarray | None = None) -> np.ndarray:
     """Gradient with respect to ``x`` (float ``x``), given the output gradient ``grad_out``
     (same shape as the forward result, in the accumulator dtype)."""
-    if _backward_via_channels_last(reduction, layout, x, axes, prm):
+    if _grad_runs_channels_last(reduction, layout, x, axes, prm):
         gx = backward(reduction, "channels_last", transpose.to_channels_last(x),
                       transpose.to_channels_last(grad_out), axes, prm, include_pad, override)
         return transpose.to_channels_first(gx)
