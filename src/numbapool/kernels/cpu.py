@@ -382,12 +382,16 @@ def _grad_runs_channels_last(reduction: Reduction, layout: str, x: np.ndarray,
     :data:`VIA_CHANNELS_LAST_MIN_CHANNELS` channels and
     :data:`GRAD_CHANNELS_LAST_MIN_ROWS_PER_THREAD` rows a thread.  The channels-first scatter
     walks each window's taps one element at a time (a division per element for gem); the
-    channels-last gather vectorises over the channels.  Measured on a Zen 4, 2 threads, (8,
-    64, 56, 56) float32, ``pool_grad`` with its forward pass: gem 3x3/s2/p1 4.1 against 8.8
-    ms, lp (p = 2) 3.0 against 4.3 ms, 2x2 windows: gem 2.7 against 4.6 ms, lp 2.8 against
-    3.5 ms (64 channels only; the threshold of 8 is the forward's).  (Linear reductions and
-    whole planes keep their own channels-first kernels.)  It holds three more arrays the size
-    of ``x`` for the time of the call."""
+    channels-last gather vectorises over the channels.  The forward result the gradient reads
+    comes from the channels-first kernels (those ``pool()`` runs: the same values, and no
+    channels-last forward to compile), transposed.  Measured on a Zen 4, 2 threads, (8, 64,
+    56, 56) float32, ``pool_grad`` with its forward pass, in one process on a noisy stretch:
+    gem 3x3/s2/p1 5.2 against 9.6 ms, lp (p = 2) 4.3 against 7.5 ms, 2x2 windows: gem 4.3
+    against 5.5 ms, lp 4.1 against 4.6 ms (64 channels only; the threshold of 8 is the
+    forward's).  A first ``pool_grad`` after ``pool()`` compiles the channels-last backward
+    kernel: 1.1-1.4 s against 0.8-1.0 s for the scatter (with a channels-last forward as
+    well it took 2.3 s).  (Linear reductions and whole planes keep their own channels-first
+    kernels.)  It holds three more arrays the size of ``x`` for the time of the call."""
     return (layout == "channels_first" and isinstance(reduction, Streaming)
             and x.shape[1] >= VIA_CHANNELS_LAST_MIN_CHANNELS
             and (x.shape[0] * x.shape[2] * x.shape[3]
@@ -400,18 +404,27 @@ def _grad_runs_channels_last(reduction: Reduction, layout: str, x: np.ndarray,
 
 def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndarray,
              axes: Sequence[AxisWindows], prm: np.ndarray, include_pad: bool = True,
-             override: float | None = None, u: np.ndarray | None = None) -> np.ndarray:
+             override: float | None = None, u: np.ndarray | None = None,
+             y: np.ndarray | None = None) -> np.ndarray:
     """Gradient with respect to ``x`` (float ``x``), given the output gradient ``grad_out``
-    (same shape as the forward result, in the accumulator dtype)."""
+    (same shape as the forward result, in the accumulator dtype); ``y``: a smooth
+    reduction's forward result, if already known (else computed here when ``grad`` reads
+    it)."""
     if _grad_runs_channels_last(reduction, layout, x, axes, prm):
+        # (the forward result from the channels-first kernels pool() ran, transposed: the
+        # same values, and no channels-last forward kernel to compile)
+        y_last = (transpose.to_channels_last(forward(reduction, layout, x, axes, prm,
+                                                     include_pad, override)[0])
+                  if reduction.grad_uses_output else None)
         gx = backward(reduction, "channels_last", transpose.to_channels_last(x),
-                      transpose.to_channels_last(grad_out), axes, prm, include_pad, override)
+                      transpose.to_channels_last(grad_out), axes, prm, include_pad, override,
+                      y=y_last)
         return transpose.to_channels_first(gx)
     acc = reduction.acc_dtype(x.dtype)
     zero = acc.type(0)
     gx = buffers.empty(x.shape, acc)
     smooth = isinstance(reduction, (Streaming, Weighted))
-    if smooth:
+    if smooth and y is None:
         y = _output_for_grad(reduction, layout, x, grad_out, axes, prm, include_pad, override)
     if _whole_plane(axes) and global_backward_path(reduction) and (
             layout == "channels_first" or smooth):
