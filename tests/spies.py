@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 
-def kernels_asked(monkeypatch) -> list[str]:
-    """The CPU kernel variants the calls ask for, recorded from now on; plans kept from
-    earlier calls (``numbapool.api._KNOWN_CALLS``) are forgotten first, so that every call
-    plans again."""
+
+def _record(monkeypatch, entry: Callable[[str, str], object]) -> list:
+    """``entry(layout, variant)`` for each CPU kernel the calls ask for, recorded from now
+    on; plans kept from earlier calls (``numbapool.api._KNOWN_CALLS``) are forgotten first,
+    so that every call plans again."""
     from numbapool import api
     from numbapool.kernels import cpu
 
     monkeypatch.setattr(api, "_KNOWN_CALLS", {})
-    asked: list[str] = []
+    asked: list = []
     real = cpu.get_kernel
 
     def spy(reduction, layout, variant):
-        asked.append(variant)
+        asked.append(entry(layout, variant))
         return real(reduction, layout, variant)
 
     monkeypatch.setattr(cpu, "get_kernel", spy)
     return asked
+
+
+def kernels_asked(monkeypatch) -> list[str]:
+    """The CPU kernel variants the calls ask for (see :func:`_record`)."""
+    return _record(monkeypatch, lambda layout, variant: variant)
+
+
+def kernel_layouts_asked(monkeypatch) -> list[tuple[str, str]]:
+    """The ``(layout, variant)`` of each CPU kernel the calls ask for (see :func:`_record`)."""
+    return _record(monkeypatch, lambda layout, variant: (layout, variant))

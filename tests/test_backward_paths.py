@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import numbapool
 from numbapool.kernels.cpu import SCATTER_MIN_PLANES, VIA_CHANNELS_LAST_MIN_CHANNELS
 from reference import ref_pool, ref_pool_grad
-from spies import kernels_asked
+from spies import kernel_layouts_asked, kernels_asked
 
 CASES = [
     ("max", dict(kernel_size=3, stride=2, padding=1)),
@@ -186,7 +186,7 @@ def test_linear_backward_geometry(rank, data):
 def test_channels_first_smooth_grad_via_channels_last(name, opts, via, channels, monkeypatch):
     """With enough channels, a smooth non-linear reduction's channels-first gradient runs the
     channels-last kernels between transposes; the values are the reference's either way."""
-    asked = _layouts_asked(monkeypatch)
+    asked = kernel_layouts_asked(monkeypatch)
     rng = np.random.default_rng(3)
     x = rng.uniform(0.5, 1.5, (2, channels, 9, 8))
     gy = rng.standard_normal(numbapool.pool(name, x, **opts).shape)
@@ -203,25 +203,9 @@ def test_channels_first_smooth_grad_via_channels_last(name, opts, via, channels,
                if variant.startswith("forward")), asked
 
 
-def _layouts_asked(monkeypatch) -> list[tuple[str, str]]:
-    from numbapool import api
-    from numbapool.kernels import cpu
-
-    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
-    asked: list[tuple[str, str]] = []
-    real = cpu.get_kernel
-
-    def spy(reduction, layout, variant):
-        asked.append((layout, variant))
-        return real(reduction, layout, variant)
-
-    monkeypatch.setattr(cpu, "get_kernel", spy)
-    return asked
-
-
 def test_one_dimensional_grad_of_one_sample_keeps_the_channels_first_kernels(monkeypatch):
     # (1, C, L): one input row, which the channels-last kernels could not share among threads
-    asked = _layouts_asked(monkeypatch)
+    asked = kernel_layouts_asked(monkeypatch)
     rng = np.random.default_rng(4)
     x = rng.uniform(0.5, 1.5, (1, VIA_CHANNELS_LAST_MIN_CHANNELS, 40))
     opts = dict(kernel_size=3, stride=2, p=2.0)
@@ -247,7 +231,7 @@ def test_gem_grad_via_channels_last_matches_the_scatter(opts, monkeypatch):
     rng = np.random.default_rng(5)
     x = rng.uniform(0.1, 2.0, (2, VIA_CHANNELS_LAST_MIN_CHANNELS, 11, 10)).astype(np.float32)
     gy = rng.standard_normal(numbapool.pool("gem", x, **opts).shape).astype(np.float32)
-    asked = _layouts_asked(monkeypatch)
+    asked = kernel_layouts_asked(monkeypatch)
     via = numbapool.pool_grad("gem", x, gy, **opts)
     assert ("channels_last", "backward") in asked, asked
     monkeypatch.setattr(cpu, "VIA_CHANNELS_LAST_MIN_CHANNELS", 10**6)

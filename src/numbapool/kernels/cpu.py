@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-import numba
 import numpy as np
 
 from .. import buffers
@@ -20,7 +19,7 @@ from ..geometry import AxisWindows
 from ..reduction import Reduction, Sampling, Selection, Streaming, Weighted
 from . import routing, transpose
 from .codegen import get_kernel
-from .launch import Before
+from .launch import Before, _threads
 from .params import for_kernel
 from .templates import (
     COLS_VARIANTS,
@@ -395,7 +394,7 @@ def _grad_runs_channels_last(reduction: Reduction, layout: str, x: np.ndarray,
     return (layout == "channels_first" and isinstance(reduction, Streaming)
             and x.shape[1] >= VIA_CHANNELS_LAST_MIN_CHANNELS
             and (x.shape[0] * x.shape[2] * x.shape[3]
-                 >= GRAD_CHANNELS_LAST_MIN_ROWS_PER_THREAD * numba.get_num_threads())
+                 >= GRAD_CHANNELS_LAST_MIN_ROWS_PER_THREAD * _threads())
             and native_channels_last(reduction, "backward")
             and not linear_backward_path(reduction)
             and prm.shape[0] == 1 and all(a.planes == 1 for a in axes)
