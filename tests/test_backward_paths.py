@@ -219,12 +219,13 @@ def test_one_dimensional_grad_of_one_sample_keeps_the_channels_first_kernels(mon
 
 @pytest.mark.parametrize("opts", [
     dict(kernel_size=3, stride=2, padding=1, count_include_pad=False),
-    dict(kernel_size=2, divisor_override=3.0, p=2.5),
-    dict(kernel_size=3, stride=1, dilation=2),
+    dict(kernel_size=2, divisor_override=3, p=2.5),
+    dict(kernel_size=3, stride=1, dilation=2),  # (no dilation in torch's avg_pool2d)
 ])
 def test_gem_grad_via_channels_last_matches_the_scatter(opts, monkeypatch):
     """gem (a plugin: no NumPy reference here) in float32, channels-last kernels between
-    transposes against the channels-first scatter, forced by raising the threshold."""
+    transposes against the channels-first scatter, forced by raising the threshold, and
+    against PyTorch's autograd of (avg_pool2d(x ** p)) ** (1 / p) where it has the options."""
     pytest.importorskip("numbapool_learned")
     from numbapool.kernels import cpu
 
@@ -240,3 +241,12 @@ def test_gem_grad_via_channels_last_matches_the_scatter(opts, monkeypatch):
     assert ("channels_first", "backward_scatter") in asked, asked
     np.testing.assert_allclose(via, scatter, rtol=2e-5, atol=1e-6)
     assert np.abs(via).max() > 0.01
+    torch = pytest.importorskip("torch")
+    if "dilation" in opts:
+        return
+    t = torch.tensor(x.astype(np.float64), requires_grad=True)  # (all above gem's eps)
+    p = opts.get("p", 3.0)
+    pooled = torch.nn.functional.avg_pool2d(
+        t ** p, **{k: v for k, v in opts.items() if k != "p"}) ** (1.0 / p)
+    pooled.backward(torch.tensor(gy.astype(np.float64)))
+    np.testing.assert_allclose(via, t.grad.numpy(), rtol=1e-4, atol=1e-5)
