@@ -135,6 +135,15 @@ POOL_CASES = [
     ("lp-p-ragged", "lp", x2d, (2,), {"p": [[2.0], [2.0, 2.0]]}, TypeError,
      r"parameter p must be a real"),
     ("lp-p-inf", "lp", x2d, (2,), {"p": np.inf}, ValueError, r"parameter p must be finite"),
+    # --- divisor_override: a positive number up to 2**63 (PyTorch's int64)
+    ("divisor_override-0", "avg", x2d, (2,), {"divisor_override": 0}, ValueError,
+     r"divisor_override must be positive"),
+    ("divisor_override-inf", "avg", x2d, (2,), {"divisor_override": np.inf}, ValueError,
+     r"divisor_override .* at most 2\*\*63"),
+    ("divisor_override-2**64", "avg", x2d, (2,), {"divisor_override": 2 ** 64}, ValueError,
+     r"divisor_override .* at most 2\*\*63"),
+    ("divisor_override-str", "avg", x2d, (2,), {"divisor_override": "4"}, TypeError,
+     r"divisor_override must be a number"),
     # --- layout
     ("layout-unknown", "max", x2d, (2,), {"layout": "NCHW"}, ValueError, r"layout"),
     ("layout-unknown-avg", "avg", x2d, (2,), {"layout": "channels_middle"}, ValueError,

@@ -11,7 +11,7 @@ import numba
 import numpy as np
 import pytest
 
-from numbapool.vmath import vcbrt, vexp, vfma, vlog, vpow
+from numbapool.vmath import vcbrt, vcbrt_normal, vexp, vfma, vlog, vpow
 
 
 @numba.njit(error_model="numpy")
@@ -36,6 +36,12 @@ def _pow_loop(a, y, out):
 def _cbrt_loop(a, out):
     for i in range(a.size):
         out[i] = vcbrt(a[i])
+
+
+@numba.njit(error_model="numpy")
+def _cbrt_normal_loop(a, out):
+    for i in range(a.size):
+        out[i] = vcbrt_normal(a[i])
 
 
 @numba.njit(error_model="numpy")
@@ -133,6 +139,31 @@ def test_cbrt_special_values_and_python_version(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cbrt_normal_is_cbrt_where_it_holds(dtype):
+    """vcbrt_normal skips vcbrt's steps for signs and subnormals: on every other number
+    (random bit patterns over all positive normal numbers, 0, -0, inf, NaN) it gives
+    vcbrt's bits, which test_cbrt_within_one_ulp checks against long double; a subnormal
+    is where it is wrong, as documented.  From Python it is the full cube root."""
+    info = np.finfo(dtype)
+    ints = np.uint32 if dtype == np.float32 else np.uint64
+    lo = np.array(info.tiny, dtype).view(ints)
+    hi = np.array(np.inf, dtype).view(ints)
+    rng = np.random.default_rng(17)
+    x = np.concatenate([rng.integers(lo, hi, 200_000, dtype=ints).view(dtype),
+                        np.array([0.0, -0.0, np.inf, np.nan, -np.nan, info.tiny, info.max,
+                                  1.0, 27.0, 8e-3], dtype)])
+    got = _run(_cbrt_normal_loop, x)
+    want = _run(_cbrt_loop, x)
+    np.testing.assert_array_equal(got.view(ints)[~np.isnan(x)], want.view(ints)[~np.isnan(x)])
+    assert np.isnan(got[np.isnan(x)]).all()
+    np.testing.assert_allclose(got[-4:], np.cbrt(x[-4:].astype(np.float64)), rtol=info.eps)
+    sub = np.array([info.smallest_subnormal * 3], dtype)
+    assert _run(_cbrt_normal_loop, sub)[0] != _run(_cbrt_loop, sub)[0]
+    for v in (-8.0, 1e-310, 27.0, 0.0):
+        assert vcbrt_normal(v) == vcbrt(v)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_fma_rounds_once_or_twice(dtype):
     """a * b + c: fused (one rounding) where the machine can, else the plain expression."""
     rng = np.random.default_rng(4)
@@ -201,11 +232,11 @@ def test_precision_follows_the_argument():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("loop", ["pow", "cbrt"])
+@pytest.mark.parametrize("loop", ["pow", "cbrt", "cbrt_normal"])
 def test_a_loop_over_vpow_or_vcbrt_is_vector_code(dtype, loop):
     """The point of the module: no call per element (llvmlite has no vector math library)."""
     x = np.ones(64, dtype)
-    fn = _pow_loop if loop == "pow" else _cbrt_loop
+    fn = {"pow": _pow_loop, "cbrt": _cbrt_loop, "cbrt_normal": _cbrt_normal_loop}[loop]
     _run(fn, x, 0.5) if loop == "pow" else _run(fn, x)
     sig = [s for s in fn.signatures if s[0].dtype == numba.from_dtype(np.dtype(dtype))]
     ir = fn.inspect_llvm(sig[0])

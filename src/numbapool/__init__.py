@@ -11,7 +11,7 @@ from .api import get, pool, pool_grad, poolers, register, unregister
 from .geometry import AxisWindows, explicit_axis
 from .hookspecs import hookimpl
 from .pooler import Param, Pooler
-from .reduction import Reduction, Sampling, Selection, Streaming, Weighted
+from .reduction import MAX_DIVISOR, Reduction, Sampling, Selection, Streaming, Weighted
 from .windows import Adaptive, Global, Sliding, WindowContext, WindowPlan, WindowRule
 
 __version__ = "0.1.0"
@@ -31,6 +31,7 @@ __all__ = [
     "Streaming",
     "Sampling",
     "Weighted",
+    "MAX_DIVISOR",
     "WindowRule",
     "WindowPlan",
     "WindowContext",

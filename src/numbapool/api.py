@@ -25,7 +25,7 @@ from .options import (
 )
 from .pooler import Param, Pooler
 from .redraw import RedrawnForward
-from .reduction import Reduction, Sampling, Selection
+from .reduction import MAX_DIVISOR, Reduction, Sampling, Selection
 from .registry import REGISTRY
 from .windows import WindowContext, WindowPlan
 
@@ -255,8 +255,9 @@ def _check_args(name: str, x: object, options: dict[str, Any], params: dict[str,
     if override is not None:
         if not isinstance(override, numbers.Real) or isinstance(override, (bool, np.bool_)):
             raise TypeError(f"divisor_override must be a number, got {type(override).__name__}")
-        if not override > 0 or not np.isfinite(override):
-            raise ValueError(f"divisor_override must be positive, got {override}")
+        if not 0 < override <= MAX_DIVISOR:
+            raise ValueError("divisor_override must be positive and at most 2**63 (PyTorch "
+                             f"takes an int64), got {override}")
         override = float(override)
     return _Args(pooler, values, frozenset(params), reduction, layout,
                  tuple(int(s) for s in spatial), batch, channels, seed, window_opts,
@@ -398,7 +399,7 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
         Whether padding counts in an average's divisor.  None: True for numeric padding
         (PyTorch), False for ``"same"`` (TensorFlow/Keras).
     divisor_override : float, optional
-        Divide averages by this instead (PyTorch's ``divisor_override``).
+        Divide averages by this instead (PyTorch's ``divisor_override``); at most ``2**63``.
     return_indices : bool
         Also return int64 flat indices of the selected elements into each ``(n, c)`` spatial
         plane (selection poolers: max, min, adaptive_max, ...).

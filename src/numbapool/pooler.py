@@ -199,3 +199,15 @@ def all_equal(value: object, target: float) -> bool:
     except (TypeError, ValueError):
         return False
     return bool(v.size) and bool(np.all(v == target))
+
+
+def at_least(value: object, bound: float) -> bool:
+    """Whether a parameter's ``value`` (a number or one per channel) is at least ``bound``
+    everywhere: for a :attr:`Pooler.choose` whose faster reduction holds above a bound (gem's
+    cube root for ``eps`` of 7.6e-7 or more).  Like :func:`all_equal`, anything that is not
+    numbers, or is empty (or NaN), gives False."""
+    try:
+        v = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return bool(v.size) and bool(np.all(v >= bound))

@@ -7,7 +7,7 @@ dtype; ``init`` gets a window's first element as ``+0.0 + v``, the others keep t
 a zero), ``tap`` its flat position in the full kernel window (row-major over the kernel's axes;
 useful for per-tap weights), ``prm`` the pooler's float parameters for this channel (a 1-D
 float64 array, in declared order), and ``div`` the window's divisor (see
-``count_include_pad``).  Four families:
+``count_include_pad``; at most :data:`MAX_DIVISOR`).  Four families:
 
 :class:`Selection` (max, min)
     ``better(v, best) -> bool``: whether ``v`` replaces the current choice; the window's first
@@ -42,8 +42,14 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-__all__ = ["Reduction", "Selection", "Sampling", "Streaming", "Weighted",
+__all__ = ["Reduction", "Selection", "Sampling", "Streaming", "Weighted", "MAX_DIVISOR",
            "function_fingerprint"]
+
+
+MAX_DIVISOR = 2.0 ** 63
+"""The largest ``div`` that ``finish`` and ``grad`` see: ``divisor_override`` may be at most
+this (PyTorch takes an int64), and a window holds fewer taps.  A reduction may rely on it, as
+gem's cube root does to rule out subnormal means."""
 
 
 @numba.njit(cache=True, nogil=True)

@@ -22,6 +22,9 @@ Called from Python they are plain (slower) functions with the same results to ro
 :mod:`numbapool.kernels.cuda_functions` gives CUDA device functions the GPU's own ``exp``,
 ``log``, ``pow`` and ``cbrt`` (``DEVICE_EQUIVALENTS``).  Import the names into a reduction's
 module (``from numbapool.vmath import vpow``) so that the CUDA conversion finds them.
+
+``vcbrt_normal`` is ``vcbrt`` for numbers the caller knows are neither negative nor
+subnormal, a fifth faster, and wrong for those.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic, overload
 
-__all__ = ["vexp", "vlog", "vpow", "vcbrt", "vfma", "power", "root", "DEVICE_EQUIVALENTS"]
+__all__ = ["vexp", "vlog", "vpow", "vcbrt", "vcbrt_normal", "vfma", "power", "root",
+           "DEVICE_EQUIVALENTS"]
 
 
 # Constants, derived here rather than copied -------------------------------------------------
@@ -179,7 +183,7 @@ class _Emit:
             y = b.fmul(y, b.bitcast(scale, f.ir))
         return b.select(nan, t, y)
 
-    def cbrt(self, x):
+    def cbrt(self, x, normal_only=False):
         """C's ``cbrt``: the real cube root, odd in ``x``.  No division and no polynomial of
         ``log``: a guess of ``r = 1 / cbrt(|x|)`` from the bits of ``|x|``, one step of third
         order on ``r`` (and Newton steps for float64), then ``y = |x| r**2`` and one Newton
@@ -188,8 +192,15 @@ class _Emit:
         for 16 float32 lanes (``vpow`` takes 90), 14 of them multiplies or multiply-adds: the
         machine's multiply-add units are what bound a loop of cube roots, so subnormals are
         scaled by integer arithmetic, not multiplied (18 with two Newton steps and scaling
-        by products: 0.42 -> 0.38 ns a float32 cube root on one thread)."""
+        by products: 0.42 -> 0.38 ns a float32 cube root on one thread).
+
+        ``normal_only``: for ``x`` that is 0, a normal positive number, +inf or NaN (the
+        caller has shown it cannot be negative or subnormal), without the steps for the sign
+        and for subnormals: 11 vector instructions fewer, 0.30 against 0.38 ns a float32
+        cube root on one thread (Zen 4).  Negative and subnormal ``x`` give wrong values."""
         b, f = self.b, self.f
+        if normal_only:
+            return self._cbrt_core(x, b.bitcast(x, f.int), None)
         ax = b.call(self._fabs, [x])
         ax_bits = b.bitcast(ax, f.int)
         # (compares of the bits as integers, where the machine's float units are the busy
@@ -202,6 +213,18 @@ class _Emit:
             scaled = b.bitcast(b.sub(b.bitcast(scaled, f.int), self.i(f.cbrt_rest << f.mbits)),
                                f.ir)
         xs = b.select(tiny, scaled, ax)
+        y = self._cbrt_core(xs, ax_bits, tiny)
+        sign = b.and_(b.bitcast(x, f.int), self.i(f.sign))
+        return b.bitcast(b.or_(b.bitcast(y, f.int), sign), f.ir)
+
+    def cbrt_normal(self, x):
+        return self.cbrt(x, normal_only=True)
+
+    def _cbrt_core(self, xs, ax_bits, tiny):
+        """The cube root of ``xs`` (not negative, not subnormal; a subnormal's scaled form
+        where ``tiny``, scaled back), and ``|x|`` itself for 0, inf and NaN (``ax_bits``, the
+        bits of ``|x|``)."""
+        b, f = self.b, self.f
         guess = self.fma(b.sitofp(b.bitcast(xs, f.int), f.ir), self.c(-1.0 / 3.0),
                          self.c(float(f.cbrt_magic)))  # (K - bits / 3, in floating point)
         r = b.bitcast(b.fptosi(guess, f.int), f.ir)
@@ -218,15 +241,15 @@ class _Emit:
         y = b.fmul(xs, r2)
         e = self.fma(b.fmul(y, y), y, b.fneg(xs))  # y**3 - |x|, one rounding
         y = self.fma(b.fmul(e, r2), self.c(-1.0 / 3.0), y)
-        y = b.select(tiny, b.bitcast(b.sub(b.bitcast(y, f.int), self.i(f.cbrt_shift << f.mbits)),
-                                     f.ir), y)  # (cbrt(xs) is normal: times 2**-s exactly)
+        if tiny is not None:
+            y = b.select(tiny, b.bitcast(b.sub(b.bitcast(y, f.int),
+                                               self.i(f.cbrt_shift << f.mbits)), f.ir),
+                         y)  # (cbrt(xs) is normal: times 2**-s exactly)
         # 0, inf and NaN are their own cube roots (the steps would give NaN for 0 and inf):
         # the bits of |x| minus 1 wrap around for 0, and are inf's minus 1 or more for the others
         inf_bits = (2 ** (f.int.width - 1 - f.mbits) - 1) << f.mbits
         special = b.icmp_unsigned(">=", b.sub(ax_bits, self.i(1)), self.i(inf_bits - 1))
-        y = b.select(special, ax, y)
-        sign = b.and_(b.bitcast(x, f.int), self.i(f.sign))
-        return b.bitcast(b.or_(b.bitcast(y, f.int), sign), f.ir)
+        return b.select(special, b.bitcast(ax_bits, f.ir), y)
 
     def pow(self, x, y):
         """C's ``pow``: ``|x| ** y`` as ``exp(y log|x|)``; a negative ``x`` gives NaN unless
@@ -278,6 +301,7 @@ _log_ir = _intrinsic_of("log", 1)
 _exp_ir = _intrinsic_of("exp", 1)
 _pow_ir = _intrinsic_of("pow", 2)
 _cbrt_ir = _intrinsic_of("cbrt", 1)
+_cbrt_normal_ir = _intrinsic_of("cbrt_normal", 1)
 _fma_ir = _intrinsic_of("fma", 3)
 
 
@@ -332,6 +356,16 @@ def vcbrt(x):
 _math_cbrt = getattr(math, "cbrt", None)  # (Python 3.11)
 
 
+def vcbrt_normal(x):
+    """:func:`vcbrt` for ``x`` that the caller has shown to be 0, a normal positive number,
+    +inf or NaN: in compiled code it skips the steps for negative and subnormal numbers (11
+    vector instructions of about 30; 0.30 against 0.38 ns a float32 cube root on one thread,
+    Zen 4), and gives **wrong values** for them.  For a mean of numbers bounded below, as
+    gem's ``clamp(v, eps) ** 3`` with a large enough ``eps``.  Called from Python, and on
+    CUDA, it is the full cube root."""
+    return vcbrt(x)
+
+
 @overload(vlog, target="cpu", inline="always")
 def _vlog(x):
     if _real(x):
@@ -372,6 +406,13 @@ def _vfma(a, b, c):
 def _vcbrt(x):
     if _real(x):
         return lambda x: _cbrt_ir(x)
+    return None
+
+
+@overload(vcbrt_normal, target="cpu", inline="always")
+def _vcbrt_normal(x):
+    if _real(x):
+        return lambda x: _cbrt_normal_ir(x)
     return None
 
 
@@ -437,6 +478,7 @@ def _device_root(x, p):
 
 DEVICE_EQUIVALENTS = {id(vexp): (vexp, _device_exp), id(vlog): (vlog, _device_log),
                       id(vpow): (vpow, _device_pow), id(vcbrt): (vcbrt, "cbrt"),
+                      id(vcbrt_normal): (vcbrt_normal, "cbrt"),
                       id(vfma): (vfma, _device_fma),
                       id(root): (root, _device_root)}
 """``id(f)``: ``(f, the function it becomes in a CUDA device function)``, or the name of a

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from numbapool import Param, Pooler, Sliding, hookimpl
-from numbapool.pooler import all_equal
+from numbapool.pooler import all_equal, at_least
 
 from .reductions import (
     GATED,
     GEM,
     GEM_CUBE,
+    GEM_CUBE_MIN_EPS,
+    GEM_CUBE_SMALL_EPS,
     LSE,
     MIXED,
     SOFTPOOL,
@@ -24,8 +26,11 @@ def _positive(v: float) -> str | None:
 
 
 def _gem_reduction(params):
-    """p = 3 everywhere (the default): cube and cube root instead of powers and a root."""
-    return GEM_CUBE if all_equal(params["p"], 3.0) else GEM
+    """p = 3 everywhere (the default): cube and cube root instead of powers and a root; the
+    faster cube root where eps is at least GEM_CUBE_MIN_EPS (as the default 1e-6 is)."""
+    if not all_equal(params["p"], 3.0):
+        return GEM
+    return GEM_CUBE if at_least(params["eps"], GEM_CUBE_MIN_EPS) else GEM_CUBE_SMALL_EPS
 
 
 def _stochastic_reduction(params):
