@@ -250,3 +250,36 @@ def test_gem_grad_via_channels_last_matches_the_scatter(opts, monkeypatch):
         t ** p, **{k: v for k, v in opts.items() if k != "p"}) ** (1.0 / p)
     pooled.backward(torch.tensor(gy.astype(np.float64)))
     np.testing.assert_allclose(via, t.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("p", [3.0, 2.5])
+def test_channels_last_param_grads_keep_the_channels_last_backward(p, monkeypatch):
+    """A channels-last call that asks for parameter gradients runs its input gradient in the
+    channels-last kernels (no transposes) and only the parameter gradients, which have
+    channels-first kernels alone, on channels-first copies; both against PyTorch's autograd
+    of (avg_pool2d(x ** p)) ** (1 / p), dL/dp included."""
+    pytest.importorskip("numbapool_learned")
+    torch = pytest.importorskip("torch")
+    from numbapool.kernels import transpose
+
+    rng = np.random.default_rng(6)
+    x = rng.uniform(0.1, 2.0, (2, 11, 10, VIA_CHANNELS_LAST_MIN_CHANNELS))
+    opts = dict(kernel_size=3, stride=2, padding=1, layout="channels_last")
+    gy = rng.standard_normal(numbapool.pool("gem", x, p=p, **opts).shape)
+    asked = kernel_layouts_asked(monkeypatch)
+    moved = []
+    for name in ("to_channels_first", "to_channels_last"):
+        real = getattr(transpose, name)
+        monkeypatch.setattr(transpose, name,
+                            lambda a, real=real, name=name: moved.append(name) or real(a))
+    gx, grads = numbapool.pool_grad("gem", x, gy, p=p, return_param_grads=True, **opts)
+    assert [layout for layout, v in asked if v.startswith("backward")] == ["channels_last"]
+    assert ("channels_first", "param_grad") in asked, asked
+    assert moved == ["to_channels_first"] * 2, moved  # (x and grad_output, for dL/dp)
+    tx = torch.tensor(np.moveaxis(x, -1, 1), requires_grad=True)
+    tp = torch.tensor(p, dtype=torch.float64, requires_grad=True)
+    pooled = torch.nn.functional.avg_pool2d(tx ** tp, 3, 2, 1) ** (1.0 / tp)
+    pooled.backward(torch.tensor(np.moveaxis(gy, -1, 1)))
+    np.testing.assert_allclose(gx, np.moveaxis(tx.grad.numpy(), 1, -1), rtol=1e-9,
+                               atol=1e-12)
+    np.testing.assert_allclose(grads["p"], tp.grad.numpy(), rtol=1e-9)

@@ -623,10 +623,11 @@ divisor_override, output_size, keepdims, **params
                 and known.takes(grad_output, indices)):
             return known.run(grad_output, indices)
     want_pg = check_bool(return_param_grads, "return_param_grads")
-    variants = ("backward", "param_grad") if want_pg else ("backward",)
     where = targets.choose(target, x, grad_output, has_grad=True)
+    # (the layout is the backward kernel's: parameter gradients, which have channels-first
+    # kernels only, take channels-first copies of x and grad_output below)
     call = _prepare(name, targets.to_target(x, where, "x"), options, params, "pool_grad",
-                    variants, where)
+                    ("backward",), where)
     if np.dtype(call.x.dtype).kind != "f":
         raise TypeError(f"pool_grad needs x of a floating-point dtype, got {call.x.dtype}")
     grad_output = targets.to_target(grad_output, where, "grad_output")
@@ -667,7 +668,10 @@ divisor_override, output_size, keepdims, **params
         per_plane = kernels.param_grad(call.reduction, call.layout, call.work, gy, call.axes,
                                        call.prm, call.include_pad, call.override)
     else:
-        per_plane = cpu.param_grad(call.reduction, call.work, gy, call.axes, call.prm,
+        work = call.work
+        if call.kernel_layout == "channels_last":  # (one transpose each, not three)
+            work, gy = transpose.to_channels_first(work), transpose.to_channels_first(gy)
+        per_plane = cpu.param_grad(call.reduction, work, gy, call.axes, call.prm,
                                    call.include_pad, call.override)
     grads: dict[str, Any] = {}
     for slot in call.slots:
