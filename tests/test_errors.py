@@ -138,10 +138,18 @@ POOL_CASES = [
     # --- divisor_override: a positive number up to 2**63 (PyTorch's int64)
     ("divisor_override-0", "avg", x2d, (2,), {"divisor_override": 0}, ValueError,
      r"divisor_override must be positive"),
+    ("divisor_override-neg", "avg", x2d, (2,), {"divisor_override": -4}, ValueError,
+     r"divisor_override must be positive"),
+    ("divisor_override-nan", "avg", x2d, (2,), {"divisor_override": np.nan}, ValueError,
+     r"divisor_override must be positive"),
+    ("divisor_override-2**63+1", "avg", x2d, (2,), {"divisor_override": 2 ** 63 + 1},
+     ValueError, r"divisor_override .* 2\*\*63"),
+    ("divisor_override-2**-64", "avg", x2d, (2,), {"divisor_override": 2.0 ** -64},
+     ValueError, r"divisor_override .* 2\*\*-63"),
     ("divisor_override-inf", "avg", x2d, (2,), {"divisor_override": np.inf}, ValueError,
-     r"divisor_override .* at most 2\*\*63"),
+     r"divisor_override .* and 2\*\*63"),
     ("divisor_override-2**64", "avg", x2d, (2,), {"divisor_override": 2 ** 64}, ValueError,
-     r"divisor_override .* at most 2\*\*63"),
+     r"divisor_override .* and 2\*\*63"),
     ("divisor_override-str", "avg", x2d, (2,), {"divisor_override": "4"}, TypeError,
      r"divisor_override must be a number"),
     # --- layout
@@ -342,3 +350,31 @@ def test_window_rule_must_describe_the_input(how, match, layout):
             numbapool.pool(pooler.name, x, how=how, layout=layout)
     finally:
         numbapool.unregister(pooler.name)
+
+
+def test_divisors_up_to_2_to_the_63():
+    """Divisors are at most numbapool.MAX_DIVISOR (2**63), which reductions may rely on
+    (gem's cube root does): divisor_override from 2**-63 to 2**63, and a window counting
+    padding (count_include_pad) may cover at most 2**63 taps of the padded input; averages
+    over real elements, and poolers that divide by nothing, are not limited."""
+    from numbapool import MAX_DIVISOR, explicit_axis
+
+    assert MAX_DIVISOR == 2.0 ** 63
+    x = np.ones((1, 1, 4), np.float32)
+    for d in (2 ** 63, 2.0 ** -63, 3):
+        np.testing.assert_array_equal(numbapool.pool("avg", x, 2, divisor_override=d),
+                                      np.full((1, 1, 2), np.float32(2 / d)))
+    one = np.ones((1, 1, 1, 1, 1), np.float32)
+    k, p = 2 * 10 ** 7 + 1, 10 ** 7  # (8e21 padded taps)
+    with pytest.raises(ValueError, match=r"pooler 'avg': the largest window counts 8e\+21"):
+        numbapool.pool("avg", one, k, padding=p)
+    assert numbapool.pool("avg", one, k, padding=p, count_include_pad=False).item() == 1.0
+    assert numbapool.pool("avg", one, k, padding=p, divisor_override=4).item() == 0.25
+    assert numbapool.pool("max", one, k, padding=p).item() == 1.0
+    k, p = 2 ** 21 - 1, 2 ** 20 - 1  # (just below 2**63 taps)
+    assert numbapool.pool("avg", one, k, padding=p).item() == pytest.approx(k ** -3, rel=1e-6)
+    for bad in (0.5, np.nan, np.inf, -1.0, [1.0, 0.0]):
+        with pytest.raises(ValueError, match="padded_count must be finite and at least 1"):
+            explicit_axis(6, [0, 2], 2, padded_count=bad)
+        with pytest.raises(ValueError, match="padded_count must be finite and at least 1"):
+            explicit_axis(6, [0, 2], [2, 2], padded_count=bad)

@@ -143,7 +143,7 @@ def test_cbrt_normal_is_cbrt_where_it_holds(dtype):
     """vcbrt_normal skips vcbrt's steps for signs and subnormals: on every other number
     (random bit patterns over all positive normal numbers, 0, -0, inf, NaN) it gives
     vcbrt's bits, which test_cbrt_within_one_ulp checks against long double; a subnormal
-    is where it is wrong, as documented.  From Python it is the full cube root."""
+    is where it is wrong, as documented."""
     info = np.finfo(dtype)
     ints = np.uint32 if dtype == np.float32 else np.uint64
     lo = np.array(info.tiny, dtype).view(ints)
@@ -157,10 +157,9 @@ def test_cbrt_normal_is_cbrt_where_it_holds(dtype):
     np.testing.assert_array_equal(got.view(ints)[~np.isnan(x)], want.view(ints)[~np.isnan(x)])
     assert np.isnan(got[np.isnan(x)]).all()
     np.testing.assert_allclose(got[-4:], np.cbrt(x[-4:].astype(np.float64)), rtol=info.eps)
+    # (the steps for subnormals are gone, which is the point: the value is then wrong)
     sub = np.array([info.smallest_subnormal * 3], dtype)
     assert _run(_cbrt_normal_loop, sub)[0] != _run(_cbrt_loop, sub)[0]
-    for v in (-8.0, 1e-310, 27.0, 0.0):
-        assert vcbrt_normal(v) == vcbrt(v)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

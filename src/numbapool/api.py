@@ -255,9 +255,9 @@ def _check_args(name: str, x: object, options: dict[str, Any], params: dict[str,
     if override is not None:
         if not isinstance(override, numbers.Real) or isinstance(override, (bool, np.bool_)):
             raise TypeError(f"divisor_override must be a number, got {type(override).__name__}")
-        if not 0 < override <= MAX_DIVISOR:
-            raise ValueError("divisor_override must be positive and at most 2**63 (PyTorch "
-                             f"takes an int64), got {override}")
+        if not 1 / MAX_DIVISOR <= override <= MAX_DIVISOR:
+            raise ValueError("divisor_override must be positive, between 2**-63 and 2**63 "
+                             f"(PyTorch takes an int64), got {override}")
         override = float(override)
     return _Args(pooler, values, frozenset(params), reduction, layout,
                  tuple(int(s) for s in spatial), batch, channels, seed, window_opts,
@@ -278,6 +278,8 @@ def _plan_call(args: _Args, arr: Any, variants: tuple[str, ...], target: str = "
     taps = math.prod(a.extent for a in plan.axes)
     prm, slots = _float_params(pooler, args.values, args.explicit, channels, taps)
     include_pad = plan.count_include_pad if args.include_pad is None else args.include_pad
+    if include_pad and args.override is None and getattr(reduction, "uses_divisor", False):
+        _check_padded_divisor(plan, pooler)
 
     if target == "cuda":
         work = targets.lift_device(arr, layout)
@@ -294,6 +296,23 @@ def _plan_call(args: _Args, arr: Any, variants: tuple[str, ...], target: str = "
         # that a seed gives the same samples on the CPU and on the GPU.
         call.u = rng.random((batch, channels, *(a.out for a in axes)))
     return call
+
+
+def _check_padded_divisor(plan: WindowPlan, pooler: Pooler) -> None:
+    """A window's divisor counting padding (the taps of the padded input it covers) must be
+    at most :data:`MAX_DIVISOR`, as ``divisor_override`` must, so that reductions can rely
+    on it (a kernel of 2e7 taps, padded by 1e7, on each of three axes of one element would
+    give 8e21).  Without padding a divisor counts elements of one plane, fewer than that."""
+    largest = 1.0
+    for axis in plan.axes:
+        if axis.padded_count.size and not axis.padded_count.min() >= 1.0:
+            raise ValueError(f"window rule {type(pooler.window).__name__} of pooler "
+                             f"{pooler.name!r} returned a padded count below 1 (or NaN)")
+        largest *= float(axis.padded_count.max(initial=1.0))
+    if largest > MAX_DIVISOR:
+        raise ValueError(f"pooler {pooler.name!r}: the largest window counts {largest:.3g} "
+                         "taps of the padded input, more than 2**63; average over the real "
+                         "elements (count_include_pad=False) or give divisor_override")
 
 
 def _check_plan(plan: WindowPlan, spatial: tuple[int, ...], planes: int,
@@ -399,7 +418,8 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
         Whether padding counts in an average's divisor.  None: True for numeric padding
         (PyTorch), False for ``"same"`` (TensorFlow/Keras).
     divisor_override : float, optional
-        Divide averages by this instead (PyTorch's ``divisor_override``); at most ``2**63``.
+        Divide averages by this instead (PyTorch's ``divisor_override``); from ``2**-63`` to
+        ``2**63``.
     return_indices : bool
         Also return int64 flat indices of the selected elements into each ``(n, c)`` spatial
         plane (selection poolers: max, min, adaptive_max, ...).

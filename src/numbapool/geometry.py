@@ -615,7 +615,7 @@ def explicit_axis(length: int, start: np.ndarray, count: np.ndarray | int, step:
     step : int
         Distance between the elements of a window.
     padded_count : array_like, optional
-        Divisor of an average over each window (default: ``count``).
+        Divisor of an average over each window (default: ``count``): finite, at least 1.
     extent : int, optional
         Number of taps of a full window (default: the largest count).
 
@@ -633,8 +633,14 @@ def explicit_axis(length: int, start: np.ndarray, count: np.ndarray | int, step:
     Raises
     ------
     ValueError
-        If a window is empty or reads outside ``[0, length)``.
+        If a window is empty or reads outside ``[0, length)``, or a ``padded_count`` is
+        below 1 or not finite.
     """
+    if padded_count is not None:  # (a copy: the caller may change its array later)
+        padded_count = np.array(padded_count, dtype=np.float64)
+        if not np.all(np.isfinite(padded_count) & (padded_count >= 1.0)):
+            raise ValueError("padded_count must be finite and at least 1 (a divisor of each "
+                             "window)")
     start = np.asarray(start, dtype=np.int64)
     if start.ndim == 1:
         start = start[None]
@@ -650,8 +656,6 @@ def explicit_axis(length: int, start: np.ndarray, count: np.ndarray | int, step:
         raise ValueError(f"windows must be non-empty and inside an axis of length {length}")
     if padded_count is None:
         padded_count = count.astype(np.float64)
-    else:  # (a copy: the caller may change its array later)
-        padded_count = np.array(padded_count, dtype=np.float64)
     padded_count = np.broadcast_to(padded_count, start.shape)
     if _one_plane(start, (start, count, padded_count)):
         start, count, padded_count = start[:1], count[:1], padded_count[:1]  # (shared)
@@ -682,8 +686,8 @@ def _uniform_axis(length: int, start: np.ndarray, k: int, step: int,
     table, inside, same = _uniform_table(start, k, int(step), int(length))
     if not inside:
         raise ValueError(f"windows must be non-empty and inside an axis of length {length}")
-    if padded_count is not None:  # (a copy: the caller may change its array later)
-        padded_count = np.broadcast_to(np.array(padded_count, dtype=np.float64), start.shape)
+    if padded_count is not None:  # (checked and copied by explicit_axis)
+        padded_count = np.broadcast_to(padded_count, start.shape)
     # (the starts were compared in the compiled pass)
     if same and _one_plane(start, () if padded_count is None else (padded_count,)):
         table, start = table[:1], start[:1]

@@ -47,9 +47,11 @@ __all__ = ["Reduction", "Selection", "Sampling", "Streaming", "Weighted", "MAX_D
 
 
 MAX_DIVISOR = 2.0 ** 63
-"""The largest ``div`` that ``finish`` and ``grad`` see: ``divisor_override`` may be at most
-this (PyTorch takes an int64), and a window holds fewer taps.  A reduction may rely on it, as
-gem's cube root does to rule out subnormal means."""
+"""The largest ``div`` that ``finish`` and ``grad`` see (and the smallest is 1, or
+``1 / MAX_DIVISOR`` for ``divisor_override``): ``pool`` rejects a ``divisor_override``
+beyond these bounds, and windows that count more than this many taps of the padded input
+(``count_include_pad``); a window of real elements holds fewer.  A reduction may rely on
+it, as gem's cube root does to rule out subnormal means."""
 
 
 @numba.njit(cache=True, nogil=True)
