@@ -252,19 +252,29 @@ def test_gem_grad_via_channels_last_matches_the_scatter(opts, monkeypatch):
     np.testing.assert_allclose(via, t.grad.numpy(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("layout,channels,param_layout,moves", [
+    ("channels_last", VIA_CHANNELS_LAST_MIN_CHANNELS, "channels_last", []),
+    ("channels_first", VIA_CHANNELS_LAST_MIN_CHANNELS, "channels_last",
+     ["to_channels_last"] * 2),  # (x and grad_output)
+    ("channels_first", VIA_CHANNELS_LAST_MIN_CHANNELS - 1, "channels_first", []),
+])
 @pytest.mark.parametrize("p", [3.0, 2.5])
-def test_channels_last_param_grads_keep_the_channels_last_backward(p, monkeypatch):
-    """A channels-last call that asks for parameter gradients runs its input gradient in the
-    channels-last kernels (no transposes) and only the parameter gradients, which have
-    channels-first kernels alone, on channels-first copies; both against PyTorch's autograd
-    of (avg_pool2d(x ** p)) ** (1 / p), dL/dp included."""
+def test_param_grads_run_channels_last(layout, channels, param_layout, moves, p, monkeypatch):
+    """Parameter gradients of a scalar streaming reduction with one parameter row run in
+    the channels-last kernel, which vectorises over the channels: for channels-last x with
+    no transposes (the input gradient stays channels last too), for channels-first x with
+    enough channels between transposes of x and grad_output; fewer channels keep the
+    channels-first kernel.  The gradient and dL/dp against PyTorch's autograd of
+    (avg_pool2d(x ** p)) ** (1 / p)."""
     pytest.importorskip("numbapool_learned")
     torch = pytest.importorskip("torch")
     from numbapool.kernels import transpose
 
     rng = np.random.default_rng(6)
-    x = rng.uniform(0.1, 2.0, (2, 11, 10, VIA_CHANNELS_LAST_MIN_CHANNELS))
-    opts = dict(kernel_size=3, stride=2, padding=1, layout="channels_last")
+    x = rng.uniform(0.1, 2.0, (2, channels, 11, 10))
+    opts = dict(kernel_size=3, stride=2, padding=1, layout=layout)
+    if layout == "channels_last":
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
     gy = rng.standard_normal(numbapool.pool("gem", x, p=p, **opts).shape)
     asked = kernel_layouts_asked(monkeypatch)
     moved = []
@@ -273,13 +283,17 @@ def test_channels_last_param_grads_keep_the_channels_last_backward(p, monkeypatc
         monkeypatch.setattr(transpose, name,
                             lambda a, real=real, name=name: moved.append(name) or real(a))
     gx, grads = numbapool.pool_grad("gem", x, gy, p=p, return_param_grads=True, **opts)
-    assert [layout for layout, v in asked if v.startswith("backward")] == ["channels_last"]
-    assert ("channels_first", "param_grad") in asked, asked
-    assert moved == ["to_channels_first"] * 2, moved  # (x and grad_output, for dL/dp)
-    tx = torch.tensor(np.moveaxis(x, -1, 1), requires_grad=True)
+    assert (param_layout, "param_grad") in asked and len(
+        [v for _, v in asked if v == "param_grad"]) == 1, asked
+    if layout == "channels_last":
+        assert [lay for lay, v in asked if v.startswith("backward")] == [layout], asked
+        assert moved == [], moved
+    else:
+        assert moved[-len(moves) or len(moved):] == moves, moved
+    cf = (lambda a: np.moveaxis(a, -1, 1)) if layout == "channels_last" else (lambda a: a)
+    tx = torch.tensor(cf(x), requires_grad=True)
     tp = torch.tensor(p, dtype=torch.float64, requires_grad=True)
     pooled = torch.nn.functional.avg_pool2d(tx ** tp, 3, 2, 1) ** (1.0 / tp)
-    pooled.backward(torch.tensor(np.moveaxis(gy, -1, 1)))
-    np.testing.assert_allclose(gx, np.moveaxis(tx.grad.numpy(), 1, -1), rtol=1e-9,
-                               atol=1e-12)
+    pooled.backward(torch.tensor(cf(gy)))
+    np.testing.assert_allclose(cf(gx), tx.grad.numpy(), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(grads["p"], tp.grad.numpy(), rtol=1e-9)

@@ -688,11 +688,13 @@ divisor_override, output_size, keepdims, **params
         per_plane = kernels.param_grad(call.reduction, call.layout, call.work, gy, call.axes,
                                        call.prm, call.include_pad, call.override)
     else:
-        work = call.work
-        if call.kernel_layout == "channels_last":  # (one transpose each, not three)
+        work, layout = call.work, call.kernel_layout
+        if layout == "channels_last" and not cpu.param_grad_runs_channels_last(
+                call.reduction, layout, work, call.axes, call.prm):
             work, gy = transpose.to_channels_first(work), transpose.to_channels_first(gy)
+            layout = "channels_first"
         per_plane = cpu.param_grad(call.reduction, work, gy, call.axes, call.prm,
-                                   call.include_pad, call.override)
+                                   call.include_pad, call.override, layout)
     grads: dict[str, Any] = {}
     for slot in call.slots:
         if not slot.param.trainable:

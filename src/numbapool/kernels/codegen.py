@@ -35,7 +35,7 @@ import numpy as np
 
 from .. import vmath
 from ..reduction import Reduction
-from . import launch, params, vector_width, widen
+from . import launch, params, slots, vector_width, widen
 from .launch import Launcher, kernel_function
 from .rebind import is_jitted, rebound
 from .templates import HEADER, decorator, kernel_source, reassociates
@@ -44,11 +44,11 @@ __all__ = ["cache_dir", "get_kernel", "kernel_path", "load_module"]
 
 _CODEGEN_VERSION = "5"  # bump when the way files are generated or loaded changes
 _IR_SOURCES = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (
-    vmath, vector_width, widen, params, launch))).hexdigest()
+    vmath, vector_width, widen, params, launch, slots))).hexdigest()
 """The code of the modules whose intrinsics and overloads the kernels inline (LLVM IR written
 in Python, which no jitted function's fingerprint sees): the elementary functions, the vector
-width, the conversion, the parameter rows and the argument views.  A kernel is rebuilt when
-they change."""
+width, the conversion, the parameter rows, the argument views and the parameter-gradient
+rows.  A kernel is rebuilt when they change."""
 _FIXED_MTIME = 1_000_000_000  # any constant works; it only has to be the same everywhere
 _lock = threading.RLock()
 _kernels: dict[tuple[int, str, str, str], tuple[Reduction, Callable]] = {}

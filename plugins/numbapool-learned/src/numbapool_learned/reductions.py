@@ -56,7 +56,9 @@ def gem_grad(v, tap, y, acc, div, prm):
 def gem_param_grad(v, tap, y, acc, div, prm, g, out):
     p = prm[0]
     c = _clamp(v, prm[1])
-    out[0] += g * y * power(c / y, p) * vlog(c) / (p * div)  # (y**(1-p) c**p)
+    # (y**(1-p) c**p; vpow, not power(): power's tests on p stayed in the channels-last
+    # loop, which then ran one element at a time)
+    out[0] += g * y * vpow(c / y, p) * vlog(c) / (p * div)
 
 
 @_jit
@@ -97,6 +99,15 @@ def gem3_finish_small_eps(acc, div, prm):
 
 
 @_jit
+def gem3_param_grad(v, tap, y, acc, div, prm, g, out):
+    # gem_param_grad with p = 3: (c / y)**3 as products, no test on p in the loop (power()'s
+    # tests stayed in the channels-last loop, which then ran one element at a time)
+    c = _clamp(v, prm[1])
+    r = c / y
+    out[0] += g * y * (r * r * r) * vlog(c) / (3.0 * div)
+
+
+@_jit
 def gem3_grad(v, tap, y, acc, div, prm):
     if v < prm[1]:
         return 0.0
@@ -105,7 +116,7 @@ def gem3_grad(v, tap, y, acc, div, prm):
 
 
 GEM_CUBE = Streaming("gem_cube", init=gem3_init, take=gem3_take, finish=gem3_finish,
-                     grad=gem3_grad, param_grad=gem_param_grad,
+                     grad=gem3_grad, param_grad=gem3_param_grad,
                      param_grad_window=gem_param_grad_window, uses_divisor=True,
                      grad_uses_acc=False, merge=gem_merge, uses_tap=False, branchless=True)
 
@@ -118,7 +129,7 @@ GEM_CUBE = Streaming("gem_cube", init=gem3_init, take=gem3_take, finish=gem3_fin
 GEM_CUBE_MIN_EPS = (2.0 ** -124 * MAX_DIVISOR) ** (1.0 / 3.0)
 GEM_CUBE_SMALL_EPS = Streaming(
     "gem_cube_small_eps", init=gem3_init, take=gem3_take, finish=gem3_finish_small_eps,
-    grad=gem3_grad, param_grad=gem_param_grad, param_grad_window=gem_param_grad_window,
+    grad=gem3_grad, param_grad=gem3_param_grad, param_grad_window=gem_param_grad_window,
     uses_divisor=True, grad_uses_acc=False, merge=gem_merge, uses_tap=False,
     branchless=True)
 
