@@ -10,9 +10,9 @@ import pytest
 
 import numbapool
 from numbapool import Pooler, Sliding, Streaming
-from numbapool.builtin.reductions import AVG, LP, LP_SQUARE, SUM
+from numbapool.builtin.reductions import AVG, LP, LP_POW, LP_SQUARE, SUM
 from numbapool.kernels.templates import CL_UNROLLED, cl_fold_variant, kernel_source
-from reference import ref_pool
+from reference import ref_pool, ref_pool_grad
 from spies import kernels_asked
 
 # kernel, stride, padding, dilation, ceil_mode: every shape of CL_UNROLLED, folded as whole
@@ -149,7 +149,8 @@ def test_only_branchless_reductions_fold_small_windows_in_one_loop():
 def test_lp_with_p_2_takes_squares_and_gives_lp_s_values(layout):
     lp = numbapool.get("lp")
     assert lp.resolve({"p": 2.0}) is LP_SQUARE and LP_SQUARE.branchless
-    assert lp.resolve({"p": 3.0}) is LP and lp.resolve({"p": "two"}) is LP
+    assert lp.resolve({"p": 3.0}) is LP and lp.resolve({"p": [1.0, 4.0]}) is LP
+    assert lp.resolve({"p": 2.5}) is LP_POW and lp.resolve({"p": "two"}) is LP_POW
     x = np.random.default_rng(7).standard_normal((2, 9, 8, 6))
     if layout == "channels_first":
         x = np.ascontiguousarray(np.moveaxis(x, -1, 1))
@@ -248,3 +249,24 @@ def test_channels_last_selections_fold_the_listed_windows(kernel, indices, varia
     if "_fold" in variant:
         k3 = (1,) * (3 - len(kernel)) + kernel
         assert "n0 == {} and n1 == {} and n2 == {}:".format(*k3) in src
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("p", [2.5, 5.0])
+def test_lp_with_p_other_than_1_to_4_takes_vpow_and_gives_lp_s_values(layout, p,
+                                                                       monkeypatch):
+    """p outside 1 to 4 (5 included) takes LP_POW, vpow with no tests on p in its loops
+    (the channels-first column kernel of LP ran one element at a time for p = 2.5): the
+    NumPy reference's values and gradient, in the column kernel channels first."""
+    asked = kernels_asked(monkeypatch)
+    x = np.random.default_rng(9).uniform(0.1, 2.0, (2, 5, 9, 8))
+    if layout == "channels_last":
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    opts = dict(kernel_size=3, stride=2, padding=1, layout=layout, p=p)
+    got = numbapool.pool("lp", x, **opts)
+    np.testing.assert_allclose(got, ref_pool("lp", x, **opts), rtol=1e-12)
+    if layout == "channels_first":
+        assert any(v.startswith("forward_cols") for v in asked), asked
+    g = np.random.default_rng(10).standard_normal(got.shape)
+    np.testing.assert_allclose(numbapool.pool_grad("lp", x, g, **opts),
+                               ref_pool_grad("lp", x, g, **opts), rtol=1e-10, atol=1e-12)

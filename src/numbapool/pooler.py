@@ -211,3 +211,15 @@ def at_least(value: object, bound: float) -> bool:
     except (TypeError, ValueError):
         return False
     return bool(v.size) and bool(np.all(v >= bound))
+
+
+def all_in(value: object, targets: tuple[float, ...]) -> bool:
+    """Whether every value of a parameter (a number or one per channel) is one of
+    ``targets``: for a :attr:`Pooler.choose` that keeps :func:`numbapool.vmath.power`'s
+    products for exponents 1 to 4 and takes ``vpow`` itself otherwise.  Like
+    :func:`all_equal`, anything that is not numbers, or is empty, gives False."""
+    try:
+        v = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return bool(v.size) and bool(np.all(np.isin(v, np.asarray(targets, dtype=np.float64))))

@@ -435,20 +435,24 @@ def test_float32():
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_gem_with_p_3_takes_cube_and_cube_root(layout, dtype):
-    """p = 3 in every channel (the default) runs the cube / cube-root reduction; any other
-    p the general one.  Both against torch, gradients and dL/dp included."""
-    from numbapool_learned.reductions import GEM, GEM_CUBE
+    """p = 3 in every channel (the default) runs the cube / cube-root reduction; p of 1 to 4
+    the general one (power's products); any other p vpow with no tests on p (GEM_POW).  All
+    against torch, gradients and dL/dp included."""
+    from numbapool_learned.reductions import GEM, GEM_CUBE, GEM_POW
 
     gem = numbapool.get("gem")
     assert gem.resolve({"p": 3.0, "eps": 1e-6}) is GEM_CUBE
     assert gem.resolve({"p": np.full(C, 3.0), "eps": 1e-6}) is GEM_CUBE
-    assert gem.resolve({"p": np.array([3.0, 3.0, 2.5]), "eps": 1e-6}) is GEM
-    assert gem.resolve({"p": 2.5, "eps": 1e-6}) is GEM
+    assert gem.resolve({"p": np.array([3.0, 2.0, 4.0]), "eps": 1e-6}) is GEM
+    assert gem.resolve({"p": np.array([3.0, 3.0, 2.5]), "eps": 1e-6}) is GEM_POW
+    assert gem.resolve({"p": 2.5, "eps": 1e-6}) is GEM_POW
     x = make_x("gem", (2, C, 9, 8), seed=43).astype(dtype)
     x[0, 1, :3, :3] = 1e-9  # a window wholly below eps: the mean is eps**3
     tol = dict(rtol=RTOL32, atol=ATOL32) if dtype == np.float32 else {}
     check_against_torch("gem", x, 3, 2, 1, layout, {"p": 3.0}, **tol)
     check_against_torch("gem", x, (2, 3), 1, (2, 1), layout, {"p": np.full(C, 3.0)}, **tol)
+    check_against_torch("gem", x, 3, 2, 1, layout, {"p": 2.5}, **tol)  # (GEM_POW)
+    check_against_torch("gem", x, 3, 2, 1, layout, {"p": np.array([3.0, 2.0, 4.0])}, **tol)
 
 
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
-from ..pooler import Param, Pooler, all_equal
+from ..pooler import Param, Pooler, all_equal, all_in
 from ..windows import Adaptive, Global, Sliding
-from .reductions import AVG, LP, LP_SQUARE, MAX, MIN, SUM
+from .reductions import AVG, LP, LP_POW, LP_SQUARE, MAX, MIN, SUM
 
 
 def _positive(v: float) -> str | None:
@@ -13,8 +13,11 @@ def _positive(v: float) -> str | None:
 
 
 def _lp_reduction(params):
-    """p = 2 (the default): squares and a square root instead of powers and a root."""
-    return LP_SQUARE if all_equal(params["p"], 2.0) else LP
+    """p = 2 (the default): squares and a square root instead of powers and a root; p of
+    1 to 4: power's products; any other p: vpow, with no tests on p in the loops."""
+    if all_equal(params["p"], 2.0):
+        return LP_SQUARE
+    return LP if all_in(params["p"], (1.0, 2.0, 3.0, 4.0)) else LP_POW
 
 
 @hookimpl

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from numbapool import Param, Pooler, Sliding, hookimpl
-from numbapool.pooler import all_equal, at_least
+from numbapool.pooler import all_equal, all_in, at_least
 
 from .reductions import (
     GATED,
@@ -11,6 +11,7 @@ from .reductions import (
     GEM_CUBE,
     GEM_CUBE_MIN_EPS,
     GEM_CUBE_SMALL_EPS,
+    GEM_POW,
     LSE,
     MIXED,
     SOFTPOOL,
@@ -27,9 +28,10 @@ def _positive(v: float) -> str | None:
 
 def _gem_reduction(params):
     """p = 3 everywhere (the default): cube and cube root instead of powers and a root; the
-    faster cube root where eps is at least GEM_CUBE_MIN_EPS (as the default 1e-6 is)."""
+    faster cube root where eps is at least GEM_CUBE_MIN_EPS (as the default 1e-6 is).  p of
+    1 to 4: power's products; any other p: vpow, with no tests on p in the loops."""
     if not all_equal(params["p"], 3.0):
-        return GEM
+        return GEM if all_in(params["p"], (1.0, 2.0, 3.0, 4.0)) else GEM_POW
     return GEM_CUBE if at_least(params["eps"], GEM_CUBE_MIN_EPS) else GEM_CUBE_SMALL_EPS
 
 
