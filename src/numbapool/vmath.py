@@ -422,7 +422,9 @@ def power(x, y):
 
     In a kernel's loop where ``y`` does not change (a pooler's parameter), the compiler can
     move the test on ``y`` out of the loop and vectorise the branch taken (it does for the
-    folds of gem and lp; not always, see :func:`root`); the products are exact where
+    channels-last folds of gem and lp; not in the channels-first column kernels, where an
+    exponent outside 1-4 then runs one element at a time, so gem and lp call :func:`vpow`
+    themselves for those; see also :func:`root`); the products are exact where
     ``exp(y log|x|)`` is within a few ulp.
     """
     if y == 2.0:
