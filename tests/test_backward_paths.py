@@ -289,7 +289,7 @@ def test_param_grads_run_channels_last(layout, channels, param_layout, moves, p,
         assert [lay for lay, v in asked if v.startswith("backward")] == [layout], asked
         assert moved == [], moved
     else:
-        assert moved[-len(moves) or len(moved):] == moves, moved
+        assert moved == moves if not moves else moved[-len(moves):] == moves, moved
     cf = (lambda a: np.moveaxis(a, -1, 1)) if layout == "channels_last" else (lambda a: a)
     tx = torch.tensor(cf(x), requires_grad=True)
     tp = torch.tensor(p, dtype=torch.float64, requires_grad=True)

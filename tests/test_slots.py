@@ -3,6 +3,7 @@ arrays are, and the channels-last parameter-gradient kernel that hands them out.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numba
@@ -23,7 +24,7 @@ def _add_rows(gp, v, k):
     gf = gp.reshape(-1)
     W, C = gp.shape
     for c in range(C):
-        out = slot_row(gf, c, C)
+        out = slot_row(gf, c, C, W)
         out[k] += v[c]
         out[k] = out[k] * 2.0
 
@@ -121,3 +122,61 @@ def test_param_grad_of_a_reduction_that_reads_its_accumulator(scaled_sum, layout
     assert (param_layout, "param_grad") in asked, asked
     gyc = gy if layout == "channels_first" else np.moveaxis(gy, -1, 1)
     assert grads["s"] == pytest.approx(float((gyc * sums).sum()), rel=1e-12)
+
+
+@numba.njit
+def _ends_and_sizes(gp, k):
+    gf = gp.reshape(-1)
+    W, C = gp.shape
+    for c in range(C):
+        out = slot_row(gf, c, C, W)
+        out[-1] += len(out) + 10 * out.shape[0] + k
+
+
+def test_a_slot_row_counts_negative_indices_from_its_end_and_has_a_length():
+    buf = np.zeros(6 + 12)
+    gp = buf[6:].reshape(3, 4)  # (a row before gp in memory: an index of -1 must not reach)
+    _ends_and_sizes(gp, 100)
+    np.testing.assert_array_equal(gp[2], np.full(4, 133.0))
+    assert not gp[:2].any() and not buf[:6].any()
+
+
+# the same reduction with its accumulator argument named otherwise, and with a slice of out
+@numba.njit
+def _renamed_pgradw(y, a, div, prm, g, out):
+    out[0] += g * a
+
+
+@numba.njit
+def _sliced_pgradw(y, acc, div, prm, g, out):
+    out[0:1] += g * acc
+
+
+@pytest.mark.parametrize("pgradw,cl_kernel", [(_renamed_pgradw, True),
+                                              (_sliced_pgradw, False)])
+def test_param_grad_kernels_read_acc_by_position_and_take_array_rows(pgradw, cl_kernel,
+                                                                     monkeypatch):
+    """The accumulator is the second argument of param_grad_window whatever its name (it is
+    folded for it); a function that uses out as only an array allows (a slice) does not
+    compile in the channels-last kernel, and the channels-first kernel serves it."""
+    red = dataclasses.replace(_SCALED_SUM, name="scaled_sum_test2", param_grad_window=pgradw)
+    assert param_grad_uses_acc(red)
+    numbapool.register(numbapool.Pooler(
+        "scaled_sum_test2", numbapool.Sliding(), red, "s * sum",
+        parameters=(numbapool.Param("s", 1.0, "scale", trainable=True),)))
+    try:
+        rng = np.random.default_rng(8)
+        x = rng.standard_normal((2, 5, 6, 7))
+        opts = dict(kernel_size=2, stride=2)
+        sums = ref_pool("sum", x, **opts)
+        gy = rng.standard_normal(sums.shape)
+        want = float((gy * sums).sum())
+        xl, gl = (np.ascontiguousarray(np.moveaxis(a, 1, -1)) for a in (x, gy))
+        for _ in range(2):  # (the second call knows the kernel does not compile)
+            asked = kernel_layouts_asked(monkeypatch)
+            _, grads = numbapool.pool_grad("scaled_sum_test2", xl, gl, layout="channels_last",
+                                           s=2.0, return_param_grads=True, **opts)
+            assert grads["s"] == pytest.approx(want, rel=1e-12)
+            assert (("channels_first", "param_grad") in asked) != cl_kernel, asked
+    finally:
+        numbapool.unregister("scaled_sum_test2")

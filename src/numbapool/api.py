@@ -644,8 +644,7 @@ divisor_override, output_size, keepdims, **params
             return known.run(grad_output, indices)
     want_pg = check_bool(return_param_grads, "return_param_grads")
     where = targets.choose(target, x, grad_output, has_grad=True)
-    # (the layout is the backward kernel's: parameter gradients, which have channels-first
-    # kernels only, take channels-first copies of x and grad_output below)
+    # (the layout is the backward kernel's: cpu.param_grad takes either)
     call = _prepare(name, targets.to_target(x, where, "x"), options, params, "pool_grad",
                     ("backward",), where)
     if np.dtype(call.x.dtype).kind != "f":
@@ -688,13 +687,8 @@ divisor_override, output_size, keepdims, **params
         per_plane = kernels.param_grad(call.reduction, call.layout, call.work, gy, call.axes,
                                        call.prm, call.include_pad, call.override)
     else:
-        work, layout = call.work, call.kernel_layout
-        if layout == "channels_last" and not cpu.param_grad_runs_channels_last(
-                call.reduction, layout, work, call.axes, call.prm):
-            work, gy = transpose.to_channels_first(work), transpose.to_channels_first(gy)
-            layout = "channels_first"
-        per_plane = cpu.param_grad(call.reduction, work, gy, call.axes, call.prm,
-                                   call.include_pad, call.override, layout)
+        per_plane = cpu.param_grad(call.reduction, call.work, gy, call.axes, call.prm,
+                                   call.include_pad, call.override, call.kernel_layout)
     grads: dict[str, Any] = {}
     for slot in call.slots:
         if not slot.param.trainable:

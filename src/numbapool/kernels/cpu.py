@@ -8,10 +8,12 @@ axes), C-contiguous in their layout, of a dtype Numba supports; ``axes`` holds t
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import numba
 import numpy as np
 
 from .. import buffers
@@ -496,29 +498,43 @@ def param_grad_runs_channels_last(reduction: Reduction, layout: str, x: np.ndarr
     kernel takes one element at a time: gem's ``dL/dp``, (8, 64, 56, 56) float32 3x3/s2/p1,
     took 17 ms of a 20.6 ms ``pool_grad`` (PyTorch's autograd of the whole: 17.7 ms)."""
     return (native_channels_last(reduction, "param_grad") and prm.shape[0] == 1
+            and reduction not in _ROWS_OF_ARRAYS
             and all(a.planes == 1 for a in axes)
             and (layout == "channels_last" or x.shape[1] >= VIA_CHANNELS_LAST_MIN_CHANNELS))
+
+
+_ROWS_OF_ARRAYS: weakref.WeakSet = weakref.WeakSet()
+"""Reductions whose ``param_grad`` or ``param_grad_window`` use ``out`` as only an array
+allows (a slice), so that the channels-last kernel, which hands them a
+:func:`numbapool.kernels.slots.slot_row`, did not compile: the channels-first kernel serves
+them."""
 
 
 def param_grad(reduction: Reduction, x: np.ndarray, grad_out: np.ndarray,
                axes: Sequence[AxisWindows], prm: np.ndarray, include_pad: bool = True,
                override: float | None = None, layout: str = "channels_first") -> np.ndarray:
     """Gradient with respect to the parameters, per (n, c) plane: float64
-    ``(N, C, n_params)``.  Channels-last ``x`` (and ``grad_out``) only where
-    :func:`param_grad_runs_channels_last`."""
+    ``(N, C, n_params)``, in the channels-last kernel where
+    :func:`param_grad_runs_channels_last`, else in the channels-first one (``x`` and
+    ``grad_out`` transposed there if channels last)."""
     zero = _zero(reduction, x.dtype)
     args = (*_tables(tuple(axes)), *_divisors(axes, include_pad, override, zero), zero,
             for_kernel(prm, zero))
     if param_grad_runs_channels_last(reduction, layout, x, axes, prm):
+        xl, gl = x, grad_out
         if layout == "channels_first":
-            x, grad_out = transpose.to_channels_last(x), transpose.to_channels_last(grad_out)
-        y, _ = forward(reduction, "channels_last", x, axes, prm, include_pad, override)
+            xl, gl = transpose.to_channels_last(x), transpose.to_channels_last(grad_out)
+        y, _ = forward(reduction, "channels_last", xl, axes, prm, include_pad, override)
         n, o0, o1, c = y.shape[0], y.shape[1], y.shape[2], y.shape[4]
         gp = np.zeros((prm.shape[1], n * o0 * o1, c), dtype=np.float64)
-        get_kernel(reduction, "channels_last", "param_grad")(x, y, grad_out, gp, *args)
-        return np.moveaxis(gp.reshape(prm.shape[1], n, o0 * o1, c).sum(axis=2), 0, -1)
+        try:
+            get_kernel(reduction, "channels_last", "param_grad")(xl, y, gl, gp, *args)
+        except numba.core.errors.TypingError:
+            _ROWS_OF_ARRAYS.add(reduction)  # (see there; the error repeats on every call)
+        else:
+            return np.moveaxis(gp.reshape(prm.shape[1], n, o0 * o1, c).sum(axis=2), 0, -1)
     if layout != "channels_first":
-        raise ValueError(f"no channels-last parameter gradient for {reduction.name!r}")
+        x, grad_out = transpose.to_channels_first(x), transpose.to_channels_first(grad_out)
     y, _ = forward(reduction, "channels_first", x, axes, prm, include_pad, override)
     n, c, o0, o1 = y.shape[:4]
     gp = np.zeros((n * c * o0 * o1, prm.shape[1]), dtype=np.float64)

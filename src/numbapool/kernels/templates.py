@@ -42,6 +42,7 @@ streaming reductions); other cases run the channels-first kernels on a transpose
 from __future__ import annotations
 
 import dis
+import inspect
 import re
 from collections.abc import Callable
 from textwrap import dedent, indent
@@ -2220,25 +2221,30 @@ def _cl_backward_global(red: Reduction) -> str:
     return src
 
 
-def _reads(fn: Callable, arg: str) -> bool:
-    """Whether the Python function of a dispatcher ``fn`` may read its argument ``arg``
-    (any load of that name, or a closure over it)."""
+def _mentions(fn: Callable, position: int) -> bool:
+    """Whether the Python function of a dispatcher ``fn`` may use its argument at
+    ``position``: True unless it names its parameters plainly (no ``*args``) and no
+    instruction names that one (a load, a store, a closure: on any Python version)."""
     code = getattr(fn, "py_func", fn).__code__
-    if arg in code.co_cellvars:
+    if code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS) or (
+            position >= code.co_argcount):
+        return True
+    name = code.co_varnames[position]
+    if name in code.co_cellvars:
         return True
     for ins in dis.get_instructions(code):
-        if ins.opname.startswith(("LOAD_FAST", "LOAD_DEREF", "LOAD_CLOSURE")):
-            names = ins.argval if isinstance(ins.argval, tuple) else (ins.argval,)
-            if arg in names:
-                return True
+        names = ins.argval if isinstance(ins.argval, tuple) else (ins.argval,)
+        if name in names:
+            return True
     return False
 
 
 def param_grad_uses_acc(red: Reduction) -> bool:
-    """Whether ``param_grad`` or ``param_grad_window`` reads the window's accumulator; if not,
-    the channels-last kernel passes a zero instead of folding each window again (gem's general
-    fold raises each element to ``p``)."""
-    return _reads(red.param_grad, "acc") or _reads(red.param_grad_window, "acc")
+    """Whether ``param_grad`` or ``param_grad_window`` may read the window's accumulator (its
+    fourth and second argument, whatever their names); if not, the channels-last kernel
+    passes a zero instead of folding each window again (gem's general fold raises each
+    element to ``p``)."""
+    return _mentions(red.param_grad, 3) or _mentions(red.param_grad_window, 1)
 
 
 def _cl_param_grad(red: Reduction) -> str:
@@ -2250,7 +2256,11 @@ def _cl_param_grad(red: Reduction) -> str:
     channels first, one element at a time)."""
     src = "def kernel(x, y, gy, gp, g0, g1, g2, dk, dv0, dv1, dv2, override, zero, prm):\n"
     src += _block(_cl_shapes("y", ("x", "y", "gy", "gp")), 1)
-    src += _block(_SETUP, 1) + _block("pr = _row(prm, 0)\nGS = gp.shape[1] * C", 1)
+    src += _block(_SETUP, 1) + _block("""
+        pr = _row(prm, 0)
+        GS = gp.shape[1] * C
+        W = gp.shape[0]
+    """, 1)
     src += _chunks("x.shape[0] * O0 * O1", False, "acc = np.empty(C, dtype=sdt)", "r")
     src += _block("""
         o1 = r % O1
@@ -2282,12 +2292,12 @@ def _cl_param_grad(red: Reduction) -> str:
         for ch in range(C):
             k = numba.uint64(ob + ch)
             _pgrad(_widen(x[n, w0, w1, w2, ch], zero), tap, yf[k], {a}, div, pr, gyf[k],
-                   _slot_row(gpf, gb + ch, GS))
+                   _slot_row(gpf, gb + ch, GS, W))
     """, L, skip_first=False)
     src += _block(f"""
         for ch in range(C):
             k = numba.uint64(ob + ch)
-            _pgradw(yf[k], {a}, div, pr, gyf[k], _slot_row(gpf, gb + ch, GS))
+            _pgradw(yf[k], {a}, div, pr, gyf[k], _slot_row(gpf, gb + ch, GS, W))
     """, L)
     return _flat_cl(src)
 
