@@ -521,10 +521,13 @@ def param_grad(reduction: Reduction, x: np.ndarray, grad_out: np.ndarray,
     args = (*_tables(tuple(axes)), *_divisors(axes, include_pad, override, zero), zero,
             for_kernel(prm, zero))
     if param_grad_runs_channels_last(reduction, layout, x, axes, prm):
+        # (the forward result from the kernels pool() ran, in the caller's layout: no
+        # channels-last forward to compile for channels-first input)
+        y, _ = forward(reduction, layout, x, axes, prm, include_pad, override)
         xl, gl = x, grad_out
         if layout == "channels_first":
             xl, gl = transpose.to_channels_last(x), transpose.to_channels_last(grad_out)
-        y, _ = forward(reduction, "channels_last", xl, axes, prm, include_pad, override)
+            y = transpose.to_channels_last(y)
         n, o0, o1, c = y.shape[0], y.shape[1], y.shape[2], y.shape[4]
         gp = np.zeros((prm.shape[1], n * o0 * o1, c), dtype=np.float64)
         try:
