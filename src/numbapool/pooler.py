@@ -11,7 +11,7 @@ import numpy as np
 from .reduction import Reduction, Sampling, Selection
 from .windows import WindowRule
 
-__all__ = ["Param", "Pooler", "all_equal"]
+__all__ = ["Param", "Pooler", "all_equal", "all_in", "at_least"]
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,8 @@ def lp2_finish(acc, div, prm):
 # channels-first column kernels' loops (as products for p of 1 to 4 they cost little), which
 # then raise one element at a time to p: lp with p = 2.5, (8, 64, 56, 56) float32 3x3/s2/p1
 # channels first, took 22.7 ms against 2.4 ms with vpow (avg: 0.27 ms).  The same values as
-# LP's for such p, bit for bit (power is vpow there).
+# LP's for such p, bit for bit (power is vpow there), but for the gradient at p = 5, where
+# LP's power(v / y, 4) multiplies (a few ulp apart).
 @_jit
 def lpv_init(v, tap, prm):
     return vpow(v, prm[0])

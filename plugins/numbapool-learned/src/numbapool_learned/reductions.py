@@ -74,7 +74,9 @@ GEM = Streaming("gem", init=gem_init, take=gem_take, finish=gem_finish, grad=gem
 # gem with p other than 1 to 4 (as a trained p becomes): vpow itself, no tests on p.
 # power()'s tests stay in the channels-first column kernels' loops, which then raised one
 # element at a time to p: p = 2.5, (8, 64, 56, 56) float32 3x3/s2/p1 channels first, 28.9
-# ms against 2.4 ms with vpow (avg: 0.27 ms).  The same values as GEM's for such p.
+# ms against 2.9 ms with vpow (avg: 0.27 ms).  The same values as GEM's for such p (but the
+# gradient at p = 5, whose power(v / y, 4) GEM multiplies); with p per channel, one such p
+# sends every channel through vpow, those with p of 1 to 4 too (their last bits may move).
 @_jit
 def gemv_init(v, tap, prm):
     return vpow(_clamp(v, prm[1]), prm[0])
