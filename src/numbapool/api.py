@@ -672,6 +672,12 @@ divisor_override, output_size, keepdims, **params
         if key is not None and key not in _KNOWN_ROUTES:
             _remember(key, routed, _KNOWN_ROUTES)
         gy = check_grad_output(grad_output, call) if want_pg else None
+    elif want_pg:  # (the CPU: both at once, which may share their transposed arrays)
+        gy = check_grad_output(grad_output, call)
+        gx, per_plane = cpu.backward_and_param_grad(
+            call.reduction, call.kernel_layout, call.work, gy, call.axes, call.prm,
+            call.include_pad, call.override, u=call.u)
+        gx = call.to_caller(gx, call.x.shape)
     else:
         gy = check_grad_output(grad_output, call)
         gx = kernels.backward(call.reduction, call.kernel_layout, call.work, gy, call.axes,
@@ -686,7 +692,7 @@ divisor_override, output_size, keepdims, **params
     if where == "cuda":
         per_plane = kernels.param_grad(call.reduction, call.layout, call.work, gy, call.axes,
                                        call.prm, call.include_pad, call.override)
-    else:
+    elif indices is not None:
         per_plane = cpu.param_grad(call.reduction, call.work, gy, call.axes, call.prm,
                                    call.include_pad, call.override, call.kernel_layout)
     grads: dict[str, Any] = {}
