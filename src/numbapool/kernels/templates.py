@@ -1626,6 +1626,31 @@ def cl_fold_variant(red: Reduction, variant: str, kernel: tuple[int, int, int]) 
     return variant
 
 
+def _cl_output_windows() -> str:
+    """The body head of a channels-last kernel with one task per output row ``(n, o0,
+    o1)`` (after :func:`_chunks`): the row's indices and windows, and the loop over its
+    outputs ``o2`` with their windows; write the loop's body at level 3."""
+    return (_block("""
+        o1 = r % O1
+        t = r // O1
+        o0 = t % O0
+        n = t // O0
+    """, 2) + _load(0, "o0", "0", 2) + _load(1, "o1", "0", 2)
+            + _block("for o2 in range(O2):", 2) + _load(2, "o2", "0", 3))
+
+
+def _cl_fold(level: int) -> str:
+    """``acc[ch]``, channels last: the fold of the window's real taps (``tapf``, the first
+    tap's position, set before)."""
+    return _block("""
+        for ch in range(C):
+            acc[ch] = _init(zero + x[n, b0, b1, b2, ch], tapf, pr)
+    """, level) + _walk("""
+        for ch in range(C):
+            acc[ch] = _take(acc[ch], _widen(x[n, w0, w1, w2, ch], zero), tap, pr)
+    """, level, skip_first=True)
+
+
 def _cl_forward(red: Reduction, variant: str,
                 fold: tuple[int, int, int] | None = None) -> str:
     """The channels-last forward kernels; ``fold``: windows of that shape in one loop over
@@ -1652,15 +1677,7 @@ def _cl_forward(red: Reduction, variant: str,
                    f"\nbi = np.empty(C, dtype=np.{'int32' if narrow else 'int64'})")
     else:
         scratch = ""  # (selections' values fold into the output: _CL_SELECT)
-    src += _chunks("x.shape[0] * O0 * O1", not stream, scratch, "r")
-    src += _block("""
-        o1 = r % O1
-        t = r // O1
-        o0 = t % O0
-        n = t // O0
-    """, 2)
-    src += _load(0, "o0", "0", 2) + _load(1, "o1", "0", 2)
-    src += _block("for o2 in range(O2):", 2) + _load(2, "o2", "0", 3)
+    src += _chunks("x.shape[0] * O0 * O1", not stream, scratch, "r") + _cl_output_windows()
     L = 3
     if stream:
         src += _div(L, cf=False) + _block("""
@@ -1671,14 +1688,7 @@ def _cl_forward(red: Reduction, variant: str,
         if fold:
             src += _cl_stream_unrolled(L, fold)
             G = L + 1
-        src += _block("""
-            for ch in range(C):
-                acc[ch] = _init(zero + x[n, b0, b1, b2, ch], tapf, pr)
-        """, G)
-        src += _walk("""
-            for ch in range(C):
-                acc[ch] = _take(acc[ch], _widen(x[n, w0, w1, w2, ch], zero), tap, pr)
-        """, G, skip_first=True)
+        src += _cl_fold(G)
         src += _block("""
             for ch in range(C):
                 of[numba.uint64(ob + ch)] = _finish(acc[ch], div, pr)
@@ -2261,15 +2271,8 @@ def _cl_param_grad(red: Reduction) -> str:
         GS = gp.shape[1] * C
         W = gp.shape[0]
     """, 1)
-    src += _chunks("x.shape[0] * O0 * O1", False, "acc = np.empty(C, dtype=sdt)", "r")
-    src += _block("""
-        o1 = r % O1
-        t = r // O1
-        o0 = t % O0
-        n = t // O0
-    """, 2)
-    src += _load(0, "o0", "0", 2) + _load(1, "o1", "0", 2)
-    src += _block("for o2 in range(O2):", 2) + _load(2, "o2", "0", 3)
+    src += (_chunks("x.shape[0] * O0 * O1", False, "acc = np.empty(C, dtype=sdt)", "r")
+            + _cl_output_windows())
     L = 3
     src += _div(L, cf=False) + _block("""
         ob = (((n * O0 + o0) * O1 + o1) * O2 + o2) * C
@@ -2277,15 +2280,7 @@ def _cl_param_grad(red: Reduction) -> str:
     """, L)
     a = "acc[ch]"
     if param_grad_uses_acc(red):
-        src += _block("""
-            tapf = (t0 * K1 + t1) * K2 + t2
-            for ch in range(C):
-                acc[ch] = _init(zero + x[n, b0, b1, b2, ch], tapf, pr)
-        """, L)
-        src += _walk("""
-            for ch in range(C):
-                acc[ch] = _take(acc[ch], _widen(x[n, w0, w1, w2, ch], zero), tap, pr)
-        """, L, skip_first=True)
+        src += _block("tapf = (t0 * K1 + t1) * K2 + t2", L) + _cl_fold(L)
     else:
         a = "zero"
     src += _walk(f"""
