@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import numbapool
+from numbapool.builtin.reductions import sum_init, sum_take
 from numbapool.kernels.cpu import VIA_CHANNELS_LAST_MIN_CHANNELS
 from numbapool.kernels.slots import slot_row
 from numbapool.kernels.templates import param_grad_uses_acc
@@ -54,18 +55,9 @@ def test_param_grad_uses_acc():
     assert param_grad_uses_acc(_SCALED_SUM)
 
 
-# y = s * sum(window): dy/ds = acc, read in param_grad_window; a scalar streaming reduction,
-# so the channels-last kernel folds each window's accumulator for it
-@numba.njit
-def _ss_init(v, tap, prm):
-    return v
-
-
-@numba.njit
-def _ss_take(acc, v, tap, prm):
-    return acc + v
-
-
+# y = s * sum(window): dy/ds = acc, read in param_grad_window; a scalar streaming reduction
+# (folding as the built-in sum does), so the channels-last kernel folds each window's
+# accumulator for it
 @numba.njit
 def _ss_finish(acc, div, prm):
     return prm[0] * acc
@@ -86,7 +78,7 @@ def _ss_pgradw(y, acc, div, prm, g, out):
     out[0] += g * acc
 
 
-_SCALED_SUM = numbapool.Streaming("scaled_sum_test", init=_ss_init, take=_ss_take,
+_SCALED_SUM = numbapool.Streaming("scaled_sum_test", init=sum_init, take=sum_take,
                                   finish=_ss_finish, grad=_ss_grad, param_grad=_ss_pgrad,
                                   param_grad_window=_ss_pgradw, grad_uses_acc=False)
 

@@ -188,17 +188,24 @@ class Pooler:
         return "\n".join(lines)
 
 
+def _numbers(value: object) -> np.ndarray | None:
+    """A parameter's value as float64 numbers, or None if it is not numbers or is empty (what
+    :func:`all_equal`, :func:`at_least` and :func:`all_in` answer False for)."""
+    try:
+        v = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return v if v.size else None
+
+
 def all_equal(value: object, target: float) -> bool:
     """Whether a parameter's ``value`` (a number or one per channel) is ``target``
     everywhere: for a :attr:`Pooler.choose` that picks a specialised reduction (gem's cube
     root for ``p`` 3, lp's square root for ``p`` 2).  ``choose`` runs before the parameters
     are checked, so anything that is not numbers, or is empty, gives False: the general
     reduction, whose checks then say what is wrong."""
-    try:
-        v = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        return False
-    return bool(v.size) and bool(np.all(v == target))
+    v = _numbers(value)
+    return v is not None and bool(np.all(v == target))
 
 
 def at_least(value: object, bound: float) -> bool:
@@ -206,11 +213,8 @@ def at_least(value: object, bound: float) -> bool:
     everywhere: for a :attr:`Pooler.choose` whose faster reduction holds above a bound (gem's
     cube root for ``eps`` of 7.6e-7 or more).  Like :func:`all_equal`, anything that is not
     numbers, or is empty (or NaN), gives False."""
-    try:
-        v = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        return False
-    return bool(v.size) and bool(np.all(v >= bound))
+    v = _numbers(value)
+    return v is not None and bool(np.all(v >= bound))
 
 
 def all_in(value: object, targets: tuple[float, ...]) -> bool:
@@ -218,8 +222,5 @@ def all_in(value: object, targets: tuple[float, ...]) -> bool:
     ``targets``: for a :attr:`Pooler.choose` that keeps :func:`numbapool.vmath.power`'s
     products for exponents 1 to 4 and takes ``vpow`` itself otherwise.  Like
     :func:`all_equal`, anything that is not numbers, or is empty, gives False."""
-    try:
-        v = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        return False
-    return bool(v.size) and bool(np.all(np.isin(v, np.asarray(targets, dtype=np.float64))))
+    v = _numbers(value)
+    return v is not None and bool(np.all(np.isin(v, np.asarray(targets, dtype=np.float64))))

@@ -358,6 +358,20 @@ def _whole_plane(axes: Sequence[AxisWindows]) -> bool:
                for a in axes)
 
 
+def _channels_last_copies(reduction: Reduction, x: np.ndarray, grad_out: np.ndarray,
+                          axes: Sequence[AxisWindows], prm: np.ndarray, include_pad: bool,
+                          override: float | None, with_y: bool = True) -> tuple:
+    """Channels-first ``x`` and ``grad_out`` transposed to channels last, for gradients that
+    run in the channels-last kernels, and (``with_y``) the forward result of the
+    channels-first kernels ``pool()`` ran, transposed too (the same values, and no
+    channels-last forward kernel to compile), else None."""
+    y = None
+    if with_y:
+        y = transpose.to_channels_last(forward(reduction, "channels_first", x, axes, prm,
+                                               include_pad, override)[0])
+    return transpose.to_channels_last(x), transpose.to_channels_last(grad_out), y
+
+
 def _output_for_grad(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndarray,
                      axes: Sequence[AxisWindows], prm: np.ndarray, include_pad: bool,
                      override: float | None) -> np.ndarray:
@@ -412,14 +426,10 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
     reduction's forward result, if already known (else computed here when ``grad`` reads
     it)."""
     if _grad_runs_channels_last(reduction, layout, x, axes, prm):
-        # (the forward result from the channels-first kernels pool() ran, transposed: the
-        # same values, and no channels-last forward kernel to compile)
-        y_last = (transpose.to_channels_last(forward(reduction, layout, x, axes, prm,
-                                                     include_pad, override)[0])
-                  if reduction.grad_uses_output else None)
-        gx = backward(reduction, "channels_last", transpose.to_channels_last(x),
-                      transpose.to_channels_last(grad_out), axes, prm, include_pad, override,
-                      y=y_last)
+        xl, gl, yl = _channels_last_copies(reduction, x, grad_out, axes, prm, include_pad,
+                                           override, reduction.grad_uses_output)
+        gx = backward(reduction, "channels_last", xl, gl, axes, prm, include_pad, override,
+                      y=yl)
         return transpose.to_channels_first(gx)
     acc = reduction.acc_dtype(x.dtype)
     zero = acc.type(0)
@@ -522,8 +532,8 @@ def backward_and_param_grad(reduction: Reduction, layout: str, x: np.ndarray,
     Zen 4, 2 threads, in one process)."""
     if (layout == "channels_first" and _grad_runs_channels_last(reduction, layout, x, axes, prm)
             and param_grad_runs_channels_last(reduction, layout, x, axes, prm)):
-        y = forward(reduction, layout, x, axes, prm, include_pad, override)[0]
-        xl, gl, yl = (transpose.to_channels_last(a) for a in (x, grad_out, y))
+        xl, gl, yl = _channels_last_copies(reduction, x, grad_out, axes, prm, include_pad,
+                                           override)
         gx = backward(reduction, "channels_last", xl, gl, axes, prm, include_pad, override,
                       y=yl)
         return (transpose.to_channels_first(gx),
@@ -540,20 +550,19 @@ def param_grad(reduction: Reduction, x: np.ndarray, grad_out: np.ndarray,
     """Gradient with respect to the parameters, per (n, c) plane: float64
     ``(N, C, n_params)``, in the channels-last kernel where
     :func:`param_grad_runs_channels_last`, else in the channels-first one (``x`` and
-    ``grad_out`` transposed there if channels last).  ``y``: the forward result in ``x``'s
-    layout, if already known."""
+    ``grad_out`` transposed there if channels last).  ``y``: the forward result of
+    channels-last ``x``, if already known."""
     zero = _zero(reduction, x.dtype)
     args = (*_tables(tuple(axes)), *_divisors(axes, include_pad, override, zero), zero,
             for_kernel(prm, zero))
     if param_grad_runs_channels_last(reduction, layout, x, axes, prm):
-        # (the forward result from the kernels pool() ran, in the caller's layout: no
-        # channels-last forward to compile for channels-first input)
-        yl = y if y is not None else forward(reduction, layout, x, axes, prm, include_pad,
-                                             override)[0]
-        xl, gl = x, grad_out
         if layout == "channels_first":
-            xl, gl = transpose.to_channels_last(x), transpose.to_channels_last(grad_out)
-            yl = transpose.to_channels_last(yl)
+            xl, gl, yl = _channels_last_copies(reduction, x, grad_out, axes, prm, include_pad,
+                                               override)
+        else:
+            xl, gl = x, grad_out
+            yl = y if y is not None else forward(reduction, layout, x, axes, prm, include_pad,
+                                                 override)[0]
         n, o0, o1, c = yl.shape[0], yl.shape[1], yl.shape[2], yl.shape[4]
         gp = np.zeros((prm.shape[1], n * o0 * o1, c), dtype=np.float64)
         try:
