@@ -1,6 +1,7 @@
 """`numbapool bench` on tiny cases: its rows, its summary, and the backward it times."""
 
 import numpy as np
+import pytest
 
 import numbapool
 from numbapool.bench import Case, backward_call, run, summarise
@@ -83,6 +84,48 @@ def test_plugin_pairs_are_timed_alternately_and_report_their_ratio():
     assert [r["outputs"] for r in rows] == [1.0, 25 / 16, 1.0, 1.0]
     assert rows[2]["options"] == {"seed": 0, "output_size": (4, 4)}
     assert rows[3]["options"] == {"seed": 0, "output_size": (4, 4), "kernel_size": 3}
-    assert lines[2].startswith("gem") and lines[2].endswith(f"{rows[0]['ratio']:.2f}x")
-    assert "1.56x" in lines[3] and "same out " in lines[4] and "same out+k" in lines[5]
-    assert "(not installed)" in lines[6]
+    assert "(not installed)" in lines[2] and "no_such_pooler" in lines[2]
+    assert lines[3].startswith("asv") and lines[3].split()[1] == "gem"
+    assert lines[3].endswith(f"{rows[0]['ratio']:.2f}x")
+    assert "1.56x" in lines[4] and "same out " in lines[5] and "same out+k" in lines[6]
+    # the summary: the largest ratio among the rows whose outputs match the built-in's
+    # (fractional's first row, with 25/16 of the outputs, does not count)
+    worst = max(rows[2:], key=lambda r: r["ratio"])
+    assert lines[7] == (f"gem / avg: at most {rows[0]['ratio']:.2f}x where the outputs match "
+                        "(asv channels_first example)")
+    assert lines[8] == (f"fractional_max / max: at most {worst['ratio']:.2f}x where the "
+                        f"outputs match (asv channels_first {worst['geometry']})")
+    assert len(lines) == 9
+
+
+def test_plugin_pairs_run_at_each_shape_and_rank():
+    from numbapool.bench import CASES, pair_shapes, time_pairs
+
+    assert pair_shapes(CASES[:2]) == [("resnet_stem", (32, 64, 112, 112)),
+                                      ("vgg", (32, 128, 56, 56))]
+    rows = time_pairs(pairs=[("gem", "avg"), ("fractional_max", "max")],
+                      layouts=("channels_last",), rounds=1, repeat=1, out=lambda line: None,
+                      shapes=[("one", (2, 3, 9)), ("three", (1, 2, 6, 6, 6))])
+    assert [(r["shape"], r["plugin"], r["geometry"]) for r in rows] == [
+        ("one", "gem", "example"), ("one", "fractional_max", "example"),
+        ("one", "fractional_max", "same out"), ("one", "fractional_max", "same out+k"),
+        ("three", "gem", "example"), ("three", "fractional_max", "example"),
+        ("three", "fractional_max", "same out"), ("three", "fractional_max", "same out+k")]
+    # each rank gets its own examples: max's 3x3/s2/p1 gives 5 outputs of 9 in 1-D and
+    # 3x3x3 of 6x6x6 in 3-D, which fractional's second and third rows take as output_size
+    assert rows[2]["options"]["output_size"] == (5,)
+    assert rows[6]["options"]["output_size"] == (3, 3, 3)
+    assert rows[7]["options"]["kernel_size"] == 3
+    assert rows[0]["dims"] == (2, 3, 9) and rows[4]["dims"] == (1, 2, 6, 6, 6)
+
+
+def test_bench_rejects_an_unknown_case(capsys):
+    from numbapool.bench import main
+
+    with pytest.raises(SystemExit):
+        main(["--plugins", "--case", "resnet_stme"])
+    err = capsys.readouterr().err
+    assert "'resnet_stme'" in err and "resnet_stem" in err and "all" in err
+    with pytest.raises(SystemExit):
+        main(["--case", "all"])  # ("all" only with --plugins)
+    assert "'all'" in capsys.readouterr().err

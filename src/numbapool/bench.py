@@ -21,7 +21,7 @@ import numpy as np
 from .api import get, pool, pool_grad, poolers
 
 __all__ = ["CASES", "Case", "Target", "run", "time_cases", "main", "CopyBandwidth",
-           "best_time", "summarise", "PAIRS", "PAIR_SHAPE", "time_pairs"]
+           "best_time", "summarise", "PAIRS", "PAIR_SHAPE", "time_pairs", "pair_shapes"]
 
 
 @dataclass(frozen=True)
@@ -240,19 +240,19 @@ PAIR_SHAPE = (8, 64, 56, 56)
 """The shape of the asv per-pooler benchmarks."""
 
 
-def _pair_options(name: str) -> dict:
-    """The first 2-D geometry example of the pooler's window rule, as the asv per-pooler
-    benchmarks use, with a seed if it draws random numbers."""
+def _pair_options(name: str, rank: int = 2) -> dict:
+    """The first geometry example of the pooler's window rule at ``rank`` spatial axes (2-D:
+    what the asv per-pooler benchmarks use), with a seed if it draws random numbers."""
     from .testing import examples
 
-    opts = dict(examples(name, 2)[0])
+    opts = dict(examples(name, rank)[0])
     if not get(name).deterministic:
         opts["seed"] = 0
     return opts
 
 
 def _same_output_options(plugin: str, builtin: str, builtin_out: tuple[int, ...],
-                         plugin_out: tuple[int, ...]) -> list[tuple[str, dict]]:
+                         plugin_out: tuple[int, ...], rank: int = 2) -> list[tuple[str, dict]]:
     """Further geometries for ``plugin`` when its example writes another output size than
     ``builtin``'s and its window rule takes ``output_size`` (fractional pooling): the
     built-in's output size (``same out``), and that with the built-in's kernel size too
@@ -260,10 +260,10 @@ def _same_output_options(plugin: str, builtin: str, builtin_out: tuple[int, ...]
     rule = get(plugin).window.options
     if builtin_out == plugin_out or "output_size" not in rule:
         return []
-    opts = {k: v for k, v in _pair_options(plugin).items()
+    opts = {k: v for k, v in _pair_options(plugin, rank).items()
             if k not in ("output_size", "output_ratio")}
     rows = [("same out", dict(opts, output_size=builtin_out))]
-    kernel = _pair_options(builtin).get("kernel_size")
+    kernel = _pair_options(builtin, rank).get("kernel_size")
     if "kernel_size" in rule and kernel is not None and kernel != rule["kernel_size"] \
             and kernel != opts.get("kernel_size"):
         rows.append(("same out+k", dict(opts, output_size=builtin_out, kernel_size=kernel)))
@@ -272,50 +272,77 @@ def _same_output_options(plugin: str, builtin: str, builtin_out: tuple[int, ...]
 
 def time_pairs(pairs=PAIRS, layouts=("channels_first", "channels_last"),
                shape: tuple[int, ...] = PAIR_SHAPE, rounds: int = 5, repeat: int = 3,
-               out=print) -> list[dict]:
-    """Plugin poolers against the built-in they are compared with, on one input: the two
-    are timed in alternating rounds (best of each), so that a drifting machine slows both
-    alike; the ratio is what the target is about.
+               out=print, shapes: list[tuple[str, tuple[int, ...]]] | None = None
+               ) -> list[dict]:
+    """Plugin poolers against the built-in they are compared with, on the same input: the
+    two are timed in alternating rounds (best of each), so that a drifting machine slows
+    both alike; the ratio is what the target is about.
 
-    Each plugin runs its window rule's first example.  Where that writes a different number
-    of outputs than the built-in (``outputs``: the plugin's count over the built-in's) and
-    the rule takes ``output_size``, a second row (geometry ``same out``) runs the plugin at
-    the built-in's output size: fractional pooling at ``output_ratio=0.7`` writes 1.94 times
-    as many outputs as the 3x3/s2 max pool of the same input.  A third (``same out+k``)
-    gives it the built-in's kernel size as well: fractional pooling's default 2x2 windows at
-    half the input's size are the same in every plane (PyTorch's rule with a whole step),
-    so only this row times windows drawn for each plane on the built-in's terms."""
-    head = (f"{'plugin':<16}{'built-in':<10}{'layout':<15}{'geometry':<11}{'plugin':>11}"
-            f"{'built-in':>11}{'outputs':>9}{'ratio':>8}")
+    ``shapes``: ``(label, shape)`` pairs, channels first, each with 1 to 3 spatial axes;
+    by default ``[("asv", shape)]``, the asv per-pooler benchmarks' shape.
+    ``pair_shapes(CASES)`` gives the shapes of the ``numbapool bench`` cases.
+
+    Each plugin runs its window rule's first example at the shape's rank.  Where that
+    writes a different number of outputs than the built-in (``outputs``: the plugin's count
+    over the built-in's) and the rule takes ``output_size``, a second row (geometry
+    ``same out``) runs the plugin at the built-in's output size: fractional pooling at
+    ``output_ratio=0.7`` writes 1.94 times as many outputs as the 3x3/s2 max pool of the
+    same input.  A third (``same out+k``) gives it the built-in's kernel size as well:
+    fractional pooling's default 2x2 windows at half the input's size are the same in every
+    plane (PyTorch's rule with a whole step), so only this row times windows drawn for each
+    plane on the built-in's terms.
+
+    Ends with a line per pair: the largest ratio among the rows where the two write the
+    same number of outputs."""
+    if shapes is None:
+        shapes = [("asv", tuple(shape))]
+    head = (f"{'shape':<13}{'plugin':<16}{'built-in':<10}{'layout':<15}{'geometry':<11}"
+            f"{'plugin':>11}{'built-in':>11}{'outputs':>9}{'ratio':>8}")
     out(head)
     out("-" * len(head))
     rows = []
-    x_cf = np.random.default_rng(0).uniform(0.5, 1.5, shape).astype(np.float32)
+    installed = [(p, b) for p, b in pairs if p in poolers() and b in poolers()]
     for plugin, builtin in pairs:
-        if plugin not in poolers() or builtin not in poolers():
-            out(f"{plugin:<16}{builtin:<10}(not installed)")
-            continue
-        for layout in layouts:
-            x = x_cf if layout == "channels_first" else np.ascontiguousarray(
-                np.moveaxis(x_cf, 1, -1))
-            fb = partial(pool, builtin, x, layout=layout, **_pair_options(builtin))
-            geometries = [("example", _pair_options(plugin))]
-            b_out, p_out = _spatial(fb(), layout), _spatial(
-                pool(plugin, x, layout=layout, **geometries[0][1]), layout)
-            geometries += _same_output_options(plugin, builtin, b_out, p_out)
-            for label, opts in geometries:
-                fp = partial(pool, plugin, x, layout=layout, **opts)
-                outputs = math.prod(_spatial(fp(), layout)) / math.prod(b_out)
-                tp = tb = math.inf
-                for _ in range(rounds):
-                    tb = min(tb, best_time(fb, repeat=repeat, min_time=0.05))
-                    tp = min(tp, best_time(fp, repeat=repeat, min_time=0.05))
-                rows.append(dict(plugin=plugin, builtin=builtin, layout=layout,
-                                 geometry=label, options=opts, plugin_time=tp,
-                                 builtin_time=tb, outputs=outputs, ratio=tp / tb))
-                out(f"{plugin:<16}{builtin:<10}{layout:<15}{label:<11}{tp * 1e3:>9.3f}ms"
-                    f"{tb * 1e3:>9.3f}ms{outputs:>8.2f}x{tp / tb:>7.2f}x")
+        if (plugin, builtin) not in installed:
+            out(f"{'':<13}{plugin:<16}{builtin:<10}(not installed)")
+    for name, dims in shapes:
+        rank = len(dims) - 2
+        x_cf = np.random.default_rng(0).uniform(0.5, 1.5, dims).astype(np.float32)
+        for plugin, builtin in installed:
+            for layout in layouts:
+                x = x_cf if layout == "channels_first" else np.ascontiguousarray(
+                    np.moveaxis(x_cf, 1, -1))
+                fb = partial(pool, builtin, x, layout=layout, **_pair_options(builtin, rank))
+                geometries = [("example", _pair_options(plugin, rank))]
+                b_out, p_out = _spatial(fb(), layout), _spatial(
+                    pool(plugin, x, layout=layout, **geometries[0][1]), layout)
+                geometries += _same_output_options(plugin, builtin, b_out, p_out, rank)
+                for label, opts in geometries:
+                    fp = partial(pool, plugin, x, layout=layout, **opts)
+                    outputs = math.prod(_spatial(fp(), layout)) / math.prod(b_out)
+                    tp = tb = math.inf
+                    for _ in range(rounds):
+                        tb = min(tb, best_time(fb, repeat=repeat, min_time=0.05))
+                        tp = min(tp, best_time(fp, repeat=repeat, min_time=0.05))
+                    rows.append(dict(shape=name, dims=tuple(dims), plugin=plugin,
+                                     builtin=builtin, layout=layout, geometry=label,
+                                     options=opts, plugin_time=tp, builtin_time=tb,
+                                     outputs=outputs, ratio=tp / tb))
+                    out(f"{name:<13}{plugin:<16}{builtin:<10}{layout:<15}{label:<11}"
+                        f"{tp * 1e3:>9.3f}ms{tb * 1e3:>9.3f}ms{outputs:>8.2f}x{tp / tb:>7.2f}x")
+            del x
+    for plugin, builtin in installed:
+        same = [r for r in rows if r["plugin"] == plugin and r["outputs"] == 1.0]
+        if same:
+            worst = max(same, key=lambda r: r["ratio"])
+            out(f"{plugin} / {builtin}: at most {worst['ratio']:.2f}x where the outputs "
+                f"match ({worst['shape']} {worst['layout']} {worst['geometry']})")
     return rows
+
+
+def pair_shapes(cases=CASES) -> list[tuple[str, tuple[int, ...]]]:
+    """``(name, shape)`` of each case, for :func:`time_pairs`."""
+    return [(c.name, tuple(c.shape)) for c in cases]
 
 
 def _spatial(y: np.ndarray, layout: str) -> tuple[int, ...]:
@@ -337,18 +364,28 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["channels_first", "channels_last"])
     parser.add_argument("--plugins", action="store_true",
                         help="only the plugin poolers against their built-ins (gem / avg, "
-                        f"fractional_max / max) on {PAIR_SHAPE}, timed alternately")
+                        f"fractional_max / max), timed alternately: on {PAIR_SHAPE} (the "
+                        "asv per-pooler shape), or with --case on those cases' shapes "
+                        "('--case all': that shape and every case's)")
     parser.add_argument("--target", choices=["cpu", "cuda"], default="cpu",
                         help="cuda: device arrays, against PyTorch CUDA (cuDNN) and the "
                         "device-memory roofline")
     args = parser.parse_args(argv)
+    known = [c.name for c in CASES] + (["all"] if args.plugins else [])
+    unknown = [name for name in args.case or () if name not in known]
+    if unknown:
+        parser.error(f"--case: no case {', '.join(map(repr, unknown))}; the cases are "
+                     f"{', '.join(known)}")
     cases = [c for c in CASES if not args.case or c.name in args.case]
     layouts = tuple(args.layout or ("channels_first", "channels_last"))
     if args.plugins:
         before = numba.get_num_threads()
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
         try:
-            time_pairs(layouts=layouts)
+            shapes = [("asv", PAIR_SHAPE)] if not args.case or "all" in args.case else []
+            shapes += pair_shapes([c for c in CASES if args.case and (
+                "all" in args.case or c.name in args.case)])
+            time_pairs(layouts=layouts, shapes=shapes)
         finally:
             numba.set_num_threads(before)
         return 0
