@@ -21,7 +21,7 @@ from ..geometry import AxisWindows
 from ..reduction import Reduction, Sampling, Selection, Streaming, Weighted
 from . import routing, transpose
 from .codegen import get_kernel
-from .launch import Before, _threads
+from .launch import Before, Launcher, _threads, kind, pack
 from .params import for_kernel
 from .templates import (
     COLS_VARIANTS,
@@ -39,9 +39,11 @@ from .templates import (
     native_channels_last,
     row_fast_path,
 )
+from .tiles import TILE_PLANES, run_tiles
 
 __all__ = ["forward", "plan_forward", "ForwardPlan", "backward", "param_grad", "out_shape",
-           "masked_channels_last", "masked_variant", "SCATTER_MIN_PLANES"]
+           "masked_channels_last", "masked_variant", "SCATTER_MIN_PLANES", "TiledChannelsLast",
+           "TILES_MAX_ROW", "TILES_MAX_PLANE"]
 
 SCATTER_MIN_PLANES = 8
 """Channels-first backward scatters per (n, c) plane when there are at least this many planes
@@ -267,7 +269,7 @@ def _masked_tables(axes: Sequence[AxisWindows], batch: int, channels: int) -> li
 def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
                  axes: Sequence[AxisWindows], prm: np.ndarray, include_pad: bool = True,
                  override: float | None = None, with_indices: bool = False
-                 ) -> ForwardPlan | ViaChannelsLast:
+                 ) -> ForwardPlan | ViaChannelsLast | TiledChannelsLast:
     """Choose the forward kernel for arrays like ``x`` (its shape and dtype) and bind its
     arguments."""
     shape = out_shape(x, axes, layout)
@@ -298,6 +300,11 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
             if sel:
                 return plan("forward_global", [])
             return plan("forward_global", smooth(), reduction.out_dtype(x.dtype))
+        if _tiles_pay(reduction, x, axes, prm):
+            inner = cl_fold_variant(reduction, "forward", tuple(a.extent for a in axes))
+            return TiledChannelsLast(get_kernel(reduction, "channels_last", inner), shape,
+                                     np.dtype(reduction.out_dtype(x.dtype)),
+                                     tuple(tables if sel else [*tables, *smooth()]))
         # (Indices: the row kernel with indices for 2 or 3 taps at stride 2, else the
         # channels-last kernels between transposes, else the per-window kernel, above and
         # below; the column-first kernels fold columns first, out of a window's order.)
@@ -350,6 +357,74 @@ def forward(reduction: Reduction, layout: str, x: np.ndarray, axes: Sequence[Axi
     """Pool ``x``; returns ``(out, indices or None)``."""
     return plan_forward(reduction, layout, x, axes, prm, include_pad, override,
                         with_indices).run(x, u)
+
+
+TILES_MAX_ROW = 15
+"""Channels-first forward passes whose input rows (the last spatial axis) are at most this
+long run as channels-last kernels on tiles of planes (:class:`TiledChannelsLast`), where
+the channels-first kernels' rows are too short to vectorise.  Measured on an AMD Zen 4 (2
+threads, float32, one process, each against the column-first kernel): 7x7 planes 0.32-0.53
+of the time, 10x10 and 12x12 0.34-0.75, 14x14 0.59-0.93; 16x16 0.68-0.89 with 3x3/s2
+windows but 1.09-1.69 with 2x2 ones, 28x28 1.0-1.7."""
+
+TILES_MAX_PLANE = 1024
+"""... and whose planes hold at most this many elements: a tile (``TILE_PLANES`` planes)
+then stays in the core's cache (256 KiB of float32)."""
+
+
+def _tiles_pay(reduction: Reduction, x: np.ndarray, axes: Sequence[AxisWindows],
+               prm: np.ndarray) -> bool:
+    """Whether a channels-first forward pass (values only) of ``x`` (5-D) runs as the
+    channels-last kernel on tiles of planes: windows shared by the planes, parameters by
+    the channels, a channels-last kernel, elements of 4 or 8 bytes in and out (the tiles'
+    transposes), short rows and small planes, and at least a tile of planes."""
+    if not (all(a.planes == 1 for a in axes) and prm.shape[0] == 1
+            and not isinstance(reduction, Sampling)
+            and native_channels_last(reduction, "forward")):
+        return False
+    if x.dtype.itemsize not in (4, 8) or np.dtype(
+            reduction.out_dtype(x.dtype)).itemsize not in (4, 8):
+        return False
+    return (x.shape[4] <= TILES_MAX_ROW and math.prod(x.shape[2:]) <= TILES_MAX_PLANE
+            and x.shape[0] * x.shape[1] >= TILE_PLANES)
+
+
+@dataclass
+class TiledChannelsLast:
+    """A channels-first forward pass run as the channels-last kernel ``kernel`` (with its
+    fixed arguments ``args``, after ``x`` and ``out``) on tiles of ``TILE_PLANES`` planes
+    transposed in cache (:mod:`numbapool.kernels.tiles`); ``shape`` and ``dtype``: the
+    channels-first output's."""
+
+    kernel: Launcher
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    args: tuple
+    _bound: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def run(self, x: np.ndarray, u: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(out, None)`` for ``x``, C-contiguous ``(N, C, S0, S1, S2)``."""
+        out = buffers.empty(self.shape, self.dtype)
+        planes = x.shape[0] * x.shape[1]
+        if planes == 0 or out.size == 0:
+            return out, None
+        key = (x.shape, x.dtype)
+        bound = self._bound.get(key)
+        if bound is None:
+            x_tile = np.empty((1, *x.shape[2:], TILE_PLANES), x.dtype)
+            out_tile = np.empty((1, *self.shape[2:], TILE_PLANES), self.dtype)
+            values = (x_tile, out_tile, *self.args)
+            kinds = tuple(kind(v) for v in values)
+            bound = (self.kernel.compiled(kinds).address, pack(kinds, values), x_tile,
+                     out_tile)
+            self._bound[key] = bound
+        address, template, x_tile, out_tile = bound
+        failed = run_tiles(address, template, x.reshape(planes, -1),
+                           out.reshape(planes, -1), x_tile.shape[1:4], out_tile.shape[1:4])
+        if failed:
+            self.kernel.failed()
+        return out, None
 
 
 def _whole_plane(axes: Sequence[AxisWindows]) -> bool:

@@ -1,0 +1,164 @@
+"""Channels-first forward passes on small planes run as the channels-last kernel on tiles of
+planes transposed in cache (``numbapool.kernels.tiles``, ``cpu.TiledChannelsLast``)."""
+
+import numba
+import numpy as np
+import pytest
+
+import numbapool
+from numbapool.kernels import cpu, tiles
+from reference import ref_pool
+from spies import kernel_layouts_asked
+
+
+@pytest.fixture
+def asked(monkeypatch):
+    return kernel_layouts_asked(monkeypatch)
+
+
+def _ref(name, x, opts, params):
+    """The NumPy reference; gem (a plugin) as the cube root of the average of the clamped
+    cubes, padding counted as zeros (``avg_pool(x.clamp(eps) ** 3) ** (1 / 3)``)."""
+    if name == "gem":
+        return np.cbrt(ref_pool("avg", np.maximum(x, 1e-6) ** 3, **opts))
+    return ref_pool(name, x, **opts, **params)
+
+
+def _plan_of(monkeypatch):
+    """The plans ``cpu.plan_forward`` returns from now on."""
+    plans = []
+    real = cpu.plan_forward
+
+    def spy(*args, **kwargs):
+        plans.append(real(*args, **kwargs))
+        return plans[-1]
+
+    monkeypatch.setattr(cpu, "plan_forward", spy)
+    from numbapool import api
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    return plans
+
+
+@pytest.mark.parametrize("name, params", [("max", {}), ("min", {}), ("avg", {}), ("sum", {}),
+                                          ("lp", dict(p=3.0)), ("gem", {})])
+@pytest.mark.parametrize("shape, opts", [
+    # 70 planes: a whole tile and a partial one (6 planes); 7x7 rows, shorter than a vector
+    ((7, 10, 7, 7), dict(kernel_size=3, stride=2, padding=1)),
+    ((5, 26, 8, 8), dict(kernel_size=2)),  # 130 planes: two tiles and 2 planes
+    ((2, 64, 9, 11), dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1), ceil_mode=True)),
+    ((3, 33, 12, 13), dict(kernel_size=3, stride=2, dilation=2)),
+    ((1, 200, 14), dict(kernel_size=3, stride=2, padding=1)),  # 1-D
+    ((2, 40, 4, 6, 5), dict(kernel_size=2, stride=(1, 2, 2))),  # 3-D
+], ids=["7x7", "8x8", "ceil", "dilated", "1d", "3d"])
+def test_small_planes_run_in_tiles(monkeypatch, name, params, shape, opts):
+    x = np.random.default_rng(5).uniform(0.5, 1.5, shape)
+    plans = _plan_of(monkeypatch)
+    got = numbapool.pool(name, x, **opts, **params)
+    assert isinstance(plans[-1], cpu.TiledChannelsLast)
+    tol = dict(rtol=1e-12, atol=0) if name not in ("lp", "gem") else dict(rtol=1e-10, atol=0)
+    np.testing.assert_allclose(got, _ref(name, x, opts, params), **tol)
+    # the same bits as the channels-last kernel it runs, on the transposed input
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    want = np.moveaxis(numbapool.pool(name, x_last, layout="channels_last", **opts, **params),
+                       -1, 1)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64, np.uint32,
+                                   np.float16])
+def test_tiles_keep_dtypes(monkeypatch, dtype):
+    """Words of 4 and 8 bytes in and out (int32 averages are float64); float16 is pooled as
+    float32 and returned as float16."""
+    rng = np.random.default_rng(6)
+    x = (rng.uniform(-50, 50, (3, 30, 7, 7)) if np.dtype(dtype).kind != "u"
+         else rng.uniform(0, 100, (3, 30, 7, 7))).astype(dtype)
+    plans = _plan_of(monkeypatch)
+    for name in ("max", "avg"):
+        got = numbapool.pool(name, x, kernel_size=3, stride=2, padding=1)
+        assert isinstance(plans[-1], cpu.TiledChannelsLast), name
+        want = ref_pool(name, x, kernel_size=3, stride=2, padding=1)
+        assert got.dtype == want.dtype
+        # (float32 sums of signed values: absolute errors of a few ulps of the terms)
+        tol = dict(float16=(1e-3, 0.05), float32=(1e-6, 1e-4)).get(np.dtype(dtype).name,
+                                                                      (1e-12, 0))
+        np.testing.assert_allclose(got, want, rtol=tol[0], atol=tol[1])
+
+
+def test_averages_with_the_divisor_options(monkeypatch):
+    x = np.random.default_rng(7).uniform(-1, 1, (4, 20, 7, 7))
+    plans = _plan_of(monkeypatch)
+    for opts in (dict(count_include_pad=False), dict(divisor_override=5)):
+        got = numbapool.pool("avg", x, kernel_size=3, stride=2, padding=1, **opts)
+        assert isinstance(plans[-1], cpu.TiledChannelsLast)
+        np.testing.assert_allclose(
+            got, ref_pool("avg", x, kernel_size=3, stride=2, padding=1, **opts), rtol=1e-12)
+
+
+def test_nan_and_infinities_pass_through(monkeypatch):
+    x = np.random.default_rng(8).uniform(-1, 1, (2, 40, 7, 7))
+    x[0, 3, 2, 2] = np.nan
+    x[1, 39, 6, 6] = np.inf
+    x[1, 0, 0, 0] = -np.inf
+    plans = _plan_of(monkeypatch)
+    for name in ("max", "min", "avg"):
+        got = numbapool.pool(name, x, kernel_size=3, stride=2, padding=1)
+        assert isinstance(plans[-1], cpu.TiledChannelsLast)
+        want = ref_pool(name, x, kernel_size=3, stride=2, padding=1)
+        assert np.isnan(want).any() and np.isinf(want).any()
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)  # (NaN where NaN)
+
+
+def test_tiles_are_only_for_small_planes_and_many_of_them(monkeypatch, asked):
+    """Rows longer than TILES_MAX_ROW, planes over TILES_MAX_PLANE elements, fewer planes
+    than a tile, per-channel parameters and indices keep the channels-first kernels."""
+    rng = np.random.default_rng(9)
+    small = rng.uniform(size=(2, 32, 7, 7))
+    numbapool.pool("max", small, kernel_size=2)
+    assert asked == [("channels_last", "forward")]
+    cases = [
+        (rng.uniform(size=(2, 32, 7, cpu.TILES_MAX_ROW + 1)), dict(kernel_size=2)),
+        (rng.uniform(size=(2, 32, 64, 15)), dict(kernel_size=2)),  # 960 < 1024 elements
+        (rng.uniform(size=(2, 32, 70, 15)), dict(kernel_size=2)),  # 1050 > 1024
+        (rng.uniform(size=(1, tiles.TILE_PLANES - 1, 7, 7)), dict(kernel_size=2)),
+    ]
+    want = [False, True, False, False]
+    for (x, opts), tiled in zip(cases, want):
+        asked.clear()
+        numbapool.pool("max", x, **opts)
+        assert (asked[-1][0] == "channels_last") == tiled, x.shape
+    asked.clear()
+    numbapool.pool("gem", small, kernel_size=2, p=np.linspace(2, 4, 32))  # per channel
+    numbapool.pool("max", small, kernel_size=2, return_indices=True)
+    assert all(layout == "channels_first" for layout, _ in asked)
+
+
+def test_tile_transposes_move_every_element():
+    """tile_in and tile_out on their own: plane counts below, at and above a block of
+    lanes, planes shorter and longer than a block, and the copies of plane 0 in the
+    unused lanes."""
+    width = tiles.TILE_PLANES
+    for dtype in (np.float32, np.int64):
+        for planes in (1, 15, 16, 17, width):
+            for plane in (1, 7, 16, 49, 50):
+                src = np.arange(3 + planes * plane, dtype=dtype)  # (3 elements before)
+                dst = np.full(plane * width, -1, dtype=dtype)
+                _tile_in(src, 3, plane, planes, dst, width)
+                t = dst.reshape(plane, width)
+                x = src[3:].reshape(planes, plane)
+                np.testing.assert_array_equal(t[:, :planes], x.T)
+                np.testing.assert_array_equal(t[:, planes:], np.repeat(x[:1].T, width - planes,
+                                                                       axis=1))
+                back = np.full(3 + planes * plane + 2, -1, dtype=dtype)
+                _tile_out(dst, width, back, 3, plane, planes)
+                np.testing.assert_array_equal(back[3:-2], src[3:])
+                assert (back[:3] == -1).all() and (back[-2:] == -1).all()
+
+
+@numba.njit
+def _tile_in(src, start, plane, planes, dst, width):
+    tiles.tile_in(src, start, plane, planes, dst, width)
+
+
+@numba.njit
+def _tile_out(src, width, dst, start, plane, planes):
+    tiles.tile_out(src, width, dst, start, plane, planes)
