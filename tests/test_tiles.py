@@ -7,7 +7,7 @@ import pytest
 
 import numbapool
 from numbapool.kernels import cpu, tiles
-from reference import ref_pool
+from reference import ref_pool, ref_pool_grad
 from spies import kernel_layouts_asked
 
 
@@ -128,8 +128,72 @@ def test_tiles_are_only_for_small_planes_and_many_of_them(monkeypatch, asked):
         assert (asked[-1][0] == "channels_last") == tiled, x.shape
     asked.clear()
     numbapool.pool("gem", small, kernel_size=2, p=np.linspace(2, 4, 32))  # per channel
-    numbapool.pool("max", small, kernel_size=2, return_indices=True)
+    numbapool.pool("avg", small, kernel_size=7)  # (one window a plane: the global kernel)
     assert all(layout == "channels_first" for layout, _ in asked)
+    asked.clear()
+    numbapool.pool("max", small, kernel_size=2, return_indices=True)
+    assert asked == [("channels_last", "forward_indices32")]
+
+
+@pytest.mark.parametrize("name", ["max", "min"])
+@pytest.mark.parametrize("shape, opts", [
+    ((3, 30, 7, 7), dict(kernel_size=3, stride=2, padding=1)),
+    ((2, 70, 9, 8), dict(kernel_size=2, ceil_mode=True)),
+    ((1, 100, 12), dict(kernel_size=3, stride=2)),
+], ids=["7x7", "ceil", "1d"])
+def test_indices_in_tiles(monkeypatch, name, shape, opts):
+    """Selections with indices on small planes: the channels-last kernel with indices on the
+    tiles; the indices are positions within a plane, as channels first they are, and name
+    the first element of the window holding the result (ties included)."""
+    rng = np.random.default_rng(10)
+    x = rng.integers(0, 4, shape).astype(np.float32)  # (many ties)
+    plans = _plan_of(monkeypatch)
+    y, idx = numbapool.pool(name, x, return_indices=True, **opts)
+    assert isinstance(plans[-1], cpu.TiledChannelsLast)
+    np.testing.assert_array_equal(y, ref_pool(name, x, **opts))
+    planes = x.reshape(x.shape[0] * x.shape[1], -1)
+    np.testing.assert_array_equal(
+        np.take_along_axis(planes, idx.reshape(planes.shape[0], -1), axis=1).reshape(y.shape),
+        y)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    y_last, idx_last = numbapool.pool(name, x_last, layout="channels_last",
+                                      return_indices=True, **opts)
+    np.testing.assert_array_equal(idx, np.moveaxis(idx_last, -1, 1))
+    # and the channels-first kernels' (fewer planes than a tile: the same indices)
+    few = numbapool.pool(name, x[:, :10], return_indices=True, **opts)[1]
+    assert not isinstance(plans[-1], cpu.TiledChannelsLast)
+    np.testing.assert_array_equal(idx[:, :10], few)
+
+
+@pytest.mark.parametrize("name, params", [("avg", {}), ("sum", {}), ("lp", dict(p=2.5)),
+                                          ("gem", {})])
+@pytest.mark.parametrize("shape, opts", [
+    ((3, 30, 7, 7), dict(kernel_size=3, stride=2, padding=1)),
+    ((2, 70, 9, 8), dict(kernel_size=2, ceil_mode=True)),
+    ((2, 40, 4, 6, 5), dict(kernel_size=2, stride=(1, 2, 2))),
+], ids=["7x7", "ceil", "3d"])
+def test_gradients_in_tiles(monkeypatch, name, params, shape, opts):
+    """Smooth gradients on small planes: a linear reduction's row-by-row channels-last
+    kernel, or the gather (gem, lp), on tiles; against the same gradient of fewer planes
+    (the channels-first kernels) and, for the mean, the NumPy reference."""
+    rng = np.random.default_rng(11)
+    x = rng.uniform(0.5, 1.5, shape)
+    gy = rng.uniform(-1, 1, numbapool.pool(name, x, **opts, **params).shape)
+    ran = []
+    real = cpu._tiled_backward
+    monkeypatch.setattr(cpu, "_tiled_backward", lambda *a: ran.append(1) or real(*a))
+    gx = numbapool.pool_grad(name, x, gy, **opts, **params)
+    assert ran == [1]
+    few = numbapool.pool_grad(name, x[:, :5], gy[:, :5], **opts, **params)
+    assert ran == [1]
+    np.testing.assert_allclose(gx[:, :5], few, rtol=1e-12, atol=1e-15)
+    if name in ("avg", "sum"):
+        np.testing.assert_allclose(gx, ref_pool_grad(name, x, gy, **opts), rtol=1e-12,
+                                   atol=1e-15)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    gl = numbapool.pool_grad(name, x_last, np.ascontiguousarray(np.moveaxis(gy, 1, -1)),
+                             layout="channels_last", **opts, **params)
+    np.testing.assert_array_equal(gx, np.moveaxis(gl, -1, 1))
 
 
 def test_tile_transposes_move_every_element():

@@ -21,7 +21,7 @@ from ..geometry import AxisWindows
 from ..reduction import Reduction, Sampling, Selection, Streaming, Weighted
 from . import routing, transpose
 from .codegen import get_kernel
-from .launch import Before, Launcher, _threads, kind, pack
+from .launch import Before, _threads
 from .params import for_kernel
 from .templates import (
     COLS_VARIANTS,
@@ -39,7 +39,7 @@ from .templates import (
     native_channels_last,
     row_fast_path,
 )
-from .tiles import TILE_PLANES, run_tiles
+from .tiles import IN, OUT, TILE_PLANES, UNUSED, TiledCall
 
 __all__ = ["forward", "plan_forward", "ForwardPlan", "backward", "param_grad", "out_shape",
            "masked_channels_last", "masked_variant", "SCATTER_MIN_PLANES", "TiledChannelsLast",
@@ -281,6 +281,23 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
         return ForwardPlan(get_kernel(reduction, layout, variant), shape, np.dtype(dtype),
                            indices, with_indices, tuple(args), sampling, **masked)
 
+    def smooth() -> list:
+        zero = _zero(reduction, x.dtype)
+        return [*_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero)]
+
+    if layout == "channels_first" and _tiles_pay(reduction, x, axes, prm) and (
+            sel or not with_indices):
+        extents = tuple(a.extent for a in axes)
+        if with_indices:  # (positions within a plane: the same channels first and last)
+            inner = cl_fold_variant(reduction, "forward_indices32", extents)
+            return TiledChannelsLast(
+                TiledCall(get_kernel(reduction, "channels_last", inner), (IN, OUT, OUT),
+                          tuple(tables)), shape, x.dtype, True, with_indices)
+        inner = cl_fold_variant(reduction, "forward", extents)
+        fixed = tables if sel else [*tables, *smooth()]
+        return TiledChannelsLast(TiledCall(get_kernel(reduction, "channels_last", inner),
+                                           (IN, OUT), tuple(fixed)),
+                                 shape, np.dtype(reduction.out_dtype(x.dtype)))
     if sel and with_indices and layout == "channels_first" and shared:
         rows = _selection_indices_variant(axes, math.prod(x.shape[2:]))
         if rows is not None:
@@ -291,20 +308,11 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
             return ViaChannelsLast(plan_forward(reduction, "channels_last", like, axes, prm,
                                                 include_pad, override, with_indices))
 
-    def smooth() -> list:
-        zero = _zero(reduction, x.dtype)
-        return [*_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero)]
-
     if layout == "channels_first" and not with_indices:
         if shared and _whole_plane(axes) and global_fast_path(reduction):
             if sel:
                 return plan("forward_global", [])
             return plan("forward_global", smooth(), reduction.out_dtype(x.dtype))
-        if _tiles_pay(reduction, x, axes, prm):
-            inner = cl_fold_variant(reduction, "forward", tuple(a.extent for a in axes))
-            return TiledChannelsLast(get_kernel(reduction, "channels_last", inner), shape,
-                                     np.dtype(reduction.out_dtype(x.dtype)),
-                                     tuple(tables if sel else [*tables, *smooth()]))
         # (Indices: the row kernel with indices for 2 or 3 taps at stride 2, else the
         # channels-last kernels between transposes, else the per-window kernel, above and
         # below; the column-first kernels fold columns first, out of a window's order.)
@@ -378,53 +386,86 @@ def _tiles_pay(reduction: Reduction, x: np.ndarray, axes: Sequence[AxisWindows],
     channels-last kernel on tiles of planes: windows shared by the planes, parameters by
     the channels, a channels-last kernel, elements of 4 or 8 bytes in and out (the tiles'
     transposes), short rows and small planes, and at least a tile of planes."""
-    if not (all(a.planes == 1 for a in axes) and prm.shape[0] == 1
-            and not isinstance(reduction, Sampling)
-            and native_channels_last(reduction, "forward")):
+    if not (native_channels_last(reduction, "forward") and not isinstance(reduction, Sampling)
+            and np.dtype(reduction.out_dtype(x.dtype)).itemsize in (4, 8)):
         return False
-    if x.dtype.itemsize not in (4, 8) or np.dtype(
-            reduction.out_dtype(x.dtype)).itemsize not in (4, 8):
-        return False
-    return (x.shape[4] <= TILES_MAX_ROW and math.prod(x.shape[2:]) <= TILES_MAX_PLANE
+    return _small_planes(reduction, x, axes, prm)
+
+
+def _small_planes(reduction: Reduction, x: np.ndarray, axes: Sequence[AxisWindows],
+                  prm: np.ndarray) -> bool:
+    """The conditions on the input of :func:`_tiles_pay` and :func:`_tiles_pay_grad`:
+    windows shared by the planes and not whole planes, one parameter row, 4- or 8-byte
+    elements, short rows, small planes, and at least a tile of planes."""
+    return (all(a.planes == 1 for a in axes) and not _whole_plane(axes)
+            and prm.shape[0] == 1 and x.dtype.itemsize in (4, 8)
+            and x.shape[4] <= TILES_MAX_ROW and math.prod(x.shape[2:]) <= TILES_MAX_PLANE
             and x.shape[0] * x.shape[1] >= TILE_PLANES)
+
+
+def _tiles_pay_grad(reduction: Reduction, x: np.ndarray, axes: Sequence[AxisWindows],
+                    prm: np.ndarray) -> bool:
+    """Whether a channels-first gradient runs as the channels-last one on tiles of planes
+    (:func:`_tiled_backward`): a streaming reduction with a scalar accumulator and a
+    channels-last gradient kernel (row by row for a linear one), on inputs
+    :func:`_small_planes` takes."""
+    if not (isinstance(reduction, Streaming) and reduction.accumulator == "scalar"
+            and reduction.acc_dtype(x.dtype).itemsize in (4, 8)
+            and (linear_backward_path(reduction)
+                 or native_channels_last(reduction, "backward"))):
+        return False
+    return _small_planes(reduction, x, axes, prm)
+
+
+def _tiled_backward(reduction: Reduction, x: np.ndarray, grad_out: np.ndarray,
+                    axes: Sequence[AxisWindows], prm: np.ndarray, include_pad: bool,
+                    override: float | None, y: np.ndarray | None) -> np.ndarray:
+    """The channels-first gradient of :func:`backward` as the channels-last kernel on tiles
+    of planes (:class:`TiledCall`): a linear reduction's row-by-row kernel (``x`` unread),
+    or the gather, which reads ``x`` and, if its ``grad`` does, the forward result."""
+    acc = reduction.acc_dtype(x.dtype)
+    zero = acc.type(0)
+    gx = buffers.empty(x.shape, acc)
+    grad_out = np.ascontiguousarray(grad_out)
+    tail = (*_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
+    if linear_backward_path(reduction):
+        TiledCall(get_kernel(reduction, "channels_last", "backward_linear"), (UNUSED, IN, OUT),
+                  (*_inverse(axes), _tables(tuple(axes))[3], *tail))(x, grad_out, gx)
+        return gx
+    reads_y = reduction.grad_uses_output
+    if y is None:
+        y = _output_for_grad(reduction, "channels_first", x, grad_out, axes, prm, include_pad,
+                             override)
+    TiledCall(get_kernel(reduction, "channels_last", "backward"),
+              (IN, IN if reads_y else UNUSED, IN, OUT),
+              (*_inverse(axes), *_tables(tuple(axes)), *tail))(
+        x, np.ascontiguousarray(y), grad_out, gx)
+    return gx
 
 
 @dataclass
 class TiledChannelsLast:
-    """A channels-first forward pass run as the channels-last kernel ``kernel`` (with its
-    fixed arguments ``args``, after ``x`` and ``out``) on tiles of ``TILE_PLANES`` planes
-    transposed in cache (:mod:`numbapool.kernels.tiles`); ``shape`` and ``dtype``: the
-    channels-first output's."""
+    """A channels-first forward pass run as a channels-last kernel on tiles of
+    ``TILE_PLANES`` planes transposed in cache (:class:`numbapool.kernels.tiles.TiledCall`:
+    ``x`` in; the result, and the indices if ``with_indices``, out); ``shape`` and
+    ``dtype``: the channels-first result's."""
 
-    kernel: Launcher
+    call: TiledCall
     shape: tuple[int, ...]
     dtype: np.dtype
-    args: tuple
-    _bound: dict = field(default_factory=dict, compare=False, repr=False)
+    with_indices: bool = False
+    return_indices: bool = False
 
     def run(self, x: np.ndarray, u: np.ndarray | None = None
             ) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(out, None)`` for ``x``, C-contiguous ``(N, C, S0, S1, S2)``."""
+        """``(out, indices or None)`` for ``x``, C-contiguous ``(N, C, S0, S1, S2)``."""
         out = buffers.empty(self.shape, self.dtype)
-        planes = x.shape[0] * x.shape[1]
-        if planes == 0 or out.size == 0:
+        if not self.with_indices:
+            self.call(x, out)
             return out, None
-        key = (x.shape, x.dtype)
-        bound = self._bound.get(key)
-        if bound is None:
-            x_tile = np.empty((1, *x.shape[2:], TILE_PLANES), x.dtype)
-            out_tile = np.empty((1, *self.shape[2:], TILE_PLANES), self.dtype)
-            values = (x_tile, out_tile, *self.args)
-            kinds = tuple(kind(v) for v in values)
-            bound = (self.kernel.compiled(kinds).address, pack(kinds, values), x_tile,
-                     out_tile)
-            self._bound[key] = bound
-        address, template, x_tile, out_tile = bound
-        failed = run_tiles(address, template, x.reshape(planes, -1),
-                           out.reshape(planes, -1), x_tile.shape[1:4], out_tile.shape[1:4])
-        if failed:
-            self.kernel.failed()
-        return out, None
+        idx = buffers.empty(self.shape, np.int64)
+        self.call(x, out, idx)
+        return out, (idx if self.return_indices else None)
 
 
 def _whole_plane(axes: Sequence[AxisWindows]) -> bool:
@@ -500,6 +541,8 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
     (same shape as the forward result, in the accumulator dtype); ``y``: a smooth
     reduction's forward result, if already known (else computed here when ``grad`` reads
     it)."""
+    if layout == "channels_first" and _tiles_pay_grad(reduction, x, axes, prm):
+        return _tiled_backward(reduction, x, grad_out, axes, prm, include_pad, override, y)
     if _grad_runs_channels_last(reduction, layout, x, axes, prm):
         xl, gl, yl = _channels_last_copies(reduction, x, grad_out, axes, prm, include_pad,
                                            override, reduction.grad_uses_output)

@@ -21,15 +21,27 @@ widths).
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numba
 import numpy as np
 
-from .launch import SIGNATURE, _call_part, _place, _threads, address, contiguous, drive
+from .launch import (
+    SIGNATURE,
+    Launcher,
+    _call_part,
+    _place,
+    _threads,
+    address,
+    contiguous,
+    drive,
+    kind,
+    pack,
+)
 from .transpose import VECTOR_BYTES, _block
 
-__all__ = ["TILE_PLANES", "tile_in", "tile_out", "run_tiles"]
+__all__ = ["TILE_PLANES", "IN", "OUT", "UNUSED", "TiledCall", "tile_in", "tile_out"]
 
 TILE_PLANES = 64
 """Planes a tile: the length of the channels-last loops that run on it (four 16-lane
@@ -79,95 +91,123 @@ def tile_out(src, width, dst, start, plane, planes):
             dst[numba.uint64(at + o)] = src[numba.uint64(o * width + b)]
 
 
+IN, OUT, UNUSED = 0, 1, 2
+"""What a tiled call does with each of its leading arrays: transposes a tile of it in before
+the kernel runs, transposes the tile out after, or neither (an argument the kernel does not
+read, such as ``x`` of a mean's gradient; its tile holds whatever was there)."""
+
+_HEAD = 5  # the kernel's address, the template's address and length, arrays, planes
+_ARRAY = 7  # an array's address, role, element size, elements a plane, its tile's 3 sizes
+
+
 @numba.njit(cache=True, nogil=True)
-def _tiles_part(fn, template, x, out, x_tile, out_tile, part, parts):
-    """Part ``part`` of ``parts`` of :func:`run_tiles` (arrays of raw 4- or 8-byte words:
-    the tiles move bits): 1, or 0 if a tile's kernel run failed or the tiles do not fit
-    the template."""
-    planes, plane = x.shape
-    oplane = out.shape[1]
+def _words_in(address, size, total, p0, plane, n, buf):
+    """A tile of planes ``p0`` to ``p0 + n`` of the flat array of ``total`` elements of
+    ``size`` bytes at ``address`` into ``buf``, as words (the transposes move bits)."""
+    if size == 4:
+        tile_in(contiguous(address, (total,), np.uint32), p0 * plane, plane, n,
+                contiguous(buf.ctypes.data, (plane * TILE_PLANES,), np.uint32), TILE_PLANES)
+    else:
+        tile_in(contiguous(address, (total,), np.uint64), p0 * plane, plane, n,
+                contiguous(buf.ctypes.data, (plane * TILE_PLANES,), np.uint64), TILE_PLANES)
+
+
+@numba.njit(cache=True, nogil=True)
+def _words_out(address, size, total, p0, plane, n, buf):
+    """The inverse of :func:`_words_in` for the ``n`` planes kept."""
+    if size == 4:
+        tile_out(contiguous(buf.ctypes.data, (plane * TILE_PLANES,), np.uint32), TILE_PLANES,
+                 contiguous(address, (total,), np.uint32), p0 * plane, plane, n)
+    else:
+        tile_out(contiguous(buf.ctypes.data, (plane * TILE_PLANES,), np.uint64), TILE_PLANES,
+                 contiguous(address, (total,), np.uint64), p0 * plane, plane, n)
+
+
+def _tiles(slots, part, parts):
+    """The C callback of :func:`run_tiles`, part ``part`` of ``parts`` (one per thread):
+    1, or 0 if a tile's kernel run failed or a tile does not fit the template."""
+    at = address(slots)
+    head = contiguous(at, (_HEAD,), np.int64)
+    arrays, planes = head[3], head[4]
+    s = contiguous(at, (_HEAD + _ARRAY * arrays,), np.int64)
+    widest = 1
+    for j in range(arrays):
+        widest = max(widest, s[_HEAD + _ARRAY * j + 3])
+    bufs = np.empty((arrays, widest * TILE_PLANES), np.uint64)  # (a tile of each array)
+    args = contiguous(s[1], (s[2],), np.int64).copy()
+    for j in range(arrays):
+        a = _HEAD + _ARRAY * j
+        tile = contiguous(bufs[j].ctypes.data, (1, s[a + 4], s[a + 5], s[a + 6], TILE_PLANES),
+                          np.uint8)
+        if not _place(args, 6 * j, tile):  # (5-D arrays: an address and 5 sizes each)
+            return 0
     tiles = (planes + TILE_PLANES - 1) // TILE_PLANES
-    xt = np.empty_like(x_tile)
-    ot = np.empty_like(out_tile)
-    slots = template.copy()
-    if not (_place(slots, 0, xt) and _place(slots, 1 + xt.ndim, ot)):
-        return 0
-    xtf = xt.reshape(-1)
-    otf = ot.reshape(-1)
-    xf = x.reshape(-1)
-    of = out.reshape(-1)
     for t in range(tiles * part // parts, tiles * (part + 1) // parts):
         p0 = t * TILE_PLANES
         n = min(TILE_PLANES, planes - p0)
-        tile_in(xf, p0 * plane, plane, n, xtf, TILE_PLANES)
-        if _call_part(fn, slots.ctypes.data, 0, 1) != 1:
+        for j in range(arrays):
+            a = _HEAD + _ARRAY * j
+            if s[a + 1] == IN:
+                _words_in(s[a], s[a + 2], planes * s[a + 3], p0, s[a + 3], n, bufs[j])
+        if _call_part(s[0], args.ctypes.data, 0, 1) != 1:
             return 0
-        tile_out(otf, TILE_PLANES, of, p0 * oplane, oplane, n)
+        for j in range(arrays):
+            a = _HEAD + _ARRAY * j
+            if s[a + 1] == OUT:
+                _words_out(s[a], s[a + 2], planes * s[a + 3], p0, s[a + 3], n, bufs[j])
     return 1
 
 
-_HEAD = 14  # fn, template (address, length), x (address, planes, plane), out (address,
-#             plane), the tiles' spatial shapes (3 + 3), and 0
-
-
-@numba.njit(nogil=True, inline="always")
-def _unpack(slots_address, part, parts, xword, oword):
-    s = contiguous(slots_address, (_HEAD,), np.int64)
-    template = contiguous(s[1], (s[2],), np.int64)
-    x = contiguous(s[3], (s[4], s[5]), xword)
-    out = contiguous(s[6], (s[4], s[7]), oword)
-    x_tile = contiguous(s[3], (1, s[8], s[9], s[10], TILE_PLANES), xword)  # (shapes only)
-    out_tile = contiguous(s[6], (1, s[11], s[12], s[13], TILE_PLANES), oword)
-    return _tiles_part(s[0], template, x, out, x_tile, out_tile, part, parts)
-
-
-# One C callback for each pair of word sizes (input, output), compiled on first use and
-# cached: module-level functions, so that Numba's cache tells them apart.
-def _tiles_4_4(slots, part, parts):
-    return _unpack(address(slots), part, parts, np.uint32, np.uint32)
-
-
-def _tiles_4_8(slots, part, parts):
-    return _unpack(address(slots), part, parts, np.uint32, np.uint64)
-
-
-def _tiles_8_4(slots, part, parts):
-    return _unpack(address(slots), part, parts, np.uint64, np.uint32)
-
-
-def _tiles_8_8(slots, part, parts):
-    return _unpack(address(slots), part, parts, np.uint64, np.uint64)
-
-
-_CALLBACKS = {(4, 4): _tiles_4_4, (4, 8): _tiles_4_8, (8, 4): _tiles_8_4, (8, 8): _tiles_8_8}
-_compiled: dict[tuple[int, int], object] = {}
+_callback: list = []  # (the compiled C callback, once made)
 _lock = threading.Lock()
 
 
-def _callback(x_size: int, out_size: int) -> int:
-    """The address of the C callback for these word sizes (compiled or loaded once)."""
-    key = (x_size, out_size)
-    cfunc = _compiled.get(key)
-    if cfunc is None:
+def _callback_address() -> int:
+    """The address of :func:`_tiles` compiled (or loaded from Numba's cache) once."""
+    if not _callback:
         with _lock:
-            cfunc = _compiled.get(key)
-            if cfunc is None:
-                cfunc = numba.cfunc(SIGNATURE, cache=True, nogil=True)(_CALLBACKS[key])
-                _compiled[key] = cfunc
-    return cfunc.address
+            if not _callback:
+                _callback.append(numba.cfunc(SIGNATURE, cache=True, nogil=True)(_tiles))
+    return _callback[0].address
 
 
-def run_tiles(fn: int, template: np.ndarray, x: np.ndarray, out: np.ndarray,
-              x_tile: tuple[int, ...], out_tile: tuple[int, ...]) -> int:
-    """Run the channels-last kernel at ``fn`` (a C callback of
-    :data:`numbapool.kernels.launch.SIGNATURE`) with the argument slots ``template`` on
-    the planes of channels-first ``x`` (C-contiguous ``(P, S)``), ``TILE_PLANES`` at a
-    time, writing ``out`` (``(P, O)``), on every thread.  The template was packed with
-    tiles of spatial shapes ``x_tile`` and ``out_tile`` (3 each; ``TILE_PLANES``
-    channels) as its first two arguments.  Elements of 4 or 8 bytes.  The number of parts
-    that failed."""
-    slots = np.array([fn, template.ctypes.data, template.size, x.ctypes.data, x.shape[0],
-                      x.shape[1], out.ctypes.data, out.shape[1], *x_tile, *out_tile],
-                     dtype=np.int64)
-    callback = _callback(x.dtype.itemsize, out.dtype.itemsize)
-    return int(drive(callback, slots.ctypes.data, _threads()))
+class TiledCall:
+    """The channels-last kernel ``kernel`` (a :class:`numbapool.kernels.launch.Launcher`)
+    with its arguments after the leading arrays fixed (``fixed``), run on tiles of
+    ``TILE_PLANES`` planes of channels-first arrays: each leading array's tile is moved
+    as ``roles`` says (:data:`IN`, :data:`OUT`, :data:`UNUSED`).  Called with the leading
+    arrays, channels first, 5-D, C-contiguous, with the same batch and channels and 4- or
+    8-byte elements; the kernel sees tiles of them channels last, with ``TILE_PLANES``
+    channels."""
+
+    def __init__(self, kernel: Launcher, roles: tuple[int, ...], fixed: tuple) -> None:
+        self.kernel = kernel
+        self.roles = roles
+        self.fixed = fixed
+        self._packed: dict = {}
+
+    def __call__(self, *arrays: np.ndarray) -> None:
+        if len(arrays) != len(self.roles) or not all(
+                a.ndim == 5 and a.flags.c_contiguous and a.dtype.itemsize in (4, 8)
+                and a.shape[:2] == arrays[0].shape[:2] for a in arrays):
+            raise ValueError("a tiled call takes its leading arrays 5-D, C-contiguous, with "
+                             "4- or 8-byte elements and the same batch and channels")
+        planes = arrays[0].shape[0] * arrays[0].shape[1]
+        if planes == 0:
+            return
+        key = tuple((a.shape[2:], a.dtype) for a in arrays)
+        packed = self._packed.get(key)
+        if packed is None:
+            tiles = [np.empty((1, *a.shape[2:], TILE_PLANES), a.dtype) for a in arrays]
+            values = (*tiles, *self.fixed)
+            kinds = tuple(kind(v) for v in values)
+            packed = (self.kernel.compiled(kinds).address, pack(kinds, values))
+            self._packed[key] = packed  # (the template holds the fixed arrays' addresses)
+        fn, template = packed
+        slots = [fn, template.ctypes.data, template.size, len(arrays), planes]
+        for a, role in zip(arrays, self.roles):
+            slots += [a.ctypes.data, role, a.dtype.itemsize, math.prod(a.shape[2:]),
+                      *a.shape[2:]]
+        slots = np.array(slots, dtype=np.int64)
+        if drive(_callback_address(), slots.ctypes.data, _threads()):
+            self.kernel.failed()
