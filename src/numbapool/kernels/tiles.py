@@ -49,22 +49,34 @@ float32 vectors)."""
 
 
 @numba.njit(nogil=True, inline="always")
+def _last(at, end, lanes):
+    """The next block's start after ``at`` along an axis of ``end`` (at least ``lanes``):
+    ``at + lanes``, or the last whole block ``end - lanes`` (overlapping the one before:
+    its elements are moved twice, the same values), or -1 past the end."""
+    if at + lanes >= end:
+        return -1
+    return min(at + lanes, end - lanes)
+
+
+@numba.njit(nogil=True, inline="always")
 def tile_in(src, start, plane, planes, dst, width):
     """``dst[i * width + b] = src[start + b * plane + i]`` for the ``planes`` planes ``b``
     (below ``width``) of ``plane`` elements each, and for the other ``b`` below ``width`` a
     copy of plane 0 (values the kernel may read, whose results nobody keeps): ``src`` and
-    ``dst`` flat, unchecked."""
+    ``dst`` flat, unchecked.  By register blocks where the planes and their lengths hold
+    one (the last block along each overlapping the one before), else element by element."""
     lanes = VECTOR_BYTES // src.itemsize
-    whole_b = planes - planes % lanes
-    whole_i = plane - plane % lanes
-    for b in range(0, whole_b, lanes):
-        for i in range(0, whole_i, lanes):
-            _block(src, start + b * plane + i, plane, dst, i * width + b, width)
-        for i in range(whole_i, plane):
-            for j in range(lanes):
-                dst[numba.uint64(i * width + b + j)] = src[numba.uint64(start + (b + j) * plane
-                                                                        + i)]
-    for b in range(whole_b, width):
+    rest = 0  # (the first plane left to move one element at a time)
+    if plane >= lanes and planes >= lanes:
+        b = 0
+        while b >= 0:
+            i = 0
+            while i >= 0:
+                _block(src, start + b * plane + i, plane, dst, i * width + b, width)
+                i = _last(i, plane, lanes)
+            b = _last(b, planes, lanes)
+        rest = planes
+    for b in range(rest, width):
         at = start + (b if b < planes else 0) * plane
         for i in range(plane):
             dst[numba.uint64(i * width + b)] = src[numba.uint64(at + i)]
@@ -74,18 +86,19 @@ def tile_in(src, start, plane, planes, dst, width):
 def tile_out(src, width, dst, start, plane, planes):
     """``dst[start + b * plane + o] = src[o * width + b]`` for the first ``planes`` planes
     ``b`` of a tile of ``width`` whose outputs, ``plane`` a plane, are ``src``: the inverse
-    of :func:`tile_in` for the planes kept."""
+    of :func:`tile_in` for the planes kept, moved the same way."""
     lanes = VECTOR_BYTES // src.itemsize
-    whole_b = planes - planes % lanes
-    whole_o = plane - plane % lanes
-    for b in range(0, whole_b, lanes):
-        for o in range(0, whole_o, lanes):
-            _block(src, o * width + b, width, dst, start + b * plane + o, plane)
-        for o in range(whole_o, plane):
-            for j in range(lanes):
-                dst[numba.uint64(start + (b + j) * plane + o)] = src[numba.uint64(o * width
-                                                                                  + b + j)]
-    for b in range(whole_b, planes):
+    rest = 0
+    if plane >= lanes and planes >= lanes:
+        b = 0
+        while b >= 0:
+            o = 0
+            while o >= 0:
+                _block(src, o * width + b, width, dst, start + b * plane + o, plane)
+                o = _last(o, plane, lanes)
+            b = _last(b, planes, lanes)
+        rest = planes
+    for b in range(rest, planes):
         at = start + b * plane
         for o in range(plane):
             dst[numba.uint64(at + o)] = src[numba.uint64(o * width + b)]
