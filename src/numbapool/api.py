@@ -531,7 +531,8 @@ class _KnownCall:
 
     pooler: Pooler
     work_shape: tuple[int, ...] | None  # (None for a CUDA plan, which takes x as it is)
-    plan: cpu.ForwardPlan | cpu.ViaChannelsLast | cuda_kernels.ForwardPlan | None
+    plan: (cpu.ForwardPlan | cpu.ViaChannelsLast | cpu.TiledChannelsLast
+           | cuda_kernels.ForwardPlan | None)
     shape: tuple[int, ...] | None
     with_indices: bool
     args: _Args | None = None  # (a pooler that draws its windows: they are planned anew)

@@ -330,7 +330,6 @@ def time_pairs(pairs=PAIRS, layouts=("channels_first", "channels_last"),
                                      outputs=outputs, ratio=tp / tb))
                     out(f"{name:<13}{plugin:<16}{builtin:<10}{layout:<15}{label:<11}"
                         f"{tp * 1e3:>9.3f}ms{tb * 1e3:>9.3f}ms{outputs:>8.2f}x{tp / tb:>7.2f}x")
-            del x
     for plugin, builtin in installed:
         same = [r for r in rows if r["plugin"] == plugin and r["outputs"] == 1.0]
         if same:

@@ -371,13 +371,15 @@ TILES_MAX_ROW = 15
 """Channels-first forward passes whose input rows (the last spatial axis) are at most this
 long run as channels-last kernels on tiles of planes (:class:`TiledChannelsLast`), where
 the channels-first kernels' rows are too short to vectorise.  Measured on an AMD Zen 4 (2
-threads, float32, one process, each against the column-first kernel): 7x7 planes 0.32-0.53
-of the time, 10x10 and 12x12 0.34-0.75, 14x14 0.59-0.93; 16x16 0.68-0.89 with 3x3/s2
-windows but 1.09-1.69 with 2x2 ones, 28x28 1.0-1.7."""
+threads, float32, one process, each against the column-first kernel, several runs on a
+noisy machine): 7x7 planes 0.22-0.53 of the time, 8x8 to 12x12 0.34-0.94, 14x14 0.59-1.40
+(2x2 max windows gain least); 16x16 0.68-0.89 with 3x3/s2 windows but 1.09-2.0 with 2x2
+ones, 28x28 1.0-1.7."""
 
 TILES_MAX_PLANE = 1024
 """... and whose planes hold at most this many elements: a tile (``TILE_PLANES`` planes)
-then stays in the core's cache (256 KiB of float32)."""
+then stays in the core's cache (256 KiB of float32, 512 KiB of float64, and the output's
+tile beside it)."""
 
 
 def _tiles_pay(reduction: Reduction, x: np.ndarray, axes: Sequence[AxisWindows],

@@ -537,10 +537,11 @@ def _fold_runs(step: str, length: str, fold: str, round8: bool = False,
 
 def _three_taps(fold: Callable[[str, str], str], store: Callable[[str, str], str],
                 init: Callable[[str], str] = lambda v: v) -> str:
-    """The interior of a row of three-tap, stride-2 windows over the folded row ``c``, in
-    two passes: the pairs ``init(c[2j]), init(c[2j+1])`` folded into ``pv`` (and the even
-    elements kept in ``ev``), then each pair folded with the next even element by
-    ``store(a, v)``, which writes the result (window ``j`` of ``hi - lo``).
+    """The interior of a row of three-tap, stride-2 windows over the row ``c`` (the folded
+    row, or an input row read in place), in two passes: the pairs ``init(c[2j]),
+    init(c[2j+1])`` folded into ``pv`` (and the even elements kept in ``ev``), then each
+    pair folded with the next even element by ``store(a, v)``, which writes the result
+    (window ``j`` of ``hi - lo``).
 
     (One pass, ``fold(fold(c[2j], c[2j+1]), c[2j+2])``, reads three elements of stride 2
     where the compiler can deinterleave only two from a pair of loads: it gathered the
