@@ -226,3 +226,20 @@ def _tile_in(src, start, plane, planes, dst, width):
 @numba.njit
 def _tile_out(src, width, dst, start, plane, planes):
     tiles.tile_out(src, width, dst, start, plane, planes)
+
+
+@pytest.mark.parametrize("name", ["max", "avg", "gem"])
+def test_many_tiles_on_every_thread(monkeypatch, name):
+    """Tens of tiles a thread, whose kernels allocate their own scratch between the tiles'
+    moves: the tiles' memory must stay theirs for the whole run."""
+    x = np.random.default_rng(12).uniform(0.5, 1.5, (16, 200, 7, 7)).astype(np.float32)
+    plans = _plan_of(monkeypatch)
+    got = numbapool.pool(name, x, kernel_size=3, stride=2, padding=1)
+    assert isinstance(plans[-1], cpu.TiledChannelsLast)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    want = numbapool.pool(name, x_last, kernel_size=3, stride=2, padding=1,
+                          layout="channels_last")
+    for _ in range(3):
+        np.testing.assert_array_equal(numbapool.pool(name, x, kernel_size=3, stride=2,
+                                                     padding=1), np.moveaxis(want, -1, 1))
+    np.testing.assert_array_equal(got, np.moveaxis(want, -1, 1))
