@@ -243,3 +243,27 @@ def test_many_tiles_on_every_thread(monkeypatch, name):
         np.testing.assert_array_equal(numbapool.pool(name, x, kernel_size=3, stride=2,
                                                      padding=1), np.moveaxis(want, -1, 1))
     np.testing.assert_array_equal(got, np.moveaxis(want, -1, 1))
+
+
+@pytest.mark.parametrize("name, builtin", [("fractional_max", "max"),
+                                           ("fractional_avg", "avg")])
+@pytest.mark.parametrize("with_indices", [False, True])
+def test_repeated_fractional_calls_with_shared_windows(monkeypatch, name, builtin,
+                                                       with_indices):
+    """Fractional pooling whose windows every plane shares (9 to 8 with windows of 2: a
+    step of 1) runs on tiles, and so does the kept plan its repeated calls redraw into
+    (numbapool.redraw): the same windows as a sliding pool of stride 1, call after call."""
+    if with_indices and name == "fractional_avg":
+        pytest.skip("averages have no indices")
+    x = np.random.default_rng(13).uniform(size=(2, 40, 9, 9))
+    plans = _plan_of(monkeypatch)
+    want = numbapool.pool(builtin, x, 2, stride=1, return_indices=with_indices)
+    for seed in (0, 0, 1, 2):
+        got = numbapool.pool(name, x, 2, output_size=(8, 8), seed=seed,
+                             return_indices=with_indices)
+        if with_indices:
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    assert any(isinstance(p, cpu.TiledChannelsLast) for p in plans)

@@ -458,6 +458,13 @@ class TiledChannelsLast:
     with_indices: bool = False
     return_indices: bool = False
 
+    @property
+    def args(self) -> tuple:
+        """The kernel's arguments after the tiled arrays (the window tables among them), as
+        :attr:`ForwardPlan.args` (:class:`numbapool.redraw.RedrawnForward` finds the tables
+        a kept plan reads there)."""
+        return self.call.fixed
+
     def run(self, x: np.ndarray, u: np.ndarray | None = None
             ) -> tuple[np.ndarray, np.ndarray | None]:
         """``(out, indices or None)`` for ``x``, C-contiguous ``(N, C, S0, S1, S2)``."""

@@ -161,7 +161,7 @@ def _tiles(slots, part, parts):
                 _words_in(s[a], s[a + 2], planes * s[a + 3], p0, s[a + 3], n,
                           base + offsets[j])
         if _call_part(s[0], args.ctypes.data, 0, 1) != 1:
-            return 0 if store.size > 0 else 0
+            return 0
         for j in range(arrays):
             a = _HEAD + _ARRAY * j
             if s[a + 1] == OUT:
