@@ -292,7 +292,7 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
             inner = cl_fold_variant(reduction, "forward_indices32", extents)
             return TiledChannelsLast(
                 TiledCall(get_kernel(reduction, "channels_last", inner), (IN, OUT, OUT),
-                          tuple(tables)), shape, x.dtype, True, with_indices)
+                          tuple(tables)), shape, x.dtype, True)
         inner = cl_fold_variant(reduction, "forward", extents)
         fixed = tables if sel else [*tables, *smooth()]
         return TiledChannelsLast(TiledCall(get_kernel(reduction, "channels_last", inner),
@@ -455,8 +455,7 @@ class TiledChannelsLast:
     call: TiledCall
     shape: tuple[int, ...]
     dtype: np.dtype
-    with_indices: bool = False
-    return_indices: bool = False
+    with_indices: bool = False  # (returned: tiled kernels write indices only when asked)
 
     @property
     def args(self) -> tuple:
@@ -474,7 +473,7 @@ class TiledChannelsLast:
             return out, None
         idx = buffers.empty(self.shape, np.int64)
         self.call(x, out, idx)
-        return out, (idx if self.return_indices else None)
+        return out, idx
 
 
 def _whole_plane(axes: Sequence[AxisWindows]) -> bool:

@@ -1,18 +1,19 @@
-"""Channels-first forward passes on small planes, as a channels-last kernel run on tiles of
-planes transposed in cache (:class:`numbapool.kernels.cpu.TiledChannelsLast`).
+"""Channels-first passes on small planes, as channels-last kernels run on tiles of planes
+transposed in cache (:class:`TiledCall`; :class:`numbapool.kernels.cpu.TiledChannelsLast`
+and ``cpu._tiled_backward`` use it).
 
 Channels first, a plane of 7x7 holds too few elements for the loops of the channels-first
 kernels to vectorise: their rows are 7 long, and the work of a task (a plane's output row)
 is mostly its own set-up.  Channels last, the same windows run as loops over the channels.
-:func:`run_tiles` takes ``TILE_PLANES`` consecutive planes of the channels-first input
+A :class:`TiledCall` takes ``TILE_PLANES`` consecutive planes of each channels-first array
 (contiguous: the planes of every sample and channel follow each other), transposes them
 into a small channels-last array whose "channels" are those planes, runs the channels-last
-kernel on it (a call of its compiled C callback, one part of one), and transposes its
-outputs back into their planes.  Both transposes stay in the core's cache: the input is
-read once and the output written once, where a channels-last kernel between two
-whole-array transposes (:mod:`numbapool.kernels.transpose`) moves the data through memory
-three more times.  The channels-last kernel is the one a channels-last call compiles (and
-caches), so the tiles add no compile of their own per reduction.
+kernel on the tiles (a call of its compiled C callback, one part of one), and transposes
+the tiles it wrote back into their planes.  Both transposes stay in the core's cache: each
+array is read or written once, where a channels-last kernel between whole-array transposes
+(:mod:`numbapool.kernels.transpose`) moves the data through memory several more times.
+The channels-last kernel is the one a channels-last call compiles (and caches), so the
+tiles add no compile of their own per reduction.
 
 The tiles move by the register blocks of :func:`numbapool.kernels.transpose._block` where a
 block fits, element by element elsewhere: arrays of 4- or 8-byte elements only (the blocks'
@@ -49,49 +50,58 @@ float32 vectors)."""
 
 
 @numba.njit(nogil=True, inline="always")
-def tile_in(src, start, plane, planes, dst, width):
-    """``dst[i * width + b] = src[start + b * plane + i]`` for the ``planes`` planes ``b``
-    (below ``width``) of ``plane`` elements each, and for the other ``b`` below ``width`` a
-    copy of plane 0 (values the kernel may read, whose results nobody keeps): ``src`` and
-    ``dst`` flat, unchecked.  By register blocks of 16 planes' 16 elements (float32 and
-    AVX-512), and the rest element by element.  (Overlapping the last block along an
-    axis with the one before, instead, moved 256 elements for 16 new ones on 7x7 planes:
-    5-20% slower on (64, 1024, 7, 7).)"""
-    lanes = VECTOR_BYTES // src.itemsize
+def _move(flat, start, plane, planes, tile, width, inward):
+    """Between the ``planes`` planes of ``plane`` elements at ``flat[start:]`` and a tile
+    of ``width`` planes, ``tile[i * width + b]`` holding element ``i`` of plane ``b``: into
+    the tile if ``inward`` (and for the other ``b`` below ``width`` a copy of plane 0:
+    values the kernel may read, whose results nobody keeps), else out of it (the first
+    ``planes`` planes).  Flat arrays, unchecked.  By register blocks of 16 planes' 16
+    elements (float32 and AVX-512), and the rest element by element, one loop for both
+    directions as :func:`numbapool.kernels.transpose._blocks`.  (Overlapping the last
+    block along an axis with the one before, instead, moved 256 elements for 16 new ones
+    on 7x7 planes: 5-20% slower on (64, 1024, 7, 7).)"""
+    lanes = VECTOR_BYTES // flat.itemsize
     whole_b = planes - planes % lanes
     whole_i = plane - plane % lanes
     for b in range(0, whole_b, lanes):
         for i in range(0, whole_i, lanes):
-            _block(src, start + b * plane + i, plane, dst, i * width + b, width)
+            if inward:
+                _block(flat, start + b * plane + i, plane, tile, i * width + b, width)
+            else:
+                _block(tile, i * width + b, width, flat, start + b * plane + i, plane)
         for i in range(whole_i, plane):
             for j in range(lanes):
-                dst[numba.uint64(i * width + b + j)] = src[numba.uint64(start + (b + j) * plane
-                                                                        + i)]
-    for b in range(whole_b, width):
+                f = numba.uint64(start + (b + j) * plane + i)
+                t = numba.uint64(i * width + b + j)
+                if inward:
+                    tile[t] = flat[f]
+                else:
+                    flat[f] = tile[t]
+    for b in range(whole_b, width if inward else planes):
         at = start + (b if b < planes else 0) * plane
         for i in range(plane):
-            dst[numba.uint64(i * width + b)] = src[numba.uint64(at + i)]
+            f = numba.uint64(at + i)
+            t = numba.uint64(i * width + b)
+            if inward:
+                tile[t] = flat[f]
+            else:
+                flat[f] = tile[t]
+
+
+@numba.njit(nogil=True, inline="always")
+def tile_in(src, start, plane, planes, dst, width):
+    """``dst[i * width + b] = src[start + b * plane + i]`` for the ``planes`` planes ``b``
+    (below ``width``) of ``plane`` elements each, and for the other ``b`` below ``width`` a
+    copy of plane 0 (:func:`_move` into the tile)."""
+    _move(src, start, plane, planes, dst, width, True)
 
 
 @numba.njit(nogil=True, inline="always")
 def tile_out(src, width, dst, start, plane, planes):
     """``dst[start + b * plane + o] = src[o * width + b]`` for the first ``planes`` planes
     ``b`` of a tile of ``width`` whose outputs, ``plane`` a plane, are ``src``: the inverse
-    of :func:`tile_in` for the planes kept."""
-    lanes = VECTOR_BYTES // src.itemsize
-    whole_b = planes - planes % lanes
-    whole_o = plane - plane % lanes
-    for b in range(0, whole_b, lanes):
-        for o in range(0, whole_o, lanes):
-            _block(src, o * width + b, width, dst, start + b * plane + o, plane)
-        for o in range(whole_o, plane):
-            for j in range(lanes):
-                dst[numba.uint64(start + (b + j) * plane + o)] = src[numba.uint64(o * width
-                                                                                  + b + j)]
-    for b in range(whole_b, planes):
-        at = start + b * plane
-        for o in range(plane):
-            dst[numba.uint64(at + o)] = src[numba.uint64(o * width + b)]
+    of :func:`tile_in` for the planes kept (:func:`_move` out of the tile)."""
+    _move(dst, start, plane, planes, src, width, False)
 
 
 IN, OUT, UNUSED = 0, 1, 2
@@ -104,31 +114,20 @@ _ARRAY = 7  # an array's address, role, element size, elements a plane, its tile
 
 
 @numba.njit(cache=True, nogil=True)
-def _words_in(address, size, total, p0, plane, n, tile):
-    """A tile of planes ``p0`` to ``p0 + n`` of the flat array of ``total`` elements of
-    ``size`` bytes at ``address`` into the tile at address ``tile``, as words (the
-    transposes move bits)."""
+def _words(address, size, total, p0, plane, n, tile, inward):
+    """Planes ``p0`` to ``p0 + n`` of the flat array of ``total`` elements of ``size``
+    bytes at ``address``, into the tile at address ``tile`` if ``inward``, else out of it
+    (:func:`_move`), as words: the transposes move bits."""
     if size == 4:
-        tile_in(contiguous(address, (total,), np.uint32), p0 * plane, plane, n,
-                contiguous(tile, (plane * TILE_PLANES,), np.uint32), TILE_PLANES)
+        _move(contiguous(address, (total,), np.uint32), p0 * plane, plane, n,
+              contiguous(tile, (plane * TILE_PLANES,), np.uint32), TILE_PLANES, inward)
     else:
-        tile_in(contiguous(address, (total,), np.uint64), p0 * plane, plane, n,
-                contiguous(tile, (plane * TILE_PLANES,), np.uint64), TILE_PLANES)
-
-
-@numba.njit(cache=True, nogil=True)
-def _words_out(address, size, total, p0, plane, n, tile):
-    """The inverse of :func:`_words_in` for the ``n`` planes kept."""
-    if size == 4:
-        tile_out(contiguous(tile, (plane * TILE_PLANES,), np.uint32), TILE_PLANES,
-                 contiguous(address, (total,), np.uint32), p0 * plane, plane, n)
-    else:
-        tile_out(contiguous(tile, (plane * TILE_PLANES,), np.uint64), TILE_PLANES,
-                 contiguous(address, (total,), np.uint64), p0 * plane, plane, n)
+        _move(contiguous(address, (total,), np.uint64), p0 * plane, plane, n,
+              contiguous(tile, (plane * TILE_PLANES,), np.uint64), TILE_PLANES, inward)
 
 
 def _tiles(slots, part, parts):
-    """The C callback of :func:`run_tiles`, part ``part`` of ``parts`` (one per thread):
+    """The C callback of :class:`TiledCall`, part ``part`` of ``parts`` (one per thread):
     1, or 0 if a tile's kernel run failed or a tile does not fit the template."""
     at = address(slots)
     head = contiguous(at, (_HEAD,), np.int64)
@@ -158,15 +157,15 @@ def _tiles(slots, part, parts):
         for j in range(arrays):
             a = _HEAD + _ARRAY * j
             if s[a + 1] == IN:
-                _words_in(s[a], s[a + 2], planes * s[a + 3], p0, s[a + 3], n,
-                          base + offsets[j])
+                _words(s[a], s[a + 2], planes * s[a + 3], p0, s[a + 3], n,
+                       base + offsets[j], True)
         if _call_part(s[0], args.ctypes.data, 0, 1) != 1:
             return 0
         for j in range(arrays):
             a = _HEAD + _ARRAY * j
             if s[a + 1] == OUT:
-                _words_out(s[a], s[a + 2], planes * s[a + 3], p0, s[a + 3], n,
-                           base + offsets[j])
+                _words(s[a], s[a + 2], planes * s[a + 3], p0, s[a + 3], n,
+                       base + offsets[j], False)
     # (``store`` is used here so that it lives until now: Numba frees an array after its
     # last use, and the tiles are only addresses into it)
     return 1 if store.size > 0 else 0
