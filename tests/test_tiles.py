@@ -174,8 +174,9 @@ def test_indices_in_tiles(monkeypatch, name, shape, opts):
 ], ids=["7x7", "ceil", "3d"])
 def test_gradients_in_tiles(monkeypatch, name, params, shape, opts):
     """Smooth gradients on small planes: a linear reduction's row-by-row channels-last
-    kernel, or the gather (gem, lp), on tiles; against the same gradient of fewer planes
-    (the channels-first kernels) and, for the mean, the NumPy reference."""
+    kernel, or the gather (gem, lp), on tiles; against the NumPy reference (avg, sum, lp)
+    or torch autograd (gem), the same gradient of fewer planes (the channels-first
+    kernels) and the channels-last one."""
     rng = np.random.default_rng(11)
     x = rng.uniform(0.5, 1.5, shape)
     gy = rng.uniform(-1, 1, numbapool.pool(name, x, **opts, **params).shape)
@@ -187,9 +188,17 @@ def test_gradients_in_tiles(monkeypatch, name, params, shape, opts):
     few = numbapool.pool_grad(name, x[:, :5], gy[:, :5], **opts, **params)
     assert ran == [1]
     np.testing.assert_allclose(gx[:, :5], few, rtol=1e-12, atol=1e-15)
-    if name in ("avg", "sum"):
-        np.testing.assert_allclose(gx, ref_pool_grad(name, x, gy, **opts), rtol=1e-12,
-                                   atol=1e-15)
+    if name in ("avg", "sum", "lp"):
+        np.testing.assert_allclose(gx, ref_pool_grad(name, x, gy, **opts, **params),
+                                   rtol=1e-10, atol=1e-14)
+    else:  # gem against torch autograd of avg_pool(x.clamp(eps) ** 3) ** (1 / 3)
+        torch = pytest.importorskip("torch")
+        F = torch.nn.functional
+        pool = {3: F.avg_pool1d, 4: F.avg_pool2d, 5: F.avg_pool3d}[x.ndim]
+        tx = torch.from_numpy(x).requires_grad_(True)
+        ty = pool(tx.clamp(min=1e-6) ** 3, **opts) ** (1 / 3)
+        (tg,) = torch.autograd.grad(ty, tx, torch.from_numpy(gy))
+        np.testing.assert_allclose(gx, tg.numpy(), rtol=1e-10, atol=1e-14)
     x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
     gl = numbapool.pool_grad(name, x_last, np.ascontiguousarray(np.moveaxis(gy, 1, -1)),
                              layout="channels_last", **opts, **params)
