@@ -79,11 +79,30 @@ def _copy_rows(slots, first, end):
     return 1
 
 
+@numba.cfunc(launch.SIGNATURE, cache=True)
+def _copy_plane(slots, plane, into):
+    """The plane callback of :class:`_CopiedInParts` (its slots): plane ``plane`` of each
+    axis's source (C-contiguous) as int32 into the memory at ``into``, axis after axis."""
+    axes = launch.contiguous(launch.address(slots), (1,), np.int64)[0]
+    s = launch.contiguous(launch.address(slots), (1 + 5 * axes,), np.int64)
+    at_out = 0
+    for a in range(axes):
+        at = 1 + 5 * a
+        planes, out = s[at + 2], s[at + 3]
+        source = launch.contiguous(s[at], (planes, out), np.int64)
+        starts = launch.contiguous(into + 4 * at_out, (out,), np.int32)
+        for o in range(out):
+            starts[o] = source[plane, o]
+        at_out += out
+    return 1
+
+
 class _CopiedInParts:
     """A numbapool.windows.StartsInParts for ``starts`` whose draw writes ``draw(context)``
-    into sources the threads copy (:func:`_copy_rows`); ``check`` raises ``error`` if set."""
+    into sources the threads copy (:func:`_copy_rows`); ``check`` raises ``error`` if set.
+    ``planes``: with a ``plane_address`` (:func:`_copy_plane`)."""
 
-    def __init__(self, starts, draw=None, error=None):
+    def __init__(self, starts, draw=None, error=None, planes=False):
         self.source = [np.zeros_like(s) for s in starts]  # (in the same order)
         self._draw, self._error = draw, error
         slots = [len(starts)]
@@ -92,6 +111,8 @@ class _CopiedInParts:
                       int(not into.flags.c_contiguous)]
         self._slots = np.array(slots, dtype=np.int64)
         self.address, self.slots = _copy_rows.address, self._slots.ctypes.data
+        if planes:
+            self.plane_address = _copy_plane.address
 
     def draw(self, context):
         for source, new in zip(self.source, self._draw(context)):
@@ -184,6 +205,15 @@ def test_repeated_fractional_calls_channels_first_restart_in_the_kernel(monkeypa
         return real(self)
 
     monkeypatch.setattr(restart_module.PlaneRestart, "before", spy)
+    # (no plane callback: the rule's is taken away, so the restart runs as before it)
+    from numbapool_fractional import window
+    real_parts = window._TorchStartsInParts.__init__
+
+    def without_planes(self, *args):
+        real_parts(self, *args)
+        del self.plane_address
+
+    monkeypatch.setattr(window._TorchStartsInParts, "__init__", without_planes)
     x = np.random.default_rng(2).random((3, 5, 23, 19)).astype(np.float32)
     kw = dict(output_size=(10, 8), kernel_size=3)
     want = {s: numbapool.pool("fractional_max", x, seed=s, **kw) for s in range(2)}
@@ -195,41 +225,44 @@ def test_repeated_fractional_calls_channels_first_restart_in_the_kernel(monkeypa
 
 
 class _TwoTaps(numbapool.WindowRule):
-    """Windows of 2 taps along both axes, window ``o`` starting at ``2 * o`` or one after at
-    random, each plane its own; its ``redraw`` draws the same numbers in two steps
-    (``in_parts``: :class:`_CopiedInParts`), or, ``bad=True``, starts past the last axis's
-    end, for which ``check`` raises ``error`` if given."""
+    """Windows of 2 taps along every axis, window ``o`` starting at ``2 * o`` or one after
+    at random, each plane its own; its ``redraw`` draws the same numbers in two steps
+    (``in_parts``: :class:`_CopiedInParts`, with a plane callback if ``planes``), or,
+    ``bad=True``, starts past the last axis's end, for which ``check`` raises ``error`` if
+    given."""
 
     name = "two_taps"
-    options = {"bad": False, "error": None}
+    options = {"bad": False, "error": None, "planes": False}
     drawn: list = []  # (the draws in two steps)
 
-    def plan(self, spatial, context, *, bad=False, error=None):
+    def plan(self, spatial, context, *, bad=False, error=None, planes=False):
         out = 3
-        axes = tuple(explicit_axis(n, s, K) for n, s in zip(spatial, _two_taps(context, out)))
+        axes = tuple(explicit_axis(n, s, K)
+                     for n, s in zip(spatial, _two_taps(context, out, len(spatial))))
 
         def draw(context):
             self.drawn.append(1)
-            new = _two_taps(context, out)
+            new = _two_taps(context, out, len(spatial))
             new[-1] += spatial[-1] if bad else 0
             return new
 
         def redraw(context, into):  # (not run: in_parts is)
             raise AssertionError("redraw ran instead of in_parts")
 
-        redraw.in_parts = lambda starts: _CopiedInParts(starts, draw, error)
+        redraw.in_parts = lambda starts: _CopiedInParts(starts, draw, error, planes)
         return numbapool.WindowPlan(axes, redraw=redraw)
 
 
-def _two_taps(context, out):
+def _two_taps(context, out, rank=2):
     planes = context.batch * context.channels
-    return [2 * np.arange(out) + context.rng.integers(0, 2, (planes, out)) for _ in range(2)]
+    return [2 * np.arange(out) + context.rng.integers(0, 2, (planes, out)) for _ in range(rank)]
 
 
 @contextlib.contextmanager
-def _two_taps_max():
-    name = "test_two_taps_max"
-    numbapool.register(numbapool.Pooler(name, _TwoTaps(), MAX, "test", deterministic=False))
+def _two_taps_max(reduction=MAX):
+    name = f"test_two_taps_{reduction.name}"
+    numbapool.register(numbapool.Pooler(name, _TwoTaps(), reduction, "test",
+                                        deterministic=False))
     try:
         yield name
     finally:
@@ -263,6 +296,70 @@ def test_a_rule_drawing_in_parts(monkeypatch):
         with pytest.raises(ValueError, match=r"_TwoTaps.*redrew windows outside spatial axis 1 "
                                              r"of length 8"):
             numbapool.pool(name, x, seed=1, bad=True)
+
+
+@pytest.mark.parametrize("reduction, reduce", [(MAX, np.max), (AVG, np.mean)])
+@pytest.mark.parametrize("shape", [(2, 5, 8), (2, 5, 7, 8), (1, 3, 7, 7, 8)])
+def test_a_rule_drawing_each_plane_in_the_kernel(monkeypatch, reduction, reduce, shape):
+    """A rule whose two-step draw has a plane callback (``plane_address``): a kept
+    channels-first pass runs the gather kernel that computes each plane's starts on its
+    threads (``forward_cols_gather_planes``), and the results are the seed's windows, call
+    after call, on 1 to 3 threads.  Starts drawn outside: the rule's ``check`` raises its
+    own error, or, if it returns, the library's ValueError; the next call is right."""
+    from numbapool import api
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    filled = []
+    real = cpu.with_plane_fill
+
+    def spy(*args):
+        result = real(*args)
+        filled.append(result[0].kernel.name if result else None)
+        return result
+
+    monkeypatch.setattr(cpu, "with_plane_fill", spy)
+    _TwoTaps.drawn = []
+    rank = len(shape) - 2
+    x = np.random.default_rng(3).random(shape).astype(np.float32)
+    x.reshape(-1)[::5] = np.nan
+    with _two_taps_max(reduction) as name:
+        for threads in (1, 2, 3):
+            with numba_threads(threads):
+                for seed in (4, 4, 4, 4, 6):
+                    rng = np.random.default_rng(seed)
+                    starts = [2 * np.arange(3) + rng.integers(0, 2, (shape[0] * shape[1], 3))
+                              for _ in range(rank)]
+                    want = _windows_max_avg(x, starts, reduce)
+                    got = numbapool.pool(name, x, seed=seed, planes=True)
+                    np.testing.assert_allclose(got, want, rtol=1e-6)
+        # (kept from the third call of seed 4 on, and from the third of seed 6)
+        assert len(_TwoTaps.drawn) == 2 + 4 + 4 + 1
+        assert filled == [f"{reduction.name}/channels_first/forward_cols_gather_planes"] * 2
+        error = KeyError("rule's own")  # (one object: the same arguments)
+        for _ in range(2):  # (planned: the plan's windows are the rule's to check)
+            numbapool.pool(name, x, seed=1, bad=True, error=error, planes=True)
+        with pytest.raises(KeyError, match="rule's own"):
+            numbapool.pool(name, x, seed=1, bad=True, error=error, planes=True)
+        for _ in range(2):
+            numbapool.pool(name, x, seed=1, bad=True, planes=True)
+        with pytest.raises(ValueError, match=rf"_TwoTaps.*redrew windows outside spatial axis "
+                                             rf"{rank - 1} of length 8"):
+            numbapool.pool(name, x, seed=1, bad=True, planes=True)
+        got = numbapool.pool(name, x, seed=4, planes=True)  # (kept: its flags cleared)
+        rng = np.random.default_rng(4)
+        starts = [2 * np.arange(3) + rng.integers(0, 2, (shape[0] * shape[1], 3))
+                  for _ in range(rank)]
+        np.testing.assert_allclose(got, _windows_max_avg(x, starts, reduce), rtol=1e-6)
+
+
+@contextlib.contextmanager
+def numba_threads(n):
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 @pytest.mark.parametrize("parts", [2, 3, 4])

@@ -19,6 +19,7 @@ does (:meth:`~numbapool.geometry.AxisWindows.restart`).
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from typing import Any
 
@@ -68,6 +69,17 @@ class RedrawnForward:
             for a, t in zip(self._axes, self._tables))
         self._per_plane = tuple(i for i, a in enumerate(self._axes) if a.planes > 1)
         self._in_kernel, self._in_parts = self._restart_in_kernel(call.layout, batch, channels)
+        # (where the kernel has a variant that computes each plane's starts on its threads,
+        # the redrawn calls run it: ``_planes`` is its pf argument; ``plan``, bound to the
+        # tables, still runs the call that made this pass, whose windows are drawn)
+        self._planes = self._planes_plan = None
+        plane_address = getattr(self._in_parts, "plane_address", None)
+        if self._in_kernel is not None and plane_address and call.layout == "channels_first":
+            filled = cpu.with_plane_fill(self.plan, call.reduction, axes,
+                                         (plane_address, self._in_parts.slots))
+            if filled is not None:
+                self._planes_plan, self._planes = filled
+                self._in_kernel = None
         self.work_shape = call.work.shape
         self.shape = call.result_shape()
         self._lock = threading.Lock()
@@ -131,7 +143,12 @@ class RedrawnForward:
                 if axis.planes == 1 and not _every_row_is(start, axis.start[0]):
                     self.stale = True
                     return None
-            if self._in_kernel is not None:
+            if self._planes is not None:
+                self._planes[-3:] = 0
+                out, idx = self._planes_plan.run(x.reshape(self.work_shape))
+                if self._planes[-3:].any():
+                    self._refused_planes()
+            elif self._in_kernel is not None:
                 out, idx = self.plan.run(x.reshape(self.work_shape),
                                          before=self._in_kernel.before())
                 outside = self._in_kernel.outside()
@@ -147,6 +164,18 @@ class RedrawnForward:
         finally:
             self._lock.release()
         return out.reshape(self.shape), (None if idx is None else idx.reshape(self.shape))
+
+    def _refused_planes(self) -> None:
+        """After a run in which the kernel found a plane's starts outside an axis: the
+        rule's error (from every plane's starts, written now), or the library's."""
+        fill = ctypes.CFUNCTYPE(ctypes.c_ssize_t, ctypes.c_void_p, ctypes.c_ssize_t,
+                                ctypes.c_ssize_t)(self._in_parts.address)
+        if fill(self._in_parts.slots, 0, self._batch * self._channels) != 1:
+            raise RuntimeError(f"window rule {self._rule} of pooler {self._pooler!r} raised "
+                               "in compiled code while drawing its windows")
+        self._in_parts.check()
+        axis = int(np.flatnonzero(self._planes[-3:])[0]) - (3 - len(self._axes))
+        self._outside(axis)
 
     def _outside(self, i: int) -> None:
         raise ValueError(

@@ -110,6 +110,13 @@ class StartsInParts(Protocol):
         checks the starts.
     slots : int
         The address of the callback's ``slots``, the same on every call.
+    plane_address : int, optional
+        The address of a second C callback ``intp(voidptr slots, intp plane, intp into)``
+        (the same ``slots``) that writes the starts of plane ``plane`` of every axis as
+        int32, axis after axis (``out`` values each), into the memory at address ``into``,
+        and returns 1 (0 if it raised).  Kernels that can take it (channels first, the
+        gather kernel) call it for each plane they read, into their own scratch, so that
+        the starts never leave the core's cache; the library then checks them.
     """
 
     address: int

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numba
@@ -150,6 +150,29 @@ class ForwardPlan:
         else:
             self._launch(x, out, idx, before=before)
         return out, (idx if self.return_indices else None)
+
+
+def with_plane_fill(plan: ForwardPlan, reduction: Reduction,
+                    axes: Sequence[AxisWindows], fill: tuple[int, int]
+                    ) -> tuple[ForwardPlan, np.ndarray] | None:
+    """``plan`` (a channels-first forward pass whose per-plane windows are all whole) with
+    each plane's window starts computed by the kernel's threads into their own scratch,
+    by the C callback ``fill`` (address and slots: ``plane_address`` and ``slots`` of a
+    :class:`numbapool.windows.StartsInParts`), for the per-plane axes of ``axes`` (the
+    kernel's three), or None where its kernel has no such variant
+    (:data:`~numbapool.kernels.templates.PLANES_VARIANTS`).  Also the kernel's ``pf``
+    argument, whose last three values flag the axes whose starts a part found outside them
+    (the output is then not valid); the caller clears them before a run."""
+    if plan.kernel is not get_kernel(reduction, "channels_first", "forward_cols_gather"):
+        return None
+    offsets, at = [], 0
+    for a in axes:
+        offsets.append(-1 if a.planes == 1 else at)
+        at += 0 if a.planes == 1 else a.out
+    pf = np.array([*fill, *offsets, *(a.length - 1 - (a.extent - 1) * a.step for a in axes),
+                   0, 0, 0], dtype=np.int64)
+    kernel = get_kernel(reduction, "channels_first", "forward_cols_gather_planes")
+    return replace(plan, kernel=kernel, args=(*plan.args, pf), _bound={}), pf
 
 
 VIA_CHANNELS_LAST_MIN_CHANNELS = 8

@@ -58,7 +58,7 @@ import numba
 import numpy as np
 from numbapool.kernels.params import row as _row, rows as _rows
 from numbapool.kernels.launch import address as _address, contiguous as _contiguous
-from numbapool.kernels.launch import strided as _strided
+from numbapool.kernels.launch import strided as _strided, _call_part
 from numbapool.kernels.vector_width import prefer_wide_vectors as _prefer_wide_vectors
 from numbapool.kernels.widen import widen as _widen
 from numbapool.kernels.slots import slot_row as _slot_row
@@ -86,14 +86,15 @@ def decorator(red: Reduction, layout: str, variant: str) -> str:
 VARIANTS = {
     "selection": ("forward", "forward_indices", "forward_indices32", "backward",
                   "forward_cols", "forward_cols2", "forward_cols3", "forward_cols2_direct",
-                  "forward_cols3_direct", "forward_cols_gather",
+                  "forward_cols3_direct", "forward_cols_gather", "forward_cols_gather_planes",
                   "backward_scatter", "backward_scatter_cover",
                   "forward_global", "backward_global", "forward_masked",
                   "forward_indices_rows2", "forward_indices_rows3"),
     "sampling": ("forward_indices", "backward", "backward_scatter"),
     "streaming": ("forward", "backward", "param_grad", "forward_rows", "forward_cols",
                   "forward_cols2", "forward_cols3", "forward_cols2_direct",
-                  "forward_cols3_direct", "forward_cols_gather", "backward_scatter",
+                  "forward_cols3_direct", "forward_cols_gather", "forward_cols_gather_planes",
+                  "backward_scatter",
                   "backward_scatter_cover", "forward_global", "backward_global",
                   "forward_masked", "backward_linear", "backward_linear_cover"),
     "weighted": ("forward", "backward", "param_grad", "backward_scatter",
@@ -362,6 +363,30 @@ _PLANE_TABLES = """
     P1 = g1.shape[0]
     P2 = g2.shape[0]
 """
+_PLANE_FILL = """
+    if pl != done:
+        if _call_part(pf[0], pf[1], pl, fs.ctypes.data) != 1:
+            return 0
+        done = pl
+        for a in range(3):
+            f = pf[2 + a]
+            if f >= 0:
+                n = O0 if a == 0 else (O1 if a == 1 else O2)
+                bad = False
+                for i in range(n):
+                    bad |= (fs[f + i] < 0) | (fs[f + i] > pf[5 + a])
+                if bad:
+                    pf[8 + a] = 1
+                    return 1
+    q0 = 0
+    q1 = 0
+    q2 = 0
+"""
+"""The head of a task of a kernel whose per-plane window starts come from a C callback
+(:data:`PLANES_VARIANTS`), after :data:`_PLANE_TASK`: the plane's starts into ``fs``,
+checked, once a plane; the tables' first rows then give the counts and first taps (the
+windows are whole)."""
+
 _PLANE_TASK = """
     o0 = task % O0
     pl = task // O0
@@ -465,6 +490,16 @@ kernels, such as PyTorch's fractional pooling (the row folded over every run of 
 read at each window's start).  Separate kernels, so that each call compiles only the loop it
 runs (each specialised loop adds ~0.25 s to a compile)."""
 
+PLANES_VARIANTS = {"forward_cols_gather_planes": GATHER}
+"""The gather kernel (:data:`COLS_VARIANTS`) for windows drawn anew for each plane on every
+call (:class:`numbapool.windows.StartsInParts` with a ``plane_address``): it takes one more
+argument, ``pf``, int64: the callback's address and slots; per kernel axis, the offset of
+its starts in the callback's output (int32, axis after axis) or -1 for an axis read from
+its table; per axis the largest start inside it; and per axis a flag the kernel sets when a
+plane's starts leave the axis (it then stops its part).  A task computes its plane's starts
+into its own scratch, where they stay in cache, instead of reading tables of every plane
+that a step before it wrote (24 bytes a window, more than the data on 1-D signals)."""
+
 DIRECT_VARIANTS = {"forward_cols2_direct": 2, "forward_cols3_direct": 3}
 """The 2- and 3-tap column-first kernels of smooth reductions, for rows of at least
 :data:`DIRECT_MIN_OUT` outputs whose interior windows all have one divisor: each output row
@@ -493,7 +528,7 @@ def cols_variant(axis: AxisWindows) -> str:
 
 
 def _fold_runs(step: str, length: str, fold: str, round8: bool = False,
-               three: bool = False) -> str:
+               three: bool = False, source: str = "col", runs: str | None = None) -> str:
     """Kernel lines that set ``folded`` to the ``length`` elements of ``col`` folded over
     every run of ``K2`` taps ``step`` apart (``fold`` of ``a`` and ``v``; in ``sl`` when
     ``K2 > 1``), for windows that are all whole kernels: each output then reads its fold at
@@ -501,8 +536,11 @@ def _fold_runs(step: str, length: str, fold: str, round8: bool = False,
     the loops vectorise (``col[i + step]`` did not: 2x slower).  ``round8``: the loops run
     to a multiple of 8, over 7 more elements of ``col`` and ``sl`` at most (which must
     exist, ``col``'s holding numbers), for short rows (see :func:`_cf_forward_cols`).
-    ``three``: runs of 3 in one pass (two folds an element) instead of two."""
-    runs = f"{length} - (K2 - 1) * {step}"
+    ``three``: runs of 3 in one pass (two folds an element) instead of two.  ``source``:
+    the row folded, if not ``col``; ``runs``: a variable holding the number of runs folded,
+    set before (``length`` and ``round8`` then unused)."""
+    count = runs or (f"({length} - (K2 - 1) * {step} + 7) // 8 * 8" if round8
+                     else f"{length} - (K2 - 1) * {step}")
     general = f"""
         for i in range(m):
             a = col[i]
@@ -527,12 +565,13 @@ def _fold_runs(step: str, length: str, fold: str, round8: bool = False,
                     sl[i] = {fold}
             else:
         """, 0) + _block(general, 1)
-    return _block(f"""
+    text = _block(f"""
         folded = col
         if K2 > 1:
-            m = {f"({runs} + 7) // 8 * 8" if round8 else runs}
+            m = {count}
             nx = col[{step}:]
     """, 0) + _block(_block(general, 0) + "folded = sl\n", 1)
+    return text.replace("col", source) if source != "col" else text
 
 
 def _three_taps(fold: Callable[[str, str], str], store: Callable[[str, str], str],
@@ -625,7 +664,8 @@ def _direct_rows(taps: int, fold: Callable[[str, str], str], sel: bool) -> tuple
     return first, second
 
 
-def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str:
+def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False,
+                     planes: bool = False) -> str:
     """Channels first, one task per (n, c, o0), like the row kernels; but each output row
     first folds the window's input rows column by column (contiguous, vectorised), then
     folds that one row across the window's columns (strided).  This does the strided work
@@ -635,7 +675,8 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
     ignore ``tap`` and declare ``merge`` (their sums are reassociated).  Per-plane window
     tables (fractional pooling) too: their irregular windows take the table path.
     ``direct`` (smooth reductions, 2 or 3 taps): the rows finish as they are folded
-    (:func:`_direct_rows`)."""
+    (:func:`_direct_rows`).  ``planes`` (the gather kernel): each plane's window starts
+    come from a C callback, see :data:`PLANES_VARIANTS`."""
     sel = isinstance(red, Selection)
     if sel:
         src = "def kernel(x, out, g0, g1, g2, dk, geo):\n"
@@ -655,8 +696,10 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
         def fold_first(a: str, v: str) -> str:
             return f"{v} if first else _merge({a}, {v}, pr)"
         start = "v = _init(zero + xf[numba.uint64(row + i)], 0, pr)"
+    if planes:
+        src = src.replace("):\n", ", pf):\n", 1)
     src += _block(_PLANE_ROWS, 1) + _block(_PLANE_TABLES, 1) + _block(_SETUP, 1)
-    body = _block(_PLANE_TASK, 2)
+    body = _block(_PLANE_TASK, 2) + (_block(_PLANE_FILL, 2) if planes else "")
     if sel and direct:  # (the in-place row alone: no scratch but pv and ev for 3 taps)
         scratch = ""
     elif sel or direct:
@@ -693,14 +736,27 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
             st2 = np.empty(O2, dtype=np.int32)  # (contiguous and narrow, for the gather)
             sl = np.empty(S2 + 8, dtype=sdt)
         """, 0)
-        body += _block("""
-            for o2 in range(O2):
-                st2[o2] = g2[q2, o2, 0]
-        """, 2)
+        if planes:  # (st2 is the plane's starts in fs)
+            scratch = scratch.replace(
+                "st2 = np.empty(O2, dtype=np.int32)  # (contiguous and narrow, for the gather)",
+                "fs = np.empty(O0 + O1 + O2, dtype=np.int32)\ndone = -1")
+            body += _block("st2 = fs[pf[4]:pf[4] + O2]", 2)
+        else:
+            body += _block("""
+                for o2 in range(O2):
+                    st2[o2] = g2[q2, o2, 0]
+            """, 2)
     src += _chunks("x.shape[0] * C * O0", sel, scratch, "task")
     src += body
-    src += _load(0, "o0", "q0", 2)
-    src += _block("for o1 in range(O1):", 2) + _load(1, "o1", "q1", 3)
+    if planes:  # (a filled axis reads its starts from fs, its counts from any plane's row)
+        src += _block("b0 = fs[pf[2] + o0] if pf[2] >= 0 else g0[q0, o0, 0]", 2)
+        src += _load(0, "o0", "q0", 2, "nt")
+        src += _block("for o1 in range(O1):", 2)
+        src += _block("b1 = fs[pf[3] + o1] if pf[3] >= 0 else g1[q1, o1, 0]", 3)
+        src += _load(1, "o1", "q1", 3, "nt")
+    else:
+        src += _load(0, "o0", "q0", 2)
+        src += _block("for o1 in range(O1):", 2) + _load(1, "o1", "q1", 3)
     if direct:
         in_place, folded = _direct_rows(taps, fold, sel)
         if sel:  # (taken only for windows of one input row: see _selection_cols_variant)
@@ -723,8 +779,19 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
         fold_row.append(f"col[i] = {fold('v', 'w')}")
     else:
         fold_row += [f"a = {fold('v', 'w')}", load[2], f"col[i] = {fold('a', 'v')}"]
+    # (A selection's windows of one input row fold that row in place: no copy into col.)
+    in_place = taps == GATHER and sel
+    if in_place:
+        src += _block("""
+            xr = col
+            m_runs = (S2 - (K2 - 1) * d2 + 7) // 8 * 8
+            if n0 * n1 == 1:
+                row = xb + (b0 * S1 + b1) * S2
+                xr = xf[row:row + S2]
+                m_runs = S2 - (K2 - 1) * d2
+        """, 3)
     src += _block(f"""
-        if n0 == 1 and n1 == {rows} and d1 == 1:
+        {"elif" if in_place else "if"} n0 == 1 and n1 == {rows} and d1 == 1:
             row = xb + (b0 * S1 + b1) * S2
             for i in range(S2):
     """, 3) + _block("\n".join(fold_row), 5)
@@ -778,7 +845,9 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False) -> str
         # folded straight from its 9 input elements, 472 against 282 us.  (LLVM's gathers
         # were slower than this scalar loop: 0.43 against 0.28 ns an output.)  For scale:
         # reading the runs' fold contiguously instead, 243 us; writing no output, 198 us.
-        src += _block(_fold_runs("d2", "S2", fold("a", "v"), round8=True), 3) + _block("""
+        runs = (_fold_runs("d2", "S2", fold("a", "v"), source="xr", runs="m_runs") if in_place
+                else _fold_runs("d2", "S2", fold("a", "v"), round8=True))
+        src += _block(runs, 3) + _block("""
             for o2 in range(O2):
                 acc[o2] = folded[numba.uint32(st2[o2])]
         """, 3)
@@ -2334,6 +2403,10 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
             if not cols_fast_path(red):
                 raise ValueError(f"no column-first kernel for reduction {red.name!r}")
             return _cf_forward_cols(red, COLS_VARIANTS[variant])
+        if variant in PLANES_VARIANTS:
+            if not cols_fast_path(red):
+                raise ValueError(f"no column-first kernel for reduction {red.name!r}")
+            return _cf_forward_cols(red, PLANES_VARIANTS[variant], planes=True)
         if variant in DIRECT_VARIANTS:
             if not cols_fast_path(red):
                 raise ValueError(f"no direct column-first kernel for reduction {red.name!r}")

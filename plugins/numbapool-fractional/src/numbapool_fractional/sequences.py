@@ -329,6 +329,38 @@ def _fill_parts(slots, first, end):
     return 1
 
 
+@numba.njit(cache=True, nogil=True)
+def _plane_rows(s, plane, into, ft):
+    """:func:`_starts_into` for plane ``plane`` of every axis in slots ``s`` (see
+    :data:`_PART_AXIS`), as int32 into the memory at ``into``, axis after axis."""
+    at_out = 0
+    for a in range(s[0]):
+        at = _PART_HEAD + _PART_AXIS * a
+        n = s[at + 3]
+        u = contiguous(s[at], (s[at + 1],), ft)[plane]
+        steps = contiguous(s[at + 2], (n,), ft)
+        alpha = contiguous(s[at + 4], (1,), ft)[0]
+        starts = contiguous(into + 4 * at_out, (n + 1,), np.int32)
+        offset = int(u * alpha)
+        for i in range(n):
+            starts[i] = int((steps[i] + u) * alpha) - offset
+        starts[n] = s[at + 5]
+        at_out += n + 1
+
+
+@numba.cfunc(SIGNATURE, cache=True, nogil=True)
+def _fill_plane(slots, plane, into):
+    """The plane callback of :class:`numbapool.windows.StartsInParts` (``plane_address``):
+    the slots of :func:`_fill_parts`."""
+    head = contiguous(address(slots), (_PART_HEAD,), np.int64)
+    s = contiguous(address(slots), (_PART_HEAD + _PART_AXIS * head[0],), np.int64)
+    if head[1] == 4:
+        _plane_rows(s, plane, into, np.float32)
+    else:
+        _plane_rows(s, plane, into, np.float64)
+    return 1
+
+
 def torch_sample_column(rank: int, axis: int) -> int:
     """Column of ``_random_samples`` that drives spatial axis ``axis`` in PyTorch.
 

@@ -15,6 +15,7 @@ from .sequences import (
     _compiled_starts,
     _dtype_name,
     _fill_parts,
+    _fill_plane,
     _torch_starts,
     graham_output_size,
     graham_sequence,
@@ -209,6 +210,7 @@ class _TorchStartsInParts:
         self._slots = np.array(slots, dtype=np.int64)
         self.slots = self._slots.ctypes.data
         self.address = _fill_parts.address
+        self.plane_address = _fill_plane.address
 
     def draw(self, context: WindowContext) -> None:
         flat = self._redraw.samples(context).reshape(-1, self._redraw.rank)
