@@ -14,7 +14,10 @@ plan, a ``redraw`` function (:attr:`numbapool.windows.WindowPlan.redraw`).
 and the tables made from them in place, checking them, and runs the bound kernel.  Where the
 kernel allows, its own threads write the tables, each those it reads, as the first step of
 their share of the kernel (:mod:`numbapool.kernels.restart`); elsewhere the calling thread
-does (:meth:`~numbapool.geometry.AxisWindows.restart`).
+does (:meth:`~numbapool.geometry.AxisWindows.restart`).  Where the rule computes one plane's
+starts at a time (``plane_address``) and the kernel has a variant that takes them
+(:func:`numbapool.kernels.cpu.with_plane_fill`), no table is written: each kernel thread
+computes the starts of the plane it reads into its own scratch.
 """
 
 from __future__ import annotations

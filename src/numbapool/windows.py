@@ -107,7 +107,8 @@ class StartsInParts(Protocol):
         every axis and returns 1 (Numba's wrapper returns 0 if it raised).  Each kernel
         thread calls it for the planes it reads, just before reading them; two threads may
         write a plane they share, so it must write the same values.  The library then
-        checks the starts.
+        checks the starts.  (Where ``plane_address`` is taken instead, it runs only after a
+        call that found starts outside, to write every plane's for :meth:`check`.)
     slots : int
         The address of the callback's ``slots``, the same on every call.
     plane_address : int, optional
