@@ -71,13 +71,18 @@ class RedrawnForward:
             np.empty((batch * channels, a.out), dtype=np.int64)
             for a, t in zip(self._axes, self._tables))
         self._per_plane = tuple(i for i, a in enumerate(self._axes) if a.planes > 1)
-        self._in_kernel, self._in_parts = self._restart_in_kernel(call.layout, batch, channels)
+        # (a channels-first call of small planes may run the masked channels-last kernel
+        # between transposes: its tables are restarted as a channels-last call's)
+        via = isinstance(self.plan, cpu.ViaChannelsLast)
+        self._in_kernel, self._in_parts = self._restart_in_kernel(
+            "channels_last" if via else call.layout, batch, channels)
         # (where the kernel has a variant that computes each plane's starts on its threads,
         # the redrawn calls run it: ``_planes`` is its pf argument; ``plan``, bound to the
         # tables, still runs the call that made this pass, whose windows are drawn)
         self._planes = self._planes_plan = None
         plane_address = getattr(self._in_parts, "plane_address", None)
-        if self._in_kernel is not None and plane_address and call.layout == "channels_first":
+        if (self._in_kernel is not None and plane_address and call.layout == "channels_first"
+                and not via):
             filled = cpu.with_plane_fill(self.plan, call.reduction, axes,
                                          (plane_address, self._in_parts.slots))
             if filled is not None:
@@ -94,7 +99,8 @@ class RedrawnForward:
         kernels' plane-major tables, and the masked channels-last kernel's per-channel tables
         from starts laid out by position.  And, with every axis per-plane, the rule's
         ``in_parts`` computes the starts there too, if it can."""
-        if not self._per_plane or not isinstance(self.plan, cpu.ForwardPlan):
+        plan = self.plan.inner if isinstance(self.plan, cpu.ViaChannelsLast) else self.plan
+        if not self._per_plane or not isinstance(plan, cpu.ForwardPlan):
             return None, None
         axes = [self._axes[i] for i in self._per_plane]
         starts = [self._starts[i] for i in self._per_plane]
@@ -102,7 +108,7 @@ class RedrawnForward:
         if layout == "channels_first" and all(
                 t == {"table"} and s.flags.c_contiguous for s, t in zip(starts, tables)):
             channels_last = None
-        elif (layout == "channels_last" and self.plan.tasks is not None
+        elif (layout == "channels_last" and plan.tasks is not None
                 and all("table" not in t and s.flags.f_contiguous
                         for s, t in zip(starts, tables))):
             channels_last = (batch, channels, tables)

@@ -845,3 +845,45 @@ def test_starts_computed_in_parts_outside_raise_the_rounding_error():
     by_position = np.zeros((5, 2), dtype=np.int64).T
     assert redraw.in_parts((starts[0], by_position)) is not None
     assert redraw.in_parts((starts[0], np.zeros((2, 10), np.int64)[:, ::2])) is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("shape", "kernel", "out"), [
+    ((3, 9, 7, 7), 3, (4, 4)),
+    ((2, 8, 4, 5, 6), 2, (2, 3, 3)),
+    ((2, 16, 12, 11), (2, 3), (5, 6)),
+])
+def test_small_channels_first_planes_run_channels_last(monkeypatch, dtype, shape, kernel, out):
+    """Channels first, planes of at most TILES_MAX_PLANE elements and 8 channels or more
+    with each plane's windows: the masked channels-last kernel between transposes
+    (ViaChannelsLast), first call and repeated ones (the kept pass restarts its tables on
+    the kernel's threads).  Max against torch with the seed's samples, avg against the NumPy
+    reference on the same windows, NaN included, call after call."""
+    from numbapool import api
+    from numbapool.kernels import cpu
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    plans = []
+    real = cpu.plan_forward
+
+    def spy(*args, **kwargs):
+        plan = real(*args, **kwargs)
+        if args[1] == "channels_first":  # (not the inner channels-last plans)
+            plans.append(plan)
+        return plan
+
+    monkeypatch.setattr(cpu, "plan_forward", spy)
+    rank = len(shape) - 2
+    x = make_x(np.random.default_rng(5), shape, dtype)
+    x.reshape(-1)[::11] = np.nan
+    for seed in (2, 2, 2, 2, 7):
+        samples = np.random.default_rng(seed).random((*shape[:2], rank)).astype(dtype)
+        ry, _, _ = torch_max(x, kernel, samples, output_size=out)
+        y = numbapool.pool("fractional_max", x, kernel_size=kernel, output_size=out, seed=seed)
+        np.testing.assert_array_equal(y, ry)
+        starts = pooling_sequences(x, kernel_size=kernel, output_size=out, samples=samples)
+        ra, _, _ = ref_pool(x, *torch_windows(starts, kernel), "avg")
+        a = numbapool.pool("fractional_avg", x, kernel_size=kernel, output_size=out,
+                           seed=seed)
+        np.testing.assert_allclose(a, ra, **tol(dtype))
+    assert plans and all(isinstance(p, cpu.ViaChannelsLast) for p in plans)
