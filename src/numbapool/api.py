@@ -474,7 +474,7 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
         if known.with_indices:
             return out.reshape(known.shape), idx.reshape(known.shape)
         return out.reshape(known.shape)
-    args = redrawn = None
+    args = redrawn = pending = None
     if known is not None:
         # Checked before, by a pooler that draws new windows on every call: only those
         # and the data are new.  Its rule may redraw them into the kept kernel's tables.
@@ -487,7 +487,9 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
         if key is not None and (known.redrawn is None or known.redrawn.stale):
             redrawn = RedrawnForward.make(call, known.args.seed, want_idx)
             if redrawn is not None or known.redrawn is not None:
-                _remember(key, replace(known, redrawn=redrawn))
+                # (kept once this call has run its plan: a concurrent call that took the
+                # pass earlier would redraw the tables this call's windows are in)
+                pending = replace(known, redrawn=redrawn)
     else:
         want_idx = check_bool(return_indices, "return_indices")
         where = targets.choose(target, x)
@@ -500,6 +502,8 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
             call.reduction, call.kernel_layout, call.work, call.axes, call.prm,
             call.include_pad, call.override, with_indices=want_idx)
         out, idx = plan.run(call.work, call.u)
+        if pending is not None:
+            _remember(key, pending)
     else:
         out, idx = targets.engine(where).forward(
             call.reduction, call.kernel_layout, call.work, call.axes, call.prm,

@@ -57,8 +57,8 @@ class RedrawnForward:
         self.plan = cpu.plan_forward(call.reduction, call.kernel_layout, call.work, axes,
                                      call.prm, call.include_pad, call.override,
                                      with_indices=with_indices)
-        # (only the tables the kernel reads are redrawn; a channels-first call with indices
-        # may run the channels-last kernel between transposes)
+        # (only the tables the kernel reads are redrawn; a channels-first call may run the
+        # channels-last kernel between transposes: with indices, or on small planes)
         kernel = self.plan.inner if isinstance(self.plan, cpu.ViaChannelsLast) else self.plan
         self._tables = tuple(a.tables_in(kernel.args) for a in self._axes)
         # (a rule that takes starts in either order draws those of an axis whose kernel

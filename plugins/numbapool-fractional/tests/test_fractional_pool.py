@@ -854,7 +854,7 @@ def test_starts_computed_in_parts_outside_raise_the_rounding_error():
     ((2, 16, 12, 11), (2, 3), (5, 6)),
 ])
 def test_small_channels_first_planes_run_channels_last(monkeypatch, dtype, shape, kernel, out):
-    """Channels first, planes of at most TILES_MAX_PLANE elements and 8 channels or more
+    """Channels first, planes of at most VIA_MAX_PLANE elements and 8 channels or more
     with each plane's windows: the masked channels-last kernel between transposes
     (ViaChannelsLast), first call and repeated ones (the kept pass restarts its tables on
     the kernel's threads).  Max against torch with the seed's samples, avg against the NumPy
@@ -887,3 +887,64 @@ def test_small_channels_first_planes_run_channels_last(monkeypatch, dtype, shape
                            seed=seed)
         np.testing.assert_allclose(a, ra, **tol(dtype))
     assert plans and all(isinstance(p, cpu.ViaChannelsLast) for p in plans)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_a_call_on_another_thread_while_the_kept_pass_is_built(monkeypatch, layout):
+    """The call that builds the kept pass of a repeated call runs its plan (bound to the
+    pass's tables) before the pass is kept: a call with the same arguments on another thread
+    meanwhile plans its own windows and does not redraw that call's tables under it
+    (found by review: both results were the other call's windows).  Channels first on small
+    planes the pass is the masked channels-last kernel between transposes."""
+    import os
+    import threading
+
+    from numbapool import api, randomness
+    from numbapool.kernels import cpu
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    shape = (4, 16, 7, 7)
+    x = make_x(np.random.default_rng(1), shape, np.float32)
+    if layout == "channels_last":
+        x = np.ascontiguousarray(to_last(x))
+    opts = dict(kernel_size=2, output_size=(4, 4), layout=layout)
+
+    def fresh(seed):  # (the calling thread's numbers for seed=None)
+        randomness._local.pid = os.getpid()
+        randomness._local.fresh = np.random.default_rng(seed)
+
+    def expected(seed):
+        samples = np.random.default_rng(seed).random((4, 16, 2))
+        return numbapool.pool("fractional_max", x, samples=samples, **opts)
+
+    out, armed = {}, [False]
+
+    def other_thread():
+        fresh(2)
+        out["other"] = numbapool.pool("fractional_max", x, **opts)
+
+    for plan_type in (cpu.ViaChannelsLast, cpu.ForwardPlan):
+        real = plan_type.run
+
+        def run(self, *args, real=real, **kwargs):
+            if armed[0]:  # (the other thread's whole call, before this plan runs)
+                armed[0] = False
+                thread = threading.Thread(target=other_thread)
+                thread.start()
+                thread.join()
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(plan_type, "run", run)
+    fresh(0)
+    numbapool.pool("fractional_max", x, **opts)  # (planned; its arguments kept)
+    armed[0] = True
+    fresh(1)
+    y = numbapool.pool("fractional_max", x, **opts)  # (builds the kept pass)
+    assert not armed[0] and "other" in out
+    np.testing.assert_array_equal(out["other"], expected(2))
+    np.testing.assert_array_equal(y, expected(1))
+    kept = [k.redrawn for k in api._KNOWN_CALLS.values() if k.redrawn is not None]
+    want = cpu.ViaChannelsLast if layout == "channels_first" else cpu.ForwardPlan
+    assert len(kept) == 1 and isinstance(kept[0].plan, want)
+    fresh(3)
+    np.testing.assert_array_equal(numbapool.pool("fractional_max", x, **opts), expected(3))

@@ -182,7 +182,28 @@ two parallel transposes when there are at least this many channels (the per-wind
 with index tracking does not vectorise: measured 72 ms against 31 ms for the (32, 64, 112, 112)
 3x3/s2 max pool); with fewer, the channels-last inner loops are too short to pay.  The
 gradients of smooth non-linear reductions take the same threshold
-(:func:`_grad_runs_channels_last`)."""
+(:func:`_grad_runs_channels_last`), and channels-first passes with per-plane windows on small
+planes (:func:`_small_planes_via_last`)."""
+
+
+def _small_planes_via_last(reduction: Reduction, x: np.ndarray, axes: Sequence[AxisWindows],
+                           prm: np.ndarray) -> bool:
+    """Whether a channels-first forward pass (values only) of ``x`` (5-D) with per-plane
+    windows runs as the masked channels-last kernel between two transposes: planes of at
+    most :data:`VIA_MAX_PLANE` elements and at least ``VIA_CHANNELS_LAST_MIN_CHANNELS``
+    channels, where the per-plane loops of the column-first kernel are mostly set-up."""
+    return (math.prod(x.shape[2:]) <= VIA_MAX_PLANE
+            and x.shape[1] >= VIA_CHANNELS_LAST_MIN_CHANNELS
+            and masked_channels_last(reduction, axes, prm, x.shape[0], x.shape[1]))
+
+
+VIA_MAX_PLANE = 144
+"""The largest planes (elements) of :func:`_small_planes_via_last`.  Measured on PyTorch's
+fractional max pool to the output of a 3x3/s2/p1 pool, windows of 3, repeated calls, against
+the column-first kernel: (64, 2048, 7, 7) 9.5-13.8 -> 5.8-6.0 ms (the 3x3/s2 max pool of the
+input 2.3-3.6 ms); (256, 256, 8, 8) 4.7-4.9 -> 3.5; (128, 256, 10, 10) 3.0-3.1 -> 2.2-3.7;
+(64, 512, 12, 12) 4.0-4.3 -> 3.0-3.2; but (64, 512, 14, 14) 4.2-4.3 -> 4.4-5.1 and (32, 256,
+28, 28) 2.2-2.6 -> 3.8-4.6."""
 
 
 @dataclass(frozen=True)
@@ -403,25 +424,6 @@ threads, float32, one process, each against the column-first kernel, several run
 noisy machine): 7x7 planes 0.22-0.53 of the time, 8x8 to 12x12 0.34-0.94, 14x14 0.59-1.40
 (2x2 max windows gain least); 16x16 0.68-0.89 with 3x3/s2 windows but 1.09-2.0 with 2x2
 ones, 28x28 1.0-1.7."""
-
-def _small_planes_via_last(reduction: Reduction, x: np.ndarray, axes: Sequence[AxisWindows],
-                           prm: np.ndarray) -> bool:
-    """Whether a channels-first forward pass (values only) of ``x`` (5-D) with per-plane
-    windows runs as the masked channels-last kernel between two transposes: planes of at
-    most :data:`VIA_MAX_PLANE` elements and at least ``VIA_CHANNELS_LAST_MIN_CHANNELS``
-    channels, where the per-plane loops of the column-first kernel are mostly set-up."""
-    return (math.prod(x.shape[2:]) <= VIA_MAX_PLANE
-            and x.shape[1] >= VIA_CHANNELS_LAST_MIN_CHANNELS
-            and masked_channels_last(reduction, axes, prm, x.shape[0], x.shape[1]))
-
-
-VIA_MAX_PLANE = 144
-"""The largest planes (elements) of :func:`_small_planes_via_last`.  Measured on PyTorch's
-fractional max pool to the output of a 3x3/s2/p1 pool, windows of 3, repeated calls, against
-the column-first kernel: (64, 2048, 7, 7) 9.5-13.8 -> 5.8-6.0 ms (the 3x3/s2 max pool of the
-input 2.3-3.6 ms); (256, 256, 8, 8) 4.7-4.9 -> 3.5; (128, 256, 10, 10) 3.0-3.1 -> 2.2-3.7;
-(64, 512, 12, 12) 4.0-4.3 -> 3.0-3.2; but (64, 512, 14, 14) 4.2-4.3 -> 4.4-5.1 and (32, 256,
-28, 28) 2.2-2.6 -> 3.8-4.6."""
 
 TILES_MAX_PLANE = 1024
 """... and whose planes hold at most this many elements: a tile (``TILE_PLANES`` planes)
