@@ -169,8 +169,8 @@ def with_plane_fill(plan: ForwardPlan, reduction: Reduction,
     for a in axes:
         offsets.append(-1 if a.planes == 1 else at)
         at += 0 if a.planes == 1 else a.out
-    pf = np.array([*fill, *offsets, *(a.length - 1 - (a.extent - 1) * a.step for a in axes),
-                   0, 0, 0], dtype=np.int64)
+    pf = np.array([*fill, *offsets, *(a._last_start() for a in axes), 0, 0, 0],
+                  dtype=np.int64)
     kernel = get_kernel(reduction, "channels_first", "forward_cols_gather_planes")
     return replace(plan, kernel=kernel, args=(*plan.args, pf), _bound={}), pf
 

@@ -316,13 +316,20 @@ def _fill_rows(s, first, end, ft):
             _starts_into(u[first:end], steps, alpha, s[at + 5], starts[first:end])
 
 
+@numba.njit(cache=True, nogil=True)
+def _slots(slots):
+    """The itemsize of the floating type and the slots (see :data:`_PART_HEAD`) at
+    ``slots``."""
+    head = contiguous(address(slots), (_PART_HEAD,), np.int64)
+    return head[1], contiguous(address(slots), (_PART_HEAD + _PART_AXIS * head[0],), np.int64)
+
+
 @numba.cfunc(SIGNATURE, cache=True, nogil=True)
 def _fill_parts(slots, first, end):
     """The C callback of :class:`numbapool.windows.StartsInParts`: float32 or float64 starts
     (see :data:`_PART_HEAD`)."""
-    head = contiguous(address(slots), (_PART_HEAD,), np.int64)
-    s = contiguous(address(slots), (_PART_HEAD + _PART_AXIS * head[0],), np.int64)
-    if head[1] == 4:
+    itemsize, s = _slots(slots)
+    if itemsize == 4:
         _fill_rows(s, first, end, np.float32)
     else:
         _fill_rows(s, first, end, np.float64)
@@ -337,14 +344,11 @@ def _plane_rows(s, plane, into, ft):
     for a in range(s[0]):
         at = _PART_HEAD + _PART_AXIS * a
         n = s[at + 3]
-        u = contiguous(s[at], (s[at + 1],), ft)[plane]
+        u = contiguous(s[at], (s[at + 1],), ft)
         steps = contiguous(s[at + 2], (n,), ft)
         alpha = contiguous(s[at + 4], (1,), ft)[0]
-        starts = contiguous(into + 4 * at_out, (n + 1,), np.int32)
-        offset = int(u * alpha)
-        for i in range(n):
-            starts[i] = int((steps[i] + u) * alpha) - offset
-        starts[n] = s[at + 5]
+        starts = contiguous(into + 4 * at_out, (1, n + 1), np.int32)
+        _starts_into(u[plane:plane + 1], steps, alpha, s[at + 5], starts)
         at_out += n + 1
 
 
@@ -352,9 +356,8 @@ def _plane_rows(s, plane, into, ft):
 def _fill_plane(slots, plane, into):
     """The plane callback of :class:`numbapool.windows.StartsInParts` (``plane_address``):
     the slots of :func:`_fill_parts`."""
-    head = contiguous(address(slots), (_PART_HEAD,), np.int64)
-    s = contiguous(address(slots), (_PART_HEAD + _PART_AXIS * head[0],), np.int64)
-    if head[1] == 4:
+    itemsize, s = _slots(slots)
+    if itemsize == 4:
         _plane_rows(s, plane, into, np.float32)
     else:
         _plane_rows(s, plane, into, np.float64)
