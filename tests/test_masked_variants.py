@@ -38,14 +38,17 @@ def _starts(out: int, wide: set[int], rng: np.random.Generator, end: int | None 
     return starts
 
 
-def _reference(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: int, fold) -> np.ndarray:
+def _reference(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: int, fold,
+               k_rows: int | None = None) -> np.ndarray:
+    """Windows of ``k_rows`` (default ``k``) rows and ``k`` columns at per-plane starts."""
     n, _, _, _, c = x.shape
+    k_rows = k if k_rows is None else k_rows
     rows, cols = rows.reshape(n, c, -1), cols.reshape(n, c, -1)
     want = np.empty((n, 1, rows.shape[2], cols.shape[2], c))
     for i, ch, a, b in itertools.product(range(n), range(c), range(rows.shape[2]),
                                          range(cols.shape[2])):
         r0, c0 = rows[i, ch, a], cols[i, ch, b]
-        want[i, 0, a, b, ch] = fold(x[i, 0, r0:r0 + k, c0:c0 + k, ch].astype(np.float64))
+        want[i, 0, a, b, ch] = fold(x[i, 0, r0:r0 + k_rows, c0:c0 + k, ch].astype(np.float64))
     return want
 
 
@@ -147,6 +150,56 @@ def test_kernels_for_rows_with_ties_and_signs(name, k, channels):
                                rtol=1e-15, atol=0)
 
 
+@pytest.mark.parametrize("name", ["max", "min", "avg", "sum"])
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("h, channels", [(1, C), (1, 1), (6, C)])
+def test_kernels_for_one_row(name, k, h, channels):
+    """Windows of one row (1-D pooling, ``h`` 1, or 2-D windows of height 1), the same row
+    for every channel, and ``k`` columns a column apart over the channels, the last at the
+    end of the row; values with many ties and NaNs for the selections: the kernel for one
+    row (``forward_masked_rows1_cols{k}``) takes every task and agrees with the plain
+    loop."""
+    red, fold = FOLDS[name]
+    rng = np.random.default_rng(k + h)
+    w = 4 * k + 5
+    out_cols = (w - k - 1) // 2 + 1
+    rows = np.broadcast_to(np.arange(h), (N * channels, h))
+    cols = _starts(out_cols, set(), rng, w - k, channels)
+    x = rng.integers(-2, 3, (N, 1, h, w, channels)).astype(np.float64)
+    if name in ("max", "min"):
+        x[rng.random(x.shape) < 0.05] = np.nan
+    axes = (SINGLETON, explicit_axis(h, np.ascontiguousarray(rows), 1, extent=1),
+            explicit_axis(w, cols, k, extent=k))
+    plan = cpu.plan_forward(red, "channels_last", x, axes, np.zeros((1, 0)))
+    assert plan.kernel.name.endswith(f"/forward_masked_rows1_cols{k}")
+    assert not _misses(plan, x).any()
+    np.testing.assert_allclose(plan.run(x)[0], _reference(x, rows, cols, k, fold, 1),
+                               rtol=1e-15, atol=0)
+
+
+def test_kernel_for_one_row_leaves_rows_the_channels_do_not_share(monkeypatch):
+    """Given windows of one row whose channels read different rows at output row 3, the
+    kernel for one row leaves that row's task (output rows 2 and 3) to its fallback, and a
+    window wider than its columns every task."""
+    rng = np.random.default_rng(5)
+    h, w, k = 6, 13, 3
+    rows = np.repeat(np.arange(h)[None], N * C, axis=0)
+    rows[1::C, 3] = 4
+    cols = _starts((w - k - 1) // 2 + 1, set(), rng, w - k)
+    x = rng.uniform(-1, 1, (N, 1, h, w, C)).astype(np.float32)
+    monkeypatch.setattr(cpu, "masked_variant", lambda *args: "forward_masked_rows1_cols3")
+    axes = (SINGLETON, explicit_axis(h, rows, 1, extent=1), explicit_axis(w, cols, k, extent=k))
+    plan = cpu.plan_forward(MAX, "channels_last", x, axes, np.zeros((1, 0)))
+    assert plan.kernel.name.endswith("/forward_masked_rows1_cols3")
+    assert plan.fallback.name.endswith("/forward_masked")
+    assert _misses(plan, x).tolist() == [0, 1, 0] * N
+    np.testing.assert_array_equal(plan.run(x)[0], _reference(x, rows, cols, k, np.max, 1))
+    x = rng.uniform(-1, 1, (N, 1, 12, 14, C)).astype(np.float32)
+    wide = _plan(MAX, x, _starts(5, set(), rng), _starts(6, set(), rng), 2,
+                 "forward_masked_rows1_cols3", monkeypatch)
+    assert _misses(wide, x).tolist() == [1] * wide.tasks
+
+
 @pytest.mark.parametrize("k0, spread0, k1, k2, spreads, want", [
     (1, 0, 2, 2, (1, 1), "forward_masked_rows2_cols2"),
     (1, 0, 3, 3, (1, 0), "forward_masked_rows3_cols3"),
@@ -154,6 +207,10 @@ def test_kernels_for_rows_with_ties_and_signs(name, k, channels):
     (1, 0, 2, 1, (1, 0), "forward_masked_rows2"),
     (1, 0, 5, 4, (1, 1), "forward_masked_rowsk"),
     (1, 0, 6, 3, (1, 1), "forward_masked_rowsk_cols3"),
+    (1, 0, 1, 3, (0, 1), "forward_masked_rows1_cols3"),
+    (1, 0, 1, 2, (0, 0), "forward_masked_rows1_cols2"),
+    (1, 0, 1, 4, (0, 1), "forward_masked"),
+    (1, 0, 1, 3, (0, 2), "forward_masked"),
     (1, 0, 2, 2, (2, 1), "forward_masked"),
     (1, 0, 2, 2, (1, 2), "forward_masked"),
     (1, 0, 1, 2, (1, 1), "forward_masked"),
@@ -215,6 +272,18 @@ def test_masked_kernels_read_inside_their_arrays(tmp_path):
         for red, fold, k, channels, wide in [(MAX, np.max, 2, 1, set()),
                                              (AVG, np.mean, 3, 5, set()),
                                              (MAX, np.max, 3, 5, {1})]:
+            if k == 2:  # (and the kernel for one row: 1-D windows to the row's end)
+                w = 4 * k + 5
+                rows = np.zeros((t.N * channels, 1), dtype=np.int64)
+                cols = t._starts((w - k - 1) // 2 + 1, set(), rng, w - k, channels)
+                x = rng.uniform(-1, 1, (t.N, 1, 1, w, channels))
+                axes = (SINGLETON, explicit_axis(1, rows, 1, extent=1),
+                        explicit_axis(w, cols, k, extent=k))
+                plan = cpu.plan_forward(red, "channels_last", x, axes, np.zeros((1, 0)))
+                assert plan.kernel.name.endswith("/forward_masked_rows1_cols2")
+                np.testing.assert_allclose(plan.run(x)[0],
+                                           t._reference(x, rows, cols, k, fold, 1),
+                                           rtol=1e-12, atol=0)
             h, w = 4 * k + 3, 3 * k + 4
             out_rows, out_cols = (h - k - 1) // 2 + 1, (w - k - 1) // 2 + 1
             rows = t._starts(out_rows, wide, rng, h - k, channels)

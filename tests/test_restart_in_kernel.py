@@ -97,12 +97,34 @@ def _copy_plane(slots, plane, into):
     return 1
 
 
+@numba.cfunc(launch.FILL_SIGNATURE, cache=True)
+def _copy_positions(slots, first, count, into):
+    """The by-position callback of :class:`_CopiedInParts` (its slots): planes ``first`` to
+    ``first + count - 1`` of each axis's source (laid out as its starts) as int32 ``(out,
+    count)`` into the memory at ``into``, axis after axis."""
+    axes = launch.contiguous(launch.address(slots), (1,), np.int64)[0]
+    s = launch.contiguous(launch.address(slots), (1 + 5 * axes,), np.int64)
+    at_out = 0
+    for a in range(axes):
+        at = 1 + 5 * a
+        planes, out = s[at + 2], s[at + 3]
+        source = launch.contiguous(s[at], (planes * out,), np.int64)
+        starts = launch.contiguous(into + 4 * at_out, (out, count), np.int32)
+        for o in range(out):
+            for j in range(count):
+                p = first + j
+                starts[o, j] = source[o * planes + p if s[at + 4] else p * out + o]
+        at_out += out * count
+    return 1
+
+
 class _CopiedInParts:
     """A numbapool.windows.StartsInParts for ``starts`` whose draw writes ``draw(context)``
     into sources the threads copy (:func:`_copy_rows`); ``check`` raises ``error`` if set.
-    ``planes``: with a ``plane_address`` (:func:`_copy_plane`)."""
+    ``planes``: with a ``plane_address`` (:func:`_copy_plane`); ``positions``: with a
+    ``positions_address`` (:func:`_copy_positions`)."""
 
-    def __init__(self, starts, draw=None, error=None, planes=False):
+    def __init__(self, starts, draw=None, error=None, planes=False, positions=False):
         self.source = [np.zeros_like(s) for s in starts]  # (in the same order)
         self._draw, self._error = draw, error
         slots = [len(starts)]
@@ -113,6 +135,8 @@ class _CopiedInParts:
         self.address, self.slots = _copy_rows.address, self._slots.ctypes.data
         if planes:
             self.plane_address = _copy_plane.address
+        if positions:
+            self.positions_address = _copy_positions.address
 
     def draw(self, context):
         for source, new in zip(self.source, self._draw(context)):
@@ -227,15 +251,16 @@ def test_repeated_fractional_calls_channels_first_restart_in_the_kernel(monkeypa
 class _TwoTaps(numbapool.WindowRule):
     """Windows of 2 taps along every axis, window ``o`` starting at ``2 * o`` or one after
     at random, each plane its own; its ``redraw`` draws the same numbers in two steps
-    (``in_parts``: :class:`_CopiedInParts`, with a plane callback if ``planes``), or,
+    (``in_parts``: :class:`_CopiedInParts`, with a plane callback if ``planes``, a
+    by-position one if ``positions``), or,
     ``bad=True``, starts past the last axis's end, for which ``check`` raises ``error`` if
     given."""
 
     name = "two_taps"
-    options = {"bad": False, "error": None, "planes": False}
+    options = {"bad": False, "error": None, "planes": False, "positions": False}
     drawn: list = []  # (the draws in two steps)
 
-    def plan(self, spatial, context, *, bad=False, error=None, planes=False):
+    def plan(self, spatial, context, *, bad=False, error=None, planes=False, positions=False):
         out = 3
         axes = tuple(explicit_axis(n, s, K)
                      for n, s in zip(spatial, _two_taps(context, out, len(spatial))))
@@ -249,7 +274,10 @@ class _TwoTaps(numbapool.WindowRule):
         def redraw(context, into):  # (not run: in_parts is)
             raise AssertionError("redraw ran instead of in_parts")
 
-        redraw.in_parts = lambda starts: _CopiedInParts(starts, draw, error, planes)
+        redraw.in_parts = lambda starts: _CopiedInParts(starts, draw, error, planes,
+                                                        positions)
+        redraw.any_layout = positions  # (channels last: starts by position, restarted in
+        #                                  the kernel; _copy_rows takes either layout)
         return numbapool.WindowPlan(axes, redraw=redraw)
 
 
@@ -350,6 +378,70 @@ def test_a_rule_drawing_each_plane_in_the_kernel(monkeypatch, reduction, reduce,
         starts = [2 * np.arange(3) + rng.integers(0, 2, (shape[0] * shape[1], 3))
                   for _ in range(rank)]
         np.testing.assert_allclose(got, _windows_max_avg(x, starts, reduce), rtol=1e-6)
+
+
+@pytest.mark.parametrize("reduction, reduce", [(MAX, np.max), (AVG, np.mean)])
+@pytest.mark.parametrize("shape, layout, variant", [
+    ((2, 5, 8), "channels_last", "forward_masked_rows1_cols2"),
+    ((2, 5, 7, 8), "channels_last", "forward_masked_rows2_cols2"),
+    ((1, 3, 7, 7, 8), "channels_last", "forward_masked"),
+    ((2, 8, 7, 8), "channels_first", "forward_masked_rows2_cols2")])  # (small planes)
+def test_a_rule_drawing_each_batch_in_the_masked_kernel(monkeypatch, reduction, reduce, shape,
+                                                        layout, variant):
+    """A rule whose two-step draw has a by-position callback (``positions_address``): a
+    kept channels-last pass (or a channels-first one of small planes, run channels last
+    between transposes) runs the masked kernel that computes each batch's starts on its
+    threads (its ``_planes`` twin: 1-D, 2-D and 3-D windows take three different kernels),
+    and the results are the seed's windows, call after call, on 1 to 3 threads.  Starts
+    drawn outside: the rule's ``check`` raises its own error, or, if it returns, the
+    library's ValueError; the next call is right."""
+    from numbapool import api
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    filled = []
+    real = cpu.with_positions_fill
+
+    def spy(*args):
+        result = real(*args)
+        filled.append(result[0].kernel.name if result else None)
+        return result
+
+    monkeypatch.setattr(cpu, "with_positions_fill", spy)
+    _TwoTaps.drawn = []
+    rank = len(shape) - 2
+    x = np.random.default_rng(3).random(shape).astype(np.float32)
+    x.reshape(-1)[::5] = np.nan
+    given = x if layout == "channels_first" else np.ascontiguousarray(np.moveaxis(x, 1, -1))
+
+    def pool(seed, **kw):
+        got = numbapool.pool(name, given, seed=seed, layout=layout, positions=True, **kw)
+        return got if layout == "channels_first" else np.moveaxis(got, -1, 1)
+
+    def want(seed):
+        rng = np.random.default_rng(seed)
+        starts = [2 * np.arange(3) + rng.integers(0, 2, (shape[0] * shape[1], 3))
+                  for _ in range(rank)]
+        return _windows_max_avg(x, starts, reduce)
+
+    with _two_taps_max(reduction) as name:
+        for threads in (1, 2, 3):
+            with numba_threads(threads):
+                for seed in (4, 4, 4, 4, 6):
+                    np.testing.assert_allclose(pool(seed), want(seed), rtol=1e-6)
+        # (kept from the third call of seed 4 on, and from the third of seed 6)
+        assert len(_TwoTaps.drawn) == 2 + 4 + 4 + 1
+        assert filled == [f"{reduction.name}/channels_last/{variant}_planes"] * 2
+        error = KeyError("rule's own")  # (one object: the same arguments)
+        for _ in range(2):  # (planned: the plan's windows are the rule's to check)
+            pool(1, bad=True, error=error)
+        with pytest.raises(KeyError, match="rule's own"):
+            pool(1, bad=True, error=error)
+        for _ in range(2):
+            pool(1, bad=True)
+        with pytest.raises(ValueError, match=rf"_TwoTaps.*redrew windows outside spatial axis "
+                                             rf"{rank - 1} of length 8"):
+            pool(1, bad=True)
+        np.testing.assert_allclose(pool(4), want(4), rtol=1e-6)  # (kept: its flags cleared)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,9 @@ their share of the kernel (:mod:`numbapool.kernels.restart`); elsewhere the call
 does (:meth:`~numbapool.geometry.AxisWindows.restart`).  Where the rule computes one plane's
 starts at a time (``plane_address``) and the kernel has a variant that takes them
 (:func:`numbapool.kernels.cpu.with_plane_fill`), no table is written: each kernel thread
-computes the starts of the plane it reads into its own scratch.
+computes the starts of the plane it reads into its own scratch.  The masked channels-last
+kernels do the same a batch at a time, where the rule computes several planes' starts by
+position (``positions_address``; :func:`numbapool.kernels.cpu.with_positions_fill`).
 """
 
 from __future__ import annotations
@@ -81,13 +83,21 @@ class RedrawnForward:
         # tables, still runs the call that made this pass, whose windows are drawn)
         self._planes = self._planes_plan = None
         plane_address = getattr(self._in_parts, "plane_address", None)
+        positions_address = getattr(self._in_parts, "positions_address", None)
+        filled = None
         if (self._in_kernel is not None and plane_address and call.layout == "channels_first"
                 and not via):
             filled = cpu.with_plane_fill(self.plan, call.reduction, axes,
                                          (plane_address, self._in_parts.slots))
-            if filled is not None:
-                self._planes_plan, self._planes = filled
-                self._in_kernel = None
+        elif self._in_kernel is not None and positions_address:  # (the masked kernels)
+            filled = cpu.with_positions_fill(kernel, call.reduction, axes,
+                                             (positions_address, self._in_parts.slots),
+                                             channels)
+            if filled is not None and via:
+                filled = cpu.ViaChannelsLast(filled[0]), filled[1]
+        if filled is not None:
+            self._planes_plan, self._planes = filled
+            self._in_kernel = None
         self.work_shape = call.work.shape
         self.shape = call.result_shape()
         self._lock = threading.Lock()

@@ -175,6 +175,36 @@ def with_plane_fill(plan: ForwardPlan, reduction: Reduction,
     return replace(plan, kernel=kernel, args=(*plan.args, pf), _bound={}), pf
 
 
+def with_positions_fill(plan: ForwardPlan, reduction: Reduction,
+                        axes: Sequence[AxisWindows], fill: tuple[int, int], channels: int
+                        ) -> tuple[ForwardPlan, np.ndarray] | None:
+    """``plan`` (a channels-last masked forward pass, :data:`MASKED_VARIANTS`) with each
+    batch's window starts computed by the kernel's threads into their own scratch, by the
+    C callback ``fill`` (address and slots: ``positions_address`` and ``slots`` of a
+    :class:`numbapool.windows.StartsInParts`) for the per-plane axes of ``axes`` (the
+    kernel's three; the last must be one), or None where it is not such a pass.  Also the
+    kernel's ``pf`` argument (see :mod:`numbapool.kernels.batch_starts`), whose last three
+    values flag the axes whose starts a part found outside them (the output is then not
+    valid); the caller clears them before a run.  (:func:`with_plane_fill` for the masked
+    kernels.)"""
+    def planes(kernel: Callable | None) -> Callable | None:
+        return next((get_kernel(reduction, "channels_last", v + "_planes")
+                     for v in MASKED_VARIANTS
+                     if kernel is get_kernel(reduction, "channels_last", v)), None)
+
+    kernel = None if plan.tasks is None or axes[2].planes == 1 else planes(plan.kernel)
+    if kernel is None:
+        return None
+    offsets, at = [], 0
+    for a in axes:
+        offsets.append(-1 if a.planes == 1 else at)
+        at += 0 if a.planes == 1 else a.out * channels
+    pf = np.array([*fill, *offsets, *(a._last_start() for a in axes), 0, 0, 0],
+                  dtype=np.int64)
+    return replace(plan, kernel=kernel, fallback=planes(plan.fallback),
+                   args=(*plan.args, pf), _bound={}), pf
+
+
 VIA_CHANNELS_LAST_MIN_CHANNELS = 8
 """Channels-first selections with indices, where the row kernel with indices
 (:func:`_selection_indices_variant`) does not apply, run as channels-last kernels between
@@ -242,12 +272,14 @@ def masked_channels_last(reduction: Reduction, axes: Sequence[AxisWindows], prm:
 def masked_variant(axes: Sequence[AxisWindows], batch: int, channels: int) -> str:
     """The masked channels-last kernel for these per-plane windows (:data:`MASKED_VARIANTS`):
     one for 2-D windows of 2, 3 or more rows (and 2, 3 or other numbers of columns) where
-    the window starts over the channels are at most a row and a column apart, else
+    the window starts over the channels are at most a row and a column apart, or of one
+    row (every channel's the same) and 2 or 3 columns at most a column apart, else
     ``forward_masked``.  (Windows drawn again for a kept plan may not be so: that kernel
     then runs the tasks the other leaves.)"""
     k0, k1, k2 = (a.extent for a in axes)
     spread = [a.starts_by_channel(batch, channels)[1] for a in axes]
-    if k0 != 1 or spread[0] != 0 or k1 < 2 or spread[1] > 1 or spread[2] > 1:
+    if k0 != 1 or spread[0] != 0 or spread[2] > 1 or (
+            (spread[1] != 0 or k2 not in (2, 3)) if k1 == 1 else spread[1] > 1):
         return "forward_masked"
     rows = min(k1, 4)
     cols = k2 if k2 in (2, 3) else 0

@@ -31,7 +31,8 @@ from numba.np.arrayobj import make_array, populate_array
 from numba.np.ufunc import parallel as _parallel
 
 __all__ = ["Bound", "Launcher", "kind", "kernel_function", "prologue", "pack", "drive",
-           "drive_after", "Before", "address", "strided", "contiguous", "SIGNATURE"]
+           "drive_after", "Before", "address", "strided", "contiguous", "SIGNATURE",
+           "FILL_SIGNATURE"]
 
 SIGNATURE = "intp(voidptr, intp, intp)"
 """The C signature of every generated CPU kernel: its argument slots, part and parts; it
@@ -49,6 +50,29 @@ def _call_part(typingctx, fn, slots, part, parts):
         fnty = ir.FunctionType(intp, [i8p, intp, intp])
         f = builder.inttoptr(args[0], fnty.as_pointer())
         return builder.call(f, [builder.inttoptr(args[1], i8p), args[2], args[3]])
+
+    return sig, codegen
+
+
+FILL_SIGNATURE = "intp(voidptr, intp, intp, intp)"
+"""The C signature of a window rule's callback that writes the starts of several planes into
+memory it is given (``positions_address`` of :class:`numbapool.windows.StartsInParts`): its
+slots, the first plane, the number of planes and the address to write at; it returns 1, or 0
+if an exception was raised."""
+
+
+@intrinsic
+def _call_fill(typingctx, fn, slots, first, count, into):
+    """Call the C function at address ``fn`` (of :data:`FILL_SIGNATURE`) with ``(slots,
+    first, count, into)``; its result."""
+    sig = types.intp(types.intp, types.intp, types.intp, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        i8p = ir.IntType(8).as_pointer()
+        intp = context.get_value_type(types.intp)
+        fnty = ir.FunctionType(intp, [i8p, intp, intp, intp])
+        f = builder.inttoptr(args[0], fnty.as_pointer())
+        return builder.call(f, [builder.inttoptr(args[1], i8p), *args[2:]])
 
     return sig, codegen
 

@@ -62,6 +62,7 @@ from numbapool.kernels.launch import strided as _strided, _call_part
 from numbapool.kernels.vector_width import prefer_wide_vectors as _prefer_wide_vectors
 from numbapool.kernels.widen import widen as _widen
 from numbapool.kernels.slots import slot_row as _slot_row
+from numbapool.kernels.batch_starts import fill_batch as _fill_batch
 
 '''
 
@@ -1828,12 +1829,19 @@ def _masked_name(rows: int, cols: int) -> str:
 # for a fractional max pool, where the kernel for its windows compiles in 1.5 s.)
 MASKED_VARIANTS: dict[str, tuple[int, int]] = {
     _masked_name(rows, cols): (rows, cols)
-    for rows in (0, 2, 3, 4) for cols in ((0,) if rows == 0 else (0, 2, 3))}
+    for rows in (0, 1, 2, 3, 4)
+    for cols in ((0,) if rows == 0 else (2, 3) if rows == 1 else (0, 2, 3))}
 """The channels-last masked kernels (:func:`_cl_forward_masked`) by name: ``(rows, cols)``.
 ``forward_masked`` (0, 0) takes any windows; the others take 2-D windows of ``rows`` rows
 (4: four or more) and, with ``cols``, of that many columns, whose starts over the channels
-are at most a row and a column apart.  They flag the tasks whose windows are not so in
-``miss``, and ``forward_masked`` runs those."""
+are at most a row and a column apart (``rows`` 1: windows of one row along the first two
+axes, the same row for every channel, as in 1-D pooling).  They flag the tasks whose
+windows are not so in ``miss``, and ``forward_masked`` runs those."""
+
+MASKED_PLANES_VARIANTS: dict[str, tuple[int, int]] = {
+    name + "_planes": shape for name, shape in MASKED_VARIANTS.items()}
+"""The masked kernels that compute each batch's window starts on their threads
+(:func:`numbapool.kernels.cpu.with_positions_fill`), by name."""
 
 
 def _ends_loop(body: list[str]) -> str:
@@ -1842,7 +1850,8 @@ def _ends_loop(body: list[str]) -> str:
                       *("        " + line for line in body)])
 
 
-def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0) -> str:
+def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: bool = False
+                       ) -> str:
     """Channels last with per-plane windows (fractional pooling: every channel its own
     windows) that are whole kernels of consecutive taps, without transposing the array.
 
@@ -1877,6 +1886,12 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0) -> str:
     (fractional max 3x3 to 28x28: 0.21 -> 0.19 ms; avg 0.205 -> 0.18, 2x2 to 39x39: 0.28 ->
     0.25 ms).
 
+    ``planes`` (:data:`MASKED_PLANES_VARIANTS`): the window starts of per-plane axes are
+    not read from the tables but computed on the kernel's threads, a batch at a time, into
+    their scratch, by the window rule's callback (the last argument, ``pf``: see
+    :mod:`numbapool.kernels.batch_starts`); the tables give the shapes and the starts of
+    axes every plane shares.
+
     The loops read ``x`` at unsigned offsets, as the row views cost reference counting in
     them.  Selections, and streaming reductions that fold with ``merge`` and ignore ``tap``
     (their sums are reassociated: rows first, then columns, as in the channels-first
@@ -1884,8 +1899,9 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0) -> str:
     if not cols_fast_path(red):
         raise ValueError(f"no masked channels-last kernel for reduction {red.name!r}")
     sel = isinstance(red, Selection)
+    extra = ", pf" if planes else ""
     if sel:
-        src = "def kernel(x, out, miss, st0, st1, lo2, dt2, dk):\n"
+        src = f"def kernel(x, out, miss, st0, st1, lo2, dt2, dk{extra}):\n"
         def load_value(v: str) -> str:
             return v
         def load(row: str, at: str = "ch") -> str:
@@ -1894,7 +1910,7 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0) -> str:
         fold_b = "v if _better(v, a) else a"
     else:
         src = ("def kernel(x, out, miss, st0, st1, lo2, dt2, dk, dv0, dv1, dv2, override, "
-               "zero, prm):\n")
+               f"zero, prm{extra}):\n")
         def load_value(v: str) -> str:
             return f"_init(zero + {f'({v})' if ' if ' in v else v}, 0, pr)"
         def load(row: str, at: str = "ch") -> str:
@@ -1953,7 +1969,8 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0) -> str:
     # (the kernels for rows read their rows' folds one column past the last start, into a
     # spare column, whose values are never selected: see the picks below)
     row = f"np.empty({'(S2 + 1) * C' if rows else 'S2 * C'}, dtype=sdt)"
-    scratch = ("later = np.empty(C, dtype=np.bool_)\nlater_2 = np.empty(C, dtype=np.bool_)\n"
+    scratch = ("" if rows == 1 else
+               "later = np.empty(C, dtype=np.bool_)\nlater_2 = np.empty(C, dtype=np.bool_)\n"
                f"cola = {row}\n" + (f"col_2 = {row}\n" if rows < 4 else "")
                if rows else
                "inside = np.empty(C, dtype=np.bool_)\nfirst = np.empty(C, dtype=np.bool_)\n"
@@ -1963,6 +1980,8 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0) -> str:
     if not sel:
         scratch += "d01 = np.empty(C, dtype=dv2.dtype)\n"
         scratch += "" if rows else "pick = np.empty(C, dtype=sdt)\n"
+    if planes:
+        scratch += _BATCH_SCRATCH
     src += _chunks("x.shape[0] * O0 * H", sel, scratch, "r")
     if not rows:
         src += _block("""
@@ -1974,9 +1993,26 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0) -> str:
         t = r // H
         o0 = t % O0
         n = t // O0
+    """, 2) + (_block(_BATCH_FILL, 2) if planes else "") + _block("""
         B0 = st0[n, o0]
     """, 2) + _block(span("B0", "lo0", "hi0"), 2)
-    if rows:
+    if rows == 1:
+        # Windows of one row, the same for every channel: each output folds its taps
+        # straight from the input row, at offset ``ua``
+        src += _block("""
+            o1b = min(2 * h + 1, O1 - 1)
+            B1 = st1[n, 2 * h]
+            B1_2 = st1[n, o1b]
+        """, 2) + _block(span("B1", "lo1", "hi1"), 2) + _block(span("B1_2", "lo1_2", "hi1_2"),
+                                                            2) + _block(f"""
+            if K0 != 1 or K1 != 1 or K2 != {cols} or hi0 != lo0 or hi1 != lo1 or hi1_2 != lo1_2:
+                miss[r] = 1
+                continue
+            miss[r] = 0
+            for o1 in range(2 * h, o1b + 1):
+                ua = ((n * S0 + lo0) * S1 + (lo1 if o1 == 2 * h else lo1_2)) * RS
+        """, 2)
+    elif rows:
         # The task's two rows (the last alone twice where O1 is odd), each channel's
         # window starting at lo1 or lo1 + 1 (``later``)
         k1 = "K1 < 4" if rows == 4 else f"K1 != {rows}"
@@ -2082,7 +2118,10 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0) -> str:
                 u = lo2[n, o2] * C
                 one = numba.int32(1)  # (dj's type: the loop vectorises)
                 top = 0
-        """, 3) + ("" if sel else _block("d2 = dv2[0, o2]", 4)) + _block("""
+        """, 3) + ("" if sel else _block("d2 = dv2[0, o2]", 4)) + (
+            # (the tap after the window, never selected at the row's last start, read
+            # inside the row there)
+            _block(f"ue = min(u + {cols} * C, RS - C)", 4) if rows == 1 else "") + _block("""
                 for ch in range(C):
                     top = max(top, dj[ch])
         """, 4)
@@ -2093,7 +2132,12 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0) -> str:
             div = override if override > 0.0 else d01[ch] * d2
             rj[ch] = _finish(y, div, pr)
         """
-        if cols:
+        if rows == 1:
+            middle = common(cols, lambda k: x_at("ua", " + ".join(["u", *_term(k, "C"), "ch"])))
+            src += _block("\n".join(fold_ends(middle, raw_at("ua", "u + ch"),
+                                              raw_at("ua", "ue + ch"),
+                                              "rj[ch]" if sel else "y", "dj[ch] == one")), 5)
+        elif cols:
             def col_at(u: str) -> str:
                 return f"col[numba.uint64({u} + ch)]"
             middle = common(cols, lambda k: col_at(" + ".join(["u", *_term(k, "C")])))
@@ -2115,7 +2159,7 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0) -> str:
             if miss[r] != 0:
                 break
         """, 3)
-        return src
+        return _batch_tables(src) if planes else src
     src += _block(f"""
         for o2 in range(O2):
             {"pick" if sel else "rj"} = ro[o2 * C:(o2 + 1) * C]
@@ -2145,7 +2189,42 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0) -> str:
                 div = override if override > 0.0 else d01[ch] * d2
                 rj[ch] = _finish(pick[ch], div, pr)
         """, 4)
-    return src
+    return _batch_tables(src) if planes else src
+
+
+_BATCH_SCRATCH = """\
+FS = 0
+for axb in range(3):
+    if pf[2 + axb] >= 0:
+        FS = max(FS, pf[2 + axb] + (O0 if axb == 0 else (O1 if axb == 1 else O2)) * C)
+bst = np.empty(FS, dtype=np.int32)
+st0_b = np.empty((1, O0, C), dtype=np.int64)
+st1_b = np.empty((1, O1, C), dtype=np.int64)
+lo2_b = np.empty((1, O2), dtype=np.int64)
+dt2_b = bst[pf[4]:pf[4] + O2 * C].reshape((1, O2, C))
+done = -1
+"""
+"""The scratch of a masked kernel that computes its window starts
+(:data:`MASKED_PLANES_VARIANTS`): the rule's starts of a batch by position (``bst``, int32;
+the last axis's offsets in place there) and that batch's tables."""
+
+_BATCH_FILL = """
+    if n != done:
+        filled = _fill_batch(pf, n, C, bst, st0, st1, st0_b, st1_b, lo2_b)
+        if filled != 1:
+            return 1 if filled == 2 else 0
+        done = n
+"""
+"""The head of a task of those kernels: a new batch's starts and tables (see
+:func:`numbapool.kernels.batch_starts.fill_batch`); starts outside an axis stop the part
+(its flag set in ``pf``)."""
+
+_TABLE_READ = re.compile(r"\b(st0|st1|lo2|dt2)\[n, ")
+
+
+def _batch_tables(src: str) -> str:
+    """A masked kernel's source reading the current batch's tables of the scratch."""
+    return _TABLE_READ.sub(r"\1_b[0, ", src)
 
 
 _CL5 = re.compile(r"(?<![\w])(x|out|idx)\[n, ([^,\]]+), ([^,\]]+), ([^,\]]+), ch\]")
@@ -2380,7 +2459,7 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
     """Source of the function ``kernel`` for a reduction, layout and variant."""
     kind = red.kind
     base, fold = _FOLD_VARIANTS.get(variant, (variant, None))
-    if variant in MASKED_VARIANTS:
+    if variant in MASKED_VARIANTS or variant in MASKED_PLANES_VARIANTS:
         base = "forward_masked"
     if (kind not in VARIANTS or base not in VARIANTS[kind]
             or (fold is not None and fold not in CL_FOLDS.get((kind, base), ()))):
@@ -2442,6 +2521,8 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
         return _cl_backward_linear(red)
     if variant == "param_grad":
         return _cl_param_grad(red)
+    if variant in MASKED_PLANES_VARIANTS:
+        return _cl_forward_masked(red, *MASKED_PLANES_VARIANTS[variant], planes=True)
     if base == "forward_masked":
         return _cl_forward_masked(red, *MASKED_VARIANTS[variant])
     return _cl_forward(red, base, fold)
@@ -2450,5 +2531,6 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
 __all__ = ["HEADER", "DECORATOR", "VARIANTS", "decorator", "reassociates", "kernel_source",
            "native_channels_last", "row_fast_path", "cols_fast_path", "cols_variant",
            "global_fast_path", "global_backward_path", "linear_backward_path",
-           "MASKED_MAX_READS", "MASKED_VARIANTS", "INDICES_ROWS_VARIANTS", "CL_FOLDS",
+           "MASKED_MAX_READS", "MASKED_VARIANTS", "MASKED_PLANES_VARIANTS",
+           "INDICES_ROWS_VARIANTS", "CL_FOLDS",
            "cl_fold_variant"]

@@ -32,7 +32,7 @@ import operator
 import numba
 import numpy as np
 
-from numbapool.kernels.launch import SIGNATURE, address, contiguous
+from numbapool.kernels.launch import FILL_SIGNATURE, SIGNATURE, address, contiguous
 
 __all__ = [
     "torch_axis_starts",
@@ -361,6 +361,35 @@ def _fill_plane(slots, plane, into):
         _plane_rows(s, plane, into, np.float32)
     else:
         _plane_rows(s, plane, into, np.float64)
+    return 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _position_rows(s, first, count, into, ft):
+    """:func:`_starts_into_by_position` for planes ``first`` to ``first + count - 1`` of every
+    axis in slots ``s`` (see :data:`_PART_AXIS`), as int32 ``(out, count)`` blocks into the
+    memory at ``into``, axis after axis."""
+    at_out = 0
+    for a in range(s[0]):
+        at = _PART_HEAD + _PART_AXIS * a
+        n = s[at + 3]
+        u = contiguous(s[at], (s[at + 1],), ft)
+        steps = contiguous(s[at + 2], (n,), ft)
+        alpha = contiguous(s[at + 4], (1,), ft)[0]
+        starts_t = contiguous(into + 4 * at_out, (n + 1, count), np.int32)
+        _starts_into_by_position(u[first:first + count], steps, alpha, s[at + 5], starts_t)
+        at_out += (n + 1) * count
+
+
+@numba.cfunc(FILL_SIGNATURE, cache=True, nogil=True)
+def _fill_positions(slots, first, count, into):
+    """The by-position callback of :class:`numbapool.windows.StartsInParts`
+    (``positions_address``): the slots of :func:`_fill_parts`."""
+    itemsize, s = _slots(slots)
+    if itemsize == 4:
+        _position_rows(s, first, count, into, np.float32)
+    else:
+        _position_rows(s, first, count, into, np.float64)
     return 1
 
 

@@ -16,6 +16,7 @@ from .sequences import (
     _dtype_name,
     _fill_parts,
     _fill_plane,
+    _fill_positions,
     _torch_starts,
     graham_output_size,
     graham_sequence,
@@ -211,6 +212,7 @@ class _TorchStartsInParts:
         self.slots = self._slots.ctypes.data
         self.address = _fill_parts.address
         self.plane_address = _fill_plane.address
+        self.positions_address = _fill_positions.address
 
     def draw(self, context: WindowContext) -> None:
         flat = self._redraw.samples(context).reshape(-1, self._redraw.rank)
