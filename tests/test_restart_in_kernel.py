@@ -97,7 +97,7 @@ def _copy_plane(slots, plane, into):
     return 1
 
 
-@numba.cfunc(launch.FILL_SIGNATURE, cache=True)
+@numba.cfunc(launch.POSITIONS_SIGNATURE, cache=True)
 def _copy_positions(slots, first, count, into):
     """The by-position callback of :class:`_CopiedInParts` (its slots): planes ``first`` to
     ``first + count - 1`` of each axis's source (laid out as its starts) as int32 ``(out,
@@ -392,12 +392,20 @@ def test_a_rule_drawing_each_batch_in_the_masked_kernel(monkeypatch, reduction, 
     kept channels-last pass (or a channels-first one of small planes, run channels last
     between transposes) runs the masked kernel that computes each batch's starts on its
     threads (its ``_planes`` twin: 1-D, 2-D and 3-D windows take three different kernels),
-    and the results are the seed's windows, call after call, on 1 to 3 threads.  Starts
-    drawn outside: the rule's ``check`` raises its own error, or, if it returns, the
-    library's ValueError; the next call is right."""
-    from numbapool import api
+    and the results are each call's windows, call after call, on 1 to 3 threads (every
+    call draws new numbers: a kernel reading the tables of the call that built the pass
+    would give that call's windows).  Starts drawn outside: the rule's ``check`` raises its
+    own error, or, if it returns, the library's ValueError; the next call is right."""
+    from numbapool import api, randomness
 
     monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    keys = []  # (each call's generator: a new one every time, whatever the seed)
+
+    def generator(seed):
+        keys.append(100 + len(keys))
+        return np.random.default_rng(keys[-1])
+
+    monkeypatch.setattr(randomness, "generator", generator)
     filled = []
     real = cpu.with_positions_fill
 
@@ -410,15 +418,15 @@ def test_a_rule_drawing_each_batch_in_the_masked_kernel(monkeypatch, reduction, 
     _TwoTaps.drawn = []
     rank = len(shape) - 2
     x = np.random.default_rng(3).random(shape).astype(np.float32)
-    x.reshape(-1)[::5] = np.nan
+    x.reshape(-1)[::29] = np.nan  # (few: windows of 8 in 3-D, most not NaN)
     given = x if layout == "channels_first" else np.ascontiguousarray(np.moveaxis(x, 1, -1))
 
     def pool(seed, **kw):
         got = numbapool.pool(name, given, seed=seed, layout=layout, positions=True, **kw)
         return got if layout == "channels_first" else np.moveaxis(got, -1, 1)
 
-    def want(seed):
-        rng = np.random.default_rng(seed)
+    def want():  # (the windows of the last call's generator)
+        rng = np.random.default_rng(keys[-1])
         starts = [2 * np.arange(3) + rng.integers(0, 2, (shape[0] * shape[1], 3))
                   for _ in range(rank)]
         return _windows_max_avg(x, starts, reduce)
@@ -427,7 +435,8 @@ def test_a_rule_drawing_each_batch_in_the_masked_kernel(monkeypatch, reduction, 
         for threads in (1, 2, 3):
             with numba_threads(threads):
                 for seed in (4, 4, 4, 4, 6):
-                    np.testing.assert_allclose(pool(seed), want(seed), rtol=1e-6)
+                    got = pool(seed)
+                    np.testing.assert_allclose(got, want(), rtol=1e-6)
         # (kept from the third call of seed 4 on, and from the third of seed 6)
         assert len(_TwoTaps.drawn) == 2 + 4 + 4 + 1
         assert filled == [f"{reduction.name}/channels_last/{variant}_planes"] * 2
@@ -441,7 +450,8 @@ def test_a_rule_drawing_each_batch_in_the_masked_kernel(monkeypatch, reduction, 
         with pytest.raises(ValueError, match=rf"_TwoTaps.*redrew windows outside spatial axis "
                                              rf"{rank - 1} of length 8"):
             pool(1, bad=True)
-        np.testing.assert_allclose(pool(4), want(4), rtol=1e-6)  # (kept: its flags cleared)
+        got = pool(4)  # (kept: its flags cleared)
+        np.testing.assert_allclose(got, want(), rtol=1e-6)
 
 
 @contextlib.contextmanager

@@ -120,12 +120,15 @@ class StartsInParts(Protocol):
         the starts never leave the core's cache; the library then checks them.
     positions_address : int, optional
         The address of a third C callback ``intp(voidptr slots, intp first, intp count,
-        intp into)`` (:data:`numbapool.kernels.launch.FILL_SIGNATURE`, the same ``slots``)
+        intp into)`` (:data:`numbapool.kernels.launch.POSITIONS_SIGNATURE`, the same ``slots``)
         that writes the starts of planes ``first`` to ``first + count - 1`` of every axis as
         int32 by position, an ``(out, count)`` C-contiguous block an axis, axis after axis,
         into the memory at ``into``, and returns 1 (0 if it raised).  The channels-last
         masked kernels call it for the channels of each batch they read
         (:mod:`numbapool.kernels.batch_starts`); the library then checks the starts.
+        Like the others, it runs on several kernel threads at once, two of which may
+        write the same planes (each into its own memory): it must keep no state of its
+        own and write the same values for a plane every time.
     """
 
     address: int

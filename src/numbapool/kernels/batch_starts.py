@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numba
 
-from .launch import _call_fill
+from .launch import _call_positions
 
 __all__ = ["fill_batch"]
 
@@ -75,7 +75,7 @@ def fill_batch(pf, n, channels, fs, st0, st1, t0, t1, lo2):
     ``t0`` and ``t1`` (``(1, out, channels)`` int64), the last axis's smallest starts into
     ``lo2`` (``(1, out)`` int64) and their offsets in place in ``fs``.  Returns 1; 0 if the
     rule's callback raised; 2 with the axis's flag in ``pf`` set if a start left an axis."""
-    if _call_fill(pf[0], pf[1], n * channels, channels, fs.ctypes.data) != 1:
+    if _call_positions(pf[0], pf[1], n * channels, channels, fs.ctypes.data) != 1:
         return 0
     if not _starts_by_channel(fs, pf[2], pf[5], st0, n, t0):
         pf[8] = 1

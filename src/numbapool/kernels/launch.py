@@ -32,7 +32,7 @@ from numba.np.ufunc import parallel as _parallel
 
 __all__ = ["Bound", "Launcher", "kind", "kernel_function", "prologue", "pack", "drive",
            "drive_after", "Before", "address", "strided", "contiguous", "SIGNATURE",
-           "FILL_SIGNATURE"]
+           "POSITIONS_SIGNATURE"]
 
 SIGNATURE = "intp(voidptr, intp, intp)"
 """The C signature of every generated CPU kernel: its argument slots, part and parts; it
@@ -54,7 +54,7 @@ def _call_part(typingctx, fn, slots, part, parts):
     return sig, codegen
 
 
-FILL_SIGNATURE = "intp(voidptr, intp, intp, intp)"
+POSITIONS_SIGNATURE = "intp(voidptr, intp, intp, intp)"
 """The C signature of a window rule's callback that writes the starts of several planes into
 memory it is given (``positions_address`` of :class:`numbapool.windows.StartsInParts`): its
 slots, the first plane, the number of planes and the address to write at; it returns 1, or 0
@@ -62,8 +62,8 @@ if an exception was raised."""
 
 
 @intrinsic
-def _call_fill(typingctx, fn, slots, first, count, into):
-    """Call the C function at address ``fn`` (of :data:`FILL_SIGNATURE`) with ``(slots,
+def _call_positions(typingctx, fn, slots, first, count, into):
+    """Call the C function at address ``fn`` (of :data:`POSITIONS_SIGNATURE`) with ``(slots,
     first, count, into)``; its result."""
     sig = types.intp(types.intp, types.intp, types.intp, types.intp, types.intp)
 

@@ -32,7 +32,7 @@ import operator
 import numba
 import numpy as np
 
-from numbapool.kernels.launch import FILL_SIGNATURE, SIGNATURE, address, contiguous
+from numbapool.kernels.launch import POSITIONS_SIGNATURE, SIGNATURE, address, contiguous
 
 __all__ = [
     "torch_axis_starts",
@@ -381,7 +381,7 @@ def _position_rows(s, first, count, into, ft):
         at_out += (n + 1) * count
 
 
-@numba.cfunc(FILL_SIGNATURE, cache=True, nogil=True)
+@numba.cfunc(POSITIONS_SIGNATURE, cache=True, nogil=True)
 def _fill_positions(slots, first, count, into):
     """The by-position callback of :class:`numbapool.windows.StartsInParts`
     (``positions_address``): the slots of :func:`_fill_parts`."""
