@@ -200,6 +200,67 @@ def test_kernel_for_one_row_leaves_rows_the_channels_do_not_share(monkeypatch):
     assert _misses(wide, x).tolist() == [1] * wide.tasks
 
 
+def _reference_3d(x: np.ndarray, starts: list[np.ndarray], ks: tuple[int, int, int],
+                  fold) -> np.ndarray:
+    """Windows of ``ks`` at per-plane starts (one ``(N * C, out)`` array an axis) of
+    channels-last ``x`` (N, D, H, W, C)."""
+    n, *_, c = x.shape
+    starts = [s.reshape(n, c, -1) for s in starts]
+    want = np.empty((n, *(s.shape[2] for s in starts), c))
+    for i, ch in itertools.product(range(n), range(c)):
+        for o in itertools.product(*(range(s.shape[2]) for s in starts)):
+            window = x[(i, *(slice(s[i, ch, a], s[i, ch, a] + k)
+                             for s, a, k in zip(starts, o, ks)), ch)]
+            want[(i, *o, ch)] = fold(window.astype(np.float64))
+    return want
+
+
+@pytest.mark.parametrize("name", ["max", "min", "avg", "sum"])
+@pytest.mark.parametrize("ks", [(2, 2, 2), (3, 3, 3), (2, 3, 2), (3, 2, 5)])
+@pytest.mark.parametrize("channels", [C, 1])
+def test_kernels_for_volumes(name, ks, channels):
+    """3-D windows of 2 or 3 planes and rows, each channel's a plane, a row and a column
+    after another's, the last windows at the ends of the axes, on values with many ties
+    and NaNs for the selections: the chosen kernel (``forward_masked_deep*``, the rows
+    folded over the planes first) takes every task and agrees with the plain loop."""
+    red, fold = FOLDS[name]
+    rng = np.random.default_rng(sum(ks) + channels)
+    shape = (2 * ks[0] + 4, 3 * ks[1] + 3, 2 * ks[2] + 5)
+    starts = [_starts((length - k - 1) // 2 + 1, set(), rng, length - k, channels)
+              for length, k in zip(shape, ks)]
+    x = rng.integers(-2, 3, (N, *shape, channels)).astype(np.float64)
+    if name in ("max", "min"):
+        x[rng.random(x.shape) < 0.03] = np.nan
+    axes = tuple(explicit_axis(length, s, k, extent=k) for length, s, k in zip(shape, starts, ks))
+    plan = cpu.plan_forward(red, "channels_last", x, axes, np.zeros((1, 0)))
+    cols = f"_cols{ks[2]}" if ks[2] < 4 else ""
+    assert plan.kernel.name.endswith(f"/forward_masked_deep{ks[0]}_rows{ks[1]}{cols}")
+    assert not _misses(plan, x).any()
+    np.testing.assert_allclose(plan.run(x)[0], _reference_3d(x, starts, ks, fold),
+                               rtol=1e-15, atol=0)
+
+
+def test_kernel_for_volumes_leaves_planes_apart(monkeypatch):
+    """Where one channel's window starts two planes after another's (output plane 1), the
+    kernel for volumes leaves that plane's tasks to its fallback; both agree with the plain
+    loop."""
+    rng = np.random.default_rng(8)
+    shape, ks = (10, 11, 10), (3, 2, 2)
+    starts = [_starts((length - k - 1) // 2 + 1, wide, rng, length - k)
+              for length, k, wide in zip(shape, ks, ({1}, set(), set()))]
+    x = rng.uniform(-1, 1, (N, *shape, C)).astype(np.float32)
+    axes = tuple(explicit_axis(length, s, k, extent=k) for length, s, k in zip(shape, starts, ks))
+    assert cpu.plan_forward(MAX, "channels_last", x, axes, np.zeros((1, 0))
+                            ).kernel.name.endswith("/forward_masked")
+    monkeypatch.setattr(cpu, "masked_variant", lambda *args: "forward_masked_deep3_rows2_cols2")
+    plan = cpu.plan_forward(MAX, "channels_last", x, axes, np.zeros((1, 0)))
+    assert plan.fallback.name.endswith("/forward_masked")
+    tasks = (starts[1].shape[1] + 1) // 2
+    assert _misses(plan, x).tolist() == ([0] * tasks + [1] * tasks
+                                         + [0] * tasks * (starts[0].shape[1] - 2)) * N
+    np.testing.assert_array_equal(plan.run(x)[0], _reference_3d(x, starts, ks, np.max))
+
+
 @pytest.mark.parametrize("k0, spread0, k1, k2, spreads, want", [
     (1, 0, 2, 2, (1, 1), "forward_masked_rows2_cols2"),
     (1, 0, 3, 3, (1, 0), "forward_masked_rows3_cols3"),
@@ -207,6 +268,12 @@ def test_kernel_for_one_row_leaves_rows_the_channels_do_not_share(monkeypatch):
     (1, 0, 2, 1, (1, 0), "forward_masked_rows2"),
     (1, 0, 5, 4, (1, 1), "forward_masked_rowsk"),
     (1, 0, 6, 3, (1, 1), "forward_masked_rowsk_cols3"),
+    (2, 1, 2, 2, (1, 1), "forward_masked_deep2_rows2_cols2"),
+    (3, 0, 3, 3, (1, 0), "forward_masked_deep3_rows3_cols3"),
+    (3, 1, 2, 5, (1, 1), "forward_masked_deep3_rows2"),
+    (2, 2, 2, 2, (1, 1), "forward_masked"),
+    (4, 1, 2, 2, (1, 1), "forward_masked"),
+    (2, 1, 4, 2, (1, 1), "forward_masked"),
     (1, 0, 1, 3, (0, 1), "forward_masked_rows1_cols3"),
     (1, 0, 1, 2, (0, 0), "forward_masked_rows1_cols2"),
     (1, 0, 1, 4, (0, 1), "forward_masked"),
@@ -214,7 +281,6 @@ def test_kernel_for_one_row_leaves_rows_the_channels_do_not_share(monkeypatch):
     (1, 0, 2, 2, (2, 1), "forward_masked"),
     (1, 0, 2, 2, (1, 2), "forward_masked"),
     (1, 0, 1, 2, (1, 1), "forward_masked"),
-    (2, 0, 2, 2, (1, 1), "forward_masked"),
     (1, 1, 2, 2, (1, 1), "forward_masked")])
 def test_masked_variant(k0, spread0, k1, k2, spreads, want):
     """The planner's choice among :data:`MASKED_VARIANTS`: by the kernel's extents and the
@@ -229,7 +295,7 @@ def test_masked_variant(k0, spread0, k1, k2, spreads, want):
 def test_masked_variant_names():
     """Every masked kernel generates for channels last (flags in ``miss``), and not for
     channels first."""
-    for name, (rows, _) in MASKED_VARIANTS.items():
+    for name, (rows, _, _) in MASKED_VARIANTS.items():
         for red in (MAX, AVG):
             src = kernel_source(red, "channels_last", name)
             assert src.startswith("def kernel(x, out, miss, ")
@@ -303,6 +369,17 @@ def test_masked_kernels_read_inside_their_arrays(tmp_path):
             got = plan.run(x)[0]
             want = t._reference(x, rows, cols, k, fold)
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+        for red, fold, ks in [(MAX, np.max, (2, 3, 2)), (AVG, np.mean, (3, 2, 3))]:
+            shape = (2 * ks[0] + 4, 3 * ks[1] + 3, 2 * ks[2] + 5)  # (volumes: to the ends)
+            starts = [t._starts((length - k - 1) // 2 + 1, set(), rng, length - k, 5)
+                      for length, k in zip(shape, ks)]
+            x = rng.uniform(-1, 1, (t.N, *shape, 5))
+            axes = tuple(explicit_axis(length, s, k, extent=k)
+                         for length, s, k in zip(shape, starts, ks))
+            plan = cpu.plan_forward(red, "channels_last", x, axes, np.zeros((1, 0)))
+            assert "/forward_masked_deep" in plan.kernel.name, plan.kernel.name
+            np.testing.assert_allclose(plan.run(x)[0], t._reference_3d(x, starts, ks, fold),
+                                       rtol=1e-12, atol=0)
         print("inside")
     """)
     env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBAPOOL_CACHE_DIR=str(tmp_path))

@@ -384,14 +384,16 @@ def test_a_rule_drawing_each_plane_in_the_kernel(monkeypatch, reduction, reduce,
 @pytest.mark.parametrize("shape, layout, variant", [
     ((2, 5, 8), "channels_last", "forward_masked_rows1_cols2"),
     ((2, 5, 7, 8), "channels_last", "forward_masked_rows2_cols2"),
-    ((1, 3, 7, 7, 8), "channels_last", "forward_masked"),
+    ((1, 3, 7, 7, 8), "channels_last", "forward_masked_deep2_rows2_cols2"),
+    ((1, 3, 7, 7, 8), "channels_last", "forward_masked"),  # (the planner made to give it)
     ((2, 8, 7, 8), "channels_first", "forward_masked_rows2_cols2")])  # (small planes)
 def test_a_rule_drawing_each_batch_in_the_masked_kernel(monkeypatch, reduction, reduce, shape,
                                                         layout, variant):
     """A rule whose two-step draw has a by-position callback (``positions_address``): a
     kept channels-last pass (or a channels-first one of small planes, run channels last
     between transposes) runs the masked kernel that computes each batch's starts on its
-    threads (its ``_planes`` twin: 1-D, 2-D and 3-D windows take three different kernels),
+    threads (its ``_planes`` twin: 1-D, 2-D and 3-D windows take three different kernels,
+    and the kernel for any windows is given 3-D ones too),
     and the results are each call's windows, call after call, on 1 to 3 threads (every
     call draws new numbers: a kernel reading the tables of the call that built the pass
     would give that call's windows).  Starts drawn outside: the rule's ``check`` raises its
@@ -415,6 +417,8 @@ def test_a_rule_drawing_each_batch_in_the_masked_kernel(monkeypatch, reduction, 
         return result
 
     monkeypatch.setattr(cpu, "with_positions_fill", spy)
+    if variant == "forward_masked":
+        monkeypatch.setattr(cpu, "masked_variant", lambda *args: variant)
     _TwoTaps.drawn = []
     rank = len(shape) - 2
     x = np.random.default_rng(3).random(shape).astype(np.float32)

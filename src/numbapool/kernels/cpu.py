@@ -30,6 +30,7 @@ from .templates import (
     INDICES_ROWS_VARIANTS,
     MASKED_MAX_READS,
     MASKED_VARIANTS,
+    _masked_name,
     cl_fold_variant,
     cols_fast_path,
     cols_variant,
@@ -272,18 +273,23 @@ def masked_channels_last(reduction: Reduction, axes: Sequence[AxisWindows], prm:
 def masked_variant(axes: Sequence[AxisWindows], batch: int, channels: int) -> str:
     """The masked channels-last kernel for these per-plane windows (:data:`MASKED_VARIANTS`):
     one for 2-D windows of 2, 3 or more rows (and 2, 3 or other numbers of columns) where
-    the window starts over the channels are at most a row and a column apart, or of one
-    row (every channel's the same) and 2 or 3 columns at most a column apart, else
+    the window starts over the channels are at most a row and a column apart; of one row
+    (every channel's the same) and 2 or 3 columns at most a column apart; or 3-D windows of
+    2 or 3 planes and 2 or 3 rows at most a plane, a row and a column apart; else
     ``forward_masked``.  (Windows drawn again for a kept plan may not be so: that kernel
     then runs the tasks the other leaves.)"""
     k0, k1, k2 = (a.extent for a in axes)
     spread = [a.starts_by_channel(batch, channels)[1] for a in axes]
-    if k0 != 1 or spread[0] != 0 or spread[2] > 1 or (
-            (spread[1] != 0 or k2 not in (2, 3)) if k1 == 1 else spread[1] > 1):
-        return "forward_masked"
-    rows = min(k1, 4)
     cols = k2 if k2 in (2, 3) else 0
-    return next(name for name, shape in MASKED_VARIANTS.items() if shape == (rows, cols))
+    if spread[1] > 1 or spread[2] > 1:
+        return "forward_masked"
+    if k0 == 1 and spread[0] == 0:
+        if k1 == 1:
+            return (_masked_name(1, cols) if cols and spread[1] == 0 else "forward_masked")
+        return _masked_name(min(k1, 4), cols)
+    if k0 in (2, 3) and spread[0] <= 1 and k1 in (2, 3):
+        return _masked_name(k1, cols, k0)
+    return "forward_masked"
 
 
 def _selection_cols_variant(axes: Sequence[AxisWindows]) -> str:
