@@ -848,6 +848,56 @@ def test_starts_computed_in_parts_outside_raise_the_rounding_error():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("spatial", "out", "kernel"), [
+    ((4096,), (2048,), 3), ((10, 12), (4, 5), 2), ((9, 7, 11), (4, 3, 5), (2, 3, 2))])
+def test_the_three_callbacks_write_the_same_starts(dtype, spatial, out, kernel):
+    """The fills of a kept pass: every plane's starts as int64 (``address``), one plane's
+    as int32 (``plane_address``, for the channels-first kernel) and a batch's by position
+    as int32 (``positions_address``, for the masked channels-last kernels) hold the same
+    starts, PyTorch's for the rule's samples (its formula in NumPy, in the input's type)."""
+    import ctypes
+
+    from numbapool import WindowContext
+    from numbapool_fractional import Fractional
+
+    batch, channels = 3, 5
+    planes = batch * channels
+    context = WindowContext(batch, channels, np.dtype(dtype), np.random.default_rng(0))
+    redraw = Fractional().plan(spatial, context, output_size=out, kernel_size=kernel).redraw
+    starts = tuple(np.zeros((planes, o), dtype=np.int64) for o in out)
+    parts = redraw.in_parts(starts)
+    parts.draw(WindowContext(batch, channels, np.dtype(dtype), np.random.default_rng(9)))
+    samples = np.random.default_rng(9).random((batch, channels, len(out))).astype(dtype)
+    kernels = (kernel,) * len(out) if isinstance(kernel, int) else kernel
+    columns = {1: [0], 2: [1, 0], 3: [0, 1, 2]}[len(out)]  # (PyTorch's, as torch_max reads)
+    want = []
+    for a, (length, o, k) in enumerate(zip(spatial, out, kernels)):
+        u = samples[..., columns[a]].reshape(-1, 1)
+        alpha = dtype(length - k) / dtype(o - 1)
+        w = ((np.arange(o - 1, dtype=dtype) + u) * alpha).astype(np.int64) - (
+            u * alpha).astype(np.int64)
+        want.append(np.concatenate([w, np.full((planes, 1), length - k)], axis=1))
+    intp = ctypes.c_ssize_t
+    fill = ctypes.CFUNCTYPE(intp, ctypes.c_void_p, intp, intp)(parts.address)
+    assert fill(parts.slots, 0, planes) == 1
+    for got, w in zip(starts, want):
+        np.testing.assert_array_equal(got, w)
+    plane = ctypes.CFUNCTYPE(intp, ctypes.c_void_p, intp, intp)(parts.plane_address)
+    into = np.full(sum(out), -7, dtype=np.int32)
+    for p in range(planes):
+        assert plane(parts.slots, p, into.ctypes.data) == 1
+        np.testing.assert_array_equal(into, np.concatenate([w[p] for w in want]))
+    positions = ctypes.CFUNCTYPE(intp, ctypes.c_void_p, intp, intp, intp)(
+        parts.positions_address)
+    into = np.full(sum(out) * channels, -7, dtype=np.int32)
+    for n in range(batch):
+        assert positions(parts.slots, n * channels, channels, into.ctypes.data) == 1
+        block = np.concatenate([w[n * channels:(n + 1) * channels].T.reshape(-1)
+                                for w in want])
+        np.testing.assert_array_equal(into, block)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("shape", "kernel", "out"), [
     ((3, 9, 7, 7), 3, (4, 4)),
     ((2, 8, 4, 5, 6), 2, (2, 3, 3)),

@@ -248,18 +248,33 @@ def _compiled_starts(u: np.ndarray, steps: np.ndarray, alpha: np.floating, last:
     return _starts_into_by_position(u, steps, alpha, last, starts.T)
 
 
+@numba.njit(inline="always")
+def _start(step, u, alpha, offset, ity):
+    """PyTorch's rule: ``int((step + u) * alpha) - offset``, ``offset`` being
+    :func:`_offset`, in the type of ``u`` (float32 operations round to float32, as
+    ``scalar_t`` arithmetic does), truncated toward zero (as ``static_cast<int>``) to the
+    integer type ``ity`` (int32 conversions take twice the lanes of int64 ones; the values
+    are the same for starts inside an axis of an array)."""
+    return ity((step + u) * alpha) - offset
+
+
+@numba.njit(inline="always")
+def _offset(u, alpha, ity):
+    """``int(u * alpha)``, of :func:`_start`."""
+    return ity(u * alpha)
+
+
 @numba.njit(cache=True, nogil=True)
 def _starts_into(u, steps, alpha, last, starts):
-    """``starts[p, i] = int((steps[i] + u[p]) * alpha) - int(u[p] * alpha)`` for the first
-    ``len(steps)`` columns, in the type of ``u`` (float32 operations round to float32, as
-    ``scalar_t`` arithmetic does; ``int`` truncates toward zero, as ``static_cast<int>``),
-    and ``last`` in the final column.  Returns the smallest and largest start."""
+    """``starts[p, i]``, the start of window ``i`` of plane ``p`` by :func:`_start`, for the
+    first ``len(steps)`` columns, and ``last`` in the final column.  Returns the smallest
+    and largest start."""
     lo = last
     hi = last
     for p in range(u.shape[0]):
-        offset = int(u[p] * alpha)
+        offset = _offset(u[p], alpha, np.int64)
         for i in range(steps.shape[0]):
-            s = int((steps[i] + u[p]) * alpha) - offset
+            s = _start(steps[i], u[p], alpha, offset, np.int64)
             starts[p, i] = s
             lo = min(lo, s)
             hi = max(hi, s)
@@ -275,15 +290,39 @@ def _starts_into_by_position(u, steps, alpha, last, starts_t):
     hi = last
     offset = np.empty(u.shape[0], dtype=np.int64)
     for p in range(u.shape[0]):
-        offset[p] = int(u[p] * alpha)
+        offset[p] = _offset(u[p], alpha, np.int64)
     for i in range(steps.shape[0]):
         for p in range(u.shape[0]):
-            s = int((steps[i] + u[p]) * alpha) - offset[p]
+            s = _start(steps[i], u[p], alpha, offset[p], np.int64)
             starts_t[i, p] = s
             lo = min(lo, s)
             hi = max(hi, s)
     starts_t[steps.shape[0], :] = last
     return lo, hi
+
+
+@numba.njit(cache=True, nogil=True)
+def _int32_starts(u, steps, alpha, last, starts_t):
+    """:func:`_starts_into_by_position` as int32 (for the kernels' callbacks, whose starts
+    the library checks), without the smallest and largest start: 2048 starts of 128 planes
+    in 17 us, against 51 us (the extremes' reductions cost most)."""
+    offset = np.empty(u.shape[0], dtype=np.int32)
+    for p in range(u.shape[0]):
+        offset[p] = _offset(u[p], alpha, np.int32)
+    for i in range(steps.shape[0]):
+        for p in range(u.shape[0]):
+            starts_t[i, p] = _start(steps[i], u[p], alpha, offset[p], np.int32)
+    starts_t[steps.shape[0], :] = last
+
+
+@numba.njit(cache=True, nogil=True)
+def _int32_plane(u, steps, alpha, last, starts):
+    """:func:`_int32_starts` of one plane (``u`` a scalar, ``starts`` of ``len(steps) + 1``):
+    0.10 us for 2048 starts, against 0.32 us by :func:`_starts_into`."""
+    offset = _offset(u, alpha, np.int32)
+    for i in range(steps.shape[0]):
+        starts[i] = _start(steps[i], u, alpha, offset, np.int32)
+    starts[steps.shape[0]] = last
 
 
 _PART_HEAD = 2
@@ -338,7 +377,7 @@ def _fill_parts(slots, first, end):
 
 @numba.njit(cache=True, nogil=True)
 def _plane_rows(s, plane, into, ft):
-    """:func:`_starts_into` for plane ``plane`` of every axis in slots ``s`` (see
+    """:func:`_int32_plane` for plane ``plane`` of every axis in slots ``s`` (see
     :data:`_PART_AXIS`), as int32 into the memory at ``into``, axis after axis."""
     at_out = 0
     for a in range(s[0]):
@@ -347,8 +386,8 @@ def _plane_rows(s, plane, into, ft):
         u = contiguous(s[at], (s[at + 1],), ft)
         steps = contiguous(s[at + 2], (n,), ft)
         alpha = contiguous(s[at + 4], (1,), ft)[0]
-        starts = contiguous(into + 4 * at_out, (1, n + 1), np.int32)
-        _starts_into(u[plane:plane + 1], steps, alpha, s[at + 5], starts)
+        starts = contiguous(into + 4 * at_out, (n + 1,), np.int32)
+        _int32_plane(u[plane], steps, alpha, s[at + 5], starts)
         at_out += n + 1
 
 
@@ -366,7 +405,7 @@ def _fill_plane(slots, plane, into):
 
 @numba.njit(cache=True, nogil=True)
 def _position_rows(s, first, count, into, ft):
-    """:func:`_starts_into_by_position` for planes ``first`` to ``first + count - 1`` of every
+    """:func:`_int32_starts` for planes ``first`` to ``first + count - 1`` of every
     axis in slots ``s`` (see :data:`_PART_AXIS`), as int32 ``(out, count)`` blocks into the
     memory at ``into``, axis after axis."""
     at_out = 0
@@ -377,7 +416,7 @@ def _position_rows(s, first, count, into, ft):
         steps = contiguous(s[at + 2], (n,), ft)
         alpha = contiguous(s[at + 4], (1,), ft)[0]
         starts_t = contiguous(into + 4 * at_out, (n + 1, count), np.int32)
-        _starts_into_by_position(u[first:first + count], steps, alpha, s[at + 5], starts_t)
+        _int32_starts(u[first:first + count], steps, alpha, s[at + 5], starts_t)
         at_out += (n + 1) * count
 
 
