@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numbapool.builtin.reductions import AVG, MAX, MIN, SUM
+from numbapool.builtin.reductions import AVG, LP, MAX, MIN, SUM
 from numbapool.geometry import SINGLETON, explicit_axis
 from numbapool.kernels import cpu
 from numbapool.kernels.templates import MASKED_VARIANTS, kernel_source
@@ -29,9 +29,12 @@ def _starts(out: int, wide: set[int], rng: np.random.Generator, end: int | None 
     ``end``, the last output's windows end there or one before (the kernels for rows read
     their folded rows one column past the last start)."""
     starts = 2 * np.arange(out) + rng.integers(0, 2, (N * channels, out))
-    if end is not None:  # (batch 0's all at the end: the smallest start is the last one)
+    if end is not None:  # (the first and last batches' all at the end: the smallest start
+        #                    is the last one; the kernels read the input through one flat
+        #                    index, so only a read past the last batch leaves the array)
         starts[:, -1] = end - rng.integers(0, 2, N * channels)
         starts[:channels, -1] = end
+        starts[-channels:, -1] = end
     for o in wide:
         starts[::channels, o] = 2 * o + 2
         starts[1::channels, o] = 2 * o
@@ -70,6 +73,9 @@ def _misses(plan, x) -> np.ndarray:
 
 FOLDS = {"max": (MAX, np.max), "min": (MIN, np.min), "avg": (AVG, np.mean),
          "sum": (SUM, np.sum)}
+LP3 = (LP, lambda w: np.sum(w ** 3) ** (1 / 3), np.array([[3.0]]))
+"""The Lp pool for p = 3 (PyTorch's: no absolute value; given values of one sign): a
+reduction whose ``_init`` is not the identity (each input element taken once, cubed)."""
 
 
 @pytest.mark.parametrize("name", ["max", "avg"])
@@ -215,15 +221,17 @@ def _reference_3d(x: np.ndarray, starts: list[np.ndarray], ks: tuple[int, int, i
     return want
 
 
-@pytest.mark.parametrize("name", ["max", "min", "avg", "sum"])
+@pytest.mark.parametrize("name", ["max", "min", "avg", "sum", "lp"])
 @pytest.mark.parametrize("ks", [(2, 2, 2), (3, 3, 3), (2, 3, 2), (3, 2, 5)])
 @pytest.mark.parametrize("channels", [C, 1])
 def test_kernels_for_volumes(name, ks, channels):
     """3-D windows of 2 or 3 planes and rows, each channel's a plane, a row and a column
     after another's, the last windows at the ends of the axes, on values with many ties
     and NaNs for the selections: the chosen kernel (``forward_masked_deep*``, the rows
-    folded over the planes first) takes every task and agrees with the plain loop."""
-    red, fold = FOLDS[name]
+    folded over the planes first) takes every task and agrees with the plain loop (for
+    the Lp pool, each element taken once: the rows folded over the planes hold
+    accumulators)."""
+    red, fold, prm = LP3 if name == "lp" else (*FOLDS[name], np.zeros((1, 0)))
     rng = np.random.default_rng(sum(ks) + channels)
     shape = (2 * ks[0] + 4, 3 * ks[1] + 3, 2 * ks[2] + 5)
     starts = [_starts((length - k - 1) // 2 + 1, set(), rng, length - k, channels)
@@ -231,13 +239,15 @@ def test_kernels_for_volumes(name, ks, channels):
     x = rng.integers(-2, 3, (N, *shape, channels)).astype(np.float64)
     if name in ("max", "min"):
         x[rng.random(x.shape) < 0.03] = np.nan
+    if name == "lp":
+        x = np.abs(x)
     axes = tuple(explicit_axis(length, s, k, extent=k) for length, s, k in zip(shape, starts, ks))
-    plan = cpu.plan_forward(red, "channels_last", x, axes, np.zeros((1, 0)))
+    plan = cpu.plan_forward(red, "channels_last", x, axes, prm)
     cols = f"_cols{ks[2]}" if ks[2] < 4 else ""
     assert plan.kernel.name.endswith(f"/forward_masked_deep{ks[0]}_rows{ks[1]}{cols}")
     assert not _misses(plan, x).any()
     np.testing.assert_allclose(plan.run(x)[0], _reference_3d(x, starts, ks, fold),
-                               rtol=1e-15, atol=0)
+                               rtol=1e-14 if name == "lp" else 1e-15, atol=0)
 
 
 def test_kernel_for_volumes_leaves_planes_apart(monkeypatch):
@@ -369,14 +379,16 @@ def test_masked_kernels_read_inside_their_arrays(tmp_path):
             got = plan.run(x)[0]
             want = t._reference(x, rows, cols, k, fold)
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
-        for red, fold, ks in [(MAX, np.max, (2, 3, 2)), (AVG, np.mean, (3, 2, 3))]:
+        for red, fold, ks, prm in [(MAX, np.max, (2, 3, 2), np.zeros((1, 0))),
+                                   (AVG, np.mean, (3, 2, 3), np.zeros((1, 0))),
+                                   (t.LP3[0], t.LP3[1], (2, 2, 3), t.LP3[2])]:
             shape = (2 * ks[0] + 4, 3 * ks[1] + 3, 2 * ks[2] + 5)  # (volumes: to the ends)
             starts = [t._starts((length - k - 1) // 2 + 1, set(), rng, length - k, 5)
                       for length, k in zip(shape, ks)]
-            x = rng.uniform(-1, 1, (t.N, *shape, 5))
+            x = rng.uniform(0 if prm.size else -1, 1, (t.N, *shape, 5))
             axes = tuple(explicit_axis(length, s, k, extent=k)
                          for length, s, k in zip(shape, starts, ks))
-            plan = cpu.plan_forward(red, "channels_last", x, axes, np.zeros((1, 0)))
+            plan = cpu.plan_forward(red, "channels_last", x, axes, prm)
             assert "/forward_masked_deep" in plan.kernel.name, plan.kernel.name
             np.testing.assert_allclose(plan.run(x)[0], t._reference_3d(x, starts, ks, fold),
                                        rtol=1e-12, atol=0)
