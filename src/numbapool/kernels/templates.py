@@ -1893,13 +1893,13 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: boo
     best of three processes: 4.2 ms for ``forward_masked``, 2.9 ms for this one (the max
     pool 3/s2/p1 of the same input, in the same runs: 2.1 ms).
     ``deep`` 2 or 3 (with ``rows`` 2 or 3): 3-D windows of that many planes, whose starts
-    over the channels are at most a plane apart.  Each of the task's rows is first folded
-    over the planes into ``zf``, the planes every channel reads then each channel's first
+    over the channels are at most a plane apart.  In one loop an output row, each of its
+    rows is folded over the planes, the planes every channel reads then each channel's first
     plane or the plane after them (a select, as for the rows), where the masked loop folded
-    every (plane, row) pair of candidates through the masks; the rows are then folded from
-    ``zf`` as above.  Fractional max pool of (4, 16, 56, 56, 64) to (8, 28, 28), windows of
-    3, the kernel alone, alternating in one process: 5.3-5.8 ms for ``forward_masked``,
-    3.0-3.1 ms for this one (max pool 3/s2/p1: 2.9-3.0 ms).
+    every (plane, row) pair of candidates through the masks; those rows are then folded as
+    above.  Fractional max pool of (4, 16, 56, 56, 64) to (8, 28, 28), windows of 3, the
+    kernel alone, alternating in one process: 5.3-6.1 ms for ``forward_masked``, 3.0-3.4
+    ms for this one (max pool 3/s2/p1: 2.9-3.6 ms).
     ``cols`` 2 or 3: windows of that many columns skip the fold over runs; each output
     folds its columns from the folded row, the common ones, then the first or the next
     (fractional max 3x3 to 28x28: 0.21 -> 0.19 ms; avg 0.205 -> 0.18, 2x2 to 39x39: 0.28 ->
