@@ -337,15 +337,7 @@ def test_a_rule_drawing_each_plane_in_the_kernel(monkeypatch, reduction, reduce,
     from numbapool import api
 
     monkeypatch.setattr(api, "_KNOWN_CALLS", {})
-    filled = []
-    real = cpu.with_plane_fill
-
-    def spy(*args):
-        result = real(*args)
-        filled.append(result[0].kernel.name if result else None)
-        return result
-
-    monkeypatch.setattr(cpu, "with_plane_fill", spy)
+    filled = _kernels_bound(monkeypatch, "with_plane_fill")
     _TwoTaps.drawn = []
     rank = len(shape) - 2
     x = np.random.default_rng(3).random(shape).astype(np.float32)
@@ -408,15 +400,7 @@ def test_a_rule_drawing_each_batch_in_the_masked_kernel(monkeypatch, reduction, 
         return np.random.default_rng(keys[-1])
 
     monkeypatch.setattr(randomness, "generator", generator)
-    filled = []
-    real = cpu.with_positions_fill
-
-    def spy(*args):
-        result = real(*args)
-        filled.append(result[0].kernel.name if result else None)
-        return result
-
-    monkeypatch.setattr(cpu, "with_positions_fill", spy)
+    filled = _kernels_bound(monkeypatch, "with_positions_fill")
     if variant == "forward_masked":
         monkeypatch.setattr(cpu, "masked_variant", lambda *args: variant)
     _TwoTaps.drawn = []
@@ -456,6 +440,21 @@ def test_a_rule_drawing_each_batch_in_the_masked_kernel(monkeypatch, reduction, 
             pool(1, bad=True)
         got = pool(4)  # (kept: its flags cleared)
         np.testing.assert_allclose(got, want(), rtol=1e-6)
+
+
+def _kernels_bound(monkeypatch, binder):
+    """The names of the kernels that ``cpu.<binder>`` (``with_plane_fill`` or
+    ``with_positions_fill``) binds from now on, None for each call that binds none."""
+    bound = []
+    real = getattr(cpu, binder)
+
+    def spy(*args):
+        result = real(*args)
+        bound.append(result[0].kernel.name if result else None)
+        return result
+
+    monkeypatch.setattr(cpu, binder, spy)
+    return bound
 
 
 @contextlib.contextmanager

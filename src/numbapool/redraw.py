@@ -77,7 +77,7 @@ class RedrawnForward:
         # between transposes: its tables are restarted as a channels-last call's)
         via = isinstance(self.plan, cpu.ViaChannelsLast)
         self._in_kernel, self._in_parts = self._restart_in_kernel(
-            "channels_last" if via else call.layout, batch, channels)
+            kernel, "channels_last" if via else call.layout, batch, channels)
         # (where the kernel has a variant that computes each plane's starts on its threads,
         # the redrawn calls run it: ``_planes`` is its pf argument; ``plan``, bound to the
         # tables, still runs the call that made this pass, whose windows are drawn)
@@ -102,14 +102,14 @@ class RedrawnForward:
         self.shape = call.result_shape()
         self._lock = threading.Lock()
 
-    def _restart_in_kernel(self, layout: str, batch: int, channels: int
+    def _restart_in_kernel(self, plan: Any, layout: str, batch: int, channels: int
                            ) -> tuple[PlaneRestart | None, StartsInParts | None]:
         """Where the kernel allows, its own threads write the new windows into its tables,
         each the planes or batches it reads (:mod:`numbapool.kernels.restart`): channels-first
         kernels' plane-major tables, and the masked channels-last kernel's per-channel tables
         from starts laid out by position.  And, with every axis per-plane, the rule's
-        ``in_parts`` computes the starts there too, if it can."""
-        plan = self.plan.inner if isinstance(self.plan, cpu.ViaChannelsLast) else self.plan
+        ``in_parts`` computes the starts there too, if it can.  (``plan``: the kernel's,
+        that of a channels-last pass run between transposes.)"""
         if not self._per_plane or not isinstance(plan, cpu.ForwardPlan):
             return None, None
         axes = [self._axes[i] for i in self._per_plane]

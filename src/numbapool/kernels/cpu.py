@@ -166,14 +166,23 @@ def with_plane_fill(plan: ForwardPlan, reduction: Reduction,
     (the output is then not valid); the caller clears them before a run."""
     if plan.kernel is not get_kernel(reduction, "channels_first", "forward_cols_gather"):
         return None
+    pf = _fill_argument(fill, axes, 1)
+    kernel = get_kernel(reduction, "channels_first", "forward_cols_gather_planes")
+    return replace(plan, kernel=kernel, args=(*plan.args, pf), _bound={}), pf
+
+
+def _fill_argument(fill: tuple[int, int], axes: Sequence[AxisWindows], planes: int
+                   ) -> np.ndarray:
+    """The ``pf`` argument of the kernels that compute their window starts: the callback's
+    address and slots; per axis the offset of its starts in the callback's output (the
+    per-plane axes' ``out * planes`` int32 values one after the other; -1 for an axis every
+    plane shares), the last start inside it, and a flag, cleared."""
     offsets, at = [], 0
     for a in axes:
         offsets.append(-1 if a.planes == 1 else at)
-        at += 0 if a.planes == 1 else a.out
-    pf = np.array([*fill, *offsets, *(a._last_start() for a in axes), 0, 0, 0],
-                  dtype=np.int64)
-    kernel = get_kernel(reduction, "channels_first", "forward_cols_gather_planes")
-    return replace(plan, kernel=kernel, args=(*plan.args, pf), _bound={}), pf
+        at += 0 if a.planes == 1 else a.out * planes
+    return np.array([*fill, *offsets, *(a._last_start() for a in axes), 0, 0, 0],
+                    dtype=np.int64)
 
 
 def with_positions_fill(plan: ForwardPlan, reduction: Reduction,
@@ -196,12 +205,7 @@ def with_positions_fill(plan: ForwardPlan, reduction: Reduction,
     kernel = None if plan.tasks is None or axes[2].planes == 1 else planes(plan.kernel)
     if kernel is None:
         return None
-    offsets, at = [], 0
-    for a in axes:
-        offsets.append(-1 if a.planes == 1 else at)
-        at += 0 if a.planes == 1 else a.out * channels
-    pf = np.array([*fill, *offsets, *(a._last_start() for a in axes), 0, 0, 0],
-                  dtype=np.int64)
+    pf = _fill_argument(fill, axes, channels)
     return replace(plan, kernel=kernel, fallback=planes(plan.fallback),
                    args=(*plan.args, pf), _bound={}), pf
 

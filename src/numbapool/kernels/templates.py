@@ -2058,6 +2058,8 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: boo
             "ua = ((n * S0 + lo0) * S1 + lo1) * RS", "ub = ua + RS",
             *(["uc = ua + 2 * RS"] if rows > 2 else []),
             f"ue = ua + {'K1' if rows == 4 else rows} * RS if hi1 > lo1 else ub"])
+        if not deep:
+            src += _block(offsets, 2) + _block(_second(offsets), 2)
         if deep:
             # Each output row (``q``) in one loop: each of its rows (its first rows + 1, the
             # last, ``zl``, the row after them where a channel starts a row later, else the
@@ -2065,14 +2067,14 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: boo
             # first plane or the plane after them (``later0``); then those rows, as the
             # 2-D kernels fold them.  (A scratch of the folded rows read back by a second
             # loop compiled for 0.5 s more; two copies of the loop, one an output row, too.)
+            x2 = "\n                    x2 = x0 + 2 * RS" if rows > 2 else ""
             src += _block(f"""
                 PS = S1 * RS
                 pe = (K0 if hi0 > lo0 else 1) * PS
                 for q in range(2):
                     l1 = lo1 if q == 0 else lo1_2
                     x0 = ((n * S0 + lo0) * S1 + l1) * RS
-                    x1 = x0 + RS
-                    x2 = x0 + 2 * RS
+                    x1 = x0 + RS{x2}
                     xl = x0 + {rows} * RS if (hi1 > lo1 if q == 0 else hi1_2 > lo1_2) else x1
                     col = cola if q == 0 else col_2
                     lat = later if q == 0 else later_2
@@ -2089,10 +2091,6 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: boo
                 for o1 in range(2 * h, o1b + 1):
                     col = col_2 if o1 > 2 * h else cola
             """, 2)
-        else:
-            src += _block(offsets, 2) + _block(_second(offsets), 2)
-        if deep:
-            pass
         elif rows < 4:  # (both rows in one loop)
             body = fold_ends(common(rows, lambda k: x_at(("ub", "uc")[k - 1])), raw_at("ua"),
                              raw_at("ue"), "col[numba.uint64(w + ch)]", "later[ch]")
@@ -2576,12 +2574,10 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
         return _cl_backward_linear(red)
     if variant == "param_grad":
         return _cl_param_grad(red)
-    if variant in MASKED_PLANES_VARIANTS:
-        rows, cols, deep = MASKED_PLANES_VARIANTS[variant]
-        return _cl_forward_masked(red, rows, cols, planes=True, deep=deep)
     if base == "forward_masked":
-        rows, cols, deep = MASKED_VARIANTS[variant]
-        return _cl_forward_masked(red, rows, cols, deep=deep)
+        planes = variant in MASKED_PLANES_VARIANTS
+        rows, cols, deep = (MASKED_PLANES_VARIANTS if planes else MASKED_VARIANTS)[variant]
+        return _cl_forward_masked(red, rows, cols, planes=planes, deep=deep)
     return _cl_forward(red, base, fold)
 
 

@@ -376,9 +376,11 @@ def _fill_parts(slots, first, end):
 
 
 @numba.njit(cache=True, nogil=True)
-def _plane_rows(s, plane, into, ft):
-    """:func:`_int32_plane` for plane ``plane`` of every axis in slots ``s`` (see
-    :data:`_PART_AXIS`), as int32 into the memory at ``into``, axis after axis."""
+def _int32_rows(s, first, count, into, ft):
+    """The starts of planes ``first`` to ``first + count - 1`` of every axis in slots ``s``
+    (see :data:`_PART_AXIS`), as int32 ``(out, count)`` blocks into the memory at ``into``,
+    axis after axis: one plane by :func:`_int32_plane` (SIMD over its windows), several by
+    :func:`_int32_starts` (SIMD over the planes)."""
     at_out = 0
     for a in range(s[0]):
         at = _PART_HEAD + _PART_AXIS * a
@@ -386,50 +388,38 @@ def _plane_rows(s, plane, into, ft):
         u = contiguous(s[at], (s[at + 1],), ft)
         steps = contiguous(s[at + 2], (n,), ft)
         alpha = contiguous(s[at + 4], (1,), ft)[0]
-        starts = contiguous(into + 4 * at_out, (n + 1,), np.int32)
-        _int32_plane(u[plane], steps, alpha, s[at + 5], starts)
-        at_out += n + 1
+        if count == 1:
+            starts = contiguous(into + 4 * at_out, (n + 1,), np.int32)
+            _int32_plane(u[first], steps, alpha, s[at + 5], starts)
+        else:
+            starts_t = contiguous(into + 4 * at_out, (n + 1, count), np.int32)
+            _int32_starts(u[first:first + count], steps, alpha, s[at + 5], starts_t)
+        at_out += (n + 1) * count
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_int32(slots, first, count, into):
+    """:func:`_int32_rows` in the floating type of the slots of :func:`_fill_parts`."""
+    itemsize, s = _slots(slots)
+    if itemsize == 4:
+        _int32_rows(s, first, count, into, np.float32)
+    else:
+        _int32_rows(s, first, count, into, np.float64)
+    return 1
 
 
 @numba.cfunc(SIGNATURE, cache=True, nogil=True)
 def _fill_plane(slots, plane, into):
     """The plane callback of :class:`numbapool.windows.StartsInParts` (``plane_address``):
     the slots of :func:`_fill_parts`."""
-    itemsize, s = _slots(slots)
-    if itemsize == 4:
-        _plane_rows(s, plane, into, np.float32)
-    else:
-        _plane_rows(s, plane, into, np.float64)
-    return 1
-
-
-@numba.njit(cache=True, nogil=True)
-def _position_rows(s, first, count, into, ft):
-    """:func:`_int32_starts` for planes ``first`` to ``first + count - 1`` of every
-    axis in slots ``s`` (see :data:`_PART_AXIS`), as int32 ``(out, count)`` blocks into the
-    memory at ``into``, axis after axis."""
-    at_out = 0
-    for a in range(s[0]):
-        at = _PART_HEAD + _PART_AXIS * a
-        n = s[at + 3]
-        u = contiguous(s[at], (s[at + 1],), ft)
-        steps = contiguous(s[at + 2], (n,), ft)
-        alpha = contiguous(s[at + 4], (1,), ft)[0]
-        starts_t = contiguous(into + 4 * at_out, (n + 1, count), np.int32)
-        _int32_starts(u[first:first + count], steps, alpha, s[at + 5], starts_t)
-        at_out += (n + 1) * count
+    return _fill_int32(slots, plane, 1, into)
 
 
 @numba.cfunc(POSITIONS_SIGNATURE, cache=True, nogil=True)
 def _fill_positions(slots, first, count, into):
     """The by-position callback of :class:`numbapool.windows.StartsInParts`
     (``positions_address``): the slots of :func:`_fill_parts`."""
-    itemsize, s = _slots(slots)
-    if itemsize == 4:
-        _position_rows(s, first, count, into, np.float32)
-    else:
-        _position_rows(s, first, count, into, np.float64)
-    return 1
+    return _fill_int32(slots, first, count, into)
 
 
 def torch_sample_column(rank: int, axis: int) -> int:
