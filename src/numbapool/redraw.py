@@ -34,6 +34,8 @@ import numpy as np
 from . import randomness
 from .geometry import SINGLETON
 from .kernels import cpu
+from .kernels.batch_starts import FLAGS
+from .kernels.launch import _threads
 from .kernels.restart import PlaneRestart
 from .reduction import Sampling
 from .windows import StartsInParts, WindowContext
@@ -81,7 +83,7 @@ class RedrawnForward:
         # (where the kernel has a variant that computes each plane's starts on its threads,
         # the redrawn calls run it: ``_planes`` is its pf argument; ``plan``, bound to the
         # tables, still runs the call that made this pass, whose windows are drawn)
-        self._planes = self._planes_plan = None
+        self._planes = self._planes_plan = self._positions = None
         plane_address = getattr(self._in_parts, "plane_address", None)
         positions_address = getattr(self._in_parts, "positions_address", None)
         filled = None
@@ -90,17 +92,27 @@ class RedrawnForward:
             filled = cpu.with_plane_fill(self.plan, call.reduction, axes,
                                          (plane_address, self._in_parts.slots))
         elif self._in_kernel is not None and positions_address:  # (the masked kernels)
-            filled = cpu.with_positions_fill(kernel, call.reduction, axes,
-                                             (positions_address, self._in_parts.slots),
-                                             channels)
-            if filled is not None and via:
-                filled = cpu.ViaChannelsLast(filled[0]), filled[1]
+            self._positions = (kernel, call.reduction, axes,
+                               (positions_address, self._in_parts.slots), channels, via)
+            filled = self._positions_pass()
+            if filled is None:
+                self._positions = None
         if filled is not None:
             self._planes_plan, self._planes = filled
             self._in_kernel = None
         self.work_shape = call.work.shape
         self.shape = call.result_shape()
         self._lock = threading.Lock()
+
+    def _positions_pass(self) -> tuple[Any, np.ndarray] | None:
+        """The masked kernel's pass that computes each batch's starts on its threads
+        (:func:`numbapool.kernels.cpu.with_positions_fill`), with scratch for as many
+        threads as Numba runs now, and its ``pf``; None where the kernel has none."""
+        kernel, reduction, axes, fill, channels, via = self._positions
+        filled = cpu.with_positions_fill(kernel, reduction, axes, fill, channels)
+        if filled is not None and via:
+            filled = cpu.ViaChannelsLast(filled[0]), filled[1]
+        return filled
 
     def _restart_in_kernel(self, plan: Any, layout: str, batch: int, channels: int
                            ) -> tuple[PlaneRestart | None, StartsInParts | None]:
@@ -162,10 +174,12 @@ class RedrawnForward:
                 if axis.planes == 1 and not _every_row_is(start, axis.start[0]):
                     self.stale = True
                     return None
+            if self._positions is not None and _threads() > cpu.positions_parts(self._planes):
+                self._planes_plan, self._planes = self._positions_pass()  # (more threads now)
             if self._planes is not None:
-                self._planes[-3:] = 0
+                self._planes[FLAGS] = 0
                 out, idx = self._planes_plan.run(x.reshape(self.work_shape))
-                if self._planes[-3:].any():
+                if self._planes[FLAGS].any():
                     self._refused_planes()
             elif self._in_kernel is not None:
                 out, idx = self.plan.run(x.reshape(self.work_shape),
@@ -193,7 +207,7 @@ class RedrawnForward:
             raise RuntimeError(f"window rule {self._rule} of pooler {self._pooler!r} raised "
                                "in compiled code while drawing its windows")
         self._in_parts.check()
-        axis = int(np.flatnonzero(self._planes[-3:])[0]) - (3 - len(self._axes))
+        axis = int(np.flatnonzero(self._planes[FLAGS])[0]) - (3 - len(self._axes))
         self._outside(axis)
 
     def _outside(self, i: int) -> None:

@@ -7,83 +7,143 @@ starts of a batch's channels by output position: along the first two spatial axe
 channels' offsets from it.  A redrawn call used to write those tables for every batch before
 the kernel read them back (for fractional max pooling of (32, 4096, 128) to 2048 outputs,
 100 MB of starts, offsets and smallest starts, against a 67 MB input).  Here a kernel thread
-asks the window rule for one batch's starts at a time, by position, into its own scratch
-(the rule's ``positions_address``), and makes that batch's tables there, in cache.
+asks the window rule for one batch's starts at a time, by position (the rule's
+``positions_address``), and makes that batch's tables in its own rows of the scratch
+(:func:`scratch`), in cache.
 
-The kernel's ``pf`` argument: the callback's address and slots; per kernel axis the offset
-of its starts in the scratch (int32, axis after axis, ``(out, channels)`` each), or -1 for
-an axis whose windows every plane shares (its table is read instead); per axis the last
-start inside it; per axis a flag set when a batch's starts leave it (the kernel then stops:
-its output is not valid).
+The kernel calls :func:`fill_batch` through its address, a C callback compiled once for
+every kernel: linked into each kernel, the fill's code was optimised again with it, which
+cost a kernel's first call 0.4 s of LLVM's time (LLVM passes and machine code 0.76 -> 1.17
+s for the 3-D kernel ``forward_masked_deep3_rows3_cols3_planes``).
+
+The kernel's ``pf`` argument (int64; :data:`PF_SIZE` values): the rule's callback address
+and slots; per kernel axis the offset of its starts in the callback's output (int32, axis
+after axis, ``(out, channels)`` each), or -1 for an axis whose windows every plane shares
+(its rows of the scratch hold its starts already); per axis the last start inside it; per
+axis a flag (:data:`FLAGS`) set when a batch's starts leave it (the kernel then stops: its
+output is not valid); then :func:`fill_batch`'s address, the channels, the three output
+lengths, the callback's starts per batch, the scratch's rows (parts) and the addresses of
+the scratch: the callback's output and the tables of the first two axes and of the last's
+smallest starts.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+
 import numba
+import numpy as np
 
-from .launch import _call_positions
+from .launch import SIGNATURE, _call_positions, address, contiguous
 
-__all__ = ["fill_batch"]
+__all__ = ["FILL", "FLAGS", "PARTS", "PF_SIZE", "fill_batch", "scratch"]
+
+FLAGS = slice(8, 11)
+"""The flags of ``pf`` (see the module), one per kernel axis."""
+FILL = 11
+"""Where ``pf`` holds :func:`fill_batch`'s address."""
+_SIZES = 12  # channels, three output lengths, starts per batch, parts
+PARTS = _SIZES + 5
+"""Where ``pf`` holds the scratch's rows (parts)."""
+_ADDRESSES = 18  # the callback's output (dt2), st0, st1, lo2
+PF_SIZE = 22
 
 
 @numba.njit(cache=True, nogil=True)
-def _starts_by_channel(fs, at, last, table, n, into):
-    """``into[0]`` (``(out, channels)`` int64): batch ``n``'s starts along an axis, from the
-    scratch ``fs`` at ``at``, or from ``table`` (``(batch, out, channels)``) if ``at`` < 0.
-    Whether they are all in ``[0, last]``."""
-    out, channels = into.shape[1], into.shape[2]
-    if at < 0:
-        for o in range(out):
-            for c in range(channels):
-                into[0, o, c] = table[n, o, c]
-        return True
-    flat = into.reshape(out * channels)
-    starts = fs[at:at + out * channels]
+def _starts_by_channel(starts, last, into):
+    """``into`` (int64) from ``starts`` (int32, the same length); whether they are all in
+    ``[0, last]``."""
     smallest, largest = 0, last
-    for i in range(out * channels):
+    for i in range(starts.shape[0]):
         v = starts[i]
-        flat[i] = v
+        into[i] = v
         smallest = min(smallest, v)
         largest = max(largest, v)
     return smallest >= 0 and largest <= last
 
 
 @numba.njit(cache=True, nogil=True)
-def _offsets_by_channel(fs, at, last, channels, lo):
-    """Along the last axis: each position's smallest start over the channels into ``lo[0]``
-    and, in place in ``fs`` from ``at``, each channel's start minus it.  Whether the starts
-    are all in ``[0, last]``."""
-    out = lo.shape[1]
-    starts = fs[at:at + out * channels].reshape((out, channels))  # (the loops vectorise:
-    inside = True                                                # 0.26 -> 0.035 ms, 2048x128)
-    for o in range(out):
+def _offsets_by_channel(starts, last, lo):
+    """Along the last axis, from ``starts`` (``(out, channels)`` int32): each position's
+    smallest start over the channels into ``lo`` (``(out,)`` int64) and, in place, each
+    channel's start minus it.  Whether the starts are all in ``[0, last]``."""
+    inside = True  # (the loops vectorise: 0.26 -> 0.035 ms, 2048x128)
+    for o in range(starts.shape[0]):
         mn = starts[o, 0]
         mx = mn
-        for c in range(1, channels):
+        for c in range(1, starts.shape[1]):
             mn = min(mn, starts[o, c])
             mx = max(mx, starts[o, c])
         inside &= (mn >= 0) & (mx <= last)
-        lo[0, o] = mn
-        for c in range(channels):
+        lo[o] = mn
+        for c in range(starts.shape[1]):
             starts[o, c] -= mn
     return inside
 
 
-@numba.njit(cache=True, nogil=True)
-def fill_batch(pf, n, channels, fs, st0, st1, t0, t1, lo2):
-    """Batch ``n``'s window tables (see the module): the starts along the first two axes into
-    ``t0`` and ``t1`` (``(1, out, channels)`` int64), the last axis's smallest starts into
-    ``lo2`` (``(1, out)`` int64) and their offsets in place in ``fs``.  Returns 1; 0 if the
-    rule's callback raised; 2 with the axis's flag in ``pf`` set if a start left an axis."""
-    if _call_positions(pf[0], pf[1], n * channels, channels, fs.ctypes.data) != 1:
+def _fill_batch(slots, n, part):
+    """See :func:`fill_batch`."""
+    pf = contiguous(address(slots), (PF_SIZE,), np.int64)
+    channels, o0, o1, o2, per_batch = (pf[_SIZES], pf[_SIZES + 1], pf[_SIZES + 2],
+                                       pf[_SIZES + 3], pf[_SIZES + 4])
+    at = pf[_ADDRESSES] + 4 * part * per_batch
+    if _call_positions(pf[0], pf[1], n * channels, channels, at) != 1:
         return 0
-    if not _starts_by_channel(fs, pf[2], pf[5], st0, n, t0):
-        pf[8] = 1
-        return 2
-    if not _starts_by_channel(fs, pf[3], pf[6], st1, n, t1):
-        pf[9] = 1
-        return 2
-    if not _offsets_by_channel(fs, pf[4], pf[7], channels, lo2):
+    fs = contiguous(at, (per_batch,), np.int32)
+    for axis in range(2):
+        out = o0 if axis == 0 else o1
+        first = pf[2 + axis]
+        if first >= 0:
+            into = contiguous(pf[_ADDRESSES + 1 + axis] + 8 * part * out * channels,
+                              (out * channels,), np.int64)
+            if not _starts_by_channel(fs[first:first + out * channels], pf[5 + axis], into):
+                pf[8 + axis] = 1
+                return 2
+    lo = contiguous(pf[_ADDRESSES + 3] + 8 * part * o2, (o2,), np.int64)
+    starts = contiguous(at + 4 * pf[4], (o2, channels), np.int32)
+    if not _offsets_by_channel(starts, pf[7], lo):
         pf[10] = 1
         return 2
     return 1
+
+
+@functools.cache
+def _compiled() -> object:
+    return numba.cfunc(SIGNATURE, cache=True)(_fill_batch)  # (kept: it holds the code)
+
+
+def fill_batch() -> int:
+    """The address of the C callback (:data:`~numbapool.kernels.launch.SIGNATURE`) that
+    writes batch ``n``'s window tables (see the module) in row ``part`` of the scratch, its
+    ``slots`` the kernel's ``pf``: along the first two axes the starts by channel (int64),
+    along the last the smallest starts (int64) and the channels' offsets from them (int32).
+    It returns 1; 0 if the rule's callback raised; 2 with the axis's flag set if a start left
+    an axis.  (Compiled, or loaded from Numba's cache, on first use.)"""
+    return _compiled().address
+
+
+def scratch(head: np.ndarray, outs: Sequence[int], channels: int, parts: int,
+            shared: Sequence[np.ndarray]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """The kernel's ``pf`` (``head``, its first 11 values, then the rest: see the module)
+    and the tables it reads, with rows for ``parts`` parts: ``st0``, ``st1`` (``(parts,
+    out, channels)`` int64), ``lo2`` (``(parts, out)`` int64) and the callback's output
+    (``(parts, starts per batch / channels, channels)`` int32), in which the last axis's
+    offsets replace its starts (the kernel reads them from row ``head[4] / channels``).
+    The rows of an axis whose windows every plane shares (offset -1 in ``head``) hold its
+    starts, from its table of ``shared`` (``(batch, out, channels)``, the first two
+    axes')."""
+    o0, o1, o2 = outs
+    per_batch = max((int(head[2 + a]) + outs[a] * channels for a in range(3)
+                     if head[2 + a] >= 0), default=0)
+    tables = (np.empty((parts, o0, channels), dtype=np.int64),
+              np.empty((parts, o1, channels), dtype=np.int64),
+              np.empty((parts, o2), dtype=np.int64),
+              np.empty((parts, per_batch // channels, channels), dtype=np.int32))
+    for a in range(2):
+        if head[2 + a] < 0:
+            tables[a][:] = shared[a][0]
+    pf = np.array([*head, fill_batch(), channels, *outs, per_batch, parts,
+                   tables[3].ctypes.data, *(t.ctypes.data for t in tables[:3])],
+                  dtype=np.int64)
+    return pf, tables

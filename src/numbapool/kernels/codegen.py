@@ -35,7 +35,7 @@ import numpy as np
 
 from .. import vmath
 from ..reduction import Reduction
-from . import batch_starts, launch, params, slots, vector_width, widen
+from . import launch, params, slots, vector_width, widen
 from .launch import Launcher, kernel_function
 from .rebind import is_jitted, rebound
 from .templates import HEADER, decorator, kernel_source, reassociates
@@ -44,7 +44,7 @@ __all__ = ["cache_dir", "get_kernel", "kernel_path", "load_module"]
 
 _CODEGEN_VERSION = "5"  # bump when the way files are generated or loaded changes
 _IR_SOURCES = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (
-    vmath, vector_width, widen, params, launch, slots, batch_starts))).hexdigest()
+    vmath, vector_width, widen, params, launch, slots))).hexdigest()
 """The code of the modules whose intrinsics and overloads the kernels inline (LLVM IR written
 in Python, which no jitted function's fingerprint sees), and of the jitted helpers they call
 (compiled into a kernel's cached code, which Numba does not rebuild when they change): the

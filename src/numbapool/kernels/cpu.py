@@ -19,7 +19,7 @@ import numpy as np
 from .. import buffers
 from ..geometry import AxisWindows
 from ..reduction import Reduction, Sampling, Selection, Streaming, Weighted
-from . import routing, transpose
+from . import batch_starts, routing, transpose
 from .codegen import get_kernel
 from .launch import Before, _threads
 from .params import for_kernel
@@ -189,13 +189,15 @@ def with_positions_fill(plan: ForwardPlan, reduction: Reduction,
                         axes: Sequence[AxisWindows], fill: tuple[int, int], channels: int
                         ) -> tuple[ForwardPlan, np.ndarray] | None:
     """``plan`` (a channels-last masked forward pass, :data:`MASKED_VARIANTS`) with each
-    batch's window starts computed by the kernel's threads into their own scratch, by the
-    C callback ``fill`` (address and slots: ``positions_address`` and ``slots`` of a
-    :class:`numbapool.windows.StartsInParts`) for the per-plane axes of ``axes`` (the
-    kernel's three; the last must be one), or None where it is not such a pass.  Also the
-    kernel's ``pf`` argument (see :mod:`numbapool.kernels.batch_starts`), whose last three
-    values flag the axes whose starts a part found outside them (the output is then not
-    valid); the caller clears them before a run.  (:func:`with_plane_fill` for the masked
+    batch's window starts computed by the kernel's threads, each into its own rows of a
+    scratch, by the C callback ``fill`` (address and slots: ``positions_address`` and
+    ``slots`` of a :class:`numbapool.windows.StartsInParts`) for the per-plane axes of
+    ``axes`` (the kernel's three; the last must be one), or None where it is not such a
+    pass.  Also the kernel's ``pf`` argument (see :mod:`numbapool.kernels.batch_starts`),
+    whose flags (:data:`~numbapool.kernels.batch_starts.FLAGS`) mark the axes whose starts
+    a part found outside them (the output is then not valid); the caller clears them before
+    a run.  The scratch has rows for the threads Numba runs now: the plan is not valid for a
+    run on more (:func:`positions_parts`).  (:func:`with_plane_fill` for the masked
     kernels.)"""
     def planes(kernel: Callable | None) -> Callable | None:
         return next((get_kernel(reduction, "channels_last", v + "_planes")
@@ -205,9 +207,18 @@ def with_positions_fill(plan: ForwardPlan, reduction: Reduction,
     kernel = None if plan.tasks is None or axes[2].planes == 1 else planes(plan.kernel)
     if kernel is None:
         return None
-    pf = _fill_argument(fill, axes, channels)
+    # (the kernel reads its tables, ``(parts, ...)``, where the plan's read a batch's rows)
+    pf, tables = batch_starts.scratch(
+        _fill_argument(fill, axes, channels), [a.out for a in axes], channels, _threads(),
+        plan.args[:2])
     return replace(plan, kernel=kernel, fallback=planes(plan.fallback),
-                   args=(*plan.args, pf), _bound={}), pf
+                   args=(*tables, *plan.args[4:], pf), _bound={}), pf
+
+
+def positions_parts(pf: np.ndarray) -> int:
+    """The threads the scratch of a pass of :func:`with_positions_fill` (``pf``, its
+    argument) has rows for."""
+    return int(pf[batch_starts.PARTS])
 
 
 VIA_CHANNELS_LAST_MIN_CHANNELS = 8

@@ -49,6 +49,7 @@ from textwrap import dedent, indent
 
 from ..geometry import AxisWindows
 from ..reduction import Reduction, Selection, Streaming
+from . import batch_starts
 from .launch import SIGNATURE
 
 HEADER = '''\
@@ -62,7 +63,6 @@ from numbapool.kernels.launch import strided as _strided, _call_part
 from numbapool.kernels.vector_width import prefer_wide_vectors as _prefer_wide_vectors
 from numbapool.kernels.widen import widen as _widen
 from numbapool.kernels.slots import slot_row as _slot_row
-from numbapool.kernels.batch_starts import fill_batch as _fill_batch
 
 '''
 
@@ -2245,30 +2245,20 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: boo
     return _batch_tables(src) if planes else src
 
 
-_BATCH_SCRATCH = """\
-FS = 0
-for axb in range(3):
-    if pf[2 + axb] >= 0:
-        FS = max(FS, pf[2 + axb] + (O0 if axb == 0 else (O1 if axb == 1 else O2)) * C)
-bst = np.empty(FS, dtype=np.int32)
-st0_b = np.empty((1, O0, C), dtype=np.int64)
-st1_b = np.empty((1, O1, C), dtype=np.int64)
-lo2_b = np.empty((1, O2), dtype=np.int64)
-dt2_b = bst[pf[4]:pf[4] + O2 * C].reshape((1, O2, C))
-done = -1
-"""
+_BATCH_SCRATCH = "done = -1\nD2 = pf[4] // C\n"
 """The scratch of a masked kernel that computes its window starts
-(:data:`MASKED_PLANES_VARIANTS`): the rule's starts of a batch by position (``bst``, int32;
-the last axis's offsets in place there) and that batch's tables."""
+(:data:`MASKED_PLANES_VARIANTS`): the batch whose tables its rows hold (its tables' rows
+``part`` are its own: see :func:`numbapool.kernels.batch_starts.scratch`), and the row of
+``dt2`` (the rule's output) where the last axis's offsets start."""
 
-_BATCH_FILL = """
+_BATCH_FILL = f"""
     if n != done:
-        filled = _fill_batch(pf, n, C, bst, st0, st1, st0_b, st1_b, lo2_b)
+        filled = _call_part(pf[{batch_starts.FILL}], pf.ctypes.data, n, part)
         if filled != 1:
             return 1 if filled == 2 else 0
         done = n
 """
-"""The head of a task of those kernels: a new batch's starts and tables (see
+"""The head of a task of those kernels: a new batch's tables (see
 :func:`numbapool.kernels.batch_starts.fill_batch`); starts outside an axis stop the part
 (its flag set in ``pf``)."""
 
@@ -2276,8 +2266,9 @@ _TABLE_READ = re.compile(r"\b(st0|st1|lo2|dt2)\[n, ")
 
 
 def _batch_tables(src: str) -> str:
-    """A masked kernel's source reading the current batch's tables of the scratch."""
-    return _TABLE_READ.sub(r"\1_b[0, ", src)
+    """A masked kernel's source reading the current batch's tables in its part's rows."""
+    return _TABLE_READ.sub(lambda m: f"{m[1]}[part, " + ("D2 + " if m[1] == "dt2" else ""),
+                           src)
 
 
 _CL5 = re.compile(r"(?<![\w])(x|out|idx)\[n, ([^,\]]+), ([^,\]]+), ([^,\]]+), ch\]")
