@@ -249,27 +249,29 @@ def test_repeated_fractional_calls_channels_first_restart_in_the_kernel(monkeypa
 
 
 class _TwoTaps(numbapool.WindowRule):
-    """Windows of 2 taps along every axis, window ``o`` starting at ``2 * o`` or one after
-    at random, each plane its own; its ``redraw`` draws the same numbers in two steps
-    (``in_parts``: :class:`_CopiedInParts`, with a plane callback if ``planes``, a
-    by-position one if ``positions``), or,
-    ``bad=True``, starts past the last axis's end, for which ``check`` raises ``error`` if
-    given."""
+    """Windows of 2 taps along every axis, ``(length - 1) // 2`` of them, window ``o``
+    starting at ``2 * o`` or one after at random, each plane its own; its ``redraw`` draws
+    the same numbers in two steps (``in_parts``: :class:`_CopiedInParts`, with a plane
+    callback if ``planes``, a by-position one if ``positions``), or, ``bad=True``, starts
+    past the end of axis ``bad_axis``, for which ``check`` raises ``error`` if given; with
+    ``wide``, the redrawn starts of the last axis are two apart over the first batch's
+    first two channels (:func:`_wide`)."""
 
     name = "two_taps"
-    options = {"bad": False, "error": None, "planes": False, "positions": False}
+    options = {"bad": False, "bad_axis": -1, "error": None, "planes": False,
+               "positions": False, "wide": False}
     drawn: list = []  # (the draws in two steps)
 
-    def plan(self, spatial, context, *, bad=False, error=None, planes=False, positions=False):
-        out = 3
+    def plan(self, spatial, context, *, bad=False, bad_axis=-1, error=None, planes=False,
+             positions=False, wide=False):
         axes = tuple(explicit_axis(n, s, K)
-                     for n, s in zip(spatial, _two_taps(context, out, len(spatial))))
+                     for n, s in zip(spatial, _two_taps(context, spatial)))
 
         def draw(context):
             self.drawn.append(1)
-            new = _two_taps(context, out, len(spatial))
-            new[-1] += spatial[-1] if bad else 0
-            return new
+            new = _two_taps(context, spatial)
+            new[bad_axis] += spatial[bad_axis] if bad else 0
+            return _wide(new) if wide else new
 
         def redraw(context, into):  # (not run: in_parts is)
             raise AssertionError("redraw ran instead of in_parts")
@@ -281,9 +283,23 @@ class _TwoTaps(numbapool.WindowRule):
         return numbapool.WindowPlan(axes, redraw=redraw)
 
 
-def _two_taps(context, out, rank=2):
-    planes = context.batch * context.channels
-    return [2 * np.arange(out) + context.rng.integers(0, 2, (planes, out)) for _ in range(rank)]
+def _two_taps(context, spatial):
+    return _two_taps_starts(context.rng, context.batch * context.channels, spatial)
+
+
+def _two_taps_starts(rng, planes, spatial):
+    """:class:`_TwoTaps`'s starts drawn from ``rng`` for ``planes`` planes."""
+    return [2 * np.arange((n - 1) // 2) + rng.integers(0, 2, (planes, (n - 1) // 2))
+            for n in spatial]
+
+
+def _wide(starts):
+    """``starts`` with the last axis's windows after the first starting one tap before
+    ``2 * o`` in plane 0 and one after it in plane 1: two apart over those channels."""
+    last = starts[-1].copy()
+    later = 2 * np.arange(1, last.shape[1])
+    last[0, 1:], last[1, 1:] = later - 1, later + 1
+    return [*starts[:-1], last]
 
 
 @contextlib.contextmanager
@@ -310,7 +326,7 @@ def test_a_rule_drawing_in_parts(monkeypatch):
     with _two_taps_max() as name:
         for seed in (4, 4, 4, 4):
             rng = np.random.default_rng(seed)
-            starts = [2 * np.arange(3) + rng.integers(0, 2, (10, 3)) for _ in range(2)]
+            starts = _two_taps_starts(rng, 10, x.shape[2:])
             want = _windows_max_avg(x, starts, np.max)
             np.testing.assert_array_equal(numbapool.pool(name, x, seed=seed), want)
         assert len(_TwoTaps.drawn) == 2  # (from the third call)
@@ -347,8 +363,7 @@ def test_a_rule_drawing_each_plane_in_the_kernel(monkeypatch, reduction, reduce,
             with numba_threads(threads):
                 for seed in (4, 4, 4, 4, 6):
                     rng = np.random.default_rng(seed)
-                    starts = [2 * np.arange(3) + rng.integers(0, 2, (shape[0] * shape[1], 3))
-                              for _ in range(rank)]
+                    starts = _two_taps_starts(rng, shape[0] * shape[1], shape[2:])
                     want = _windows_max_avg(x, starts, reduce)
                     got = numbapool.pool(name, x, seed=seed, planes=True)
                     np.testing.assert_allclose(got, want, rtol=1e-6)
@@ -367,9 +382,11 @@ def test_a_rule_drawing_each_plane_in_the_kernel(monkeypatch, reduction, reduce,
             numbapool.pool(name, x, seed=1, bad=True, planes=True)
         got = numbapool.pool(name, x, seed=4, planes=True)  # (kept: its flags cleared)
         rng = np.random.default_rng(4)
-        starts = [2 * np.arange(3) + rng.integers(0, 2, (shape[0] * shape[1], 3))
-                  for _ in range(rank)]
+        starts = _two_taps_starts(rng, shape[0] * shape[1], shape[2:])
         np.testing.assert_allclose(got, _windows_max_avg(x, starts, reduce), rtol=1e-6)
+
+
+_VOLUME = (2, 3, 7, 9, 11)  # (each axis its own number of windows: 3, 4 and 5)
 
 
 @pytest.mark.parametrize("reduction, reduce", [(MAX, np.max), (AVG, np.mean)])
@@ -377,6 +394,7 @@ def test_a_rule_drawing_each_plane_in_the_kernel(monkeypatch, reduction, reduce,
     ((2, 5, 8), "channels_last", "forward_masked_rows1_cols2"),
     ((2, 5, 7, 8), "channels_last", "forward_masked_rows2_cols2"),
     ((1, 3, 7, 7, 8), "channels_last", "forward_masked_deep2_rows2_cols2"),
+    (_VOLUME, "channels_last", "forward_masked_deep2_rows2_cols2"),
     ((1, 3, 7, 7, 8), "channels_last", "forward_masked"),  # (the planner made to give it)
     ((2, 8, 7, 8), "channels_first", "forward_masked_rows2_cols2")])  # (small planes)
 def test_a_rule_drawing_each_batch_in_the_masked_kernel(monkeypatch, reduction, reduce, shape,
@@ -415,8 +433,7 @@ def test_a_rule_drawing_each_batch_in_the_masked_kernel(monkeypatch, reduction, 
 
     def want():  # (the windows of the last call's generator)
         rng = np.random.default_rng(keys[-1])
-        starts = [2 * np.arange(3) + rng.integers(0, 2, (shape[0] * shape[1], 3))
-                  for _ in range(rank)]
+        starts = _two_taps_starts(rng, shape[0] * shape[1], shape[2:])
         return _windows_max_avg(x, starts, reduce)
 
     with _two_taps_max(reduction) as name:
@@ -438,10 +455,76 @@ def test_a_rule_drawing_each_batch_in_the_masked_kernel(monkeypatch, reduction, 
         for _ in range(2):
             pool(1, bad=True)
         with pytest.raises(ValueError, match=rf"_TwoTaps.*redrew windows outside spatial axis "
-                                             rf"{rank - 1} of length 8"):
+                                             rf"{rank - 1} of length {shape[-1]}"):
             pool(1, bad=True)
         got = pool(4)  # (kept: its flags cleared)
         np.testing.assert_allclose(got, want(), rtol=1e-6)
+
+
+def test_the_masked_kernel_refuses_starts_outside_each_axis(monkeypatch):
+    """A kept channels-last pass of 3-D windows whose rule redraws starts past the end of
+    axis 0, 1 or 2: the error names that axis and its length (each axis has its flag in the
+    kernel's ``pf``), and the next call is right."""
+    from numbapool import api
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    x = np.random.default_rng(5).random(_VOLUME).astype(np.float32)
+    given = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+
+    def pool(**kw):
+        return numbapool.pool(name, given, seed=2, layout="channels_last", positions=True,
+                              **kw)
+
+    with _two_taps_max() as name:
+        for axis in range(3):
+            for _ in range(2):  # (planned: the plan's windows are the rule's)
+                pool(bad=True, bad_axis=axis)
+            with pytest.raises(ValueError, match=rf"redrew windows outside spatial axis "
+                                                 rf"{axis} of length {_VOLUME[2 + axis]}"):
+                pool(bad=True, bad_axis=axis)
+        for _ in range(3):
+            got = np.moveaxis(pool(), -1, 1)
+        starts = _two_taps_starts(np.random.default_rng(2), 6, _VOLUME[2:])
+        np.testing.assert_allclose(got, _windows_max_avg(x, starts, np.max), rtol=1e-6)
+
+
+@pytest.mark.parametrize("reduction, reduce", [(MAX, np.max), (AVG, np.mean)])
+@pytest.mark.parametrize("shape, variant", [
+    ((2, 5, 8), "forward_masked_rows1_cols2"), ((2, 5, 7, 8), "forward_masked_rows2_cols2"),
+    (_VOLUME, "forward_masked_deep2_rows2_cols2")])
+def test_the_fallback_of_a_masked_kernel_computes_its_batches_too(monkeypatch, reduction,
+                                                                  reduce, shape, variant):
+    """A kept channels-last pass planned for windows whose starts are at most one apart
+    over the channels, redrawn with two apart: the kernel for such windows leaves those
+    tasks, and the kernel for any windows (``forward_masked_planes``, its fallback) runs
+    them, computing their batches' starts itself; the results are each call's windows."""
+    from numbapool import api
+    from numbapool.kernels import launch
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    ran = []
+    real = launch.Launcher.__call__
+
+    def spy(self, *args, **kw):
+        ran.append(self.name)
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(launch.Launcher, "__call__", spy)
+    filled = _kernels_bound(monkeypatch, "with_positions_fill")
+    x = np.random.default_rng(6).random(shape).astype(np.float32)
+    given = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    planes = shape[0] * shape[1]
+    with _two_taps_max(reduction) as name:
+        for call in range(4):  # (kept from the third: the rule's redraws are wide)
+            ran.clear()
+            got = numbapool.pool(name, given, seed=7, layout="channels_last", positions=True,
+                                 wide=True)
+            starts = _two_taps_starts(np.random.default_rng(7), planes, shape[2:])
+            want = _windows_max_avg(x, _wide(starts) if call >= 2 else starts, reduce)
+            np.testing.assert_allclose(np.moveaxis(got, -1, 1), want, rtol=1e-6)
+            if call >= 2:
+                assert f"{reduction.name}/channels_last/forward_masked_planes" in ran
+        assert filled == [f"{reduction.name}/channels_last/{variant}_planes"]
 
 
 def _kernels_bound(monkeypatch, binder):

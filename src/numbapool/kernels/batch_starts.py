@@ -29,7 +29,7 @@ smallest starts.
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Sequence
 
 import numba
@@ -108,9 +108,8 @@ def _fill_batch(slots, n, part):
     return 1
 
 
-@functools.cache
-def _compiled() -> object:
-    return numba.cfunc(SIGNATURE, cache=True)(_fill_batch)  # (kept: it holds the code)
+_compiled: list = []  # (the one compiled callback, kept for good: it holds the code whose
+_compile_lock = threading.Lock()  # address passes keep; the first caller compiles it)
 
 
 def fill_batch() -> int:
@@ -120,7 +119,10 @@ def fill_batch() -> int:
     along the last the smallest starts (int64) and the channels' offsets from them (int32).
     It returns 1; 0 if the rule's callback raised; 2 with the axis's flag set if a start left
     an axis.  (Compiled, or loaded from Numba's cache, on first use.)"""
-    return _compiled().address
+    with _compile_lock:
+        if not _compiled:
+            _compiled.append(numba.cfunc(SIGNATURE, cache=True)(_fill_batch))
+        return _compiled[0].address
 
 
 def scratch(head: np.ndarray, outs: Sequence[int], channels: int, parts: int,

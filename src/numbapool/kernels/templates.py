@@ -1905,11 +1905,13 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: boo
     (fractional max 3x3 to 28x28: 0.21 -> 0.19 ms; avg 0.205 -> 0.18, 2x2 to 39x39: 0.28 ->
     0.25 ms).
 
-    ``planes`` (:data:`MASKED_PLANES_VARIANTS`): the window starts of per-plane axes are
-    not read from the tables but computed on the kernel's threads, a batch at a time, into
-    their scratch, by the window rule's callback (the last argument, ``pf``: see
-    :mod:`numbapool.kernels.batch_starts`); the tables give the shapes and the starts of
-    axes every plane shares.
+    ``planes`` (:data:`MASKED_PLANES_VARIANTS`): the tables are a scratch with a row for
+    each part (thread), ``(parts, ...)``; a part writes a batch's tables into its row, by
+    the C callback :func:`numbapool.kernels.batch_starts.fill_batch` (through the last
+    argument, ``pf``), when its tasks reach that batch, and reads them there (row
+    ``part``; ``dt2``'s rows are the window rule's output, the last axis's offsets from
+    row ``pf[4] / C``).  The rows of axes every plane shares hold their starts already
+    (:func:`numbapool.kernels.batch_starts.scratch`).
 
     The loops read ``x`` at unsigned offsets, as the row views cost reference counting in
     them.  Selections, and streaming reductions that fold with ``merge`` and ignore ``tap``
