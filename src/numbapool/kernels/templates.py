@@ -1950,7 +1950,8 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: boo
         names = [(b, b.replace("B", "lo"), b.replace("B", "hi")) for b in arrays]
         return "\n".join([*(f"{lo} = {b}[0]\n{hi} = {lo}" for b, lo, hi in names),
                           "for ch in range(1, C):",
-                          *(f"    {lo} = min({lo}, {b}[ch])\n    {hi} = max({hi}, {b}[ch])"
+                          *(f"    {lo} = {lo} if {lo} <= {b}[ch] else {b}[ch]\n"
+                            f"    {hi} = {hi} if {hi} >= {b}[ch] else {b}[ch]"
                             for b, lo, hi in names)])
 
     def fold_ends(middle: list[str], first: str, after: str, keep: str, take: str,
@@ -1989,17 +1990,22 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: boo
         """, 1)
     # (the kernels for rows read their rows' folds one column past the last start, into a
     # spare column, whose values are never selected: see the picks below)
-    row = f"np.empty({'(S2 + 1) * C' if rows else 'S2 * C'}, dtype=sdt)"
-    scratch = ("" if rows == 1 else
-               "later = np.empty(C, dtype=np.bool_)\nlater_2 = np.empty(C, dtype=np.bool_)\n"
-               f"cola = {row}\n" + (f"col_2 = {row}\n" if rows < 4 else "")
-               if rows else
-               "inside = np.empty(C, dtype=np.bool_)\nfirst = np.empty(C, dtype=np.bool_)\n"
-               f"col = {row}\n")
+    length = "(S2 + 1) * C" if rows else "S2 * C"
+    row = f"np.empty({length}, dtype=sdt)"
+    # The per-channel flags live past the end of the first row's scratch (views of it, alive
+    # as long as it is, which the task loop reads): a bool array of their own compiled
+    # NumPy's allocation for bool, 0.09-0.11 s of the first kernel's compile in a process
+    flags = [] if rows == 1 else ["later", "later_2"] if rows else ["inside", "first"]
+    flags += ["later0"] if deep else []  # (each output row's rows folded over the planes)
+    host = "cola" if rows else "col"
+    scratch = "" if rows == 1 else (
+        f"{host} = np.empty({length} + {len(flags)} * C, dtype=sdt)\n"
+        + "".join(f"{flag} = _contiguous({host}.ctypes.data + {length} * {host}.itemsize"
+                  f"{f' + {i} * C' if i else ''}, (C,), np.bool_)\n"
+                  for i, flag in enumerate(flags))
+        + (f"col_2 = {row}\n" if 1 < rows < 4 else ""))
     if not cols:
         scratch += f"sl = {row}\n"
-    if deep:  # (each output row's rows folded over the planes first)
-        scratch += "later0 = np.empty(C, dtype=np.bool_)\n"
     if not sel:
         scratch += "d01 = np.empty(C, dtype=dv2.dtype)\n"
         scratch += "" if rows else "pick = np.empty(C, dtype=sdt)\n"
@@ -2023,7 +2029,7 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: boo
         # Windows of one row, the same for every channel: each output folds its taps
         # straight from the input row, at offset ``ua``
         src += _block("""
-            o1b = min(2 * h + 1, O1 - 1)
+            o1b = 2 * h + 1 if 2 * h + 1 < O1 else O1 - 1
             B1 = st1[n, 2 * h]
             B1_2 = st1[n, o1b]
         """, 2) + _block(span("B0", "B1", "B1_2"), 2) + _block(f"""
@@ -2043,7 +2049,7 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: boo
         k0 = f"K0 != {deep} or hi0 - lo0 > 1" if deep else "K0 != 1 or hi0 != lo0"
         later0 = "\n                later0[ch] = B0[ch] != lo0" if deep else ""
         src += _block("""
-            o1b = min(2 * h + 1, O1 - 1)
+            o1b = 2 * h + 1 if 2 * h + 1 < O1 else O1 - 1
             B1 = st1[n, 2 * h]
             B1_2 = st1[n, o1b]
         """, 2) + _block(span("B0", "B1", "B1_2"), 2) + _block(f"""
@@ -2124,7 +2130,7 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: boo
                                                  "col[numba.uint64(w + ch)]", "lat[ch]")), 3)
     else:
         src += _block("""
-            for o1 in range(2 * h, min(2 * h + 2, O1)):
+            for o1 in range(2 * h, 2 * h + 2 if 2 * h + 2 < O1 else O1):
                 B1 = st1[n, o1]
         """, 2) + _block(span("B1"), 3) + _block(f"""
             for r0 in range(lo0, hi0 + K0):
@@ -2176,9 +2182,10 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: boo
         """, 3) + ("" if sel else _block("d2 = dv2[0, o2]", 4)) + (
             # (the tap after the window, never selected at the row's last start, read
             # inside the row there)
-            _block(f"ue = min(u + {cols} * C, RS - C)", 4) if rows == 1 else "") + _block("""
+            _block(f"ue = u + {cols} * C if u + {cols} * C < RS - C else RS - C", 4)
+            if rows == 1 else "") + _block("""
                 for ch in range(C):
-                    top = max(top, dj[ch])
+                    top = top if top >= dj[ch] else dj[ch]
         """, 4)
         # (each channel's fold of its columns: selections into the output, sums finished)
         finish = "" if sel else """
@@ -2221,7 +2228,7 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: boo
             dj = dt2[n, o2]
             top = 0
             for ch in range(C):
-                top = max(top, dj[ch])
+                top = top if top >= dj[ch] else dj[ch]
     """, 3)
     src += _block("""
         fb = folded[lo2[n, o2] * C:]
