@@ -69,3 +69,63 @@ def test_seeded_fractional_calls_repeat_and_unseeded_ones_differ():
     np.testing.assert_array_equal(a, b)
     c, d = (numbapool.pool("fractional_max", x, output_size=(5, 5)) for _ in range(2))
     assert not np.array_equal(c, d)
+
+
+# -- uniform_rows: NumPy's numbers, drawn on every thread ------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from numbapool.kernels import pcg64  # noqa: E402
+from numbapool.randomness import uniform_rows  # noqa: E402
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**63), before=st.integers(0, 5), buffered=st.booleans(),
+       rows=st.integers(pcg64._SMALL // 3, 3 * pcg64._SMALL), width=st.integers(1, 3),
+       parts=st.integers(1, 9), wide=st.booleans())
+def test_the_compiled_draw_gives_numpys_numbers_and_leaves_the_generator_as_numpy(
+        seed, before, buffered, rows, width, parts, wide):
+    """Every part and lane starts where NumPy's stream is at its first row (a wrong jump, or
+    a lane's share off by one, changes samples); the generator ends as ``random`` leaves it,
+    its buffered 32-bit half included (``advance`` alone clears it)."""
+    dtype = np.float64 if wide else np.float32
+    mine, numpys = np.random.default_rng(seed), np.random.default_rng(seed)
+    for g in (mine, numpys):
+        g.random(before)
+        if buffered:
+            g.integers(0, 2**16, dtype=np.uint32)  # (leaves half a 64-bit draw buffered)
+    out = np.full((width, rows), -1.0, dtype)
+    drawn = pcg64.draw_rows(mine, out, parts)
+    assert drawn == (rows * width >= pcg64._SMALL)
+    if drawn:
+        np.testing.assert_array_equal(out, numpys.random((rows, width)).astype(dtype).T)
+    else:  # (nothing drawn, nothing written, the generator untouched)
+        assert (out == -1).all()
+    assert mine.bit_generator.state == numpys.bit_generator.state
+    assert mine.integers(0, 2**16, dtype=np.uint32) == numpys.integers(0, 2**16,
+                                                                         dtype=np.uint32)
+
+
+@pytest.mark.parametrize("bits", [np.random.PCG64, np.random.Philox])
+@pytest.mark.parametrize("shape", [(2, 10), (2, 2 * pcg64._SMALL)])
+def test_uniform_rows_falls_back_to_random_and_gives_the_same_numbers(bits, shape):
+    """Other bit generators and small draws take ``rng.random``: the same numbers."""
+    mine, numpys = np.random.Generator(bits(11)), np.random.Generator(bits(11))
+    out = np.empty(shape, np.float32)
+    uniform_rows(mine, out)
+    np.testing.assert_array_equal(out, numpys.random(shape[::-1]).astype(np.float32).T)
+    assert mine.random() == numpys.random()
+
+
+def test_the_compiled_draw_refuses_what_it_cannot_fill():
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    big = 2 * pcg64._SMALL
+    for out in (np.empty((2, big), np.float16), np.empty((big, 2), np.float32).T,
+                np.empty(big, np.float32)):
+        assert not pcg64.draw_rows(rng, out, 2)
+    frozen = np.empty((2, big), np.float32)
+    frozen.flags.writeable = False
+    assert not pcg64.draw_rows(rng, frozen, 2)
+    assert rng.bit_generator.state == state

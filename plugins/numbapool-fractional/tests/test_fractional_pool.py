@@ -1000,3 +1000,25 @@ def test_a_call_on_another_thread_while_the_kept_pass_is_built(monkeypatch, layo
     assert len(kept) == 1 and isinstance(kept[0].plan, want)
     fresh(3)
     np.testing.assert_array_equal(numbapool.pool("fractional_max", x, **opts), expected(3))
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("shape,dtype", [((2, 2100, 9, 9), np.float32),
+                                         ((2, 2100, 9, 9), np.float64),
+                                         ((1, 2800, 5, 6, 7), np.float32)])
+def test_a_seed_draws_default_rngs_samples_in_large_calls(shape, dtype, layout):
+    """A seeded call of PyTorch's rule with enough planes draws its samples in compiled code
+    on every thread (numbapool.randomness.uniform_rows, from the third call on, which keeps
+    its pass): the windows are those of the samples ``default_rng(seed).random((N, C,
+    rank))``, call after call."""
+    rank = len(shape) - 2
+    assert shape[0] * shape[1] * rank >= 8192  # (the compiled draw's smallest)
+    x = make_x(np.random.default_rng(3), shape, dtype)
+    if layout == "channels_last":
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    opts = dict(output_size=(3,) * rank, layout=layout)
+    samples = np.random.default_rng(17).random((shape[0], shape[1], rank)).astype(dtype)
+    for name in ("fractional_max", "fractional_avg"):
+        want = numbapool.pool(name, x, samples=samples, **opts)
+        for _ in range(4):
+            np.testing.assert_array_equal(numbapool.pool(name, x, seed=17, **opts), want)

@@ -8,6 +8,7 @@ import numpy as np
 
 from numbapool import AxisWindows, WindowContext, WindowPlan, WindowRule, explicit_axis
 from numbapool.options import check_bool, per_axis_ints, typed_key
+from numbapool.randomness import uniform_rows
 
 from .sequences import (
     _check_rounding,
@@ -180,14 +181,18 @@ class _TorchRedraw:
         return _TorchStartsInParts(self, starts)
 
     def __call__(self, context: WindowContext, starts: tuple[np.ndarray, ...]) -> None:
-        flat = self.samples(context).reshape(context.batch * context.channels, self.rank)
-        if not self.compiled or flat.shape[0] == 0:
+        planes = context.batch * context.channels
+        if not self.compiled or planes == 0:
+            flat = self.samples(context).reshape(planes, self.rank)
             for (length, kk, out, col), into in zip(self.geometry, starts):
                 _torch_starts(flat[:, col], length, out, kk, self.name, into)
             return
-        for (length, kk, out, col), (ft, steps, alpha), into in zip(
+        # (the numbers of samples(), in the starts' floating type, as astype rounds)
+        columns = np.empty((self.rank, planes), dtype=self.constants[0][0])
+        uniform_rows(context.rng, columns)
+        for (length, kk, out, col), (_, steps, alpha), into in zip(
                 self.geometry, self.constants, starts):
-            lo, hi = _compiled_starts(flat[:, col].astype(ft), steps, alpha, length - kk, into)
+            lo, hi = _compiled_starts(columns[col], steps, alpha, length - kk, into)
             _check_rounding(lo, hi, self.name, length, out, kk)  # (as _torch_starts)
 
 
@@ -200,7 +205,9 @@ class _TorchStartsInParts:
         planes = starts[0].shape[0]
         self._redraw = redraw
         self._starts = starts
-        self._u = [np.empty(planes, dtype=ft) for ft, _, _ in redraw.constants]
+        # (the samples' columns, as rows: the draw's transpose, each axis reading its row)
+        self._columns = np.empty((redraw.rank, planes), dtype=redraw.constants[0][0])
+        self._u = [self._columns[col] for _, _, _, col in redraw.geometry]
         self._alpha = [np.array([alpha], dtype=ft) for ft, _, alpha in redraw.constants]
         slots = [len(redraw.geometry), np.dtype(redraw.name).itemsize]
         for (length, kk, _, _), (_, steps, _), u, alpha, into in zip(
@@ -215,9 +222,8 @@ class _TorchStartsInParts:
         self.positions_address = _fill_positions.address
 
     def draw(self, context: WindowContext) -> None:
-        flat = self._redraw.samples(context).reshape(-1, self._redraw.rank)
-        for (_, _, _, col), u in zip(self._redraw.geometry, self._u):
-            u[:] = flat[:, col]  # (rounded as astype rounds)
+        # (the numbers of samples(), on every thread where it can, rounded as astype rounds)
+        uniform_rows(context.rng, self._columns)
 
     def check(self) -> None:
         for (length, kk, out, _), into in zip(self._redraw.geometry, self._starts):
