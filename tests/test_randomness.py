@@ -129,3 +129,10 @@ def test_the_compiled_draw_refuses_what_it_cannot_fill():
     frozen.flags.writeable = False
     assert not pcg64.draw_rows(rng, frozen, 2)
     assert rng.bit_generator.state == state
+
+
+def test_prepare_uniform_rows_compiles_the_draw_for_its_dtype_ahead():
+    from numbapool.randomness import prepare_uniform_rows
+    for dtype, key in ((np.float64, "d"), (np.float32, "f")):
+        prepare_uniform_rows(np.empty((1, pcg64._SMALL), dtype))
+        assert key in pcg64._compiled

@@ -16,7 +16,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["generator", "uniform_rows"]
+__all__ = ["generator", "prepare_uniform_rows", "uniform_rows"]
 
 _local = threading.local()
 
@@ -62,3 +62,11 @@ def uniform_rows(rng: np.random.Generator, out: np.ndarray) -> None:
     from .kernels import launch, pcg64
     if not pcg64.draw_rows(rng, out, launch._threads()):
         out[...] = rng.random((out.shape[1], out.shape[0])).T
+
+
+def prepare_uniform_rows(out: np.ndarray) -> None:
+    """Compile, or load from Numba's cache, what :func:`uniform_rows` runs on ``out`` (about
+    0.7 s compiled; once a machine): call it ahead, where a delay is expected, to keep it
+    off the first draw."""
+    from .kernels import pcg64
+    pcg64.prepare(out)

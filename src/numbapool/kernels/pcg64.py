@@ -5,9 +5,9 @@ A fractional pool of (64, 2048, 7, 7) draws 262,144 samples, one stream: 0.67 ms
 ``rng.random`` on the calling thread (and its cast to float32), beside a kernel of 1.6 ms.
 Here each part starts from the generator's state advanced past the parts before it (by
 NumPy's ``PCG64.advance``, on the calling thread) and steps the generator in 128-bit
-integers (LLVM's ``i128``), writing each sample's column into its own array in that
-array's dtype (as ``astype`` rounds).  The generator is then advanced past every sample,
-as ``rng.random`` would leave it.
+integers (LLVM's ``i128``), four streams together, writing sample ``(row, column)`` at
+``out[column, row]`` in ``out``'s dtype (as ``astype`` rounds).  The generator is then
+advanced past every sample, as ``rng.random`` would leave it.
 
 The stream is NumPy's (``numpy/random/src/pcg64``): the state steps as ``state *
 MULTIPLIER + increment`` modulo 2**128; a step gives the 64-bit value ``rotr(high ^ low,
@@ -35,9 +35,9 @@ _MASK = (1 << 64) - 1
 LANES = 4
 """Streams a thread steps together (each a quarter of its rows)."""
 _HEAD = 3
-"""The first slots of :func:`_draw_part`: the columns (samples a row), the rows and the
-itemsize of the output; then the increment's low and high words, the output's address,
-and the states of each part's lanes (low and high words)."""
+"""The first slots of :func:`_draw`: the columns (samples a row), the rows and a spare
+slot; then the increment's low and high words, the output's address, and the states of
+each part's lanes (low and high words)."""
 
 
 @intrinsic
@@ -78,9 +78,9 @@ _sample = numba.njit(inline="always")(_sample)
 @numba.njit(inline="always")
 def _fill(out, rows, width, s, first, end, inc_low, inc_high):
     """Step the rows ``first`` to ``end - 1`` in :data:`LANES` streams, whose states are
-    ``s[0:8]`` (low and high words), lane ``k`` the ``k``-th quarter of the rows; column
-    ``c`` of row ``r`` into ``out[c * rows + r]``.  The lanes step together (a step's
-    128-bit multiply waits for the one before it in its lane)."""
+    ``s[0:8]`` (low and high words; left as the lanes end), lane ``k`` the ``k``-th quarter
+    of the rows; column ``c`` of row ``r`` into ``out[c * rows + r]``.  The lanes step
+    together (a step's 128-bit multiply waits for the one before it in its lane)."""
     count = end - first
     at0 = first
     at1 = first + count * 1 // 4
@@ -98,54 +98,53 @@ def _fill(out, rows, width, s, first, end, inc_low, inc_high):
             out[numba.uint64(c * rows + at1 + r)] = _sample(v1)
             out[numba.uint64(c * rows + at2 + r)] = _sample(v2)
             out[numba.uint64(c * rows + at3 + r)] = _sample(v3)
-    # (the lanes' last rows, where their shares differ by one)
-    for r in range(at0 + n, at1):
-        for c in range(width):
-            l0, h0, v0 = _step(l0, h0, inc_low, inc_high)
-            out[numba.uint64(c * rows + r)] = _sample(v0)
-    for r in range(at1 + n, at2):
-        for c in range(width):
-            l1, h1, v1 = _step(l1, h1, inc_low, inc_high)
-            out[numba.uint64(c * rows + r)] = _sample(v1)
-    for r in range(at2 + n, at3):
-        for c in range(width):
-            l2, h2, v2 = _step(l2, h2, inc_low, inc_high)
-            out[numba.uint64(c * rows + r)] = _sample(v2)
-    for r in range(at3 + n, end):
-        for c in range(width):
-            l3, h3, v3 = _step(l3, h3, inc_low, inc_high)
-            out[numba.uint64(c * rows + r)] = _sample(v3)
+    s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7] = l0, h0, l1, h1, l2, h2, l3, h3
+    # (the lanes' last rows, where their shares differ by one: a lane at a time)
+    for lane in range(LANES):
+        low, high = s[2 * lane], s[2 * lane + 1]
+        for r in range(first + count * lane // 4 + n, first + count * (lane + 1) // 4):
+            for c in range(width):
+                low, high, value = _step(low, high, inc_low, inc_high)
+                out[numba.uint64(c * rows + r)] = _sample(value)
 
 
-def _draw_part(slots, part, parts):
-    """Draw part ``part`` of ``parts`` of the rows (see :func:`draw_rows`)."""
+@numba.njit(inline="always")
+def _draw(slots, part, parts, dtype):
+    """Draw part ``part`` of ``parts`` of the rows (see :func:`draw_rows`) as ``dtype``."""
     s = contiguous(address(slots), (_HEAD + 3,), np.int64)
-    width, rows, dtype, at = s[0], s[1], s[2], s[_HEAD + 2]
+    width, rows, at = s[0], s[1], s[_HEAD + 2]
     s = contiguous(address(slots), (_HEAD + 3 + 2 * LANES * parts,), np.uint64)
     states = s[_HEAD + 3 + 2 * LANES * part:]
-    first = rows * part // parts
-    end = rows * (part + 1) // parts
-    if dtype == 4:
-        _fill(contiguous(at, (width * rows,), np.float32), rows, width, states, first, end,
-              s[_HEAD], s[_HEAD + 1])
-    else:
-        _fill(contiguous(at, (width * rows,), np.float64), rows, width, states, first, end,
-              s[_HEAD], s[_HEAD + 1])
+    _fill(contiguous(at, (width * rows,), dtype), rows, width, states,
+          rows * part // parts, rows * (part + 1) // parts, s[_HEAD], s[_HEAD + 1])
     return 1
 
 
-_compiled: list = []  # (the one compiled callback, kept for good)
+def _draw_float32(slots, part, parts):
+    """:func:`_draw` into float32 samples (a C callback of its own: a call compiles one)."""
+    return _draw(slots, part, parts, np.float32)
+
+
+def _draw_float64(slots, part, parts):
+    """:func:`_draw` into float64 samples."""
+    return _draw(slots, part, parts, np.float64)
+
+
+_compiled: dict = {}  # (the compiled callbacks by dtype, kept for good)
 _compile_lock = threading.Lock()
 
 
-def uniform_part() -> int:
+def uniform_part(dtype: np.dtype) -> int:
     """The address of the C callback (:data:`~numbapool.kernels.launch.SIGNATURE`) that
-    draws part ``part`` of the rows of :func:`draw_rows`' slots (compiled, or loaded from
-    Numba's cache, on first use)."""
+    draws part ``part`` of the rows of :func:`draw_rows`' slots into ``dtype`` (float32 or
+    float64) samples; compiled, or loaded from Numba's cache, on first use (one dtype's
+    callback compiled in about 0.7 s)."""
+    key = np.dtype(dtype).char
     with _compile_lock:
-        if not _compiled:
-            _compiled.append(numba.cfunc(SIGNATURE, cache=True, nogil=True)(_draw_part))
-        return _compiled[0].address
+        if key not in _compiled:
+            _compiled[key] = numba.cfunc(SIGNATURE, cache=True, nogil=True)(
+                _draw_float32 if key == "f" else _draw_float64)
+        return _compiled[key].address
 
 
 _SMALL = 8192
@@ -155,6 +154,19 @@ tens of microseconds on the calling thread)."""
 _walkers = threading.local()
 
 
+def _fits(out: np.ndarray) -> bool:
+    """Whether :func:`draw_rows` draws into ``out`` in compiled code (for a PCG64)."""
+    return (out.ndim == 2 and out.size >= _SMALL and out.dtype in (np.float32, np.float64)
+            and out.flags.c_contiguous and out.flags.writeable)
+
+
+def prepare(out: np.ndarray) -> None:
+    """Compile (or load) the callback that :func:`draw_rows` would run for ``out``, ahead of
+    the draw."""
+    if _fits(out):
+        uniform_part(out.dtype)
+
+
 def draw_rows(rng: np.random.Generator, out: np.ndarray, parts: int) -> bool:
     """Fill ``out[c, r]`` (``(width, rows)``, float32 or float64, C-contiguous) with
     ``rng.random((rows, width))[r, c]`` rounded to ``out``'s dtype, in ``parts`` parts, one a
@@ -162,9 +174,7 @@ def draw_rows(rng: np.random.Generator, out: np.ndarray, parts: int) -> bool:
     bit generator is not NumPy's ``PCG64``, ``out`` is not so, or it holds fewer than
     :data:`_SMALL` samples."""
     bits = rng.bit_generator
-    if (type(bits) is not np.random.PCG64 or out.ndim != 2 or out.size < _SMALL
-            or out.dtype not in (np.float32, np.float64) or not out.flags.c_contiguous
-            or not out.flags.writeable):
+    if type(bits) is not np.random.PCG64 or not _fits(out):
         return False
     width, rows = out.shape
     state = bits.state
@@ -185,9 +195,9 @@ def draw_rows(rng: np.random.Generator, out: np.ndarray, parts: int) -> bool:
                 done = at
             word = walker.state["state"]["state"]
             words += [word & _MASK, word >> 64]
-    slots = np.array([width, rows, out.dtype.itemsize, inc & _MASK, inc >> 64,
+    slots = np.array([width, rows, 0, inc & _MASK, inc >> 64,
                       out.ctypes.data, *words], dtype=np.uint64)
-    if _go(uniform_part(), slots.view(np.int64), parts, 0, 0):
+    if _go(uniform_part(out.dtype), slots.view(np.int64), parts, 0, 0):
         raise RuntimeError("the compiled draw of uniform samples failed")
     bits.advance(rows * width)
     if state["has_uint32"]:  # (advance clears the buffered half; a draw of doubles keeps it)
