@@ -80,21 +80,13 @@ from numbapool.kernels import pcg64  # noqa: E402
 from numbapool.randomness import uniform_rows  # noqa: E402
 
 
-@settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 2**63), before=st.integers(0, 5), buffered=st.booleans(),
-       rows=st.integers(pcg64._SMALL // 3, 3 * pcg64._SMALL), width=st.integers(1, 3),
-       parts=st.integers(1, 9), wide=st.booleans())
-def test_the_compiled_draw_gives_numpys_numbers_and_leaves_the_generator_as_numpy(
-        seed, before, buffered, rows, width, parts, wide):
-    """Every part and lane starts where NumPy's stream is at its first row (a wrong jump, or
-    a lane's share off by one, changes samples); the generator ends as ``random`` leaves it,
-    its buffered 32-bit half included (``advance`` alone clears it)."""
+def _check_draw(seed, before, buffered, rows, width, parts, wide):
     dtype = np.float64 if wide else np.float32
     mine, numpys = np.random.default_rng(seed), np.random.default_rng(seed)
     for g in (mine, numpys):
         g.random(before)
-        if buffered:
-            g.integers(0, 2**16, dtype=np.uint32)  # (leaves half a 64-bit draw buffered)
+        for _ in range(buffered):  # (odd: half a 64-bit draw buffered; even: a stale half)
+            g.integers(0, 2**16, dtype=np.uint32)
     out = np.full((width, rows), -1.0, dtype)
     drawn = pcg64.draw_rows(mine, out, parts)
     assert drawn == (rows * width >= pcg64._SMALL)
@@ -105,6 +97,44 @@ def test_the_compiled_draw_gives_numpys_numbers_and_leaves_the_generator_as_nump
     assert mine.bit_generator.state == numpys.bit_generator.state
     assert mine.integers(0, 2**16, dtype=np.uint32) == numpys.integers(0, 2**16,
                                                                          dtype=np.uint32)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**63), before=st.integers(0, 5), buffered=st.integers(0, 2),
+       rows=st.integers(pcg64._SMALL // 3, 3 * pcg64._SMALL), width=st.integers(1, 3),
+       parts=st.integers(1, 9), wide=st.booleans())
+def test_the_compiled_draw_gives_numpys_numbers_and_leaves_the_generator_as_numpy(
+        seed, before, buffered, rows, width, parts, wide):
+    """Every part and lane starts where NumPy's stream is at its first row (a wrong jump, or
+    a lane's share off by one, changes samples); the generator ends as ``random`` leaves it,
+    its buffered 32-bit half (and a stale one) included (``advance`` alone clears them)."""
+    _check_draw(seed, before, buffered, rows, width, parts, wide)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**63), rows=st.integers(1, 12),
+       width=st.integers(pcg64._SMALL, pcg64._SMALL + 700), parts=st.integers(1, 9),
+       wide=st.booleans())
+def test_the_compiled_draw_of_few_long_rows(seed, rows, width, parts, wide):
+    """Few rows of many columns: parts without rows, parts of fewer rows than lanes (the
+    lanes' shared loop runs no row, their last rows do all)."""
+    _check_draw(seed, 1, 0, rows, width, parts, wide)
+
+
+def test_the_compiled_draw_holds_the_generators_lock():
+    """As ``rng.random`` does: a thread drawing from the same generator waits."""
+    rng = np.random.default_rng(2)
+    out = np.empty((2, pcg64._SMALL), np.float32)
+    got = []
+    with rng.bit_generator.lock:
+        worker = threading.Thread(target=lambda: got.append(pcg64.draw_rows(rng, out, 2)))
+        worker.start()
+        worker.join(0.5)
+        assert worker.is_alive() and not got
+    worker.join()
+    assert got == [True]
+    np.testing.assert_array_equal(
+        out, np.random.default_rng(2).random((pcg64._SMALL, 2)).astype(np.float32).T)
 
 
 @pytest.mark.parametrize("bits", [np.random.PCG64, np.random.Philox])
@@ -118,21 +148,37 @@ def test_uniform_rows_falls_back_to_random_and_gives_the_same_numbers(bits, shap
     assert mine.random() == numpys.random()
 
 
+def test_uniform_rows_refuses_outputs_it_cannot_fill():
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    for out in (np.empty(10, np.float32), np.empty((2, 3, 4)), np.empty((2, 10), np.int64)):
+        with pytest.raises((TypeError, ValueError), match="out"):
+            uniform_rows(rng, out)
+    assert rng.bit_generator.state == state
+
+
 def test_the_compiled_draw_refuses_what_it_cannot_fill():
     rng = np.random.default_rng(0)
     state = rng.bit_generator.state
     big = 2 * pcg64._SMALL
+    unaligned = np.empty(2 * big * 4 + 1, np.uint8)[1:].view(np.float32).reshape(2, big)
+    assert not unaligned.flags.aligned
     for out in (np.empty((2, big), np.float16), np.empty((big, 2), np.float32).T,
-                np.empty(big, np.float32)):
+                np.empty(big, np.float32), unaligned):
         assert not pcg64.draw_rows(rng, out, 2)
     frozen = np.empty((2, big), np.float32)
     frozen.flags.writeable = False
     assert not pcg64.draw_rows(rng, frozen, 2)
     assert rng.bit_generator.state == state
+    with pytest.raises(ValueError, match="float32 or float64"):
+        pcg64.uniform_part(np.float16)
 
 
-def test_prepare_uniform_rows_compiles_the_draw_for_its_dtype_ahead():
+def test_prepare_uniform_rows_compiles_the_draw_for_its_dtype_ahead(monkeypatch):
     from numbapool.randomness import prepare_uniform_rows
+    monkeypatch.setattr(pcg64, "_compiled", {})  # (loaded again from Numba's cache)
+    prepare_uniform_rows(np.empty((1, pcg64._SMALL - 1)))  # (too small: left to random)
+    assert pcg64._compiled == {}
     for dtype, key in ((np.float64, "d"), (np.float32, "f")):
         prepare_uniform_rows(np.empty((1, pcg64._SMALL), dtype))
         assert key in pcg64._compiled

@@ -54,11 +54,16 @@ def uniform_rows(rng: np.random.Generator, out: np.ndarray) -> None:
     ``rng.random((rows, width))``, rounded to ``out``'s dtype, leaving ``rng`` as that call
     would: sample ``(r, c)`` into ``out[c, r]``.
 
-    For a generator on NumPy's ``PCG64`` (:func:`generator`'s) and a large enough C-contiguous
-    ``out``, the samples are drawn in compiled code on every thread
+    For a generator on NumPy's ``PCG64`` (:func:`generator`'s) and a C-contiguous float32 or
+    float64 ``out`` of at least 8192 samples, the samples are drawn in compiled code on every thread
     (:mod:`numbapool.kernels.pcg64`, the same numbers): 262,144 samples in 0.36-0.42 ms
     against 0.7-1.1 ms for ``rng.random`` and the copy into rows.
     """
+    if not isinstance(out, np.ndarray) or out.ndim != 2:
+        raise ValueError(f"out must be a 2-D array (width, rows), not "
+                         f"{getattr(out, 'shape', type(out).__name__)}")
+    if out.dtype.kind != "f":
+        raise TypeError(f"out must hold floating-point samples, not {out.dtype}")
     from .kernels import launch, pcg64
     if not pcg64.draw_rows(rng, out, launch._threads()):
         out[...] = rng.random((out.shape[1], out.shape[0])).T

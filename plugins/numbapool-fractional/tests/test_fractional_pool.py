@@ -1006,11 +1006,20 @@ def test_a_call_on_another_thread_while_the_kept_pass_is_built(monkeypatch, layo
 @pytest.mark.parametrize("shape,dtype", [((2, 2100, 9, 9), np.float32),
                                          ((2, 2100, 9, 9), np.float64),
                                          ((1, 2800, 5, 6, 7), np.float32)])
-def test_a_seed_draws_default_rngs_samples_in_large_calls(shape, dtype, layout):
+def test_a_seed_draws_default_rngs_samples_in_large_calls(shape, dtype, layout, monkeypatch):
     """A seeded call of PyTorch's rule with enough planes draws its samples in compiled code
-    on every thread (numbapool.randomness.uniform_rows, from the third call on, which keeps
-    its pass): the windows are those of the samples ``default_rng(seed).random((N, C,
-    rank))``, call after call."""
+    on every thread (numbapool.randomness.uniform_rows, in the passes that later calls keep):
+    the windows are those of the samples ``default_rng(seed).random((N, C, rank))``, call
+    after call."""
+    from numbapool.kernels import pcg64
+    drawn = []
+    draw_rows = pcg64.draw_rows
+
+    def spy(rng, out, parts):
+        drawn.append(draw_rows(rng, out, parts))
+        return drawn[-1]
+
+    monkeypatch.setattr(pcg64, "draw_rows", spy)
     rank = len(shape) - 2
     assert shape[0] * shape[1] * rank >= 8192  # (the compiled draw's smallest)
     x = make_x(np.random.default_rng(3), shape, dtype)
@@ -1022,3 +1031,4 @@ def test_a_seed_draws_default_rngs_samples_in_large_calls(shape, dtype, layout):
         want = numbapool.pool(name, x, samples=samples, **opts)
         for _ in range(4):
             np.testing.assert_array_equal(numbapool.pool(name, x, seed=17, **opts), want)
+    assert drawn and all(drawn)

@@ -26,7 +26,7 @@ from numba.extending import intrinsic
 
 from .launch import SIGNATURE, _go, address, contiguous
 
-__all__ = ["draw_rows", "uniform_part"]
+__all__ = ["draw_rows", "prepare", "uniform_part"]
 
 MULTIPLIER = (2549297995355413924 << 64) + 4865540595714422341
 """PCG's default 128-bit multiplier (``PCG_DEFAULT_MULTIPLIER_128``)."""
@@ -140,6 +140,9 @@ def uniform_part(dtype: np.dtype) -> int:
     float64) samples; compiled, or loaded from Numba's cache, on first use (one dtype's
     callback compiled in about 0.7 s)."""
     key = np.dtype(dtype).char
+    if key not in "fd":
+        raise ValueError(f"the compiled draw writes float32 or float64 samples, not "
+                         f"{np.dtype(dtype)}")
     with _compile_lock:
         if key not in _compiled:
             _compiled[key] = numba.cfunc(SIGNATURE, cache=True, nogil=True)(
@@ -157,7 +160,7 @@ _walkers = threading.local()
 def _fits(out: np.ndarray) -> bool:
     """Whether :func:`draw_rows` draws into ``out`` in compiled code (for a PCG64)."""
     return (out.ndim == 2 and out.size >= _SMALL and out.dtype in (np.float32, np.float64)
-            and out.flags.c_contiguous and out.flags.writeable)
+            and out.flags.c_contiguous and out.flags.aligned and out.flags.writeable)
 
 
 def prepare(out: np.ndarray) -> None:
@@ -177,31 +180,34 @@ def draw_rows(rng: np.random.Generator, out: np.ndarray, parts: int) -> bool:
     if type(bits) is not np.random.PCG64 or not _fits(out):
         return False
     width, rows = out.shape
-    state = bits.state
-    inc = state["state"]["inc"]
-    walker = getattr(_walkers, "pcg64", None)
-    if walker is None:
-        walker = _walkers.pcg64 = np.random.PCG64(0)
-    walker.state = state
-    words = []
-    done = 0
-    for part in range(parts):
-        first = rows * part // parts
-        count = rows * (part + 1) // parts - first
-        for lane in range(LANES):
-            at = first + count * lane // LANES
-            if at > done:
-                walker.advance((at - done) * width)
-                done = at
-            word = walker.state["state"]["state"]
-            words += [word & _MASK, word >> 64]
-    slots = np.array([width, rows, 0, inc & _MASK, inc >> 64,
-                      out.ctypes.data, *words], dtype=np.uint64)
-    if _go(uniform_part(out.dtype), slots.view(np.int64), parts, 0, 0):
-        raise RuntimeError("the compiled draw of uniform samples failed")
-    bits.advance(rows * width)
-    if state["has_uint32"]:  # (advance clears the buffered half; a draw of doubles keeps it)
-        after = bits.state
-        after["has_uint32"], after["uinteger"] = state["has_uint32"], state["uinteger"]
-        bits.state = after
+    parts = max(1, parts)
+    with bits.lock:  # (as rng.random holds it while it draws)
+        state = bits.state
+        inc = state["state"]["inc"]
+        walker = getattr(_walkers, "pcg64", None)
+        if walker is None:
+            walker = _walkers.pcg64 = np.random.PCG64(0)
+        walker.state = state
+        words = []
+        done = 0
+        for part in range(parts):
+            first = rows * part // parts
+            count = rows * (part + 1) // parts - first
+            for lane in range(LANES):
+                at = first + count * lane // LANES
+                if at > done:
+                    walker.advance((at - done) * width)
+                    done = at
+                word = walker.state["state"]["state"]
+                words += [word & _MASK, word >> 64]
+        slots = np.array([width, rows, 0, inc & _MASK, inc >> 64, out.ctypes.data, *words],
+                         dtype=np.uint64)
+        if _go(uniform_part(out.dtype), slots.view(np.int64), parts, 0, 0):
+            raise RuntimeError("the compiled draw of uniform samples failed")
+        bits.advance(rows * width)
+        # (advance clears the buffered 32-bit half and its flag; a draw of doubles keeps both)
+        if state["has_uint32"] or state["uinteger"]:
+            after = bits.state
+            after["has_uint32"], after["uinteger"] = state["has_uint32"], state["uinteger"]
+            bits.state = after
     return True

@@ -1960,8 +1960,9 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: boo
         # reads) with the channel's own end tap, ``after`` (the tap after the common ones)
         # where ``take``, else ``first`` (its first tap): in that order, as the window's
         # taps come, so that a fold that is not commutative (or ties, or NaNs) sees them as
-        # the masked loop would.  Both taps are loaded, then selected (the loop
-        # vectorises); ``raw``: they are input elements, to start an accumulator from.
+        # the masked loop would.  Both taps are loaded (the loop vectorises); a merge
+        # selects one, then folds it; ``raw``: they are input elements, to start an
+        # accumulator from.
         if sel:
             # Selections fold both windows, then pick one: a select of a loaded tap is
             # compiled as a masked load (vmovups {k}), which ran 2-3x slower on Zen 4 than
