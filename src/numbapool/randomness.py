@@ -49,24 +49,33 @@ def generator(seed: int | None) -> np.random.Generator:
     return rng
 
 
+COMPILED_DRAW_FROM = 8192
+"""The fewest samples :func:`uniform_rows` draws in compiled code (its set-up on the calling
+thread costs tens of microseconds: 8192 samples in 36-52 us against 26-28 us by
+``rng.random``)."""
+
+
 def uniform_rows(rng: np.random.Generator, out: np.ndarray) -> None:
     """Fill ``out`` (``(width, rows)``, float32 or float64) with the transpose of
     ``rng.random((rows, width))``, rounded to ``out``'s dtype, leaving ``rng`` as that call
     would: sample ``(r, c)`` into ``out[c, r]``.
 
     For a generator on NumPy's ``PCG64`` (:func:`generator`'s) and a C-contiguous float32 or
-    float64 ``out`` of at least 8192 samples, the samples are drawn in compiled code on every thread
-    (:mod:`numbapool.kernels.pcg64`, the same numbers): 262,144 samples in 0.36-0.42 ms
-    against 0.7-1.1 ms for ``rng.random`` and the copy into rows.
+    float64 ``out`` of at least :data:`COMPILED_DRAW_FROM` samples, the samples are drawn in
+    compiled code on every thread (:mod:`numbapool.kernels.pcg64`, the same numbers):
+    262,144 samples in 0.36-0.42 ms against 0.7-1.1 ms for ``rng.random`` and the copy into
+    rows.
     """
     if not isinstance(out, np.ndarray) or out.ndim != 2:
         raise ValueError(f"out must be a 2-D array (width, rows), not "
                          f"{getattr(out, 'shape', type(out).__name__)}")
     if out.dtype.kind != "f":
         raise TypeError(f"out must hold floating-point samples, not {out.dtype}")
-    from .kernels import launch, pcg64
-    if not pcg64.draw_rows(rng, out, launch._threads()):
-        out[...] = rng.random((out.shape[1], out.shape[0])).T
+    if out.size >= COMPILED_DRAW_FROM:  # (small draws skip the compiled draw's checks)
+        from .kernels import launch, pcg64
+        if pcg64.draw_rows(rng, out, launch._threads()):
+            return
+    out[...] = rng.random((out.shape[1], out.shape[0])).T
 
 
 def prepare_uniform_rows(out: np.ndarray) -> None:

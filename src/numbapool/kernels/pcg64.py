@@ -24,6 +24,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from ..randomness import COMPILED_DRAW_FROM
 from .launch import SIGNATURE, _go, address, contiguous
 
 __all__ = ["draw_rows", "prepare", "uniform_part"]
@@ -150,9 +151,8 @@ def uniform_part(dtype: np.dtype) -> int:
         return _compiled[key].address
 
 
-_SMALL = 8192
-"""Draws of fewer samples are left to ``rng.random`` (a compiled draw's set-up costs
-tens of microseconds on the calling thread)."""
+_SMALL = COMPILED_DRAW_FROM
+"""Draws of fewer samples are left to ``rng.random``."""
 
 _walkers = threading.local()
 
