@@ -77,7 +77,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from numbapool.kernels import pcg64  # noqa: E402
-from numbapool.randomness import uniform_rows  # noqa: E402
+from numbapool.randomness import COMPILED_DRAW_FROM, uniform_rows  # noqa: E402
 
 
 def _check_draw(seed, before, buffered, rows, width, parts, wide):
@@ -89,7 +89,7 @@ def _check_draw(seed, before, buffered, rows, width, parts, wide):
             g.integers(0, 2**16, dtype=np.uint32)
     out = np.full((width, rows), -1.0, dtype)
     drawn = pcg64.draw_rows(mine, out, parts)
-    assert drawn == (rows * width >= pcg64._SMALL)
+    assert drawn == (rows * width >= COMPILED_DRAW_FROM)
     if drawn:
         np.testing.assert_array_equal(out, numpys.random((rows, width)).astype(dtype).T)
     else:  # (nothing drawn, nothing written, the generator untouched)
@@ -101,7 +101,7 @@ def _check_draw(seed, before, buffered, rows, width, parts, wide):
 
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**63), before=st.integers(0, 5), buffered=st.integers(0, 2),
-       rows=st.integers(pcg64._SMALL // 3, 3 * pcg64._SMALL), width=st.integers(1, 3),
+       rows=st.integers(COMPILED_DRAW_FROM // 3, 3 * COMPILED_DRAW_FROM), width=st.integers(1, 3),
        parts=st.integers(1, 9), wide=st.booleans())
 def test_the_compiled_draw_gives_numpys_numbers_and_leaves_the_generator_as_numpy(
         seed, before, buffered, rows, width, parts, wide):
@@ -113,7 +113,7 @@ def test_the_compiled_draw_gives_numpys_numbers_and_leaves_the_generator_as_nump
 
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**63), rows=st.integers(1, 12),
-       width=st.integers(pcg64._SMALL, pcg64._SMALL + 700), parts=st.integers(1, 9),
+       width=st.integers(COMPILED_DRAW_FROM, COMPILED_DRAW_FROM + 700), parts=st.integers(1, 9),
        wide=st.booleans())
 def test_the_compiled_draw_of_few_long_rows(seed, rows, width, parts, wide):
     """Few rows of many columns: parts without rows, parts of fewer rows than lanes (the
@@ -124,7 +124,7 @@ def test_the_compiled_draw_of_few_long_rows(seed, rows, width, parts, wide):
 def test_the_compiled_draw_holds_the_generators_lock():
     """As ``rng.random`` does: a thread drawing from the same generator waits."""
     rng = np.random.default_rng(2)
-    out = np.empty((2, pcg64._SMALL), np.float32)
+    out = np.empty((2, COMPILED_DRAW_FROM), np.float32)
     got = []
     with rng.bit_generator.lock:
         worker = threading.Thread(target=lambda: got.append(pcg64.draw_rows(rng, out, 2)))
@@ -134,11 +134,11 @@ def test_the_compiled_draw_holds_the_generators_lock():
     worker.join()
     assert got == [True]
     np.testing.assert_array_equal(
-        out, np.random.default_rng(2).random((pcg64._SMALL, 2)).astype(np.float32).T)
+        out, np.random.default_rng(2).random((COMPILED_DRAW_FROM, 2)).astype(np.float32).T)
 
 
 @pytest.mark.parametrize("bits", [np.random.PCG64, np.random.Philox])
-@pytest.mark.parametrize("shape", [(2, 10), (2, 2 * pcg64._SMALL)])
+@pytest.mark.parametrize("shape", [(2, 10), (2, 2 * COMPILED_DRAW_FROM)])
 def test_uniform_rows_falls_back_to_random_and_gives_the_same_numbers(bits, shape):
     """Other bit generators and small draws take ``rng.random``: the same numbers."""
     mine, numpys = np.random.Generator(bits(11)), np.random.Generator(bits(11))
@@ -160,7 +160,7 @@ def test_uniform_rows_refuses_outputs_it_cannot_fill():
 def test_the_compiled_draw_refuses_what_it_cannot_fill():
     rng = np.random.default_rng(0)
     state = rng.bit_generator.state
-    big = 2 * pcg64._SMALL
+    big = 2 * COMPILED_DRAW_FROM
     unaligned = np.empty(2 * big * 4 + 1, np.uint8)[1:].view(np.float32).reshape(2, big)
     assert not unaligned.flags.aligned
     for out in (np.empty((2, big), np.float16), np.empty((big, 2), np.float32).T,
@@ -175,10 +175,11 @@ def test_the_compiled_draw_refuses_what_it_cannot_fill():
 
 
 def test_prepare_uniform_rows_compiles_the_draw_for_its_dtype_ahead(monkeypatch):
+    from numbapool.kernels import launch
     from numbapool.randomness import prepare_uniform_rows
-    monkeypatch.setattr(pcg64, "_compiled", {})  # (loaded again from Numba's cache)
-    prepare_uniform_rows(np.empty((1, pcg64._SMALL - 1)))  # (too small: left to random)
-    assert pcg64._compiled == {}
-    for dtype, key in ((np.float64, "d"), (np.float32, "f")):
-        prepare_uniform_rows(np.empty((1, pcg64._SMALL), dtype))
-        assert key in pcg64._compiled
+    monkeypatch.setattr(launch, "_callbacks", {})  # (loaded again from Numba's cache)
+    prepare_uniform_rows(np.empty((1, COMPILED_DRAW_FROM - 1)))  # (too small: left to random)
+    assert launch._callbacks == {}
+    for dtype, draw in ((np.float64, pcg64._draw_float64), (np.float32, pcg64._draw_float32)):
+        prepare_uniform_rows(np.empty((1, COMPILED_DRAW_FROM), dtype))
+        assert draw in launch._callbacks

@@ -29,13 +29,12 @@ smallest starts.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 
 import numba
 import numpy as np
 
-from .launch import SIGNATURE, _call_positions, address, contiguous
+from .launch import _call_positions, address, callback, contiguous
 
 __all__ = ["FILL", "FLAGS", "PARTS", "PF_SIZE", "fill_batch", "scratch"]
 
@@ -108,21 +107,14 @@ def _fill_batch(slots, n, part):
     return 1
 
 
-_compiled: list = []  # (the one compiled callback, kept for good: it holds the code whose
-_compile_lock = threading.Lock()  # address passes keep; the first caller compiles it)
-
-
 def fill_batch() -> int:
     """The address of the C callback (:data:`~numbapool.kernels.launch.SIGNATURE`) that
     writes batch ``n``'s window tables (see the module) in row ``part`` of the scratch, its
     ``slots`` the kernel's ``pf``: along the first two axes the starts by channel (int64),
     along the last the smallest starts (int64) and the channels' offsets from them (int32).
     It returns 1; 0 if the rule's callback raised; 2 with the axis's flag set if a start left
-    an axis.  (Compiled, or loaded from Numba's cache, on first use.)"""
-    with _compile_lock:
-        if not _compiled:
-            _compiled.append(numba.cfunc(SIGNATURE, cache=True)(_fill_batch))
-        return _compiled[0].address
+    an axis.  (Compiled, or loaded from Numba's cache, on first use: :func:`callback`.)"""
+    return callback(_fill_batch)
 
 
 def scratch(head: np.ndarray, outs: Sequence[int], channels: int, parts: int,

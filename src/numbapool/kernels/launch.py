@@ -19,6 +19,7 @@ scalar.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,8 +32,8 @@ from numba.np.arrayobj import make_array, populate_array
 from numba.np.ufunc import parallel as _parallel
 
 __all__ = ["Bound", "Launcher", "kind", "kernel_function", "prologue", "pack", "drive",
-           "drive_after", "Before", "address", "strided", "contiguous", "SIGNATURE",
-           "POSITIONS_SIGNATURE"]
+           "drive_after", "Before", "address", "strided", "contiguous", "callback",
+           "SIGNATURE", "POSITIONS_SIGNATURE"]
 
 SIGNATURE = "intp(voidptr, intp, intp)"
 """The C signature of every generated CPU kernel: its argument slots, part and parts; it
@@ -52,6 +53,21 @@ def _call_part(typingctx, fn, slots, part, parts):
         return builder.call(f, [builder.inttoptr(args[1], i8p), args[2], args[3]])
 
     return sig, codegen
+
+
+_callbacks: dict = {}  # (kept for good: passes and scratch keep their addresses)
+_callbacks_lock = threading.Lock()
+
+
+def callback(fn: Callable) -> int:
+    """The address of ``fn`` (a plain Python function) compiled as a C callback of
+    :data:`SIGNATURE`, cached on disk: compiled, or loaded from Numba's cache, by its first
+    caller (under a lock: two threads' first calls compile it once) and kept for good."""
+    with _callbacks_lock:
+        compiled = _callbacks.get(fn)
+        if compiled is None:
+            compiled = _callbacks[fn] = numba.cfunc(SIGNATURE, cache=True, nogil=True)(fn)
+        return compiled.address
 
 
 POSITIONS_SIGNATURE = "intp(voidptr, intp, intp, intp)"

@@ -25,7 +25,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from ..randomness import COMPILED_DRAW_FROM
-from .launch import SIGNATURE, _go, address, contiguous
+from .launch import _go, address, callback, contiguous
 
 __all__ = ["draw_rows", "prepare", "uniform_part"]
 
@@ -35,10 +35,10 @@ MULTIPLIER = (2549297995355413924 << 64) + 4865540595714422341
 _MASK = (1 << 64) - 1
 LANES = 4
 """Streams a thread steps together (each a quarter of its rows)."""
-_HEAD = 3
-"""The first slots of :func:`_draw`: the columns (samples a row), the rows and a spare
-slot; then the increment's low and high words, the output's address, and the states of
-each part's lanes (low and high words)."""
+_HEAD = 2
+"""The first slots of :func:`_draw`: the columns (samples a row) and the rows; then the
+increment's low and high words, the output's address, and the states of each part's lanes
+(low and high words)."""
 
 
 @intrinsic
@@ -68,12 +68,10 @@ def _step(typingctx, low, high, inc_low, inc_high):
     return sig, codegen
 
 
+@numba.njit(inline="always")
 def _sample(value):
     """The double of a step's output."""
     return (value >> numba.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
-_sample = numba.njit(inline="always")(_sample)
 
 
 @numba.njit(inline="always")
@@ -84,9 +82,9 @@ def _fill(out, rows, width, s, first, end, inc_low, inc_high):
     together (a step's 128-bit multiply waits for the one before it in its lane)."""
     count = end - first
     at0 = first
-    at1 = first + count * 1 // 4
-    at2 = first + count * 2 // 4
-    at3 = first + count * 3 // 4
+    at1 = first + count * 1 // LANES  # (the loop below steps LANES = 4 lanes)
+    at2 = first + count * 2 // LANES
+    at3 = first + count * 3 // LANES
     l0, h0, l1, h1, l2, h2, l3, h3 = s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
     n = min(at1 - at0, at2 - at1, at3 - at2, end - at3)
     for r in range(n):
@@ -103,7 +101,8 @@ def _fill(out, rows, width, s, first, end, inc_low, inc_high):
     # (the lanes' last rows, where their shares differ by one: a lane at a time)
     for lane in range(LANES):
         low, high = s[2 * lane], s[2 * lane + 1]
-        for r in range(first + count * lane // 4 + n, first + count * (lane + 1) // 4):
+        for r in range(first + count * lane // LANES + n,
+                       first + count * (lane + 1) // LANES):
             for c in range(width):
                 low, high, value = _step(low, high, inc_low, inc_high)
                 out[numba.uint64(c * rows + r)] = _sample(value)
@@ -131,36 +130,26 @@ def _draw_float64(slots, part, parts):
     return _draw(slots, part, parts, np.float64)
 
 
-_compiled: dict = {}  # (the compiled callbacks by dtype, kept for good)
-_compile_lock = threading.Lock()
-
-
 def uniform_part(dtype: np.dtype) -> int:
     """The address of the C callback (:data:`~numbapool.kernels.launch.SIGNATURE`) that
     draws part ``part`` of the rows of :func:`draw_rows`' slots into ``dtype`` (float32 or
     float64) samples; compiled, or loaded from Numba's cache, on first use (one dtype's
-    callback compiled in about 0.7 s)."""
+    callback compiled in about 0.7 s; :func:`~numbapool.kernels.launch.callback`)."""
     key = np.dtype(dtype).char
     if key not in "fd":
         raise ValueError(f"the compiled draw writes float32 or float64 samples, not "
                          f"{np.dtype(dtype)}")
-    with _compile_lock:
-        if key not in _compiled:
-            _compiled[key] = numba.cfunc(SIGNATURE, cache=True, nogil=True)(
-                _draw_float32 if key == "f" else _draw_float64)
-        return _compiled[key].address
+    return callback(_draw_float32 if key == "f" else _draw_float64)
 
-
-_SMALL = COMPILED_DRAW_FROM
-"""Draws of fewer samples are left to ``rng.random``."""
 
 _walkers = threading.local()
 
 
 def _fits(out: np.ndarray) -> bool:
     """Whether :func:`draw_rows` draws into ``out`` in compiled code (for a PCG64)."""
-    return (out.ndim == 2 and out.size >= _SMALL and out.dtype in (np.float32, np.float64)
-            and out.flags.c_contiguous and out.flags.aligned and out.flags.writeable)
+    return (out.ndim == 2 and out.size >= COMPILED_DRAW_FROM
+            and out.dtype in (np.float32, np.float64) and out.flags.c_contiguous
+            and out.flags.aligned and out.flags.writeable)
 
 
 def prepare(out: np.ndarray) -> None:
@@ -175,7 +164,7 @@ def draw_rows(rng: np.random.Generator, out: np.ndarray, parts: int) -> bool:
     ``rng.random((rows, width))[r, c]`` rounded to ``out``'s dtype, in ``parts`` parts, one a
     thread, and leave ``rng`` as that draw would.  False, and nothing drawn, where ``rng``'s
     bit generator is not NumPy's ``PCG64``, ``out`` is not so, or it holds fewer than
-    :data:`_SMALL` samples."""
+    :data:`~numbapool.randomness.COMPILED_DRAW_FROM` samples."""
     bits = rng.bit_generator
     if type(bits) is not np.random.PCG64 or not _fits(out):
         return False
@@ -200,7 +189,7 @@ def draw_rows(rng: np.random.Generator, out: np.ndarray, parts: int) -> bool:
                     done = at
                 word = walker.state["state"]["state"]
                 words += [word & _MASK, word >> 64]
-        slots = np.array([width, rows, 0, inc & _MASK, inc >> 64, out.ctypes.data, *words],
+        slots = np.array([width, rows, inc & _MASK, inc >> 64, out.ctypes.data, *words],
                          dtype=np.uint64)
         if _go(uniform_part(out.dtype), slots.view(np.int64), parts, 0, 0):
             raise RuntimeError("the compiled draw of uniform samples failed")

@@ -23,18 +23,17 @@ widths).
 from __future__ import annotations
 
 import math
-import threading
 
 import numba
 import numpy as np
 
 from .launch import (
-    SIGNATURE,
     Launcher,
     _call_part,
     _place,
     _threads,
     address,
+    callback,
     contiguous,
     drive,
     kind,
@@ -171,19 +170,6 @@ def _tiles(slots, part, parts):
     return 1 if store.size > 0 else 0
 
 
-_callback: list = []  # (the compiled C callback, once made)
-_lock = threading.Lock()
-
-
-def _callback_address() -> int:
-    """The address of :func:`_tiles` compiled (or loaded from Numba's cache) once."""
-    if not _callback:
-        with _lock:
-            if not _callback:
-                _callback.append(numba.cfunc(SIGNATURE, cache=True, nogil=True)(_tiles))
-    return _callback[0].address
-
-
 class TiledCall:
     """The channels-last kernel ``kernel`` (a :class:`numbapool.kernels.launch.Launcher`)
     with its arguments after the leading arrays fixed (``fixed``), run on tiles of
@@ -222,5 +208,5 @@ class TiledCall:
             slots += [a.ctypes.data, role, a.dtype.itemsize, math.prod(a.shape[2:]),
                       *a.shape[2:]]
         slots = np.array(slots, dtype=np.int64)
-        if drive(_callback_address(), slots.ctypes.data, _threads()):
+        if drive(callback(_tiles), slots.ctypes.data, _threads()):
             self.kernel.failed()
