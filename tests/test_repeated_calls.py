@@ -65,6 +65,15 @@ def test_values_equal_to_valid_ones_are_still_checked():
     np.testing.assert_array_equal(numbapool.pool("max", x, [2, 2]), ref_pool("max", x, 2))
     with pytest.raises(TypeError, match="kernel_size"):
         numbapool.pool("max", x, [2.0, 2])  # a list equal to a valid one, with a float
+    numbapool.pool("max", x, (2, 1))
+    with pytest.raises(TypeError, match="kernel_size"):
+        numbapool.pool("max", x, (2, True))  # an element equal to a valid one, a bool
+    numbapool.pool("max", x, 2, padding=((1, 1), (0, 0)))
+    with pytest.raises(ValueError, match="padding"):
+        numbapool.pool("max", x, 2, padding=((1, 1), (0, 0.0)))  # nested, with a float
+    numbapool.pool("lp", x, 2, p=1)
+    with pytest.raises(TypeError, match="parameter p"):
+        numbapool.pool("lp", x, 2, p=True)  # a pooler's parameter: 1 == True
 
 
 def test_reregistered_name_is_planned_again():

@@ -566,18 +566,41 @@ def _call_key(name: object, x: object, options: dict, params: dict) -> tuple | N
         head = (name, "cuda", x.shape, x.dtype.char)
     else:
         return None
+    # (every argument's type beside its value; a tuple or list of plain values as its type,
+    # its elements and their types; anything else as typed_key gives it)
     values = tuple(options.values())
-    if any(type(v) in (tuple, list) for v in values):
-        key = (*head, tuple(map(typed_key, values)))
-    else:  # (the common case, a little faster: every argument's type beside its value)
-        key = (*head, values, tuple(map(type, values)))
+    types = tuple(map(type, values))
+    if not _PLAIN.issuperset(types):
+        values = list(values)
+        for i, t in enumerate(types):
+            if t not in _PLAIN:
+                values[i] = _value_key(values[i])
+        values = tuple(values)
+    key = (*head, values, types)
     if params:
-        key += tuple((k, typed_key(v)) for k, v in sorted(params.items()))
+        for param in sorted(params):  # (each parameter as name, value, type)
+            value = params[param]
+            kind = type(value)
+            key += (param, value if kind in _PLAIN else _value_key(value), kind)
     try:
         hash(key)
     except TypeError:
         return None
     return key
+
+
+_PLAIN = frozenset((int, float, bool, str, type(None)))
+"""Types whose values :func:`_call_key` keeps as they are (beside their type)."""
+
+
+def _value_key(value: object) -> object:
+    """:func:`_call_key`'s key of an argument whose type is not in :data:`_PLAIN`."""
+    kind = type(value)
+    if kind is tuple or kind is list:
+        types = tuple(map(type, value))
+        if _PLAIN.issuperset(types):
+            return kind, tuple(value), types
+    return typed_key(value)
 
 
 def _remember(key: tuple, known: Any, cache: dict | None = None) -> None:

@@ -75,6 +75,9 @@ class RedrawnForward:
             np.empty((batch * channels, a.out), dtype=np.int64)
             for a, t in zip(self._axes, self._tables))
         self._per_plane = tuple(i for i, a in enumerate(self._axes) if a.planes > 1)
+        # (the axes all planes share, with their new starts: checked after each draw)
+        self._shared = tuple((a, s) for a, s in zip(self._axes, self._starts) if a.planes == 1)
+        self._context: WindowContext | None = None  # (the last call's, kept for its rng)
         # (a channels-first call of small planes may run the masked channels-last kernel
         # between transposes: its tables are restarted as a channels-last call's)
         via = isinstance(self.plan, cpu.ViaChannelsLast)
@@ -164,14 +167,17 @@ class RedrawnForward:
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            context = WindowContext(self._batch, self._channels, self._dtype,
-                                    randomness.generator(self._seed))
+            rng = randomness.generator(self._seed)
+            context = self._context
+            if context is None or context.rng is not rng:  # (the calling thread's)
+                context = self._context = WindowContext(self._batch, self._channels,
+                                                        self._dtype, rng)
             if self._in_parts is not None:
                 self._in_parts.draw(context)
             else:
                 self._redraw(context, self._starts)
-            for axis, start in zip(self._axes, self._starts):
-                if axis.planes == 1 and not _every_row_is(start, axis.start[0]):
+            for axis, start in self._shared:
+                if not _every_row_is(start, axis.start[0]):
                     self.stale = True
                     return None
             if self._positions is not None and _threads() > cpu.positions_parts(self._planes):
@@ -179,7 +185,7 @@ class RedrawnForward:
             if self._planes is not None:
                 self._planes[FLAGS] = 0
                 out, idx = self._planes_plan.run(x.reshape(self.work_shape))
-                if self._planes[FLAGS].any():
+                if np.count_nonzero(self._planes[FLAGS]):
                     self._refused_planes()
             elif self._in_kernel is not None:
                 out, idx = self.plan.run(x.reshape(self.work_shape),

@@ -112,6 +112,10 @@ class Registry:
         return name
 
     def get(self, name: str) -> Pooler:
+        if self._loaded and type(name) is str:  # (a known name, after loading: fast)
+            pooler = self._poolers.get(name)
+            if pooler is not None:
+                return pooler
         self._load()
         return self._poolers[self._lookup_name(name)]
 

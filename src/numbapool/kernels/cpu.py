@@ -139,7 +139,7 @@ class ForwardPlan:
             # (zeros: a part whose table restart refused runs neither kernel)
             miss = (np.ones if self.fallback is None else np.zeros)(self.tasks, np.uint8)
             self._launch(x, out, miss, before=before)
-            if self.fallback is not None and miss.any():
+            if self.fallback is not None and np.count_nonzero(miss):
                 self.fallback(x, out, miss, *self.args)
             return out, None
         if not self.with_indices:

@@ -437,6 +437,16 @@ class Launcher:
                      tuple(args[free:]))
 
 
+def _same_dtypes(arrays: tuple[np.ndarray, ...], dtypes: tuple[np.dtype, ...]) -> bool:
+    """Whether ``arrays`` have ``dtypes``, one for one (by identity)."""
+    if len(arrays) != len(dtypes):
+        return False
+    for a, d in zip(arrays, dtypes):
+        if a.dtype is not d:
+            return False
+    return True
+
+
 class Bound:
     """A :class:`Launcher` with all but its first two or three arguments fixed (see
     :meth:`Launcher.bind`): a call fills in the addresses of the new arrays, in compiled
@@ -457,8 +467,7 @@ class Bound:
     def __call__(self, *arrays: np.ndarray, before: Before | None = None) -> None:
         # (dtypes by identity: NumPy's are shared instances; an equal one that is not
         # takes the general path)
-        if (len(arrays) != len(self._dtypes)
-                or any(a.dtype is not d for a, d in zip(arrays, self._dtypes))):
+        if not _same_dtypes(arrays, self._dtypes):
             self._launcher(*arrays, *self._fixed, before=before)
             return
         failed = self._run(self._address, self._template, _threads(), *_before_args(before),
