@@ -398,3 +398,25 @@ def test_masked_kernels_read_inside_their_arrays(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and "inside" in result.stdout, result.stderr[-3000:]
+
+
+def test_channels_first_passes_by_chunks_of_batches(monkeypatch):
+    """A channels-first pass of the masked kernel with each batch's starts computed on its
+    threads runs by chunks of batches (:class:`cpu.ChunkedViaChannelsLast`) of at most
+    ``VIA_CHUNK_BYTES`` of input, at least one batch; with divisor tables of a row per plane
+    (read by plane, not by the chunk's batch) it keeps the whole-array transposes."""
+    shape = (7, 16, 1, 6, 6)  # (a batch: 16 * 36 * 4 = 2304 bytes of float32)
+    pf = np.zeros(23, np.int64)
+
+    def plan(divisors):  # (7 batches' output, a task per batch and pair of rows)
+        return cpu.ForwardPlan(None, (7, 1, 3, 3, 16), np.dtype(np.float32), False, False,
+                               (divisors, 0.0), False, tasks=7 * 2)
+
+    for budget, chunk in ((2304 * 3, 3), (2304 * 3 + 2303, 3), (100, 1), (10 ** 9, 7)):
+        monkeypatch.setattr(cpu, "VIA_CHUNK_BYTES", budget)
+        chunked = cpu.via_channels_last(plan(np.ones((1, 3))), pf, shape, np.float32)
+        assert isinstance(chunked, cpu.ChunkedViaChannelsLast)
+        assert chunked.inner.shape == (chunk, 1, 3, 3, 16)
+        assert chunked.inner.tasks == chunk * 2 and chunked.pf is pf
+    whole = cpu.via_channels_last(plan(np.ones((112, 3))), pf, shape, np.float32)
+    assert isinstance(whole, cpu.ViaChannelsLast)

@@ -55,3 +55,22 @@ def test_block_for_either_vector_width(monkeypatch, vector_bytes, dtype):
     rows = src[2:2 + lanes * (lanes + 5)].reshape(lanes, lanes + 5)[:, :lanes]
     want[3:3 + lanes * (lanes + 7)].reshape(lanes, lanes + 7)[:, :lanes] = rows.T
     np.testing.assert_array_equal(dst, want)
+
+
+def test_into_given_arrays():
+    """``out``: the conversions write into a given C-contiguous array (a slice of batches of
+    a larger one, as the chunked passes do) and leave the rest of it alone; one of another
+    shape, dtype or layout is refused, naming ``out``."""
+    a = np.arange(3 * 20 * 1 * 2 * 3, dtype=np.float32).reshape(3, 20, 1, 2, 3)
+    big = np.full((5, 1, 2, 3, 20), -1, np.float32)
+    assert transpose.to_channels_last(a, out=big[1:4]) is not None
+    np.testing.assert_array_equal(big[1:4], np.moveaxis(a, 1, -1))
+    assert (big[0] == -1).all() and (big[4] == -1).all()
+    back = np.full((4, 20, 1, 2, 3), -1, np.float32)
+    transpose.to_channels_first(big[1:4], out=back[:3])
+    np.testing.assert_array_equal(back[:3], a)
+    assert (back[3] == -1).all()
+    for bad in (np.empty((3, 1, 2, 3, 19), np.float32), np.empty((3, 1, 2, 3, 20)),
+                np.empty((3, 1, 2, 3, 40), np.float32)[..., ::2]):
+        with pytest.raises(ValueError, match="out must be"):
+            transpose.to_channels_last(a, out=bad)

@@ -53,6 +53,7 @@ class RedrawnForward:
         self._redraw = plan.redraw
         self._seed = seed
         self._batch, self._channels, self._dtype = batch, channels, call.x.dtype
+        self.work_shape, self._work_dtype = call.work.shape, call.work.dtype
         # (per-plane windows are redrawn into private copies; shared ones stay, as long as
         # every plane's new windows are theirs)
         self._axes = tuple(a if a.planes == 1 else a.redrawable() for a in plan.axes)
@@ -103,7 +104,6 @@ class RedrawnForward:
         if filled is not None:
             self._planes_plan, self._planes = filled
             self._in_kernel = None
-        self.work_shape = call.work.shape
         self.shape = call.result_shape()
         self._lock = threading.Lock()
 
@@ -114,7 +114,8 @@ class RedrawnForward:
         kernel, reduction, axes, fill, channels, via = self._positions
         filled = cpu.with_positions_fill(kernel, reduction, axes, fill, channels)
         if filled is not None and via:
-            filled = cpu.ViaChannelsLast(filled[0]), filled[1]
+            filled = (cpu.via_channels_last(*filled, self.work_shape, self._work_dtype),
+                      filled[1])
         return filled
 
     def _restart_in_kernel(self, plan: Any, layout: str, batch: int, channels: int

@@ -897,22 +897,30 @@ def test_the_three_callbacks_write_the_same_starts(dtype, spatial, out, kernel):
         np.testing.assert_array_equal(into, block)
 
 
+@pytest.mark.parametrize("chunk", [None, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("shape", "kernel", "out"), [
     ((3, 9, 7, 7), 3, (4, 4)),
     ((2, 8, 4, 5, 6), 2, (2, 3, 3)),
     ((2, 16, 12, 11), (2, 3), (5, 6)),
+    ((5, 8, 6, 6), 2, (4, 4)),
 ])
-def test_small_channels_first_planes_run_channels_last(monkeypatch, dtype, shape, kernel, out):
+def test_small_channels_first_planes_run_channels_last(monkeypatch, dtype, shape, kernel, out,
+                                                       chunk):
     """Channels first, planes of at most VIA_MAX_PLANE elements and 8 channels or more
     with each plane's windows: the masked channels-last kernel between transposes
-    (ViaChannelsLast), first call and repeated ones (the kept pass restarts its tables on
-    the kernel's threads).  Max against torch with the seed's samples, avg against the NumPy
+    (ViaChannelsLast), first call and repeated ones (the kept pass computes each batch's
+    starts on the kernel's threads, a chunk of batches at a time: ChunkedViaChannelsLast;
+    ``chunk`` 2: chunks of two batches and a shorter last one, the kernel told which
+    batches each holds).  Max against torch with the seed's samples, avg against the NumPy
     reference on the same windows, NaN included, call after call."""
     from numbapool import api
-    from numbapool.kernels import cpu
+    from numbapool.kernels import batch_starts, cpu
 
     monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    if chunk is not None:
+        per_batch = int(np.prod(shape[1:])) * np.dtype(dtype).itemsize
+        monkeypatch.setattr(cpu, "VIA_CHUNK_BYTES", chunk * per_batch)
     plans = []
     real = cpu.plan_forward
 
@@ -937,6 +945,13 @@ def test_small_channels_first_planes_run_channels_last(monkeypatch, dtype, shape
                            seed=seed)
         np.testing.assert_allclose(a, ra, **tol(dtype))
     assert plans and all(isinstance(p, cpu.ViaChannelsLast) for p in plans)
+    kept = [k.redrawn._planes_plan for k in api._KNOWN_CALLS.values() if k.redrawn is not None]
+    if len(shape) == 5:  # (its 2x2x2 windows along the first and last axes are every plane's)
+        return
+    assert len(kept) == 2 and all(isinstance(p, cpu.ChunkedViaChannelsLast) for p in kept)
+    if chunk is not None:
+        assert all(p.inner.shape[0] == min(chunk, shape[0]) for p in kept)
+        assert all(p.pf[batch_starts.FIRST_BATCH] == 0 for p in kept)  # (set back)
 
 
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])

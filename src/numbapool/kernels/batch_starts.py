@@ -24,7 +24,7 @@ axis a flag (:data:`FLAGS`) set when a batch's starts leave it (the kernel then 
 output is not valid); then :func:`fill_batch`'s address, the channels, the three output
 lengths, the callback's starts per batch, the scratch's rows (parts) and the addresses of
 the scratch: the callback's output and the tables of the first two axes and of the last's
-smallest starts.
+smallest starts; and the rule's batch that is the kernel's first (:data:`FIRST_BATCH`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import numpy as np
 
 from .launch import _call_positions, address, callback, contiguous
 
-__all__ = ["FILL", "FLAGS", "PARTS", "PF_SIZE", "fill_batch", "scratch"]
+__all__ = ["FILL", "FIRST_BATCH", "FLAGS", "PARTS", "PF_SIZE", "fill_batch", "scratch"]
 
 FLAGS = slice(8, 11)
 """The flags of ``pf`` (see the module), one per kernel axis."""
@@ -46,7 +46,10 @@ _SIZES = 12  # channels, three output lengths, starts per batch, parts
 PARTS = _SIZES + 5
 """Where ``pf`` holds the scratch's rows (parts)."""
 _ADDRESSES = 18  # the callback's output (dt2), st0, st1, lo2
-PF_SIZE = 22
+FIRST_BATCH = 22
+"""Where ``pf`` holds the rule's batch that is the kernel's batch 0 (0 but for a kernel run
+on a chunk of the batches: :class:`numbapool.kernels.cpu.ChunkedViaChannelsLast`)."""
+PF_SIZE = 23
 
 
 @numba.njit(cache=True, nogil=True)
@@ -87,7 +90,7 @@ def _fill_batch(slots, n, part):
     channels, o0, o1, o2, per_batch = (pf[_SIZES], pf[_SIZES + 1], pf[_SIZES + 2],
                                        pf[_SIZES + 3], pf[_SIZES + 4])
     at = pf[_ADDRESSES] + 4 * part * per_batch
-    if _call_positions(pf[0], pf[1], n * channels, channels, at) != 1:
+    if _call_positions(pf[0], pf[1], (pf[FIRST_BATCH] + n) * channels, channels, at) != 1:
         return 0
     fs = contiguous(at, (per_batch,), np.int32)
     for axis in range(2):
@@ -138,6 +141,6 @@ def scratch(head: np.ndarray, outs: Sequence[int], channels: int, parts: int,
         if head[2 + a] < 0:
             tables[a][:] = shared[a][0]
     pf = np.array([*head, fill_batch(), channels, *outs, per_batch, parts,
-                   tables[3].ctypes.data, *(t.ctypes.data for t in tables[:3])],
+                   tables[3].ctypes.data, *(t.ctypes.data for t in tables[:3]), 0],
                   dtype=np.int64)
     return pf, tables

@@ -170,11 +170,22 @@ def _last_to_first(a, out, tile):  # a (N, P, C) -> out (N, C, P)
                 of[base + numba.uint64(c * positions + p)] = af[ib + numba.uint64(c)]
 
 
-def to_channels_last(a: np.ndarray) -> np.ndarray:
-    """A C-contiguous 5-D channels-first array ``(N, C, S0, S1, S2)`` as a new C-contiguous
-    channels-last one ``(N, S0, S1, S2, C)``."""
+def _into(out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """``out`` if given (checked: C-contiguous, of ``shape`` and ``dtype``), else a new
+    array."""
+    if out is None:
+        return buffers.empty(shape, dtype)
+    if out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous {np.dtype(dtype)} array of shape "
+                         f"{shape}, got {out.dtype} {out.shape}")
+    return out
+
+
+def to_channels_last(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """A C-contiguous 5-D channels-first array ``(N, C, S0, S1, S2)`` as a C-contiguous
+    channels-last one ``(N, S0, S1, S2, C)``: ``out`` if given, else a new array."""
     n, c = a.shape[:2]
-    out = buffers.empty((n, *a.shape[2:], c), a.dtype)
+    out = _into(out, (n, *a.shape[2:], c), a.dtype)
     if out.size:
         if _by_blocks(a, c):
             _blocks(a.reshape(-1), out.reshape(-1), n, c, out.size // (n * c), TILE, True)
@@ -183,11 +194,11 @@ def to_channels_last(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def to_channels_first(a: np.ndarray) -> np.ndarray:
-    """A C-contiguous 5-D channels-last array ``(N, S0, S1, S2, C)`` as a new C-contiguous
-    channels-first one ``(N, C, S0, S1, S2)``."""
+def to_channels_first(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """A C-contiguous 5-D channels-last array ``(N, S0, S1, S2, C)`` as a C-contiguous
+    channels-first one ``(N, C, S0, S1, S2)``: ``out`` if given, else a new array."""
     n, c = a.shape[0], a.shape[-1]
-    out = buffers.empty((n, c, *a.shape[1:-1]), a.dtype)
+    out = _into(out, (n, c, *a.shape[1:-1]), a.dtype)
     if out.size:
         if _by_blocks(a, c):
             _blocks(a.reshape(-1), out.reshape(-1), n, c, out.size // (n * c), TILE_TO_FIRST,
