@@ -38,7 +38,7 @@ from ..reduction import Reduction
 from . import launch, params, slots, vector_width, widen
 from .launch import Launcher, kernel_function
 from .rebind import is_jitted, rebound
-from .templates import HEADER, decorator, kernel_source, reassociates
+from .templates import HEADER, decorator, hold_scratch, kernel_source, reassociates
 
 __all__ = ["cache_dir", "get_kernel", "kernel_path", "load_module"]
 
@@ -92,7 +92,8 @@ def _cpu_body(reduction: Reduction, layout: str, variant: str, kinds: tuple) -> 
     if len(names) != len(kinds):
         raise TypeError(f"kernel {reduction.name}/{layout}/{variant} takes {len(names)} "
                         f"arguments ({', '.join(names)}), got {len(kinds)}")
-    return decorator(reduction, layout, variant) + kernel_function(names, kinds, body)
+    return decorator(reduction, layout, variant) + hold_scratch(
+        kernel_function(names, kinds, body))
 
 
 def _source(reduction: Reduction, layout: str, variant: str, target: str = "cpu",

@@ -60,6 +60,7 @@ import numpy as np
 from numbapool.kernels.params import row as _row, rows as _rows
 from numbapool.kernels.launch import address as _address, contiguous as _contiguous
 from numbapool.kernels.launch import strided as _strided, _call_part
+from numbapool.kernels.launch import held as _held, unowned as _unowned
 from numbapool.kernels.vector_width import prefer_wide_vectors as _prefer_wide_vectors
 from numbapool.kernels.widen import widen as _widen
 from numbapool.kernels.slots import slot_row as _slot_row
@@ -329,11 +330,49 @@ def _part(tasks: str) -> str:
 def _chunks(tasks: str, sel: bool, scratch: str, task: str) -> str:
     """The head of a kernel's task loop, from level 1: :data:`_TASKS`, the ``scratch``
     lines of the run, and the loop over the run's tasks, numbered ``task``.  Write the task
-    body after it at level 2."""
+    body after it at level 2.  Scratch arrays (``name = np.empty(...)`` or ``np.zeros``)
+    are views that own nothing (:func:`_unowned_scratch`)."""
     return (_block(_TASKS.format(tasks=tasks,
                                  dtype="x.dtype" if sel else "np.asarray(zero).dtype"), 1)
-            + (_block(scratch, 1) if scratch else "")
+            + (_block(_unowned_scratch(scratch), 1) if scratch else "")
             + _block(f"for {task} in {_part('NT')}:", 1))
+
+
+OWNER = "_own_"
+"""The prefix of the arrays that own a kernel's scratch (:func:`_unowned_scratch`)."""
+_SCRATCH = re.compile(r"^(\w+) = (np\.(?:empty|zeros)\(.*\))(\s*#.*)?$")
+
+
+def _unowned_scratch(scratch: str) -> str:
+    """``scratch`` with each array ``name = np.empty(...)`` (or ``np.zeros``) allocated as
+    ``_own_name`` and used through ``name``, a view that owns nothing
+    (:func:`numbapool.kernels.launch.unowned`): its slices count no references.  The
+    kernel's returns keep the owners alive (:func:`hold_scratch`)."""
+    lines = []
+    for line in dedent(scratch).splitlines():
+        m = _SCRATCH.match(line.strip())
+        if m is None:
+            lines.append(line)
+        else:
+            lines += [f"{OWNER}{m[1]} = {m[2]}{m[3] or ''}", f"{m[1]} = _unowned({OWNER}{m[1]})"]
+    return "\n".join(lines) + "\n"
+
+
+_OWNED = re.compile(rf"^\s*({OWNER}\w+) = ", re.M)
+_RETURN = re.compile(r"^(\s*)return (.+)$", re.M)
+
+
+def hold_scratch(src: str) -> str:
+    """A kernel's source whose every ``return`` after its first scratch owner (see
+    :func:`_unowned_scratch`) passes through ``_held`` with every owner, so that none is
+    freed while its view is read."""
+    owners = list(dict.fromkeys(_OWNED.findall(src)))
+    if not owners:
+        return src
+    first = _OWNED.search(src).start()
+    keep = "(" + ", ".join(owners) + ",)"
+    tail = _RETURN.sub(lambda m: f"{m[1]}return _held({m[2]}, {keep})", src[first:])
+    return src[:first] + tail
 
 
 # Sizes and flat views of the channels-first kernels that walk a plane's output rows; the
