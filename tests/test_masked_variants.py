@@ -16,7 +16,7 @@ import pytest
 
 from numbapool.builtin.reductions import AVG, LP, MAX, MIN, SUM
 from numbapool.geometry import SINGLETON, explicit_axis
-from numbapool.kernels import cpu
+from numbapool.kernels import batch_starts, cpu
 from numbapool.kernels.templates import MASKED_VARIANTS, kernel_source
 
 N, C = 2, 5
@@ -406,11 +406,16 @@ def test_channels_first_passes_by_chunks_of_batches(monkeypatch):
     ``VIA_CHUNK_BYTES`` of input, at least one batch; with divisor tables of a row per plane
     (read by plane, not by the chunk's batch) it keeps the whole-array transposes."""
     shape = (7, 16, 1, 6, 6)  # (a batch: 16 * 36 * 4 = 2304 bytes of float32)
-    pf = np.zeros(23, np.int64)
+    pf = np.zeros(batch_starts.PF_SIZE, np.int64)
 
-    def plan(divisors):  # (7 batches' output, a task per batch and pair of rows)
+    def plan(divisors):  # (7 batches' output, a task per batch and pair of rows; the
+        #                    arguments of a smooth reduction's pass: 4 tables, dk, the
+        #                    divisors, override, zero, the parameters and pf)
+        tables = [np.zeros((2, 3, 16), np.int64)] * 4
         return cpu.ForwardPlan(None, (7, 1, 3, 3, 16), np.dtype(np.float32), False, False,
-                               (divisors, 0.0), False, tasks=7 * 2)
+                               (*tables, np.ones((2, 3), np.int64), np.ones((1, 1)),
+                                np.ones((1, 3)), divisors, 0.0, np.float32(0),
+                                np.zeros((1, 0)), pf), False, tasks=7 * 2)
 
     for budget, chunk in ((2304 * 3, 3), (2304 * 3 + 2303, 3), (100, 1), (10 ** 9, 7)):
         monkeypatch.setattr(cpu, "VIA_CHUNK_BYTES", budget)

@@ -259,19 +259,19 @@ class _TwoTaps(numbapool.WindowRule):
 
     name = "two_taps"
     options = {"bad": False, "bad_axis": -1, "error": None, "planes": False,
-               "positions": False, "wide": False}
+               "positions": False, "wide": False, "from_plane": 0}
     drawn: list = []  # (the draws in two steps)
 
     def plan(self, spatial, context, *, bad=False, bad_axis=-1, error=None, planes=False,
-             positions=False, wide=False):
+             positions=False, wide=False, from_plane=0):
         axes = tuple(explicit_axis(n, s, K)
                      for n, s in zip(spatial, _two_taps(context, spatial)))
 
-        def draw(context):
+        def draw(context):  # (bad or wide: from plane ``from_plane`` on)
             self.drawn.append(1)
             new = _two_taps(context, spatial)
-            new[bad_axis] += spatial[bad_axis] if bad else 0
-            return _wide(new) if wide else new
+            new[bad_axis][from_plane:] += spatial[bad_axis] if bad else 0
+            return _wide(new, from_plane) if wide else new
 
         def redraw(context, into):  # (not run: in_parts is)
             raise AssertionError("redraw ran instead of in_parts")
@@ -293,12 +293,13 @@ def _two_taps_starts(rng, planes, spatial):
             for n in spatial]
 
 
-def _wide(starts):
+def _wide(starts, plane=0):
     """``starts`` with the last axis's windows after the first starting one tap before
-    ``2 * o`` in plane 0 and one after it in plane 1: two apart over those channels."""
+    ``2 * o`` in plane ``plane`` and one after it in the next: two apart over those
+    channels."""
     last = starts[-1].copy()
     later = 2 * np.arange(1, last.shape[1])
-    last[0, 1:], last[1, 1:] = later - 1, later + 1
+    last[plane, 1:], last[plane + 1, 1:] = later - 1, later + 1
     return [*starts[:-1], last]
 
 
@@ -525,6 +526,50 @@ def test_the_fallback_of_a_masked_kernel_computes_its_batches_too(monkeypatch, r
             if call >= 2:
                 assert f"{reduction.name}/channels_last/forward_masked_planes" in ran
         assert filled == [f"{reduction.name}/channels_last/{variant}_planes"]
+
+
+def test_channels_first_passes_by_chunks_leave_tasks_and_refuse_starts(monkeypatch):
+    """Channels first on small planes (8 channels, planes of 56): the kept pass runs the
+    masked channels-last kernel a batch at a time (``VIA_CHUNK_BYTES``), each chunk's
+    starts computed for its own batch (``FIRST_BATCH`` in ``pf``).  Redrawn starts two
+    apart over two channels of the last batch: the kernel leaves those tasks to its
+    fallback, which computes that batch's starts too; the results are each call's windows.
+    Starts past the end of an axis in the last batch only: the error names that axis."""
+    from numbapool import api
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    shape = (3, 8, 7, 8)
+    monkeypatch.setattr(cpu, "VIA_CHUNK_BYTES", 8 * 7 * 8 * 4)  # (a batch a chunk)
+    ran = []
+    real = launch.Launcher.__call__
+
+    def spy(self, *args, **kw):
+        ran.append(self.name)
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(launch.Launcher, "__call__", spy)
+    x = np.random.default_rng(6).random(shape).astype(np.float32)
+    last = 2 * 8  # (the last batch's first plane)
+    with _two_taps_max() as name:
+        for call in range(4):  # (kept from the third: the rule's redraws are wide)
+            ran.clear()
+            got = numbapool.pool(name, x, seed=7, positions=True, wide=True, from_plane=last)
+            starts = _two_taps_starts(np.random.default_rng(7), 24, shape[2:])
+            want = _windows_max_avg(x, _wide(starts, last) if call >= 2 else starts, np.max)
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+            if call >= 2:
+                assert "max/channels_last/forward_masked_planes" in ran
+        kept = [k.redrawn for k in api._KNOWN_CALLS.values() if k.redrawn is not None]
+        assert len(kept) == 1 and isinstance(kept[0]._planes_plan, cpu.ChunkedViaChannelsLast)
+        assert kept[0]._planes_plan.inner.shape[0] == 1
+        for axis in range(2):
+            for _ in range(2):  # (planned: the plan's windows are the rule's)
+                numbapool.pool(name, x, seed=2, positions=True, bad=True, bad_axis=axis,
+                               from_plane=last)
+            with pytest.raises(ValueError, match=rf"outside spatial axis {axis} of length "
+                                                 rf"{shape[2 + axis]}"):
+                numbapool.pool(name, x, seed=2, positions=True, bad=True, bad_axis=axis,
+                               from_plane=last)
 
 
 def _kernels_bound(monkeypatch, binder):

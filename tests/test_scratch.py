@@ -98,3 +98,60 @@ def test_kernels_free_their_scratch():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def _kernel_sources():
+    """Every CPU kernel source the templates make for the registered reductions, ending as
+    :func:`numbapool.kernels.launch.kernel_function` ends them, scratch rewritten."""
+    import numbapool
+    from numbapool.kernels import templates
+
+    variants = {v for names in templates.VARIANTS.values() for v in names}
+    variants |= set(templates.MASKED_VARIANTS) | set(templates.MASKED_PLANES_VARIANTS)
+    variants |= set(templates._FOLD_VARIANTS)
+    reductions = {id(p.reduction): p.reduction
+                  for p in map(numbapool.get, numbapool.poolers())}.values()
+    for red in reductions:
+        for layout in ("channels_first", "channels_last"):
+            for variant in sorted(variants):
+                try:
+                    src = templates.kernel_source(red, layout, variant)
+                except ValueError:
+                    continue
+                yield (red.name, layout, variant), hold_scratch(
+                    src.rstrip("\n") + "\n    return 1\n")
+
+
+def test_every_kernel_returns_through_its_owners():
+    """In every generated CPU kernel: the scratch owners are made at the kernel's first
+    level before any return, each beside its view, and every return after them passes them
+    all to ``_held`` (a return that did not would let an owner go while its view is
+    read); the source parses."""
+    import ast
+    import re
+
+    seen = with_scratch = 0
+    for name, src in _kernel_sources():
+        seen += 1
+        ast.parse(src)
+        lines = src.splitlines()
+        owners = [(i, m[1]) for i, line in enumerate(lines)
+                  if (m := re.match(r"^    (_own_\w+) = np\.(empty|zeros)\(", line))]
+        made = re.findall(r"^\s*(_own_\w+) = ", src, re.M)
+        assert made == [o for _, o in owners], name  # (none made at another level)
+        if not owners:
+            assert "_held" not in src and "_unowned" not in src, name
+            continue
+        with_scratch += 1
+        first = owners[0][0]
+        keep = "(" + ", ".join(o for _, o in owners) + ",)"
+        for i, owner in owners:
+            assert lines[i + 1] == f"    {owner[5:]} = _unowned({owner})", name
+        for i, line in enumerate(lines):
+            if re.search(r"\breturn\b", line):
+                if i < first:
+                    assert "_held" not in line, name
+                else:
+                    assert re.fullmatch(rf"\s*return _held\(.+, {re.escape(keep)}\)", line), \
+                        (name, line)
+    assert seen > 300 and with_scratch > 200, (seen, with_scratch)

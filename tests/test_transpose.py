@@ -70,6 +70,14 @@ def test_into_given_arrays():
     transpose.to_channels_first(big[1:4], out=back[:3])
     np.testing.assert_array_equal(back[:3], a)
     assert (back[3] == -1).all()
+    few = np.arange(2 * 3 * 1 * 1 * 5, dtype=np.float64).reshape(2, 3, 1, 1, 5)  # (by element)
+    into = np.full((3, 1, 1, 5, 3), -1.0)
+    transpose.to_channels_last(few, out=into[1:])
+    np.testing.assert_array_equal(into[1:], np.moveaxis(few, 1, -1))
+    assert (into[0] == -1).all()
+    again = np.full((2, 3, 1, 1, 5), -1.0)
+    transpose.to_channels_first(into[1:], out=again)
+    np.testing.assert_array_equal(again, few)
     for bad in (np.empty((3, 1, 2, 3, 19), np.float32), np.empty((3, 1, 2, 3, 20)),
                 np.empty((3, 1, 2, 3, 40), np.float32)[..., ::2]):
         with pytest.raises(ValueError, match="out must be"):

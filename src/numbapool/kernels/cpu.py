@@ -300,7 +300,11 @@ class ChunkedViaChannelsLast:
 
     def run(self, x: np.ndarray, u: np.ndarray | None = None, before: Before | None = None
             ) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(out, None)`` for ``x``, C-contiguous ``(N, C, S0, S1, S2)``."""
+        """``(out, None)`` for ``x``, C-contiguous ``(N, C, S0, S1, S2)``.  (No ``u`` or
+        ``before``: the masked kernels sample nothing, and a step before each chunk would
+        see the chunk's batches numbered from 0.)"""
+        if u is not None or before is not None:
+            raise ValueError("a chunked channels-first pass takes neither u nor before")
         n, chunk, shape = x.shape[0], self.inner.shape[0], self.inner.shape
         out = buffers.empty((n, shape[4], *shape[1:4]), self.inner.dtype)
         moved = buffers.empty((min(n, chunk), *x.shape[2:], x.shape[1]), x.dtype)
@@ -309,8 +313,9 @@ class ChunkedViaChannelsLast:
                 b1 = min(n, b0 + chunk)
                 part = transpose.to_channels_last(x[b0:b1], out=moved[:b1 - b0])
                 self.pf[batch_starts.FIRST_BATCH] = b0
-                done, _ = self._for(b1 - b0).run(part, before=before)
+                done, _ = self._for(b1 - b0).run(part)
                 transpose.to_channels_first(done, out=out[b0:b1])
+                del done  # (free for the next chunk's output: one buffer for all)
         finally:
             self.pf[batch_starts.FIRST_BATCH] = 0
         return out, None
@@ -336,8 +341,10 @@ def via_channels_last(plan: ForwardPlan, pf: np.ndarray, shape: tuple[int, ...],
     chunks of batches (:class:`ChunkedViaChannelsLast`) where its arguments do not depend
     on the batches (tables of one row: PyTorch's fractional windows all hold k taps), else
     between whole-array transposes."""
-    if any(isinstance(a, np.ndarray) and a.ndim == 2 and a.shape[0] > 1 and a.dtype.kind == "f"
-           for a in plan.args):  # (per-plane divisors, read by plane)
+    # (the arguments after the scratch tables and dk, but pf: a table of a row per plane,
+    # such as per-plane divisors, is read by plane, which a chunk numbers from 0)
+    if any(isinstance(a, np.ndarray) and a.ndim >= 1 and a.shape[0] > 1
+           for a in plan.args[5:-1]):
         return ViaChannelsLast(plan)
     per_batch = max(1, math.prod(shape[1:]) * np.dtype(dtype).itemsize)
     chunk = max(1, min(shape[0], VIA_CHUNK_BYTES // per_batch))

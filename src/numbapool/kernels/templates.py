@@ -340,7 +340,7 @@ def _chunks(tasks: str, sel: bool, scratch: str, task: str) -> str:
 
 OWNER = "_own_"
 """The prefix of the arrays that own a kernel's scratch (:func:`_unowned_scratch`)."""
-_SCRATCH = re.compile(r"^(\w+) = (np\.(?:empty|zeros)\(.*\))(\s*#.*)?$")
+_SCRATCH = re.compile(r"^(\w+) = (np\.(?:empty|zeros)\([^#]*\))(\s*#.*)?$")
 
 
 def _unowned_scratch(scratch: str) -> str:
@@ -354,7 +354,9 @@ def _unowned_scratch(scratch: str) -> str:
         if m is None:
             lines.append(line)
         else:
-            lines += [f"{OWNER}{m[1]} = {m[2]}{m[3] or ''}", f"{m[1]} = _unowned({OWNER}{m[1]})"]
+            at = line[:len(line) - len(line.lstrip())]
+            lines += [f"{at}{OWNER}{m[1]} = {m[2]}{m[3] or ''}",
+                      f"{at}{m[1]} = _unowned({OWNER}{m[1]})"]
     return "\n".join(lines) + "\n"
 
 

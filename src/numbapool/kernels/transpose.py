@@ -175,9 +175,10 @@ def _into(out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype) -> np
     array."""
     if out is None:
         return buffers.empty(shape, dtype)
-    if out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
-        raise ValueError(f"out must be a C-contiguous {np.dtype(dtype)} array of shape "
-                         f"{shape}, got {out.dtype} {out.shape}")
+    if (out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous
+            or not out.flags.writeable):
+        raise ValueError(f"out must be a writeable C-contiguous {np.dtype(dtype)} array of "
+                         f"shape {shape}, got {out.dtype} {out.shape}")
     return out
 
 
