@@ -500,17 +500,9 @@ def test_the_fallback_of_a_masked_kernel_computes_its_batches_too(monkeypatch, r
     tasks, and the kernel for any windows (``forward_masked_planes``, its fallback) runs
     them, computing their batches' starts itself; the results are each call's windows."""
     from numbapool import api
-    from numbapool.kernels import launch
 
     monkeypatch.setattr(api, "_KNOWN_CALLS", {})
-    ran = []
-    real = launch.Launcher.__call__
-
-    def spy(self, *args, **kw):
-        ran.append(self.name)
-        return real(self, *args, **kw)
-
-    monkeypatch.setattr(launch.Launcher, "__call__", spy)
+    ran = _kernels_run(monkeypatch)
     filled = _kernels_bound(monkeypatch, "with_positions_fill")
     x = np.random.default_rng(6).random(shape).astype(np.float32)
     given = np.ascontiguousarray(np.moveaxis(x, 1, -1))
@@ -540,14 +532,7 @@ def test_channels_first_passes_by_chunks_leave_tasks_and_refuse_starts(monkeypat
     monkeypatch.setattr(api, "_KNOWN_CALLS", {})
     shape = (3, 8, 7, 8)
     monkeypatch.setattr(cpu, "VIA_CHUNK_BYTES", 8 * 7 * 8 * 4)  # (a batch a chunk)
-    ran = []
-    real = launch.Launcher.__call__
-
-    def spy(self, *args, **kw):
-        ran.append(self.name)
-        return real(self, *args, **kw)
-
-    monkeypatch.setattr(launch.Launcher, "__call__", spy)
+    ran = _kernels_run(monkeypatch)
     x = np.random.default_rng(6).random(shape).astype(np.float32)
     last = 2 * 8  # (the last batch's first plane)
     with _two_taps_max() as name:
@@ -570,6 +555,19 @@ def test_channels_first_passes_by_chunks_leave_tasks_and_refuse_starts(monkeypat
                                                  rf"{shape[2 + axis]}"):
                 numbapool.pool(name, x, seed=2, positions=True, bad=True, bad_axis=axis,
                                from_plane=last)
+
+
+def _kernels_run(monkeypatch):
+    """The names of the kernels launched unbound from now on (a kept pass's fallback)."""
+    ran = []
+    real = launch.Launcher.__call__
+
+    def spy(self, *args, **kw):
+        ran.append(self.name)
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(launch.Launcher, "__call__", spy)
+    return ran
 
 
 def _kernels_bound(monkeypatch, binder):
