@@ -107,6 +107,69 @@ def test_irregular_whole_windows_kernel(name, k, step):
         numbapool.unregister(pooler.name)
 
 
+class _MostlyAtStride2(numbapool.WindowRule):
+    """Per-plane windows of ``k`` taps along the last axis, 200 of them, starting 2 apart
+    but for a step of 1 (planes 0, 4, ...), of 3 (1, 5, ...) or two of 3 where blocks of
+    64 windows meet (2, 6, ...), and starting at ``2 * o`` or one after at random (3, 7,
+    ...); ``rows`` taps sliding along the first axis."""
+
+    name = "mostly_at_stride_2"
+    options = {"k": 3, "rows": 1}
+
+    def plan(self, spatial, context, *, k=3, rows=1):
+        height, width = spatial
+        planes = context.batch * context.channels
+        rng = np.random.default_rng(planes)
+        o = np.arange(200)
+        starts = np.empty((planes, 200), dtype=np.int64)
+        for p in range(planes):
+            b = rng.integers(1, 200)
+            starts[p] = [2 * o + 1 - (o >= b), 2 * o + (o >= b),
+                         2 * o + (o >= 64) + (o >= 128), 2 * o + rng.integers(0, 2, 200)][p % 4]
+        row_axis = numbapool.geometry.sliding_axis(height, rows, 1, 0, 0, 1, False)
+        return numbapool.WindowPlan((row_axis, numbapool.explicit_axis(width, starts, k,
+                                                                        extent=k)))
+
+
+@pytest.mark.parametrize("name", ["max", "min"])
+@pytest.mark.parametrize("k, rows", [(2, 1), (3, 1), (3, 2)])
+def test_windows_mostly_at_stride_2(monkeypatch, name, k, rows):
+    """A selection's windows of 2 or 3 taps whose starts are mostly 2 apart take the
+    stride-2 gather kernel (``forward_cols_gather_by2``): rows at stride 2 but for a few
+    steps, wherever they fall, read by stretches, the others (every fourth plane) a window
+    at a time; against NumPy, NaN included."""
+    from numbapool import Pooler
+    from numbapool.kernels import cpu
+
+    names = []
+    real = cpu.get_kernel
+
+    def spy(reduction, layout, variant):
+        names.append(variant)
+        return real(reduction, layout, variant)
+
+    monkeypatch.setattr(cpu, "get_kernel", spy)
+    rule = _MostlyAtStride2()
+    pooler = numbapool.register(Pooler(f"test_by2_{name}", rule,
+                                       numbapool.get(name).reduction, "test"))
+    try:
+        x = np.random.default_rng(4).uniform(-1, 1, (2, 4, 5, 404)).astype(np.float32)
+        x.reshape(-1)[::7] = np.nan
+        got = numbapool.pool(pooler.name, x, k=k, rows=rows)
+        assert "forward_cols_gather_by2" in names
+        plan = rule.plan((5, 404), numbapool.WindowContext(2, 4, x.dtype, None), k=k,
+                         rows=rows)
+        starts = plan.axes[1].start.reshape(2, 4, 200)
+        fold = {"max": np.max, "min": np.min}[name]
+        want = np.empty_like(got)
+        for n, c, r, o in itertools.product(range(2), range(4), range(6 - rows), range(200)):
+            window = x[n, c, r:r + rows, starts[n, c, o]:starts[n, c, o] + k]
+            want[n, c, r, o] = np.nan if np.isnan(window).any() else fold(window)
+        np.testing.assert_array_equal(got, want)
+    finally:
+        numbapool.unregister(pooler.name)
+
+
 class _PerPlaneBoth(numbapool.WindowRule):
     """Per-plane windows of ``k`` consecutive taps along both axes, their starts near
     ``o * stride`` (``spread``: how far apart channels' starts may be); for the masked

@@ -253,9 +253,9 @@ class _TwoTaps(numbapool.WindowRule):
     starting at ``2 * o`` or one after at random, each plane its own; its ``redraw`` draws
     the same numbers in two steps (``in_parts``: :class:`_CopiedInParts`, with a plane
     callback if ``planes``, a by-position one if ``positions``), or, ``bad=True``, starts
-    past the end of axis ``bad_axis``, for which ``check`` raises ``error`` if given; with
-    ``wide``, the redrawn starts of the last axis are two apart over the first batch's
-    first two channels (:func:`_wide`)."""
+    past the end of axis ``bad_axis`` (``bad="before"``: before its start), for which
+    ``check`` raises ``error`` if given; with ``wide``, the redrawn starts of the last axis
+    are two apart over the first batch's first two channels (:func:`_wide`)."""
 
     name = "two_taps"
     options = {"bad": False, "bad_axis": -1, "error": None, "planes": False,
@@ -270,7 +270,8 @@ class _TwoTaps(numbapool.WindowRule):
         def draw(context):  # (bad or wide: from plane ``from_plane`` on)
             self.drawn.append(1)
             new = _two_taps(context, spatial)
-            new[bad_axis][from_plane:] += spatial[bad_axis] if bad else 0
+            if bad:  # (True: past the end; "before": before the start)
+                new[bad_axis][from_plane:] += spatial[bad_axis] * (-1 if bad == "before" else 1)
             return _wide(new, from_plane) if wide else new
 
         def redraw(context, into):  # (not run: in_parts is)
@@ -344,12 +345,14 @@ def test_a_rule_drawing_in_parts(monkeypatch):
 
 
 @pytest.mark.parametrize("reduction, reduce", [(MAX, np.max), (AVG, np.mean)])
-@pytest.mark.parametrize("shape", [(2, 5, 8), (2, 5, 7, 8), (1, 3, 7, 7, 8)])
+@pytest.mark.parametrize("shape", [(2, 5, 8), (2, 5, 7, 8), (1, 3, 7, 7, 8), (2, 5, 300)])
 def test_a_rule_drawing_each_plane_in_the_kernel(monkeypatch, reduction, reduce, shape):
     """A rule whose two-step draw has a plane callback (``plane_address``): a kept
     channels-first pass runs the gather kernel that computes each plane's starts on its
     threads (``forward_cols_gather_planes``), and the results are the seed's windows, call
-    after call, on 1 to 3 threads.  Starts drawn outside: the rule's ``check`` raises its
+    after call, on 1 to 3 threads.  (Rows of 149 windows whose steps of 1 and 3 add up to
+    twice their number: a selection's rows are not read by stretches at stride 2, which
+    would take such a row for one.)  Starts drawn outside: the rule's ``check`` raises its
     own error, or, if it returns, the library's ValueError; the next call is right."""
     from numbapool import api
 
@@ -376,11 +379,12 @@ def test_a_rule_drawing_each_plane_in_the_kernel(monkeypatch, reduction, reduce,
             numbapool.pool(name, x, seed=1, bad=True, error=error, planes=True)
         with pytest.raises(KeyError, match="rule's own"):
             numbapool.pool(name, x, seed=1, bad=True, error=error, planes=True)
-        for _ in range(2):
-            numbapool.pool(name, x, seed=1, bad=True, planes=True)
-        with pytest.raises(ValueError, match=rf"_TwoTaps.*redrew windows outside spatial axis "
-                                             rf"{rank - 1} of length 8"):
-            numbapool.pool(name, x, seed=1, bad=True, planes=True)
+        for bad in (True, "before"):
+            for _ in range(2):
+                numbapool.pool(name, x, seed=1, bad=bad, planes=True)
+            with pytest.raises(ValueError, match=rf"_TwoTaps.*redrew windows outside spatial "
+                                                 rf"axis {rank - 1} of length {shape[-1]}"):
+                numbapool.pool(name, x, seed=1, bad=bad, planes=True)
         got = numbapool.pool(name, x, seed=4, planes=True)  # (kept: its flags cleared)
         rng = np.random.default_rng(4)
         starts = _two_taps_starts(rng, shape[0] * shape[1], shape[2:])

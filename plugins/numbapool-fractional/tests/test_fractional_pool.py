@@ -331,6 +331,57 @@ def test_max_1d_matches_torch_2d_emulation(length, kernel, out, dtype):
     np.testing.assert_array_equal(yr, y)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("shape", "kernel", "out", "by2"), [
+    ((2, 16, 600), 3, 300, True),  # (all 2 apart but one step of 1 a row, anywhere)
+    ((2, 16, 601), 2, 300, True),  # (all 2 apart but one step of 3)
+    ((2, 16, 600), 3, 299, True),
+    ((2, 16, 600), 3, 297, False),  # (five steps of 3: gathered)
+    ((2, 16, 600), 2, 290, False),
+    ((2, 16, 600), 3, 420, False),  # (steps of 1 and 2 alike)
+    ((2, 16, 600), 2, 300, False),  # (all 2 apart from 0: (600 - 2) / 299 = 2, the windows
+    #                                   every plane's, the sliding kernel's)
+    ((1, 6, 11, 520), 3, (4, 260), True),  # (2-D: rows of 260 windows)
+    ((2, 4, 130), 3, 64, True),  # (the shortest row read by stretches)
+    ((2, 4, 128), 3, 63, False),
+])
+def test_max_rows_at_stride_2_match_torch(monkeypatch, dtype, shape, kernel, out, by2):
+    """Channels first, rows of at least 64 windows of 2 or 3 that start 2 apart but for a
+    few steps (output about half the input) take the stride-2 gather kernels, which read
+    them by stretches straight from the row; the others the gather kernels.  Against torch,
+    with the samples given (the kernel reading the window tables) and seeded, call after
+    call (the kept pass, its threads computing each plane's starts), NaN included, the
+    steps that break the stride falling anywhere in a row across the planes."""
+    from numbapool.kernels import cpu
+
+    names = []
+    real = cpu.get_kernel
+
+    def spy(reduction, layout, variant):
+        names.append(variant)
+        return real(reduction, layout, variant)
+
+    monkeypatch.setattr(cpu, "get_kernel", spy)
+    rank = len(shape) - 2
+    x = make_x(np.random.default_rng(sum(shape)), shape, dtype)
+    x.reshape(-1)[::13] = np.nan
+    x2 = x if rank == 2 else x[:, :, None, :]
+    out2 = out if rank == 2 else (1, out)
+    k2 = kernel if rank == 2 else (1, kernel)
+    for seed in (3, 3, 3, 3):
+        s = np.random.default_rng(seed).random((*shape[:2], rank)).astype(dtype)
+        s2 = s if rank == 2 else np.concatenate([s, s], axis=-1)
+        ty = torch_max(x2, k2, s2, output_size=out2)[0]
+        want = ty if rank == 2 else ty[:, :, 0]
+        np.testing.assert_array_equal(numbapool.pool(
+            "fractional_max", x, kernel_size=kernel, output_size=out, seed=seed), want)
+        np.testing.assert_array_equal(numbapool.pool(
+            "fractional_max", x, kernel_size=kernel, output_size=out, samples=s), want)
+    by2_kernels = {"forward_cols_gather_by2", "forward_cols_gather_planes_by2"}
+    assert (by2_kernels <= set(names)) == by2
+    assert bool(by2_kernels & set(names)) == by2
+
+
 # ----------------------------------------------------------------------------------------------
 # 2. fractional_avg with samples against a NumPy reference
 # ----------------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from .codegen import get_kernel
 from .launch import Before, _threads
 from .params import for_kernel
 from .templates import (
+    BY2_BLOCK,
+    BY2_MIN_OUT,
     COLS_VARIANTS,
     DIRECT_MIN_OUT,
     DIRECT_VARIANTS,
@@ -164,10 +166,12 @@ def with_plane_fill(plan: ForwardPlan, reduction: Reduction,
     (:data:`~numbapool.kernels.templates.PLANES_VARIANTS`).  Also the kernel's ``pf``
     argument, whose last three values flag the axes whose starts a part found outside them
     (the output is then not valid); the caller clears them before a run."""
-    if plan.kernel is not get_kernel(reduction, "channels_first", "forward_cols_gather"):
+    variant = next((v for v in ("forward_cols_gather", "forward_cols_gather_by2")
+                    if plan.kernel is get_kernel(reduction, "channels_first", v)), None)
+    if variant is None:
         return None
     pf = _fill_argument(fill, axes, 1)
-    kernel = get_kernel(reduction, "channels_first", "forward_cols_gather_planes")
+    kernel = get_kernel(reduction, "channels_first", variant.replace("_gather", "_gather_planes"))
     return replace(plan, kernel=kernel, args=(*plan.args, pf), _bound={}), pf
 
 
@@ -392,15 +396,41 @@ def masked_variant(axes: Sequence[AxisWindows], batch: int, channels: int) -> st
     return "forward_masked"
 
 
+BY2_SAMPLED_PLANES = 8
+"""The planes whose windows :func:`by2_axis` looks at."""
+
+
+def by2_axis(axis: AxisWindows) -> bool:
+    """Whether windows like ``axis`` (the last spatial axis, all whole: a gather kernel's)
+    take a selection's stride-2 gather kernel
+    (:data:`~numbapool.kernels.templates.BY2_VARIANTS`): rows of at least
+    :data:`~numbapool.kernels.templates.BY2_MIN_OUT` windows of 2 or 3 taps 1 apart, and,
+    in at least half of the first :data:`BY2_SAMPLED_PLANES` planes, starts that the kernel
+    reads by stretches at stride 2 (the kernel decides each row again: see
+    :data:`~numbapool.kernels.templates._BY2_PLANE`)."""
+    if axis.out < BY2_MIN_OUT or axis.step != 1 or axis.extent not in (2, 3):
+        return False
+    starts = np.asarray(axis.start[:BY2_SAMPLED_PLANES], dtype=np.int64)
+    steps = np.diff(starts, axis=-1)
+    extra = np.abs(starts[:, -1] - starts[:, 0] - 2 * (axis.out - 1))
+    rows = (((steps.min(axis=-1) >= 2) | (steps.max(axis=-1) <= 2))
+            & (extra * BY2_BLOCK <= axis.out))
+    return 2 * int(np.count_nonzero(rows)) >= rows.size
+
+
 def _selection_cols_variant(axes: Sequence[AxisWindows]) -> str:
     """The column-first kernel of a selection: one of :data:`DIRECT_VARIANTS` when every
     window has one tap along the first two axes (1-D pooling, or a 2-D kernel of height 1),
     which reads each input row in place instead of copying it into the folded row first.
-    (Those kernels have no folded row: they must not be given windows of several rows.)"""
+    (Those kernels have no folded row: they must not be given windows of several rows.)
+    Windows gathered whose starts are mostly 2 apart take the stride-2 gather kernel
+    (:data:`~numbapool.kernels.templates.BY2_VARIANTS`)."""
     variant = cols_variant(axes[2])
     direct = variant + "_direct"
     if direct in DIRECT_VARIANTS and axes[0].extent == 1 and axes[1].extent == 1:
         return direct
+    if variant == "forward_cols_gather" and by2_axis(axes[2]):
+        return "forward_cols_gather_by2"
     return variant
 
 

@@ -89,6 +89,7 @@ VARIANTS = {
     "selection": ("forward", "forward_indices", "forward_indices32", "backward",
                   "forward_cols", "forward_cols2", "forward_cols3", "forward_cols2_direct",
                   "forward_cols3_direct", "forward_cols_gather", "forward_cols_gather_planes",
+                  "forward_cols_gather_by2", "forward_cols_gather_planes_by2",
                   "backward_scatter", "backward_scatter_cover",
                   "forward_global", "backward_global", "forward_masked",
                   "forward_indices_rows2", "forward_indices_rows3"),
@@ -414,9 +415,10 @@ _PLANE_FILL = """
             f = pf[2 + a]
             if f >= 0:
                 n = O0 if a == 0 else (O1 if a == 1 else O2)
-                bad = False
-                for i in range(n):
-                    bad |= (fs[f + i] < 0) | (fs[f + i] > pf[5 + a])
+                bad = pf[5 + a] < 0
+                lim = numba.uint32(min(max(pf[5 + a], 0), 0x7FFFFFFF))
+                for i in range(n):  # (unsigned: one compare, in 32-bit lanes)
+                    bad |= numba.uint32(fs[f + i]) > lim
                 if bad:
                     pf[8 + a] = 1
                     return 1
@@ -542,6 +544,15 @@ plane's starts leave the axis (it then stops its part).  A task computes its pla
 into its own scratch, where they stay in cache, instead of reading tables of every plane
 that a step before it wrote (24 bytes a window, more than the data on 1-D signals)."""
 
+BY2_VARIANTS = {"forward_cols_gather_by2": False, "forward_cols_gather_planes_by2": True}
+"""The gather kernels of a selection (:data:`COLS_VARIANTS`, :data:`PLANES_VARIANTS`; the
+value: whether it computes each plane's starts) for rows of windows of 2 or 3 taps that
+start 2 apart but for a few (:func:`_by2_rows`): each row read by stretches at stride 2 if
+its starts are such, else a window at a time.  Separate kernels, chosen by the planner from
+the windows of a few planes (:func:`numbapool.kernels.cpu.by2_axis`): in the gather
+kernels, their loops took its compile from 1.0-1.1 to 1.8-1.9 s, which windows of other
+steps do not need."""
+
 DIRECT_VARIANTS = {"forward_cols2_direct": 2, "forward_cols3_direct": 3}
 """The 2- and 3-tap column-first kernels of smooth reductions, for rows of at least
 :data:`DIRECT_MIN_OUT` outputs whose interior windows all have one divisor: each output row
@@ -567,6 +578,74 @@ def cols_variant(axis: AxisWindows) -> str:
     if hi - lo < axis.out and axis.full:
         return "forward_cols_gather"
     return "forward_cols"
+
+
+BY2_MIN_OUT = 64
+"""Shortest output row that the gather kernel of a selection reads by stretches at stride 2
+(:func:`_by2_rows`)."""
+BY2_BLOCK = 64
+"""The windows a stretch at stride 2 grows by at a time (:func:`_by2_rows`)."""
+
+_BY2_PLANE = f"""
+    by2 = False
+    if O2 >= {BY2_MIN_OUT} and d2 == 1 and (K2 == 2 or K2 == 3):
+        lo2 = np.int32(2)
+        hi2 = np.int32(2)
+        for o2 in range(O2 - 1):  # (in 32-bit lanes)
+            step = np.int32(st2[o2 + 1] - st2[o2])
+            lo2 = min(lo2, step)
+            hi2 = max(hi2, step)
+        by2 = ((lo2 == 2 or hi2 == 2)
+               and abs(st2[O2 - 1] - st2[0] - 2 * (O2 - 1)) * {BY2_BLOCK} <= O2)
+"""
+"""The head of a task of the gather kernel of a selection (:func:`_by2_rows`): ``by2``,
+whether its rows' starts (``st2``) are read by stretches at stride 2: no step between two
+starts is under 2, or none is over 2 (then a stretch whose last start is twice its length
+on from its first is all at stride 2), and few are not 2 (at most one a block)."""
+
+
+def _by2_rows(fold: Callable[[str, str], str]) -> str:
+    """The output row ``acc`` of the gather kernel of a selection whose starts ``st2`` step
+    by 2 but for a few (``by2``, :data:`_BY2_PLANE`; windows of 2 or 3 taps 1 apart): each
+    stretch of windows at stride 2 folds its taps straight from the row ``xr`` as the
+    stride-2 kernels do (pairs of contiguous loads, which vectorise).  No folded row and no
+    gather: PyTorch's fractional pooling to half the length draws such starts
+    (``output_ratio=0.5``: for an output of ``n`` from ``2n`` inputs, windows of 2 all start
+    at stride 2, windows of 3 all but one).  The fold order is the gather's.
+
+    A stretch grows :data:`BY2_BLOCK` windows at a time while its last start is twice its
+    length on from its first (every step between is then 2, the steps being all at least 2
+    or all at most 2), then a window at a time up to the first start that breaks the
+    stride, where the next stretch begins."""
+    return _block(f"""
+        r0 = 0
+        while r0 < O2:
+            s0 = st2[r0]
+            e = r0 + 1
+            while e < O2:
+                f = min(e + {BY2_BLOCK}, O2)
+                if st2[f - 1] - s0 != 2 * (f - 1 - r0):
+                    break
+                e = f
+            while e < O2 and st2[e] - s0 == 2 * (e - r0):
+                e += 1
+            c = xr[s0:]
+            ac = acc[r0:e]
+            m = e - r0
+            pr = ac if K2 == 2 else pv  # (windows of 2: the pairs are the outputs)
+            for j in range(m):
+                a = c[2 * j]
+                v = c[2 * j + 1]
+                ev[j] = a
+                pr[j] = {fold("a", "v")}
+            if K2 == 3:
+                ev[m] = c[2 * m]
+                for j in range(m):
+                    a = pv[j]
+                    v = ev[j + 1]
+                    ac[j] = {fold("a", "v")}
+            r0 = e
+    """, 0)
 
 
 def _fold_runs(step: str, length: str, fold: str, round8: bool = False,
@@ -707,7 +786,7 @@ def _direct_rows(taps: int, fold: Callable[[str, str], str], sel: bool) -> tuple
 
 
 def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False,
-                     planes: bool = False) -> str:
+                     planes: bool = False, by2: bool = False) -> str:
     """Channels first, one task per (n, c, o0), like the row kernels; but each output row
     first folds the window's input rows column by column (contiguous, vectorised), then
     folds that one row across the window's columns (strided).  This does the strided work
@@ -718,7 +797,9 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False,
     tables (fractional pooling) too: their irregular windows take the table path.
     ``direct`` (smooth reductions, 2 or 3 taps): the rows finish as they are folded
     (:func:`_direct_rows`).  ``planes`` (the gather kernel): each plane's window starts
-    come from a C callback, see :data:`PLANES_VARIANTS`."""
+    come from a C callback, see :data:`PLANES_VARIANTS`.  ``by2`` (the gather kernel of a
+    selection, :data:`BY2_VARIANTS`): rows whose windows start 2 apart but for a few are read
+    by stretches at stride 2 (:func:`_by2_rows`), the others a window at a time."""
     sel = isinstance(red, Selection)
     if sel:
         src = "def kernel(x, out, g0, g1, g2, dk, geo):\n"
@@ -776,8 +857,11 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False,
                                   "col = np.zeros(S2 + 8, dtype=sdt)")
         scratch += _block("""
             st2 = np.empty(O2, dtype=np.int32)  # (contiguous and narrow, for the gather)
-            sl = np.empty(S2 + 8, dtype=sdt)
         """, 0)
+        scratch += _block("""
+            pv = np.empty(O2 + 1, dtype=sdt)
+            ev = np.empty(O2 + 1, dtype=sdt)
+        """ if by2 else "sl = np.empty(S2 + 8, dtype=sdt)", 0)
         if planes:  # (st2 is the plane's starts in fs)
             scratch = scratch.replace(
                 "st2 = np.empty(O2, dtype=np.int32)  # (contiguous and narrow, for the gather)",
@@ -788,6 +872,8 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False,
                 for o2 in range(O2):
                     st2[o2] = g2[q2, o2, 0]
             """, 2)
+        if by2:
+            body += _block(_BY2_PLANE, 2)
     src += _chunks("x.shape[0] * C * O0", sel, scratch, "task")
     src += body
     if planes:  # (a filled axis reads its starts from fs, its counts from any plane's row)
@@ -889,10 +975,22 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False,
         # reading the runs' fold contiguously instead, 243 us; writing no output, 198 us.
         runs = (_fold_runs("d2", "S2", fold("a", "v"), source="xr", runs="m_runs") if in_place
                 else _fold_runs("d2", "S2", fold("a", "v"), round8=True))
-        src += _block(runs, 3) + _block("""
-            for o2 in range(O2):
-                acc[o2] = folded[numba.uint32(st2[o2])]
-        """, 3)
+        if by2:  # (the other rows: a window at a time)
+            src += (_block("if by2:", 3) + _block(_by2_rows(fold), 4) + _block(f"""
+                else:
+                    for o2 in range(O2):
+                        b2 = st2[o2]
+                        a = xr[b2]
+                        for k2 in range(1, K2):
+                            v = xr[b2 + k2 * d2]
+                            a = {fold("a", "v")}
+                        acc[o2] = a
+            """, 3))
+        else:
+            src += _block(runs, 3) + _block("""
+                for o2 in range(O2):
+                    acc[o2] = folded[numba.uint32(st2[o2])]
+            """, 3)
     else:
         src += _block(f"""
             for k2 in range(K2):
@@ -2590,6 +2688,10 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
             if not cols_fast_path(red):
                 raise ValueError(f"no column-first kernel for reduction {red.name!r}")
             return _cf_forward_cols(red, PLANES_VARIANTS[variant], planes=True)
+        if variant in BY2_VARIANTS:
+            if not (cols_fast_path(red) and isinstance(red, Selection)):
+                raise ValueError(f"no stride-2 gather kernel for reduction {red.name!r}")
+            return _cf_forward_cols(red, GATHER, planes=BY2_VARIANTS[variant], by2=True)
         if variant in DIRECT_VARIANTS:
             if not cols_fast_path(red):
                 raise ValueError(f"no direct column-first kernel for reduction {red.name!r}")
@@ -2634,6 +2736,7 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
 
 __all__ = ["HEADER", "DECORATOR", "VARIANTS", "decorator", "reassociates", "kernel_source",
            "native_channels_last", "row_fast_path", "cols_fast_path", "cols_variant",
+           "BY2_BLOCK", "BY2_MIN_OUT", "BY2_VARIANTS",
            "global_fast_path", "global_backward_path", "linear_backward_path",
            "MASKED_MAX_READS", "MASKED_VARIANTS", "MASKED_PLANES_VARIANTS",
            "INDICES_ROWS_VARIANTS", "CL_FOLDS",
