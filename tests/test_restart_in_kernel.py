@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 
 import numba
 import numpy as np
@@ -468,8 +469,9 @@ def test_a_rule_drawing_each_batch_in_the_masked_kernel(monkeypatch, reduction, 
 
 def test_the_masked_kernel_refuses_starts_outside_each_axis(monkeypatch):
     """A kept channels-last pass of 3-D windows whose rule redraws starts past the end of
-    axis 0, 1 or 2: the error names that axis and its length (each axis has its flag in the
-    kernel's ``pf``), and the next call is right."""
+    axis 0, 1 or 2, or before its start: the error names that axis and its length (each
+    axis has its flag in the kernel's ``pf``; the last axis's starts checked by the kernel
+    as it reads them), and the next call is right."""
     from numbapool import api
 
     monkeypatch.setattr(api, "_KNOWN_CALLS", {})
@@ -481,12 +483,12 @@ def test_the_masked_kernel_refuses_starts_outside_each_axis(monkeypatch):
                               **kw)
 
     with _two_taps_max() as name:
-        for axis in range(3):
+        for axis, bad in itertools.product(range(3), (True, "before")):
             for _ in range(2):  # (planned: the plan's windows are the rule's)
-                pool(bad=True, bad_axis=axis)
+                pool(bad=bad, bad_axis=axis)
             with pytest.raises(ValueError, match=rf"redrew windows outside spatial axis "
                                                  rf"{axis} of length {_VOLUME[2 + axis]}"):
-                pool(bad=True, bad_axis=axis)
+                pool(bad=bad, bad_axis=axis)
         for _ in range(3):
             got = np.moveaxis(pool(), -1, 1)
         starts = _two_taps_starts(np.random.default_rng(2), 6, _VOLUME[2:])

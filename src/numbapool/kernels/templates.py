@@ -2403,11 +2403,35 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: boo
     return _batch_tables(src) if planes else src
 
 
-_BATCH_SCRATCH = "done = -1\nD2 = pf[4] // C\n"
+_BATCH_SCRATCH = ("done = -1\nD2 = pf[4] // C\nL2 = pf[7]\n"
+                  "dj = np.empty(C, dtype=np.int32)\n")
 """The scratch of a masked kernel that computes its window starts
 (:data:`MASKED_PLANES_VARIANTS`): the batch whose tables its rows hold (its tables' rows
-``part`` are its own: see :func:`numbapool.kernels.batch_starts.scratch`), and the row of
-``dt2`` (the rule's output) where the last axis's offsets start."""
+``part`` are its own: see :func:`numbapool.kernels.batch_starts.scratch`), the row of
+``dt2`` (the rule's output) where the last axis's starts start, the last start inside that
+axis, and a position's offsets from its smallest start (:data:`_POSITION_OFFSETS`)."""
+
+_POSITION_OFFSETS = """
+    sj = dt2[n, o2]
+    lo_2 = sj[0]
+    hi_2 = lo_2
+    for ch in range(1, C):
+        lo_2 = lo_2 if lo_2 <= sj[ch] else sj[ch]
+        hi_2 = hi_2 if hi_2 >= sj[ch] else sj[ch]
+    if lo_2 < 0 or hi_2 > L2:
+        pf[10] = 1
+        return 1
+    for ch in range(C):
+        dj[ch] = sj[ch] - lo_2
+"""
+"""In a masked kernel that computes its window starts, output position ``o2``'s smallest
+start along the last axis over the batch's channels, ``lo_2``, and each channel's offset
+from it, ``dj`` (where the other kernels read ``lo2`` and ``dt2``, tables of every batch),
+from the rule's starts ``sj``; a start outside the axis stops the part, its flag set in
+``pf``.  Made as each position is read, in cache, where a pass over the batch's starts (2048
+x 128 of them, 1 MB) wrote them back first.  The kernels for rows (offsets 0 or 1 only)
+write no ``dj``: their select is ``sj[ch] != lo_2``, and the largest offset is ``hi_2 -
+lo_2`` (:func:`_batch_tables`)."""
 
 _BATCH_FILL = f"""
     if n != done:
@@ -2423,8 +2447,28 @@ _BATCH_FILL = f"""
 _TABLE_READ = re.compile(r"\b(st0|st1|lo2|dt2)\[n, ")
 
 
+_OFFSETS_READ = re.compile(r"^( *)dj = dt2\[n, o2\]\n", re.M)
+_TOP_IN_LOOP = re.compile(r"^ *(top = top if top >= dj\[ch\] else dj\[ch\]|"
+                          r"one = numba\.int32\(1\)  # \(dj's type: the loop vectorises\))\n",
+                          re.M)
+_DJ_SCRATCH = re.compile(r"^ *(_own_dj = np\.empty\(C, dtype=np\.int32\)|"
+                         r"dj = _unowned\(_own_dj\))\n", re.M)
+
+
 def _batch_tables(src: str) -> str:
-    """A masked kernel's source reading the current batch's tables in its part's rows."""
+    """A masked kernel's source reading the current batch's tables in its part's rows, and
+    its positions' offsets along the last axis made from the rule's starts
+    (:data:`_POSITION_OFFSETS`)."""
+    offsets = dedent(_POSITION_OFFSETS).lstrip("\n")
+    rows = "dj[ch] == one" in src  # (the kernels for rows: offsets 0 or 1, a select)
+    if rows:
+        offsets = offsets[:offsets.index("for ch in range(C):\n    dj[ch]")]
+        src = _TOP_IN_LOOP.sub("", src.replace("dj[ch] == one", "sj[ch] != lo_2").replace(
+            "top = numba.int32(0)  # (as dj: no widening in the loop)", "top = hi_2 - lo_2"))
+        src = _DJ_SCRATCH.sub("", src)
+    src = _OFFSETS_READ.sub(lambda m: indent(offsets, m[1]), src)
+    src = src.replace("lo2[n, o2]", "lo_2")
+    assert not rows or not re.search(r"\bdj\b", src), src
     return _TABLE_READ.sub(lambda m: f"{m[1]}[part, " + ("D2 + " if m[1] == "dt2" else ""),
                            src)
 
