@@ -170,6 +170,32 @@ def test_windows_mostly_at_stride_2(monkeypatch, name, k, rows):
         numbapool.unregister(pooler.name)
 
 
+def test_the_rows_read_by_stretches_at_stride_2():
+    """The stride-2 gather kernel's choice for a row (``templates._BY2_PLANE``, run as
+    Python): windows of 2 or 3 taps 1 apart, at least 64 of them, whose steps are all 2 but
+    for a few (at most one a 64 windows), all on one side of 2."""
+    import textwrap
+
+    from numbapool.kernels.templates import _BY2_PLANE
+
+    def by2(starts, k=3, d=1):
+        scope = dict(np=np, st2=np.asarray(starts, dtype=np.int32), O2=len(starts), d2=d,
+                     K2=k)
+        exec(textwrap.dedent(_BY2_PLANE), scope)  # noqa: S102 - the template's own text
+        return scope["by2"]
+
+    o = np.arange(200)
+    assert by2(2 * o) and by2(2 * o, k=2) and by2(2 * o + 5)
+    assert by2(2 * o + (o >= 77)) and by2(2 * o - (o >= 77))  # (a step of 3; of 1)
+    assert by2(2 * o + (o >= 1) + (o >= 64) + (o >= 199))  # (3 * 64 <= 200)
+    assert not by2(2 * o + (o >= 1) + (o >= 64) + (o >= 128) + (o >= 199))  # (4 * 64)
+    assert not by2(2 * o + o % 2)  # (steps of 3 and 1)
+    assert not by2(2 * o + (o >= 50) - (o >= 150))  # (one of 3, one of 1: they add up)
+    assert not by2(2 * o, k=1) and not by2(2 * o, k=4) and not by2(2 * o, d=2)
+    assert by2(2 * o[:64]) and not by2(2 * o[:63])
+    assert not by2(3 * o) and not by2(o)
+
+
 class _PerPlaneBoth(numbapool.WindowRule):
     """Per-plane windows of ``k`` consecutive taps along both axes, their starts near
     ``o * stride`` (``spread``: how far apart channels' starts may be); for the masked

@@ -256,21 +256,22 @@ class _TwoTaps(numbapool.WindowRule):
     callback if ``planes``, a by-position one if ``positions``), or, ``bad=True``, starts
     past the end of axis ``bad_axis`` (``bad="before"``: before its start), for which
     ``check`` raises ``error`` if given; with ``wide``, the redrawn starts of the last axis
-    are two apart over the first batch's first two channels (:func:`_wide`)."""
+    are two apart over the first batch's first two channels (:func:`_wide`); with
+    ``mostly2``, the last axis's starts are mostly 2 apart (:func:`_mostly_2`)."""
 
     name = "two_taps"
     options = {"bad": False, "bad_axis": -1, "error": None, "planes": False,
-               "positions": False, "wide": False, "from_plane": 0}
+               "positions": False, "wide": False, "from_plane": 0, "mostly2": False}
     drawn: list = []  # (the draws in two steps)
 
     def plan(self, spatial, context, *, bad=False, bad_axis=-1, error=None, planes=False,
-             positions=False, wide=False, from_plane=0):
+             positions=False, wide=False, from_plane=0, mostly2=False):
         axes = tuple(explicit_axis(n, s, K)
-                     for n, s in zip(spatial, _two_taps(context, spatial)))
+                     for n, s in zip(spatial, _two_taps(context, spatial, mostly2)))
 
         def draw(context):  # (bad or wide: from plane ``from_plane`` on)
             self.drawn.append(1)
-            new = _two_taps(context, spatial)
+            new = _two_taps(context, spatial, mostly2)
             if bad:  # (True: past the end; "before": before the start)
                 new[bad_axis][from_plane:] += spatial[bad_axis] * (-1 if bad == "before" else 1)
             return _wide(new, from_plane) if wide else new
@@ -285,8 +286,21 @@ class _TwoTaps(numbapool.WindowRule):
         return numbapool.WindowPlan(axes, redraw=redraw)
 
 
-def _two_taps(context, spatial):
-    return _two_taps_starts(context.rng, context.batch * context.channels, spatial)
+def _two_taps(context, spatial, mostly2=False):
+    starts = _two_taps_starts(context.rng, context.batch * context.channels, spatial)
+    return [*starts[:-1], _mostly_2(starts[-1])] if mostly2 else starts
+
+
+def _mostly_2(last):
+    """``last`` (``(planes, out)`` starts) with the starts of every plane but every fourth
+    2 apart from 0 but for one step of 3, each plane's at another window; every fourth
+    plane's left as drawn (steps of 1 to 3, which may add up to twice their number)."""
+    new = last.copy()
+    o = np.arange(last.shape[1])
+    for p in range(last.shape[0]):
+        if p % 4 != 3:
+            new[p] = 2 * o + (o >= (7 * p + 1) % last.shape[1])
+    return new
 
 
 def _two_taps_starts(rng, planes, spatial):
@@ -351,10 +365,10 @@ def test_a_rule_drawing_each_plane_in_the_kernel(monkeypatch, reduction, reduce,
     """A rule whose two-step draw has a plane callback (``plane_address``): a kept
     channels-first pass runs the gather kernel that computes each plane's starts on its
     threads (``forward_cols_gather_planes``), and the results are the seed's windows, call
-    after call, on 1 to 3 threads.  (Rows of 149 windows whose steps of 1 and 3 add up to
-    twice their number: a selection's rows are not read by stretches at stride 2, which
-    would take such a row for one.)  Starts drawn outside: the rule's ``check`` raises its
-    own error, or, if it returns, the library's ValueError; the next call is right."""
+    after call, on 1 to 3 threads (rows of 8 and of 149 windows, whose steps of 1 to 3 the
+    planner does not take for mostly 2 apart: the gather kernel).  Starts drawn outside:
+    the rule's ``check`` raises its own error, or, if it returns, the library's ValueError;
+    the next call is right."""
     from numbapool import api
 
     monkeypatch.setattr(api, "_KNOWN_CALLS", {})
@@ -390,6 +404,29 @@ def test_a_rule_drawing_each_plane_in_the_kernel(monkeypatch, reduction, reduce,
         rng = np.random.default_rng(4)
         starts = _two_taps_starts(rng, shape[0] * shape[1], shape[2:])
         np.testing.assert_allclose(got, _windows_max_avg(x, starts, reduce), rtol=1e-6)
+
+
+def test_a_rule_drawing_each_plane_mostly_at_stride_2(monkeypatch):
+    """A kept channels-first pass of a selection whose rule draws each plane's windows of 2
+    mostly 2 apart (:func:`_mostly_2`) runs the stride-2 gather kernel that computes each
+    plane's starts (``forward_cols_gather_planes_by2``): the rows 2 apart but for a step
+    are read by stretches, and every fourth plane's, whose steps of 1 to 3 may add up to
+    twice their number, a window at a time (read by stretches, they came out wrong); the
+    seed's windows, NaN included."""
+    from numbapool import api
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    filled = _kernels_bound(monkeypatch, "with_plane_fill")
+    shape = (2, 8, 300)
+    x = np.random.default_rng(3).random(shape).astype(np.float32)
+    x.reshape(-1)[::5] = np.nan
+    with _two_taps_max() as name:
+        for seed in (4, 4, 4, 4):
+            starts = _two_taps_starts(np.random.default_rng(seed), 16, shape[2:])
+            want = _windows_max_avg(x, [_mostly_2(starts[0])], np.max)
+            got = numbapool.pool(name, x, seed=seed, planes=True, mostly2=True)
+            np.testing.assert_allclose(got, want, rtol=0)
+    assert filled == ["max/channels_first/forward_cols_gather_planes_by2"]
 
 
 _VOLUME = (2, 3, 7, 9, 11)  # (each axis its own number of windows: 3, 4 and 5)

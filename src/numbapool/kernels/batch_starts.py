@@ -39,8 +39,11 @@ import numpy as np
 
 from .launch import _call_positions, address, callback, contiguous
 
-__all__ = ["FILL", "FIRST_BATCH", "FLAGS", "PARTS", "PF_SIZE", "fill_batch", "scratch"]
+__all__ = ["FILL", "FIRST_BATCH", "FLAGS", "LAST_STARTS", "PARTS", "PF_SIZE", "fill_batch",
+           "scratch"]
 
+LAST_STARTS = slice(5, 8)
+"""The last start inside each kernel axis, in ``pf`` (see the module)."""
 FLAGS = slice(8, 11)
 """The flags of ``pf`` (see the module), one per kernel axis."""
 FILL = 11

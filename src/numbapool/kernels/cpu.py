@@ -163,9 +163,11 @@ def with_plane_fill(plan: ForwardPlan, reduction: Reduction,
     by the C callback ``fill`` (address and slots: ``plane_address`` and ``slots`` of a
     :class:`numbapool.windows.StartsInParts`), for the per-plane axes of ``axes`` (the
     kernel's three), or None where its kernel has no such variant
-    (:data:`~numbapool.kernels.templates.PLANES_VARIANTS`).  Also the kernel's ``pf``
-    argument, whose last three values flag the axes whose starts a part found outside them
-    (the output is then not valid); the caller clears them before a run."""
+    (:data:`~numbapool.kernels.templates.PLANES_VARIANTS`, and the planes variant of
+    :data:`~numbapool.kernels.templates.BY2_VARIANTS` for the stride-2 gather kernel).  Also
+    the kernel's ``pf`` argument, whose last three values flag the axes whose starts a part
+    found outside them (the output is then not valid); the caller clears them before a
+    run."""
     variant = next((v for v in ("forward_cols_gather", "forward_cols_gather_by2")
                     if plan.kernel is get_kernel(reduction, "channels_first", v)), None)
     if variant is None:

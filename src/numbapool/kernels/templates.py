@@ -415,7 +415,7 @@ _PLANE_FILL = """
             f = pf[2 + a]
             if f >= 0:
                 n = O0 if a == 0 else (O1 if a == 1 else O2)
-                bad = pf[5 + a] < 0
+                bad = n > 0 and pf[5 + a] < 0  # (no start inside the axis)
                 lim = numba.uint32(min(max(pf[5 + a], 0), 0x7FFFFFFF))
                 for i in range(n):  # (unsigned: one compare, in 32-bit lanes)
                     bad |= numba.uint32(fs[f + i]) > lim
@@ -2048,9 +2048,10 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: boo
     each part (thread), ``(parts, ...)``; a part writes a batch's tables into its row, by
     the C callback :func:`numbapool.kernels.batch_starts.fill_batch` (through the last
     argument, ``pf``), when its tasks reach that batch, and reads them there (row
-    ``part``; ``dt2``'s rows are the window rule's output, the last axis's offsets from
-    row ``pf[4] / C``).  The rows of axes every plane shares hold their starts already
-    (:func:`numbapool.kernels.batch_starts.scratch`).
+    ``part``; ``dt2``'s rows are the window rule's output, the last axis's starts from row
+    ``pf[4] / C``, each position's smallest start and offsets made as it is read:
+    :data:`_POSITION_OFFSETS`).  The rows of axes every plane shares hold their starts
+    already (:func:`numbapool.kernels.batch_starts.scratch`).
 
     The loops read ``x`` at unsigned offsets, as the row views cost reference counting in
     them.  Selections, and streaming reductions that fold with ``merge`` and ignore ``tap``
@@ -2403,7 +2404,7 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: boo
     return _batch_tables(src) if planes else src
 
 
-_BATCH_SCRATCH = ("done = -1\nD2 = pf[4] // C\nL2 = pf[7]\n"
+_BATCH_SCRATCH = (f"done = -1\nD2 = pf[4] // C\nL2 = pf[{batch_starts.LAST_STARTS.stop - 1}]\n"
                   "dj = np.empty(C, dtype=np.int32)\n")
 """The scratch of a masked kernel that computes its window starts
 (:data:`MASKED_PLANES_VARIANTS`): the batch whose tables its rows hold (its tables' rows
@@ -2411,7 +2412,7 @@ _BATCH_SCRATCH = ("done = -1\nD2 = pf[4] // C\nL2 = pf[7]\n"
 ``dt2`` (the rule's output) where the last axis's starts start, the last start inside that
 axis, and a position's offsets from its smallest start (:data:`_POSITION_OFFSETS`)."""
 
-_POSITION_OFFSETS = """
+_POSITION_OFFSETS = f"""
     sj = dt2[n, o2]
     lo_2 = sj[0]
     hi_2 = lo_2
@@ -2419,7 +2420,7 @@ _POSITION_OFFSETS = """
         lo_2 = lo_2 if lo_2 <= sj[ch] else sj[ch]
         hi_2 = hi_2 if hi_2 >= sj[ch] else sj[ch]
     if lo_2 < 0 or hi_2 > L2:
-        pf[10] = 1
+        pf[{batch_starts.FLAGS.stop - 1}] = 1
         return 1
     for ch in range(C):
         dj[ch] = sj[ch] - lo_2
@@ -2463,9 +2464,13 @@ def _batch_tables(src: str) -> str:
     rows = "dj[ch] == one" in src  # (the kernels for rows: offsets 0 or 1, a select)
     if rows:
         offsets = offsets[:offsets.index("for ch in range(C):\n    dj[ch]")]
-        src = _TOP_IN_LOOP.sub("", src.replace("dj[ch] == one", "sj[ch] != lo_2").replace(
-            "top = numba.int32(0)  # (as dj: no widening in the loop)", "top = hi_2 - lo_2"))
-        src = _DJ_SCRATCH.sub("", src)
+        top = "top = numba.int32(0)  # (as dj: no widening in the loop)"
+        assert top in src, src  # (the largest offset: the miss of a task)
+        src, removed = _TOP_IN_LOOP.subn("", src.replace("dj[ch] == one", "sj[ch] != lo_2")
+                                         .replace(top, "top = hi_2 - lo_2"))
+        assert removed == 2, src
+        src, removed = _DJ_SCRATCH.subn("", src)
+        assert removed == 2, src
     src = _OFFSETS_READ.sub(lambda m: indent(offsets, m[1]), src)
     src = src.replace("lo2[n, o2]", "lo_2")
     assert not rows or not re.search(r"\bdj\b", src), src
