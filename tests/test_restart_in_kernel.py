@@ -495,11 +495,12 @@ def test_a_rule_drawing_each_batch_in_the_masked_kernel(monkeypatch, reduction, 
             pool(1, bad=True, error=error)
         with pytest.raises(KeyError, match="rule's own"):
             pool(1, bad=True, error=error)
-        for _ in range(2):
-            pool(1, bad=True)
-        with pytest.raises(ValueError, match=rf"_TwoTaps.*redrew windows outside spatial axis "
-                                             rf"{rank - 1} of length {shape[-1]}"):
-            pool(1, bad=True)
+        for bad in (True, "before"):  # (1-D: the kernel checks the last axis's starts)
+            for _ in range(2):
+                pool(1, bad=bad)
+            with pytest.raises(ValueError, match=rf"_TwoTaps.*redrew windows outside spatial "
+                                                 rf"axis {rank - 1} of length {shape[-1]}"):
+                pool(1, bad=bad)
         got = pool(4)  # (kept: its flags cleared)
         np.testing.assert_allclose(got, want(), rtol=1e-6)
 

@@ -10,8 +10,9 @@ the kernel read them back (for fractional max pooling of (32, 4096, 128) to 2048
 asks the window rule for one batch's starts at a time, by position (the rule's
 ``positions_address``), and makes that batch's tables of the first two axes in its own rows
 of the scratch (:func:`scratch`), in cache; along the last axis it reads the rule's starts
-as they are, each position's smallest start and offsets made as it reads the position
-(:data:`numbapool.kernels.templates._POSITION_OFFSETS`).
+as they are, with each position's smallest and largest start over the channels: made by the
+fill when the batch has several output rows, which all read them, else by the kernel as it
+reads the position (:data:`numbapool.kernels.templates._POSITION_OFFSETS`).
 
 The kernel calls :func:`fill_batch` through its address, a C callback compiled once for
 every kernel: linked into each kernel, the fill's code was optimised again with it, which
@@ -25,9 +26,9 @@ after axis, ``(out, channels)`` each), or -1 for an axis whose windows every pla
 axis a flag (:data:`FLAGS`) set when a batch's starts leave it (the kernel then stops: its
 output is not valid); then :func:`fill_batch`'s address, the channels, the three output
 lengths, the callback's starts per batch, the scratch's rows (parts) and the addresses of
-the scratch: the callback's output, the tables of the first two axes and an empty table
-(the other masked kernels' smallest starts along the last axis); and the rule's batch that
-is the kernel's first (:data:`FIRST_BATCH`).
+the scratch: the callback's output, the tables of the first two axes and the last axis's
+smallest and largest starts; and the rule's batch that is the kernel's first
+(:data:`FIRST_BATCH`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ FILL = 11
 _SIZES = 12  # channels, three output lengths, starts per batch, parts
 PARTS = _SIZES + 5
 """Where ``pf`` holds the scratch's rows (parts)."""
-_ADDRESSES = 18  # the callback's output (dt2), st0, st1, lo2 (empty)
+_ADDRESSES = 18  # the callback's output (dt2), st0, st1, lo2
 FIRST_BATCH = 22
 """Where ``pf`` holds the rule's batch that is the kernel's batch 0 (0 but for a kernel run
 on a chunk of the batches: :class:`numbapool.kernels.cpu.ChunkedViaChannelsLast`)."""
@@ -71,10 +72,29 @@ def _starts_by_channel(starts, last, into):
     return smallest >= 0 and largest <= last
 
 
+@numba.njit(cache=True, nogil=True)
+def _smallest_largest(starts, last, into):
+    """Along the last axis, from ``starts`` (``(out, channels)`` int32): each position's
+    smallest and largest start over the channels into ``into`` (``(2, out)`` int32).
+    Whether the starts are all in ``[0, last]``."""
+    inside = True  # (the loops vectorise)
+    for o in range(starts.shape[0]):
+        mn = starts[o, 0]
+        mx = mn
+        for c in range(1, starts.shape[1]):
+            mn = min(mn, starts[o, c])
+            mx = max(mx, starts[o, c])
+        inside &= (mn >= 0) & (mx <= last)
+        into[0, o] = mn
+        into[1, o] = mx
+    return inside
+
+
 def _fill_batch(slots, n, part):
     """See :func:`fill_batch`."""
     pf = contiguous(address(slots), (PF_SIZE,), np.int64)
-    channels, o0, o1, per_batch = pf[_SIZES], pf[_SIZES + 1], pf[_SIZES + 2], pf[_SIZES + 4]
+    channels, o0, o1, o2, per_batch = (pf[_SIZES], pf[_SIZES + 1], pf[_SIZES + 2],
+                                       pf[_SIZES + 3], pf[_SIZES + 4])
     at = pf[_ADDRESSES] + 4 * part * per_batch
     if _call_positions(pf[0], pf[1], (pf[FIRST_BATCH] + n) * channels, channels, at) != 1:
         return 0
@@ -88,16 +108,23 @@ def _fill_batch(slots, n, part):
             if not _starts_by_channel(fs[first:first + out * channels], pf[5 + axis], into):
                 pf[8 + axis] = 1
                 return 2
+    if o0 * o1 > 1:  # (each position read for every output row: its extremes made once)
+        into = contiguous(pf[_ADDRESSES + 3] + 8 * part * o2, (2, o2), np.int32)
+        if not _smallest_largest(contiguous(at + 4 * pf[4], (o2, channels), np.int32),
+                                 pf[7], into):
+            pf[10] = 1
+            return 2
     return 1
 
 
 def fill_batch() -> int:
     """The address of the C callback (:data:`~numbapool.kernels.launch.SIGNATURE`) that
     writes batch ``n``'s window tables (see the module) in row ``part`` of the scratch, its
-    ``slots`` the kernel's ``pf``: the rule's starts (int32), and along the first two axes
-    the starts by channel (int64), checked.  It returns 1; 0 if the rule's callback raised;
-    2 with the axis's flag set if a start left one of those axes (the kernel checks the
-    last's).  (Compiled, or loaded from Numba's cache, on first use: :func:`callback`.)"""
+    ``slots`` the kernel's ``pf``: the rule's starts (int32), along the first two axes the
+    starts by channel (int64), and, for a batch of several output rows, along the last each
+    position's smallest and largest start over the channels (int32), checked.  It returns 1;
+    0 if the rule's callback raised; 2 with the axis's flag set if a start left an axis.
+    (Compiled, or loaded from Numba's cache, on first use: :func:`callback`.)"""
     return callback(_fill_batch)
 
 
@@ -105,19 +132,19 @@ def scratch(head: np.ndarray, outs: Sequence[int], channels: int, parts: int,
             shared: Sequence[np.ndarray]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """The kernel's ``pf`` (``head``, its first 11 values, then the rest: see the module)
     and the tables it reads, with rows for ``parts`` parts: ``st0``, ``st1`` (``(parts,
-    out, channels)`` int64), ``lo2`` (``(parts, 0)``: the kernels make each position's
-    smallest start themselves) and the callback's output (``(parts, starts per batch /
-    channels, channels)`` int32; the kernel reads the last axis's from row ``head[4] /
-    channels``).
+    out, channels)`` int64), ``lo2`` (``(parts, 2, out)`` int32: along the last axis each
+    position's smallest and largest start) and the callback's output (``(parts, starts per
+    batch / channels, channels)`` int32; the kernel reads the last axis's from row
+    ``head[4] / channels``).
     The rows of an axis whose windows every plane shares (offset -1 in ``head``) hold its
     starts, from its table of ``shared`` (``(batch, out, channels)``, the first two
     axes')."""
-    o0, o1, _ = outs
+    o0, o1, o2 = outs
     per_batch = max((int(head[2 + a]) + outs[a] * channels for a in range(3)
                      if head[2 + a] >= 0), default=0)
     tables = (np.empty((parts, o0, channels), dtype=np.int64),
               np.empty((parts, o1, channels), dtype=np.int64),
-              np.empty((parts, 0), dtype=np.int64),
+              np.empty((parts, 2, o2), dtype=np.int32),
               np.empty((parts, per_batch // channels, channels), dtype=np.int32))
     for a in range(2):
         if head[2 + a] < 0:
