@@ -27,8 +27,9 @@ axis a flag (:data:`FLAGS`) set when a batch's starts leave it (the kernel then 
 output is not valid); then :func:`fill_batch`'s address, the channels, the three output
 lengths, the callback's starts per batch, the scratch's rows (parts) and the addresses of
 the scratch: the callback's output, the tables of the first two axes and the last axis's
-smallest and largest starts; and the rule's batch that is the kernel's first
-(:data:`FIRST_BATCH`).
+smallest and largest starts; the rule's batch that is the kernel's first
+(:data:`FIRST_BATCH`); and whether the kernel makes those extremes itself
+(:data:`KERNEL_EXTREMES`).
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ import numpy as np
 
 from .launch import _call_positions, address, callback, contiguous
 
-__all__ = ["FILL", "FIRST_BATCH", "FLAGS", "LAST_STARTS", "PARTS", "PF_SIZE", "fill_batch",
-           "scratch"]
+__all__ = ["FILL", "FIRST_BATCH", "FLAGS", "KERNEL_EXTREMES", "LAST_STARTS", "PARTS",
+           "PF_SIZE", "fill_batch", "scratch"]
 
 LAST_STARTS = slice(5, 8)
 """The last start inside each kernel axis, in ``pf`` (see the module)."""
@@ -56,7 +57,12 @@ _ADDRESSES = 18  # the callback's output (dt2), st0, st1, lo2
 FIRST_BATCH = 22
 """Where ``pf`` holds the rule's batch that is the kernel's batch 0 (0 but for a kernel run
 on a chunk of the batches: :class:`numbapool.kernels.cpu.ChunkedViaChannelsLast`)."""
-PF_SIZE = 23
+KERNEL_EXTREMES = 23
+"""Where ``pf`` holds 1 if the kernel makes each position's smallest and largest start
+along the last axis itself, as it reads the position (the kernels for one row of windows,
+and the kernel for any windows, their fallback, on batches of one output row: 1-D pooling),
+else 0: the fill makes them (see :func:`scratch`)."""
+PF_SIZE = 24
 
 
 @numba.njit(cache=True, nogil=True)
@@ -108,7 +114,7 @@ def _fill_batch(slots, n, part):
             if not _starts_by_channel(fs[first:first + out * channels], pf[5 + axis], into):
                 pf[8 + axis] = 1
                 return 2
-    if o0 * o1 > 1:  # (each position read for every output row: its extremes made once)
+    if pf[KERNEL_EXTREMES] == 0:  # (each position read for every output row: made once)
         into = contiguous(pf[_ADDRESSES + 3] + 8 * part * o2, (2, o2), np.int32)
         if not _smallest_largest(contiguous(at + 4 * pf[4], (o2, channels), np.int32),
                                  pf[7], into):
@@ -121,15 +127,17 @@ def fill_batch() -> int:
     """The address of the C callback (:data:`~numbapool.kernels.launch.SIGNATURE`) that
     writes batch ``n``'s window tables (see the module) in row ``part`` of the scratch, its
     ``slots`` the kernel's ``pf``: the rule's starts (int32), along the first two axes the
-    starts by channel (int64), and, for a batch of several output rows, along the last each
-    position's smallest and largest start over the channels (int32), checked.  It returns 1;
+    starts by channel (int64), and, unless the kernel makes them (:data:`KERNEL_EXTREMES`),
+    along the last each position's smallest and largest start over the channels (int32),
+    checked.  It returns 1;
     0 if the rule's callback raised; 2 with the axis's flag set if a start left an axis.
     (Compiled, or loaded from Numba's cache, on first use: :func:`callback`.)"""
     return callback(_fill_batch)
 
 
 def scratch(head: np.ndarray, outs: Sequence[int], channels: int, parts: int,
-            shared: Sequence[np.ndarray]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+            shared: Sequence[np.ndarray], kernel_extremes: bool = False
+            ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """The kernel's ``pf`` (``head``, its first 11 values, then the rest: see the module)
     and the tables it reads, with rows for ``parts`` parts: ``st0``, ``st1`` (``(parts,
     out, channels)`` int64), ``lo2`` (``(parts, 2, out)`` int32: along the last axis each
@@ -138,7 +146,8 @@ def scratch(head: np.ndarray, outs: Sequence[int], channels: int, parts: int,
     ``head[4] / channels``).
     The rows of an axis whose windows every plane shares (offset -1 in ``head``) hold its
     starts, from its table of ``shared`` (``(batch, out, channels)``, the first two
-    axes')."""
+    axes').  ``kernel_extremes``: the kernel makes the last axis's extremes itself
+    (:data:`KERNEL_EXTREMES`)."""
     o0, o1, o2 = outs
     per_batch = max((int(head[2 + a]) + outs[a] * channels for a in range(3)
                      if head[2 + a] >= 0), default=0)
@@ -150,6 +159,6 @@ def scratch(head: np.ndarray, outs: Sequence[int], channels: int, parts: int,
         if head[2 + a] < 0:
             tables[a][:] = shared[a][0]
     pf = np.array([*head, fill_batch(), channels, *outs, per_batch, parts,
-                   tables[3].ctypes.data, *(t.ctypes.data for t in tables[:3]), 0],
-                  dtype=np.int64)
+                   tables[3].ctypes.data, *(t.ctypes.data for t in tables[:3]), 0,
+                   int(kernel_extremes)], dtype=np.int64)
     return pf, tables

@@ -213,10 +213,15 @@ def with_positions_fill(plan: ForwardPlan, reduction: Reduction,
     kernel = None if plan.tasks is None or axes[2].planes == 1 else planes(plan.kernel)
     if kernel is None:
         return None
+    # (the kernels for one row of windows make the last axis's extremes themselves on
+    # batches of one output row: see templates._POSITION_OFFSETS)
+    rows, _, deep = next(MASKED_VARIANTS[v] for v in MASKED_VARIANTS
+                         if kernel is get_kernel(reduction, "channels_last", v + "_planes"))
+    extremes = rows == 1 and deep == 0 and axes[0].out * axes[1].out == 1
     # (the kernel reads its tables, ``(parts, ...)``, where the plan's read a batch's rows)
     pf, tables = batch_starts.scratch(
         _fill_argument(fill, axes, channels), [a.out for a in axes], channels, _threads(),
-        plan.args[:2])
+        plan.args[:2], extremes)
     return replace(plan, kernel=kernel, fallback=planes(plan.fallback),
                    args=(*tables, *plan.args[4:], pf), _bound={}), pf
 

@@ -2371,7 +2371,7 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: boo
             if miss[r] != 0:
                 break
         """, 3)
-        return _batch_tables(src) if planes else src
+        return _batch_tables(src, rows == 1 and not deep) if planes else src
     src += _block(f"""
         for o2 in range(O2):
             {"pick" if sel else "rj"} = ro[o2 * C:(o2 + 1) * C]
@@ -2414,7 +2414,7 @@ axis, and a position's offsets from its smallest start (:data:`_POSITION_OFFSETS
 
 _POSITION_OFFSETS = f"""
     sj = dt2[n, o2]
-    if O0 * O1 == 1:
+    if pf[{batch_starts.KERNEL_EXTREMES}]:
         lo_2 = sj[0]
         hi_2 = lo_2
         for ch in range(1, C):
@@ -2433,13 +2433,16 @@ _POSITION_OFFSETS = f"""
 and largest start along the last axis over the batch's channels, ``lo_2`` and ``hi_2``, and
 each channel's offset from the smallest, ``dj`` (where the other kernels read ``lo2`` and
 ``dt2``, tables of every batch), from the rule's starts ``sj``.  A batch of one output row
-(1-D pooling) reads each position once: the kernel makes its extremes as it reads it, in
-cache, and a start outside the axis stops the part, its flag set in ``pf`` (a pass of the
-batch fill over the batch's starts, 1 MB for 2048 x 128, wrote their offsets back first:
-that pass took 36-45 us a batch, as long as the rule's callback).  The others read each
-position for every output row: the batch fill makes them once (one channel-wide reduction
-a position: made for every row, they took a fractional max pool of (1, 3000, 2000, 16) to
-1500 x 1000 from 21 to 28 ms).  The kernels for rows (offsets 0 or 1 only) write no ``dj``:
+(1-D pooling) reads each position once: the kernels for one row of windows and the kernel
+for any windows (their fallback) make its extremes as they read it, in cache, when ``pf``
+says so (:data:`numbapool.kernels.batch_starts.KERNEL_EXTREMES`), and a start outside the
+axis stops the part, its flag set in ``pf`` (a pass of the batch fill over the batch's
+starts, 1 MB for 2048 x 128, wrote their offsets back first: that pass took 36-45 us a
+batch, as long as the rule's callback).  Batches of several output rows read each position
+for every row: the batch fill makes them once (one channel-wide reduction a position: made
+for every row, they took a fractional max pool of (1, 3000, 2000, 16) to 1500 x 1000 from
+21 to 28 ms).  The other kernels have the fill's only (the branch added 0.3-0.4 s to the
+compile of the 3-D kernels: 2.1-2.2 s).  The kernels for rows (offsets 0 or 1 only) write no ``dj``:
 their select is ``sj[ch] != lo_2``, and the largest offset is ``hi_2 - lo_2``
 (:func:`_batch_tables`)."""
 
@@ -2465,11 +2468,15 @@ _DJ_SCRATCH = re.compile(r"^ *(_own_dj = np\.empty\(C, dtype=np\.int32\)|"
                          r"dj = _unowned\(_own_dj\))\n", re.M)
 
 
-def _batch_tables(src: str) -> str:
+def _batch_tables(src: str, extremes: bool = True) -> str:
     """A masked kernel's source reading the current batch's tables in its part's rows, and
     its positions' offsets along the last axis made from the rule's starts
-    (:data:`_POSITION_OFFSETS`)."""
+    (:data:`_POSITION_OFFSETS`); ``extremes``: with the branch that makes each position's
+    extremes (else the fill's are read)."""
     offsets = dedent(_POSITION_OFFSETS).lstrip("\n")
+    if not extremes:  # (the fill's extremes only)
+        offsets = ("sj = dt2[n, o2]\nlo_2 = lo2[n, 0, o2]\nhi_2 = lo2[n, 1, o2]\n"
+                   + offsets[offsets.index("for ch in range(C):\n    dj[ch]"):])
     rows = "dj[ch] == one" in src  # (the kernels for rows: offsets 0 or 1, a select)
     if rows:
         offsets = offsets[:offsets.index("for ch in range(C):\n    dj[ch]")]
