@@ -9,6 +9,7 @@ import pytest
 import numbapool
 from numbapool.kernels.templates import cols_variant
 from reference import ref_pool
+from spies import kernels_asked
 
 GEOMETRIES = [dict(kernel_size=k, stride=2, padding=p, ceil_mode=c)
               for k, p, c in itertools.product((2, 3), (0, 1), (False, True)) if p <= k // 2]
@@ -139,16 +140,8 @@ def test_windows_mostly_at_stride_2(monkeypatch, name, k, rows):
     steps, wherever they fall, read by stretches, the others (every fourth plane) a window
     at a time; against NumPy, NaN included."""
     from numbapool import Pooler
-    from numbapool.kernels import cpu
 
-    names = []
-    real = cpu.get_kernel
-
-    def spy(reduction, layout, variant):
-        names.append(variant)
-        return real(reduction, layout, variant)
-
-    monkeypatch.setattr(cpu, "get_kernel", spy)
+    names = kernels_asked(monkeypatch)
     rule = _MostlyAtStride2()
     pooler = numbapool.register(Pooler(f"test_by2_{name}", rule,
                                        numbapool.get(name).reduction, "test"))
@@ -362,19 +355,7 @@ DIRECT_GEOMETRIES = [
 def variants_run(monkeypatch):
     """The names of the CPU kernels a test's calls run (planned afresh: repeated calls
     would reuse an earlier test's plan)."""
-    from numbapool import api
-    from numbapool.kernels import cpu
-
-    seen = []
-    real = cpu.get_kernel
-
-    def spy(red, layout, variant):
-        seen.append(variant)
-        return real(red, layout, variant)
-
-    monkeypatch.setattr(cpu, "get_kernel", spy)
-    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
-    return seen
+    return kernels_asked(monkeypatch)
 
 
 @pytest.mark.parametrize("name", ["avg", "sum", "lp"])

@@ -12,7 +12,7 @@ asks the window rule for one batch's starts at a time, by position (the rule's
 of the scratch (:func:`scratch`), in cache; along the last axis it reads the rule's starts
 as they are, with each position's smallest and largest start over the channels: made by the
 fill when the batch has several output rows, which all read them, else by the kernel as it
-reads the position (:data:`numbapool.kernels.templates._POSITION_OFFSETS`).
+reads the position (:func:`numbapool.kernels.templates._position_offsets`).
 
 The kernel calls :func:`fill_batch` through its address, a C callback compiled once for
 every kernel: linked into each kernel, the fill's code was optimised again with it, which

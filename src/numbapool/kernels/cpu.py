@@ -155,6 +155,12 @@ class ForwardPlan:
         return out, (idx if self.return_indices else None)
 
 
+_GATHER_PLANES = {"forward_cols_gather": "forward_cols_gather_planes",
+                  "forward_cols_gather_by2": "forward_cols_gather_planes_by2"}
+"""The gather kernels, and the twin of each that computes each plane's starts
+(:func:`with_plane_fill`)."""
+
+
 def with_plane_fill(plan: ForwardPlan, reduction: Reduction,
                     axes: Sequence[AxisWindows], fill: tuple[int, int]
                     ) -> tuple[ForwardPlan, np.ndarray] | None:
@@ -168,12 +174,12 @@ def with_plane_fill(plan: ForwardPlan, reduction: Reduction,
     the kernel's ``pf`` argument, whose last three values flag the axes whose starts a part
     found outside them (the output is then not valid); the caller clears them before a
     run."""
-    variant = next((v for v in ("forward_cols_gather", "forward_cols_gather_by2")
-                    if plan.kernel is get_kernel(reduction, "channels_first", v)), None)
-    if variant is None:
+    planes = next((p for v, p in _GATHER_PLANES.items()
+                   if plan.kernel is get_kernel(reduction, "channels_first", v)), None)
+    if planes is None:
         return None
     pf = _fill_argument(fill, axes, 1)
-    kernel = get_kernel(reduction, "channels_first", variant.replace("_gather", "_gather_planes"))
+    kernel = get_kernel(reduction, "channels_first", planes)
     return replace(plan, kernel=kernel, args=(*plan.args, pf), _bound={}), pf
 
 
@@ -205,18 +211,21 @@ def with_positions_fill(plan: ForwardPlan, reduction: Reduction,
     a run.  The scratch has rows for the threads Numba runs now: the plan is not valid for a
     run on more (:func:`positions_parts`).  (:func:`with_plane_fill` for the masked
     kernels.)"""
-    def planes(kernel: Callable | None) -> Callable | None:
-        return next((get_kernel(reduction, "channels_last", v + "_planes")
-                     for v in MASKED_VARIANTS
+    def variant(kernel: Callable | None) -> str | None:
+        return next((v for v in MASKED_VARIANTS
                      if kernel is get_kernel(reduction, "channels_last", v)), None)
 
-    kernel = None if plan.tasks is None or axes[2].planes == 1 else planes(plan.kernel)
-    if kernel is None:
+    def planes(kernel: Callable | None) -> Callable | None:
+        v = variant(kernel)
+        return None if v is None else get_kernel(reduction, "channels_last", v + "_planes")
+
+    masked = None if plan.tasks is None or axes[2].planes == 1 else variant(plan.kernel)
+    if masked is None:
         return None
+    kernel = get_kernel(reduction, "channels_last", masked + "_planes")
     # (the kernels for one row of windows make the last axis's extremes themselves on
-    # batches of one output row: see templates._POSITION_OFFSETS)
-    rows, _, deep = next(MASKED_VARIANTS[v] for v in MASKED_VARIANTS
-                         if kernel is get_kernel(reduction, "channels_last", v + "_planes"))
+    # batches of one output row: see templates._position_offsets)
+    rows, _, deep = MASKED_VARIANTS[masked]
     extremes = rows == 1 and deep == 0 and axes[0].out * axes[1].out == 1
     # (the kernel reads its tables, ``(parts, ...)``, where the plan's read a batch's rows)
     pf, tables = batch_starts.scratch(

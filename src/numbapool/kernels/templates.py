@@ -973,8 +973,6 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False,
         # folded straight from its 9 input elements, 472 against 282 us.  (LLVM's gathers
         # were slower than this scalar loop: 0.43 against 0.28 ns an output.)  For scale:
         # reading the runs' fold contiguously instead, 243 us; writing no output, 198 us.
-        runs = (_fold_runs("d2", "S2", fold("a", "v"), source="xr", runs="m_runs") if in_place
-                else _fold_runs("d2", "S2", fold("a", "v"), round8=True))
         if by2:  # (the other rows: a window at a time)
             src += (_block("if by2:", 3) + _block(_by2_rows(fold), 4) + _block(f"""
                 else:
@@ -987,6 +985,8 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False,
                         acc[o2] = a
             """, 3))
         else:
+            runs = (_fold_runs("d2", "S2", fold("a", "v"), source="xr", runs="m_runs")
+                    if in_place else _fold_runs("d2", "S2", fold("a", "v"), round8=True))
             src += _block(runs, 3) + _block("""
                 for o2 in range(O2):
                     acc[o2] = folded[numba.uint32(st2[o2])]
@@ -2050,7 +2050,7 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: boo
     argument, ``pf``), when its tasks reach that batch, and reads them there (row
     ``part``; ``dt2``'s rows are the window rule's output, the last axis's starts from row
     ``pf[4] / C``, each position's smallest start and offsets made as it is read:
-    :data:`_POSITION_OFFSETS`).  The rows of axes every plane shares hold their starts
+    :func:`_position_offsets`).  The rows of axes every plane shares hold their starts
     already (:func:`numbapool.kernels.batch_starts.scratch`).
 
     The loops read ``x`` at unsigned offsets, as the row views cost reference counting in
@@ -2410,41 +2410,56 @@ _BATCH_SCRATCH = (f"done = -1\nD2 = pf[4] // C\nL2 = pf[{batch_starts.LAST_START
 (:data:`MASKED_PLANES_VARIANTS`): the batch whose tables its rows hold (its tables' rows
 ``part`` are its own: see :func:`numbapool.kernels.batch_starts.scratch`), the row of
 ``dt2`` (the rule's output) where the last axis's starts start, the last start inside that
-axis, and a position's offsets from its smallest start (:data:`_POSITION_OFFSETS`)."""
+axis, and a position's offsets from its smallest start (:func:`_position_offsets`)."""
 
-_POSITION_OFFSETS = f"""
-    sj = dt2[n, o2]
-    if pf[{batch_starts.KERNEL_EXTREMES}]:
-        lo_2 = sj[0]
-        hi_2 = lo_2
-        for ch in range(1, C):
-            lo_2 = lo_2 if lo_2 <= sj[ch] else sj[ch]
-            hi_2 = hi_2 if hi_2 >= sj[ch] else sj[ch]
-        if lo_2 < 0 or hi_2 > L2:
-            pf[{batch_starts.FLAGS.stop - 1}] = 1
-            return 1
-    else:
-        lo_2 = lo2[n, 0, o2]
-        hi_2 = lo2[n, 1, o2]
+_KERNEL_EXTREMES = f"""
+    lo_2 = sj[0]
+    hi_2 = lo_2
+    for ch in range(1, C):
+        lo_2 = lo_2 if lo_2 <= sj[ch] else sj[ch]
+        hi_2 = hi_2 if hi_2 >= sj[ch] else sj[ch]
+    if lo_2 < 0 or hi_2 > L2:
+        pf[{batch_starts.FLAGS.stop - 1}] = 1
+        return 1
+"""
+_FILL_EXTREMES = """
+    lo_2 = lo2[n, 0, o2]
+    hi_2 = lo2[n, 1, o2]
+"""
+_OFFSETS = """
     for ch in range(C):
         dj[ch] = sj[ch] - lo_2
 """
-"""In a masked kernel that computes its window starts, output position ``o2``'s smallest
-and largest start along the last axis over the batch's channels, ``lo_2`` and ``hi_2``, and
-each channel's offset from the smallest, ``dj`` (where the other kernels read ``lo2`` and
-``dt2``, tables of every batch), from the rule's starts ``sj``.  A batch of one output row
-(1-D pooling) reads each position once: the kernels for one row of windows and the kernel
-for any windows (their fallback) make its extremes as they read it, in cache, when ``pf``
-says so (:data:`numbapool.kernels.batch_starts.KERNEL_EXTREMES`), and a start outside the
-axis stops the part, its flag set in ``pf`` (a pass of the batch fill over the batch's
-starts, 1 MB for 2048 x 128, wrote their offsets back first: that pass took 36-45 us a
-batch, as long as the rule's callback).  Batches of several output rows read each position
-for every row: the batch fill makes them once (one channel-wide reduction a position: made
-for every row, they took a fractional max pool of (1, 3000, 2000, 16) to 1500 x 1000 from
-21 to 28 ms).  The other kernels have the fill's only (the branch added 0.3-0.4 s to the
-compile of the 3-D kernels: 2.1-2.2 s).  The kernels for rows (offsets 0 or 1 only) write no ``dj``:
-their select is ``sj[ch] != lo_2``, and the largest offset is ``hi_2 - lo_2``
-(:func:`_batch_tables`)."""
+
+
+def _position_offsets(extremes: bool, offsets: bool) -> str:
+    """In a masked kernel that computes its window starts, the lines that make output
+    position ``o2``'s smallest and largest start along the last axis over the batch's
+    channels, ``lo_2`` and ``hi_2``, and each channel's offset from the smallest, ``dj``
+    (where the other kernels read ``lo2`` and ``dt2``, tables of every batch), from the
+    rule's starts ``sj``.
+
+    A batch of one output row (1-D pooling) reads each position once: the kernels for one
+    row of windows and the kernel for any windows (their fallback) make its extremes as they
+    read it, in cache, when ``pf`` says so
+    (:data:`numbapool.kernels.batch_starts.KERNEL_EXTREMES`), and a start outside the axis
+    stops the part, its flag set in ``pf`` (a pass of the batch fill over the batch's starts,
+    1 MB for 2048 x 128, wrote their offsets back first: that pass took 36-45 us a batch, as
+    long as the rule's callback).  Batches of several output rows read each position for
+    every row: the batch fill makes them once (one channel-wide reduction a position: made
+    for every row, they took a fractional max pool of (1, 3000, 2000, 16) to 1500 x 1000
+    from 21 to 28 ms).  The other kernels have the fill's only (the branch added 0.3-0.4 s
+    to the compile of the 3-D kernels: 2.1-2.2 s).  The kernels for rows (offsets 0 or 1
+    only) write no ``dj``: their select is ``sj[ch] != lo_2``, and the largest offset is
+    ``hi_2 - lo_2`` (:func:`_batch_tables`).
+
+    ``extremes``: with the branch that makes the extremes (else the fill's are read);
+    ``offsets``: with ``dj``."""
+    lines = "sj = dt2[n, o2]\n" + (
+        _block(f"if pf[{batch_starts.KERNEL_EXTREMES}]:", 0) + _block(_KERNEL_EXTREMES, 1)
+        + "else:\n" + _block(_FILL_EXTREMES, 1) if extremes else _block(_FILL_EXTREMES, 0))
+    return lines + (_block(_OFFSETS, 0) if offsets else "")
+
 
 _BATCH_FILL = f"""
     if n != done:
@@ -2471,15 +2486,10 @@ _DJ_SCRATCH = re.compile(r"^ *(_own_dj = np\.empty\(C, dtype=np\.int32\)|"
 def _batch_tables(src: str, extremes: bool = True) -> str:
     """A masked kernel's source reading the current batch's tables in its part's rows, and
     its positions' offsets along the last axis made from the rule's starts
-    (:data:`_POSITION_OFFSETS`); ``extremes``: with the branch that makes each position's
-    extremes (else the fill's are read)."""
-    offsets = dedent(_POSITION_OFFSETS).lstrip("\n")
-    if not extremes:  # (the fill's extremes only)
-        offsets = ("sj = dt2[n, o2]\nlo_2 = lo2[n, 0, o2]\nhi_2 = lo2[n, 1, o2]\n"
-                   + offsets[offsets.index("for ch in range(C):\n    dj[ch]"):])
+    (:func:`_position_offsets`, ``extremes`` as there)."""
     rows = "dj[ch] == one" in src  # (the kernels for rows: offsets 0 or 1, a select)
+    offsets = _position_offsets(extremes, not rows)
     if rows:
-        offsets = offsets[:offsets.index("for ch in range(C):\n    dj[ch]")]
         top = "top = numba.int32(0)  # (as dj: no widening in the loop)"
         assert top in src, src  # (the largest offset: the miss of a task)
         src, removed = _TOP_IN_LOOP.subn("", src.replace("dj[ch] == one", "sj[ch] != lo_2")
