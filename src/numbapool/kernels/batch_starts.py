@@ -87,7 +87,7 @@ def _smallest_largest(starts, last, into):
     for o in range(starts.shape[0]):
         mn = starts[o, 0]
         mx = mn
-        for c in range(1, starts.shape[1]):
+        for c in range(starts.shape[1]):  # (from 0 again: whole vectors, no remainder)
             mn = min(mn, starts[o, c])
             mx = max(mx, starts[o, c])
         inside &= (mn >= 0) & (mx <= last)

@@ -2089,7 +2089,7 @@ def _cl_forward_masked(red: Reduction, rows: int = 0, cols: int = 0, planes: boo
         # hi1_2), in one loop (a loop each compiled for 0.1-0.2 s more)
         names = [(b, b.replace("B", "lo"), b.replace("B", "hi")) for b in arrays]
         return "\n".join([*(f"{lo} = {b}[0]\n{hi} = {lo}" for b, lo, hi in names),
-                          "for ch in range(1, C):",
+                          "for ch in range(C):",
                           *(f"    {lo} = {lo} if {lo} <= {b}[ch] else {b}[ch]\n"
                             f"    {hi} = {hi} if {hi} >= {b}[ch] else {b}[ch]"
                             for b, lo, hi in names)])
@@ -2415,7 +2415,7 @@ axis, and a position's offsets from its smallest start (:func:`_position_offsets
 _KERNEL_EXTREMES = f"""
     lo_2 = sj[0]
     hi_2 = lo_2
-    for ch in range(1, C):
+    for ch in range(C):  # (from channel 0 again: 128 channels in whole vectors)
         lo_2 = lo_2 if lo_2 <= sj[ch] else sj[ch]
         hi_2 = hi_2 if hi_2 >= sj[ch] else sj[ch]
     if lo_2 < 0 or hi_2 > L2:
