@@ -578,6 +578,9 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
 
     if sel:
         if with_indices:
+            if (layout == "channels_first" and all(a.full for a in axes)
+                    and math.prod(x.shape[2:]) < 2**31):
+                return plan("forward_indices_gather", tables, indices=True)
             narrow = layout == "channels_last" and math.prod(x.shape[1:4]) < 2**31
             return plan(fold("forward_indices32") if narrow else "forward_indices", tables,
                         indices=True)
