@@ -117,3 +117,27 @@ def test_windows_cut_by_padding_take_the_per_window_kernel(monkeypatch):
     want, want_idx = ref_pool("max", x, 3, stride=1, padding=1, return_indices=True)
     np.testing.assert_array_equal(y, want)
     np.testing.assert_array_equal(idx, want_idx)
+
+
+@pytest.mark.parametrize("opts,routed", [
+    (dict(kernel_size=2, stride=1), "forward_indices_gather"),  # (whole windows, 3 channels)
+    (dict(kernel_size=3, stride=2, padding=1), "forward_indices_rows3"),
+    (dict(kernel_size=3, stride=1, padding=1), None),  # (cut windows, 3 channels: a search)
+], ids=str)
+def test_grad_without_indices_routes_by_the_forwards_indices(opts, routed, monkeypatch):
+    """Channels first, a selection's gradient without indices takes the forward's indices
+    where a kernel that does not walk each window gives them, else the search by value
+    (backward_scatter, 8 planes or more): the reference's gradient either way, with ties
+    and NaNs."""
+    from reference import ref_pool_grad
+
+    rng = np.random.default_rng(11)
+    x = _data((3, 3, 9, 12), np.float64, rng)
+    gy = rng.standard_normal(numbapool.pool("max", x, **opts).shape)
+    asked = kernels_asked(monkeypatch)
+    got = numbapool.pool_grad("max", x, gy, **opts)
+    if routed is None:
+        assert "backward_scatter" in asked, asked  # (planned with indices first, not run)
+    else:
+        assert asked == [routed], asked
+    np.testing.assert_array_equal(got, ref_pool_grad("max", x, gy, **opts))
