@@ -53,7 +53,7 @@ def _min_better(v, best):
 
 def _data(shape, dtype, rng):
     x = rng.integers(0, 3, shape).astype(dtype)  # many ties
-    if np.dtype(dtype).kind == "f":
+    if np.dtype(dtype).kind == "f" and x.size:
         flat = x.reshape(-1)
         flat[rng.choice(flat.size, max(2, flat.size // 30), replace=False)] = np.nan
         flat[:3] = np.nan  # (neighbours: NaNs in one window)
@@ -71,7 +71,8 @@ def _per_plane_axis(rng, planes, length, out, kernel, step):
 @pytest.mark.parametrize("reduction,better", [(MAX, _max_better), (MIN, _min_better)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
 @pytest.mark.parametrize("kernel,step", [((1, 2, 2), (1, 1, 1)), ((1, 3, 2), (1, 2, 1)),
-                                         ((2, 2, 3), (1, 1, 2)), ((1, 1, 3), (1, 1, 1))])
+                                         ((2, 2, 3), (1, 1, 2)), ((1, 1, 3), (1, 1, 1)),
+                                         ((2, 2, 2), (2, 1, 1))])
 def test_windows_of_each_plane_match_the_reference(reduction, better, dtype, kernel, step,
                                                    monkeypatch):
     rng = np.random.default_rng(sum(kernel) + len(np.dtype(dtype).name))
@@ -140,4 +141,36 @@ def test_grad_without_indices_routes_by_the_forwards_indices(opts, routed, monke
         assert "backward_scatter" in asked, asked  # (planned with indices first, not run)
     else:
         assert asked == [routed], asked
+    np.testing.assert_array_equal(got, ref_pool_grad("max", x, gy, **opts))
+
+
+def test_sparse_windows_keep_the_per_window_kernel(monkeypatch):
+    """Windows over 32 input elements apart along the row: folding whole rows would read
+    every element for a few windows."""
+    rng = np.random.default_rng(2)
+    x = _data((1, 2, 1, 3, 200), np.float32, rng)
+    axes = [_per_plane_axis(rng, 2, 1, 1, 1, 1), _per_plane_axis(rng, 2, 3, 2, 2, 1),
+            _per_plane_axis(rng, 2, 200, 6, 2, 1)]
+    asked = kernels_asked(monkeypatch)
+    y, idx = cpu.forward(MAX, "channels_first", x, axes, np.zeros((1, 0)), with_indices=True)
+    assert asked == ["forward_indices"]
+    want, want_idx = _windows_reference(x, axes, _max_better)
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(idx, want_idx)
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 6, 6), (2, 0, 6, 6), (1, 3, 6, 6)], ids=str)
+def test_grad_without_indices_on_no_planes_or_few(shape, monkeypatch):
+    """No planes (an empty gradient) and fewer planes than the scatter takes (the gather
+    through the inverse map, given the forward's indices)."""
+    from reference import ref_pool_grad
+
+    rng = np.random.default_rng(4)
+    x = _data(shape, np.float64, rng)
+    opts = dict(kernel_size=2, stride=1)
+    gy = rng.standard_normal(numbapool.pool("max", x, **opts).shape)
+    asked = kernels_asked(monkeypatch)
+    got = numbapool.pool_grad("max", x, gy, **opts)
+    assert got.shape == x.shape
+    assert "backward_scatter" not in asked
     np.testing.assert_array_equal(got, ref_pool_grad("max", x, gy, **opts))

@@ -50,8 +50,18 @@ __all__ = ["forward", "plan_forward", "ForwardPlan", "backward", "param_grad", "
 
 SCATTER_MIN_PLANES = 8
 """Channels-first backward scatters per (n, c) plane when there are at least this many planes
-(one thread owns a plane: no races, deterministic); with fewer it gathers through the inverse
-map, which parallelises over input rows."""
+(one thread owns a plane: no races, deterministic): a selection's gradient by its forward's
+indices where a kernel other than the per-window one gives them (:func:`_indexed_forward`),
+else by searching each window for its output; with fewer planes it gathers through the
+inverse map, which parallelises over input rows."""
+
+
+GATHER_ROW_PER_WINDOW = 32
+"""The most input elements along the last axis per window for which a channels-first
+selection with indices folds whole input rows (the gather kernel,
+:func:`~numbapool.kernels.templates._cf_forward_indices_gather`): it folds every element
+of a row, where the per-window kernel reads only the windows' taps (a branch a tap, about
+ten times the time of a vectorised element), so sparse windows keep that kernel."""
 
 
 def out_shape(x: np.ndarray, axes: Sequence[AxisWindows], layout: str) -> tuple[int, ...]:
@@ -547,8 +557,9 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
                 return plan("forward_global", [])
             return plan("forward_global", smooth(), reduction.out_dtype(x.dtype))
         # (Indices: the row kernel with indices for 2 or 3 taps at stride 2, else the
-        # channels-last kernels between transposes, else the per-window kernel, above and
-        # below; the column-first kernels fold columns first, out of a window's order.)
+        # channels-last kernels between transposes, else the gather kernel for whole windows
+        # or the per-window kernel, above and below; the column-first kernels fold columns
+        # first, out of a window's order.)
         if sel:
             return plan(_selection_cols_variant(axes), [*tables, axes[2].interior])
         if cols_fast_path(reduction):
@@ -579,7 +590,8 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
     if sel:
         if with_indices:
             if (layout == "channels_first" and all(a.full for a in axes)
-                    and math.prod(x.shape[2:]) < 2**31):
+                    and math.prod(x.shape[2:]) < 2**31
+                    and GATHER_ROW_PER_WINDOW * axes[2].out >= x.shape[-1]):
                 return plan("forward_indices_gather", tables, indices=True)
             narrow = layout == "channels_last" and math.prod(x.shape[1:4]) < 2**31
             return plan(fold("forward_indices32") if narrow else "forward_indices", tables,
@@ -784,9 +796,11 @@ def _indexed_forward(reduction: Selection, x: np.ndarray, axes: Sequence[AxisWin
     kernels, tiled or between transposes), else None.  A gradient without indices is then
     routed by them: the output's gradient goes to the element its index names, the first
     of its window equal to it (or the last NaN), as the search by value finds it.
-    Max 3x3/s2/p1 of (8, 64, 56, 56), ``pool_grad`` without indices: 3.3-4.4 ms through
-    the search (``backward_scatter``), 1.0-1.6 ms through the indices; fractional max with
-    windows of 2: 6.6 against 2.2 ms."""
+    ``pool_grad`` without indices, float32, alternating processes: max 3x3/s2/p1 of (8, 64,
+    56, 56) 3.9-4.3 ms through the search (``backward_scatter``), 1.7-2.0 ms through the
+    indices; VGG's (32, 128, 56, 56) 2x2 21.7-31.9 against 5.5-7.4 ms; fractional max of
+    (8, 64, 56, 56), output ratio 0.7, 6.7-6.9 against 3.3-3.5 ms.  (A scatter a plane:
+    for at least :data:`SCATTER_MIN_PLANES` planes, as the search.)"""
     plan = plan_forward(reduction, "channels_first", x, axes, prm, with_indices=True)
     if isinstance(plan, ForwardPlan) and plan.kernel.name.endswith("/forward_indices"):
         return None
@@ -839,13 +853,18 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
             x, grad_out, gx, *_inverse(axes), _tables(tuple(axes))[3],
             *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
         return gx
-    if layout == "channels_first" and isinstance(reduction, Selection):
+    planes = x.shape[0] * x.shape[1]
+    if (layout == "channels_first" and isinstance(reduction, Selection)
+            and planes >= SCATTER_MIN_PLANES):
         indexed = _indexed_forward(reduction, x, axes, prm)
         if indexed is not None:  # (routed by the forward's indices: no window searched)
             _, idx = indexed.run(x)
-            planes = x.shape[0] * x.shape[1]
-            routing.route(grad_out.reshape(planes, -1), idx.reshape(planes, -1),
-                          gx.reshape(planes, -1), layout)
+            outs = math.prod(grad_out.shape[2:])
+            lost = routing.route(grad_out.reshape(planes, outs), idx.reshape(planes, outs),
+                                 gx.reshape(planes, math.prod(x.shape[2:])), layout)
+            if lost:
+                raise RuntimeError(f"the forward of {reduction.name!r} with indices gave "
+                                   f"{lost} indices outside their planes")
             return gx
     if layout == "channels_first" and x.shape[0] * x.shape[1] >= SCATTER_MIN_PLANES:
         cover = not isinstance(reduction, Sampling) and all(a.exact_cover for a in axes)
