@@ -1066,14 +1066,8 @@ def _cf_forward_indices_gather(red: Selection) -> str:
         gp = np.empty(O2, dtype=np.int32)
         st2 = np.empty(O2, dtype=np.int32)
     """
-    src += _chunks("x.shape[0] * C * O0", True, scratch, "task")
+    src += _chunks("x.shape[0] * C * O0", True, scratch, "task") + _block(_PLANE_TASK, 2)
     src += _block("""
-        o0 = task % O0
-        pl = task // O0
-        xb = pl * plane
-        q0 = pl % P0
-        q1 = pl % P1
-        q2 = pl % P2
         for o2 in range(O2):
             st2[o2] = g2[q2, o2, 0]
         b0 = g0[q0, o0, 0]
