@@ -866,7 +866,7 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
                 raise RuntimeError(f"the forward of {reduction.name!r} with indices gave "
                                    f"{lost} indices outside their planes")
             return gx
-    if layout == "channels_first" and x.shape[0] * x.shape[1] >= SCATTER_MIN_PLANES:
+    if layout == "channels_first" and planes >= SCATTER_MIN_PLANES:
         cover = not isinstance(reduction, Sampling) and all(a.exact_cover for a in axes)
         kernel = get_kernel(reduction, layout,
                             "backward_scatter_cover" if cover else "backward_scatter")
