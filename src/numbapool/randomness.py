@@ -63,8 +63,8 @@ def uniform_rows(rng: np.random.Generator, out: np.ndarray) -> None:
     For a generator on NumPy's ``PCG64`` (:func:`generator`'s) and a C-contiguous float32 or
     float64 ``out`` of at least :data:`COMPILED_DRAW_FROM` samples, the samples are drawn in
     compiled code on every thread (:mod:`numbapool.kernels.pcg64`, the same numbers):
-    262,144 samples in 0.36-0.42 ms against 0.7-1.1 ms for ``rng.random`` and the copy into
-    rows.
+    262,144 samples into float32 on 2 threads in 0.11 ms (0.26-0.32 ms stepping 128-bit
+    integers, before the vectorised lanes) against 0.6 ms for ``rng.random`` alone.
     """
     if not isinstance(out, np.ndarray) or out.ndim != 2:
         raise ValueError(f"out must be a 2-D array (width, rows), not "
