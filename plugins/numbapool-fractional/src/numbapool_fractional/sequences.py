@@ -322,7 +322,7 @@ def _int32_plane(u, steps, alpha, last, starts, ft):
     values; reading them cost more in the kernels' planes: a load stream of its own)."""
     offset = _offset(u, alpha, np.int32)
     for i in range(steps.shape[0]):
-        starts[i] = _start(ft(i), u, alpha, offset, np.int32)
+        starts[i] = _start(ft(np.int32(i)), u, alpha, offset, np.int32)
     starts[steps.shape[0]] = last
 
 
