@@ -89,7 +89,7 @@ def _check_draw(seed, before, buffered, rows, width, parts, wide):
             g.integers(0, 2**16, dtype=np.uint32)
     out = np.full((width, rows), -1.0, dtype)
     drawn = pcg64.draw_rows(mine, out, parts)
-    assert drawn == (rows * width >= COMPILED_DRAW_FROM)
+    assert drawn == (rows * width >= COMPILED_DRAW_FROM and width <= pcg64.MAX_COLUMNS)
     if drawn:
         np.testing.assert_array_equal(out, numpys.random((rows, width)).astype(dtype).T)
     else:  # (nothing drawn, nothing written, the generator untouched)
@@ -105,20 +105,34 @@ def _check_draw(seed, before, buffered, rows, width, parts, wide):
        parts=st.integers(1, 9), wide=st.booleans())
 def test_the_compiled_draw_gives_numpys_numbers_and_leaves_the_generator_as_numpy(
         seed, before, buffered, rows, width, parts, wide):
-    """Every part and lane starts where NumPy's stream is at its first row (a wrong jump, or
-    a lane's share off by one, changes samples); the generator ends as ``random`` leaves it,
-    its buffered 32-bit half (and a stale one) included (``advance`` alone clears them)."""
+    """Every part and lane starts where NumPy's stream is at its first row (a wrong jump
+    between a lane's runs of rows, or a lane started a step off, changes samples); the
+    generator ends as ``random`` leaves it, its buffered 32-bit half (and a stale one)
+    included (``advance`` alone clears them)."""
     _check_draw(seed, before, buffered, rows, width, parts, wide)
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**63), rows=st.integers(1, 12),
-       width=st.integers(COMPILED_DRAW_FROM, COMPILED_DRAW_FROM + 700), parts=st.integers(1, 9),
-       wide=st.booleans())
-def test_the_compiled_draw_of_few_long_rows(seed, rows, width, parts, wide):
-    """Few rows of many columns: parts without rows, parts of fewer rows than lanes (the
-    lanes' shared loop runs no row, their last rows do all)."""
+@given(seed=st.integers(0, 2**63), width=st.integers(pcg64.MAX_COLUMNS - 8, pcg64.MAX_COLUMNS + 8),
+       rows=st.integers(COMPILED_DRAW_FROM // pcg64.MAX_COLUMNS, 300),
+       parts=st.integers(1, 400), wide=st.booleans())
+def test_the_compiled_draw_of_few_rows_a_part(seed, width, rows, parts, wide):
+    """Parts of few rows, or of none, of up to :data:`pcg64.MAX_COLUMNS` columns (wider
+    outputs are left to ``rng.random``): fewer rows than lanes, one run of lanes and no
+    jump."""
     _check_draw(seed, 1, 0, rows, width, parts, wide)
+
+
+@pytest.mark.parametrize("width, rows, parts", [
+    (1, COMPILED_DRAW_FROM, 1),  # (one column, whole runs)
+    (2, COMPILED_DRAW_FROM, COMPILED_DRAW_FROM // pcg64.LANES),  # (a run a part)
+    (3, COMPILED_DRAW_FROM, COMPILED_DRAW_FROM // (pcg64.LANES + 17)),  # (a run and a tail)
+    (2, COMPILED_DRAW_FROM + 5, 3 * COMPILED_DRAW_FROM // pcg64.LANES),  # (under a run)
+    (3, 3 * pcg64.LANES * 100 + 1, 3)])  # (whole runs, then one row)
+def test_the_compiled_draw_by_runs_of_lanes(width, rows, parts):
+    """Parts of exactly a run of lanes, of a run and a tail, of fewer rows than lanes."""
+    for wide in (False, True):
+        _check_draw(7, 0, 0, rows, width, parts, wide)
 
 
 def test_the_compiled_draw_holds_the_generators_lock():
@@ -138,9 +152,10 @@ def test_the_compiled_draw_holds_the_generators_lock():
 
 
 @pytest.mark.parametrize("bits", [np.random.PCG64, np.random.Philox])
-@pytest.mark.parametrize("shape", [(2, 10), (2, 2 * COMPILED_DRAW_FROM)])
+@pytest.mark.parametrize("shape", [(2, 10), (2, 2 * COMPILED_DRAW_FROM), (200, 100)])
 def test_uniform_rows_falls_back_to_random_and_gives_the_same_numbers(bits, shape):
-    """Other bit generators and small draws take ``rng.random``: the same numbers."""
+    """Other bit generators, small draws and wide ones take ``rng.random``: the same
+    numbers."""
     mine, numpys = np.random.Generator(bits(11)), np.random.Generator(bits(11))
     out = np.empty(shape, np.float32)
     uniform_rows(mine, out)
@@ -163,8 +178,9 @@ def test_the_compiled_draw_refuses_what_it_cannot_fill():
     big = 2 * COMPILED_DRAW_FROM
     unaligned = np.empty(2 * big * 4 + 1, np.uint8)[1:].view(np.float32).reshape(2, big)
     assert not unaligned.flags.aligned
+    wide = np.empty((pcg64.MAX_COLUMNS + 1, big), np.float32)  # (left to rng.random)
     for out in (np.empty((2, big), np.float16), np.empty((big, 2), np.float32).T,
-                np.empty(big, np.float32), unaligned):
+                np.empty(big, np.float32), unaligned, wide):
         assert not pcg64.draw_rows(rng, out, 2)
     frozen = np.empty((2, big), np.float32)
     frozen.flags.writeable = False

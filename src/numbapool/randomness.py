@@ -61,7 +61,8 @@ def uniform_rows(rng: np.random.Generator, out: np.ndarray) -> None:
     would: sample ``(r, c)`` into ``out[c, r]``.
 
     For a generator on NumPy's ``PCG64`` (:func:`generator`'s) and a C-contiguous float32 or
-    float64 ``out`` of at least :data:`COMPILED_DRAW_FROM` samples, the samples are drawn in
+    float64 ``out`` of at least :data:`COMPILED_DRAW_FROM` samples and at most 64 columns
+    (:data:`numbapool.kernels.pcg64.MAX_COLUMNS`), the samples are drawn in
     compiled code on every thread (:mod:`numbapool.kernels.pcg64`, the same numbers):
     262,144 samples into float32 on 2 threads in 0.11 ms (0.26-0.32 ms stepping 128-bit
     integers, before the vectorised lanes) against 0.6 ms for ``rng.random`` alone.

@@ -1,7 +1,7 @@
 """NumPy's ``Generator.random`` on every thread: the doubles a ``PCG64`` generator would
 give, drawn in compiled code, each thread its share of the stream.
 
-A fractional pool of (64, 2048, 7, 7) draws 262,144 samples, one stream: 0.67 ms by
+A fractional pool of (64, 2048, 7, 7) draws 262,144 samples, one stream: 0.6-0.67 ms by
 ``rng.random`` on the calling thread (and its cast to float32), beside a kernel of 1.6 ms.
 Here each part of the rows starts from the generator's state advanced past the parts before
 it (by NumPy's ``PCG64.advance``, on the calling thread) and draws its samples in
@@ -41,8 +41,12 @@ _WORD = (1 << 128) - 1
 LANES = 32
 """Lanes a column of a part draws together (each every ``LANES``-th row): the vectorised
 loop's length.  Measured on an AMD Zen 4, one thread, 131,072 rows of 2 columns: 0.63-0.64
-ns a sample with 32, 64 or 128 lanes, against 1.58 ns stepping four streams of 128-bit
-integers together (the draw before, ``/tmp/s26/vpcg4.py``)."""
+ns a sample with 32, 64 or 128 lanes, against 1.58 ns for the draw before (four streams of
+128-bit integers stepped together, a sample at a time)."""
+MAX_COLUMNS = 64
+"""The widest ``out`` (columns, samples a row) drawn in compiled code: a part keeps 16 bytes
+of state for each lane of each column (wider draws are left to ``rng.random``; a window
+rule's have a column per spatial axis)."""
 _JUMP = 5
 """The first slots of :func:`_draw`: the columns (samples a row), the rows, the output's
 address, the increment's low and high words; then the jump's words (:func:`_jump`:
@@ -174,7 +178,7 @@ _walkers = threading.local()
 
 def _fits(out: np.ndarray) -> bool:
     """Whether :func:`draw_rows` draws into ``out`` in compiled code (for a PCG64)."""
-    return (out.ndim == 2 and out.size >= COMPILED_DRAW_FROM
+    return (out.ndim == 2 and out.size >= COMPILED_DRAW_FROM and out.shape[0] <= MAX_COLUMNS
             and out.dtype in (np.float32, np.float64) and out.flags.c_contiguous
             and out.flags.aligned and out.flags.writeable)
 
@@ -189,11 +193,18 @@ def prepare(out: np.ndarray) -> None:
 @functools.lru_cache(maxsize=16)
 def _powers(steps: int) -> tuple[int, int]:
     """``MULTIPLIER ** steps`` and ``1 + MULTIPLIER + ... + MULTIPLIER ** (steps - 1)``,
-    modulo 2**128."""
-    power, total = 1, 0
-    for _ in range(steps):
-        total = (total + power) & _WORD
-        power = (power * MULTIPLIER) & _WORD
+    modulo 2**128: ``steps`` steps with increment 1 take a state ``s`` to ``power * s +
+    total``.  By squaring (as ``advance`` does): steps ``a`` then ``b`` are ``(power_a *
+    power_b, power_b * total_a + total_b)``."""
+    power, total = 1, 0  # (no step)
+    square, square_total = MULTIPLIER, 1  # (one step, then 2, 4, ...)
+    while steps:
+        if steps & 1:
+            power, total = ((power * square) & _WORD,
+                            (square * total + square_total) & _WORD)
+        square_total = (square * square_total + square_total) & _WORD
+        square = (square * square) & _WORD
+        steps >>= 1
     return power, total
 
 
@@ -210,7 +221,8 @@ def draw_rows(rng: np.random.Generator, out: np.ndarray, parts: int) -> bool:
     ``rng.random((rows, width))[r, c]`` rounded to ``out``'s dtype, in ``parts`` parts, one a
     thread, and leave ``rng`` as that draw would.  False, and nothing drawn, where ``rng``'s
     bit generator is not NumPy's ``PCG64``, ``out`` is not so, or it holds fewer than
-    :data:`~numbapool.randomness.COMPILED_DRAW_FROM` samples."""
+    :data:`~numbapool.randomness.COMPILED_DRAW_FROM` samples or more than
+    :data:`MAX_COLUMNS` columns."""
     bits = rng.bit_generator
     if type(bits) is not np.random.PCG64 or not _fits(out):
         return False
