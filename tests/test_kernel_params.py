@@ -5,7 +5,7 @@ import numba
 import numpy as np
 import pytest
 
-from numbapool.kernels.params import MAX_TUPLE_WIDTH, for_kernel, row, rows
+from numbapool.kernels.params import MAX_TUPLE_WIDTH, for_kernel, lane, row, rows
 
 
 def test_narrow_parameters_become_columns_in_the_accumulators_precision():
@@ -40,3 +40,36 @@ def test_row_reads_the_same_channel_from_either_form(shape):
             assert _read(form, c) == pytest.approx(want, rel=1e-15)
             got = row(form, c)
             assert float(got[0]) == prm[c % shape[0], 0] and rows(form) == shape[0]
+
+
+@numba.njit
+def _read_lane(prm, c):
+    pr = lane(prm, c)
+    return pr[0] + 10.0 * pr[len(pr) - 1]
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (5, 12)])
+def test_lane_reads_a_channels_own_row_from_either_form(shape):
+    """``lane``: channel ``c``'s row where every channel has one (the loops over channels of
+    the kernels for parameters by channel)."""
+    prm = np.random.default_rng(1).uniform(size=shape)
+    for c in range(shape[0]):
+        for form in (prm, for_kernel(prm, np.float64(0))):
+            assert _read_lane(form, c) == pytest.approx(prm[c, 0] + 10.0 * prm[c, -1],
+                                                        rel=1e-15)
+
+
+def test_the_channels_last_forward_refuses_parameters_by_channel():
+    """Its kernels read one row of parameters for every channel (the channels-first ones
+    read each plane's): given a row a channel, the planner says so rather than reading
+    channel 0's for all."""
+    from numbapool.api import REGISTRY
+    from numbapool.geometry import SINGLETON, sliding_axis
+    from numbapool.kernels import cpu
+
+    red = REGISTRY.get("lp").resolve({"p": 2.0})
+    x = np.ones((1, 1, 4, 4, 3))
+    axes = (SINGLETON, sliding_axis(4, 2, 2, 0, 0, 1, False),
+            sliding_axis(4, 2, 2, 0, 0, 1, False))
+    with pytest.raises(ValueError, match="one row of parameters"):
+        cpu.plan_forward(red, "channels_last", x, axes, np.ones((3, 1)))

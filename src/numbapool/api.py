@@ -14,7 +14,6 @@ from . import buffers, randomness, targets
 from .geometry import SINGLETON, AxisWindows
 from .kernels import cpu, routing, transpose
 from .kernels import cuda as cuda_kernels
-from .kernels.templates import native_channels_last
 from .options import (
     check_array,
     check_bool,
@@ -338,10 +337,12 @@ def _kernel_layout(layout: str, reduction: Reduction, prm: np.ndarray,
                    axes: tuple[AxisWindows, ...], variants: tuple[str, ...], batch: int,
                    channels: int) -> str:
     """The layout the CPU kernels run in: the caller's, or channels-first on a transposed
-    copy where no channels-last kernel exists."""
+    copy where no channels-last kernel exists (for parameters that differ by channel, the
+    gradients' kernels have twins that read each channel's: ``cpu.cl_params_variant``)."""
     if layout == "channels_last" and (
-            prm.shape[0] > 1 or any(a.planes > 1 for a in axes)
-            or not all(native_channels_last(reduction, v) for v in variants)):
+            any(a.planes > 1 for a in axes)
+            or not all(cpu.cl_params_variant(reduction, v, prm, channels) is not None
+                       for v in variants)):
         if variants == ("forward",) and cpu.masked_channels_last(reduction, axes, prm, batch,
                                                                   channels):
             return layout  # (per-plane windows, the masked kernel)

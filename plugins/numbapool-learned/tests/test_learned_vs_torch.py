@@ -612,3 +612,47 @@ def test_stochastic_training_gradient_follows_selection(layout):
             for c in range(C):
                 np.add.at(expected[n, c], idx[n, c].ravel(), g[n, c].ravel())
         np.testing.assert_allclose(gx, expected.reshape(x.shape), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("window", [(3, 2, 1), (2, 2, 0)], ids=["k3s2p1", "k2s2"])
+def test_gem_with_p_by_channel_runs_the_channels_last_gradients(monkeypatch, layout, window):
+    """A trained gem has a p per channel: its gradients run the channels-last kernels that
+    read each channel's p (``backward_channels``, ``param_grad_channels``; channels first
+    between transposes, with 8 channels or more), not the channels-first scatter, and match
+    torch.  Reading one channel's p for every channel, or the channel beside, fails."""
+    from numbapool.kernels import cpu
+
+    asked = []
+    real = cpu.get_kernel
+
+    def spy(reduction, kernel_layout, variant):
+        asked.append((kernel_layout, variant))
+        return real(reduction, kernel_layout, variant)
+
+    monkeypatch.setattr(cpu, "get_kernel", spy)
+    kernel, stride, padding = window
+    channels = 16
+    x = make_x("gem", (2, channels, 9, 10), seed=21)
+    p = np.random.default_rng(5).uniform(1.5, 4.5, channels)
+    g_shape = numbapool.pool("gem", x, kernel, stride=stride, padding=padding, p=p).shape
+    g = np.random.default_rng(6).standard_normal(g_shape)
+    xin = np.moveaxis(x, 1, -1) if layout == "channels_last" else x
+    gin = np.moveaxis(g, 1, -1) if layout == "channels_last" else g
+    asked.clear()
+    gx, pg = numbapool.pool_grad("gem", xin, gin, kernel, stride=stride, padding=padding,
+                                 layout=layout, p=p, return_param_grads=True)
+    assert ("channels_last", "backward_channels") in asked
+    assert ("channels_last", "param_grad_channels") in asked
+    assert not any(v.startswith("backward_scatter") for _, v in asked)
+    if layout == "channels_last":
+        gx = np.moveaxis(gx, -1, 1)
+
+    xt = torch.tensor(x, requires_grad=True)
+    pt = torch.tensor(p, requires_grad=True)
+    c = xt.clamp(min=1e-6) ** pt.view(1, -1, 1, 1)
+    y = F.avg_pool2d(c, kernel, stride, padding, count_include_pad=True) ** (
+        1.0 / pt.view(1, -1, 1, 1))
+    (y * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(pg["p"], pt.grad.numpy(), rtol=1e-9, atol=1e-12)

@@ -32,6 +32,7 @@ from .templates import (
     INDICES_ROWS_VARIANTS,
     MASKED_MAX_READS,
     MASKED_VARIANTS,
+    PER_CHANNEL,
     _masked_name,
     cl_fold_variant,
     cols_fast_path,
@@ -510,6 +511,9 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
                  ) -> ForwardPlan | ViaChannelsLast | TiledChannelsLast:
     """Choose the forward kernel for arrays like ``x`` (its shape and dtype) and bind its
     arguments."""
+    if layout == "channels_last" and prm.shape[0] > 1:
+        raise ValueError(f"the channels-last forward kernels of {reduction.name!r} take one "
+                         "row of parameters; channels-first ones read each plane's")
     shape = out_shape(x, axes, layout)
     tables = _tables(tuple(axes))
     shared = all(a.planes == 1 for a in axes)
@@ -744,6 +748,20 @@ def _channels_last_copies(reduction: Reduction, x: np.ndarray, grad_out: np.ndar
     return transpose.to_channels_last(x), transpose.to_channels_last(grad_out), y
 
 
+def cl_params_variant(reduction: Reduction, variant: str, prm: np.ndarray,
+                      channels: int) -> str | None:
+    """The channels-last kernel that runs ``variant`` with the parameters ``prm``: the kernel
+    itself for one row of parameters, its twin that reads each channel's own
+    (:data:`~numbapool.kernels.templates.PER_CHANNEL`) for a row a channel, or None where
+    there is no such kernel.  (The channels-last forward kernels take one row.)"""
+    if prm.shape[0] == 1:
+        return variant if native_channels_last(reduction, variant) else None
+    twin = PER_CHANNEL.get(variant)
+    if twin is None or prm.shape[0] != channels or not native_channels_last(reduction, twin):
+        return None
+    return twin
+
+
 def _output_for_grad(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndarray,
                      axes: Sequence[AxisWindows], prm: np.ndarray, include_pad: bool,
                      override: float | None) -> np.ndarray:
@@ -752,6 +770,19 @@ def _output_for_grad(reduction: Reduction, layout: str, x: np.ndarray, grad_out:
     pass."""
     if not reduction.grad_uses_output:
         return grad_out
+    return _forward_values(reduction, layout, x, axes, prm, include_pad, override)
+
+
+def _forward_values(reduction: Reduction, layout: str, x: np.ndarray,
+                    axes: Sequence[AxisWindows], prm: np.ndarray, include_pad: bool,
+                    override: float | None) -> np.ndarray:
+    """The forward result of a smooth reduction in ``layout``: channels last with a row of
+    parameters a channel from the channels-first kernels (which read each plane's row), as
+    the channels-last forward kernels take one row."""
+    if layout == "channels_last" and prm.shape[0] > 1:
+        return transpose.to_channels_last(forward(
+            reduction, "channels_first", transpose.to_channels_first(x), axes, prm,
+            include_pad, override)[0])
     return forward(reduction, layout, x, axes, prm, include_pad, override)[0]
 
 
@@ -783,9 +814,9 @@ def _grad_runs_channels_last(reduction: Reduction, layout: str, x: np.ndarray,
             and x.shape[1] >= VIA_CHANNELS_LAST_MIN_CHANNELS
             and (x.shape[0] * x.shape[2] * x.shape[3]
                  >= GRAD_CHANNELS_LAST_MIN_ROWS_PER_THREAD * _threads())
-            and native_channels_last(reduction, "backward")
+            and cl_params_variant(reduction, "backward", prm, x.shape[1]) is not None
             and not linear_backward_path(reduction)
-            and prm.shape[0] == 1 and all(a.planes == 1 for a in axes)
+            and all(a.planes == 1 for a in axes)
             and not (_whole_plane(axes) and global_backward_path(reduction)))
 
 
@@ -881,7 +912,13 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
                    *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
         return gx
     inv = _inverse(axes)
-    kernel = get_kernel(reduction, layout, "backward")
+    variant = "backward"
+    if layout == "channels_last" and prm.shape[0] > 1:
+        variant = cl_params_variant(reduction, variant, prm, x.shape[-1])
+        if variant is None:
+            raise ValueError(f"no channels-last gradient kernel of {reduction.name!r} for "
+                             "parameters that differ by channel")
+    kernel = get_kernel(reduction, layout, variant)
     if isinstance(reduction, (Selection, Sampling)):
         y, idx = forward(reduction, layout, x, axes, prm, with_indices=True, u=u)
         if layout == "channels_last" and not all(a.exact_cover for a in axes):
@@ -912,7 +949,8 @@ def param_grad_runs_channels_last(reduction: Reduction, layout: str, x: np.ndarr
     ``grad_out``), one parameter row and windows shared by the planes.  The channels-first
     kernel takes one element at a time: gem's ``dL/dp``, (8, 64, 56, 56) float32 3x3/s2/p1,
     took 17 ms of a 20.6 ms ``pool_grad`` (PyTorch's autograd of the whole: 17.7 ms)."""
-    return (native_channels_last(reduction, "param_grad") and prm.shape[0] == 1
+    channels = x.shape[1] if layout == "channels_first" else x.shape[-1]
+    return (cl_params_variant(reduction, "param_grad", prm, channels) is not None
             and reduction not in _ROWS_OF_ARRAYS
             and all(a.planes == 1 for a in axes)
             and (layout == "channels_last" or x.shape[1] >= VIA_CHANNELS_LAST_MIN_CHANNELS))
@@ -944,8 +982,15 @@ def backward_and_param_grad(reduction: Reduction, layout: str, x: np.ndarray,
         return (transpose.to_channels_first(gx),
                 param_grad(reduction, xl, gl, axes, prm, include_pad, override,
                            "channels_last", y=yl))
-    return (backward(reduction, layout, x, grad_out, axes, prm, include_pad, override, u=u),
-            param_grad(reduction, x, grad_out, axes, prm, include_pad, override, layout))
+    y = None
+    if (layout == "channels_last" and isinstance(reduction, (Streaming, Weighted))
+            and param_grad_runs_channels_last(reduction, layout, x, axes, prm)):
+        # (one forward pass for both: with parameters by channel it runs channels first,
+        # between transposes)
+        y = _forward_values(reduction, layout, x, axes, prm, include_pad, override)
+    return (backward(reduction, layout, x, grad_out, axes, prm, include_pad, override, u=u,
+                     y=y),
+            param_grad(reduction, x, grad_out, axes, prm, include_pad, override, layout, y=y))
 
 
 def param_grad(reduction: Reduction, x: np.ndarray, grad_out: np.ndarray,
@@ -966,12 +1011,13 @@ def param_grad(reduction: Reduction, x: np.ndarray, grad_out: np.ndarray,
                                                override)
         else:
             xl, gl = x, grad_out
-            yl = y if y is not None else forward(reduction, layout, x, axes, prm, include_pad,
-                                                 override)[0]
+            yl = y if y is not None else _forward_values(reduction, layout, x, axes, prm,
+                                                         include_pad, override)
         n, o0, o1, c = yl.shape[0], yl.shape[1], yl.shape[2], yl.shape[4]
         gp = np.zeros((prm.shape[1], n * o0 * o1, c), dtype=np.float64)
+        variant = cl_params_variant(reduction, "param_grad", prm, c)
         try:
-            get_kernel(reduction, "channels_last", "param_grad")(xl, yl, gl, gp, *args)
+            get_kernel(reduction, "channels_last", variant)(xl, yl, gl, gp, *args)
         except numba.core.errors.TypingError:
             _ROWS_OF_ARRAYS.add(reduction)  # (see there; the error repeats on every call)
         else:

@@ -20,7 +20,7 @@ import numpy as np
 from numba.core import types
 from numba.extending import overload
 
-__all__ = ["MAX_TUPLE_WIDTH", "for_kernel", "row", "rows"]
+__all__ = ["MAX_TUPLE_WIDTH", "for_kernel", "lane", "row", "rows"]
 
 MAX_TUPLE_WIDTH = 8
 """Wider parameter sets (per-tap weights of large windows) stay one array: a tuple's
@@ -44,6 +44,16 @@ def row(prm, i):
     return prm[i % prm.shape[0]]
 
 
+def lane(prm, i):
+    """Channel ``i``'s parameters where every channel has its own (``0 <= i < rows``), for
+    the loops over the channels of the channels-last kernels: one parameter of consecutive
+    channels is consecutive in its column, so such a loop vectorises (no modulo, no negative
+    index)."""
+    if isinstance(prm, tuple):
+        return tuple(col[i] for col in prm)
+    return prm[i]
+
+
 def rows(prm):
     """The number of parameter rows (1 or the channel count)."""
     return prm[0].shape[0] if isinstance(prm, tuple) else prm.shape[0]
@@ -65,6 +75,23 @@ def _row(prm, i):
         return lambda prm, i: prm[i % prm.shape[0]]
     if isinstance(prm, types.UniTuple) and isinstance(prm.dtype, types.Array):
         return _tuple_row(prm.count)
+    return None
+
+
+def _tuple_lane(width: int):
+    items = "".join(f"prm[{k}][j], " for k in range(width))
+    scope: dict = {"np": np}
+    exec(f"def impl(prm, i):\n    j = np.uint64(i)\n    return ({items})\n",  # noqa: S102
+         scope)
+    return scope["impl"]
+
+
+@overload(lane, inline="never")
+def _lane(prm, i):
+    if isinstance(prm, types.Array):
+        return lambda prm, i: prm[np.uint64(i)]
+    if isinstance(prm, types.UniTuple) and isinstance(prm.dtype, types.Array):
+        return _tuple_lane(prm.count)
     return None
 
 

@@ -57,7 +57,7 @@ HEADER = '''\
 # reduction: {name} ({kind}), layout: {layout}, variant: {variant}, key: {key}
 import numba
 import numpy as np
-from numbapool.kernels.params import row as _row, rows as _rows
+from numbapool.kernels.params import lane as _lane, row as _row, rows as _rows
 from numbapool.kernels.launch import address as _address, contiguous as _contiguous
 from numbapool.kernels.launch import strided as _strided, _call_part
 from numbapool.kernels.launch import held as _held, unowned as _unowned
@@ -100,7 +100,8 @@ VARIANTS = {
                   "forward_cols3_direct", "forward_cols_gather", "forward_cols_gather_planes",
                   "backward_scatter",
                   "backward_scatter_cover", "forward_global", "backward_global",
-                  "forward_masked", "backward_linear", "backward_linear_cover"),
+                  "forward_masked", "backward_linear", "backward_linear_cover",
+                  "backward_channels", "param_grad_channels"),
     "weighted": ("forward", "backward", "param_grad", "backward_scatter",
                  "backward_scatter_cover"),
 }
@@ -1728,9 +1729,10 @@ def native_channels_last(red: Reduction, variant: str) -> bool:
     if isinstance(red, Selection):
         return True
     if isinstance(red, Streaming) and red.accumulator == "scalar":
-        return (variant in ("forward", "param_grad")
+        return (variant in ("forward", "param_grad", "param_grad_channels")
                 or (variant == "forward_masked" and cols_fast_path(red))
-                or (variant in ("backward", "backward_global") and not red.grad_uses_acc)
+                or (variant in ("backward", "backward_global", "backward_channels")
+                    and not red.grad_uses_acc)
                 or (variant == "backward_linear" and linear_backward_path(red)))
     return False
 
@@ -2805,9 +2807,29 @@ def _cl_param_grad(red: Reduction) -> str:
 
 
 _CL_KERNELS = ("forward", "forward_indices", "forward_indices32", "forward_masked", "backward",
-               "backward_global", "backward_linear", "param_grad")
+               "backward_global", "backward_linear", "param_grad", "backward_channels",
+               "param_grad_channels")
 """The channels-last kernels (and the folded variants of the forward ones); the others are
 channels-first only."""
+
+
+PER_CHANNEL = {"backward": "backward_channels", "param_grad": "param_grad_channels"}
+"""The channels-last kernels of a streaming reduction whose parameters differ by channel
+(``prm`` of C rows, such as a trained per-channel ``p`` of gem), by the kernel for shared
+parameters they are made from (:func:`_per_channel`).  Without them such gradients ran the
+channels-first scatter, one element at a time."""
+
+_SHARED_ROW = "    pr = _row(prm, 0)\n"
+
+
+def _per_channel(src: str) -> str:
+    """A channels-last kernel's source (one that reads the shared parameters as ``pr``, in
+    loops over the channels only) reading each channel's own instead: ``_lane(prm, ch)``."""
+    assert src.count(_SHARED_ROW) == 1, src
+    src = src.replace(_SHARED_ROW, "")
+    uses = re.findall(r"\bpr\b", src)
+    assert uses, src
+    return re.sub(r"\bpr\b", "_lane(prm, ch)", src)
 
 
 def kernel_source(red: Reduction, layout: str, variant: str) -> str:
@@ -2882,6 +2904,10 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
         return _cl_backward_linear(red)
     if variant == "param_grad":
         return _cl_param_grad(red)
+    if variant == "backward_channels":
+        return _per_channel(_cl_backward(red))
+    if variant == "param_grad_channels":
+        return _per_channel(_cl_param_grad(red))
     if base == "forward_masked":
         planes = variant in MASKED_PLANES_VARIANTS
         rows, cols, deep = (MASKED_PLANES_VARIANTS if planes else MASKED_VARIANTS)[variant]
