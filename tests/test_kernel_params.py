@@ -73,3 +73,15 @@ def test_the_channels_last_forward_refuses_parameters_by_channel():
             sliding_axis(4, 2, 2, 0, 0, 1, False))
     with pytest.raises(ValueError, match="one row of parameters"):
         cpu.plan_forward(red, "channels_last", x, axes, np.ones((3, 1)))
+
+
+@pytest.mark.parametrize("variant", ["backward_channels", "backward_global_channels",
+                                     "param_grad_channels"])
+def test_the_kernels_for_parameters_by_channel_are_channels_last_only(variant):
+    from numbapool.api import REGISTRY
+    from numbapool.kernels.templates import kernel_source
+
+    red = REGISTRY.get("lp").resolve({"p": 2.0})
+    assert "_lane(prm, ch)" in kernel_source(red, "channels_last", variant)
+    with pytest.raises(ValueError, match="channels-last kernel"):
+        kernel_source(red, "channels_first", variant)

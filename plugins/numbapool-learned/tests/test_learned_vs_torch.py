@@ -615,12 +615,14 @@ def test_stochastic_training_gradient_follows_selection(layout):
 
 
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
-@pytest.mark.parametrize("window", [(3, 2, 1), (2, 2, 0)], ids=["k3s2p1", "k2s2"])
+@pytest.mark.parametrize("window", [(3, 2, 1), (2, 2, 0), None], ids=["k3s2p1", "k2s2", "whole"])
 def test_gem_with_p_by_channel_runs_the_channels_last_gradients(monkeypatch, layout, window):
     """A trained gem has a p per channel: its gradients run the channels-last kernels that
     read each channel's p (``backward_channels``, ``param_grad_channels``; channels first
-    between transposes, with 8 channels or more), not the channels-first scatter, and match
-    torch.  Reading one channel's p for every channel, or the channel beside, fails."""
+    between transposes, with 8 channels or more and 4 input rows a thread; whole planes,
+    gem's global use, ``backward_global_channels`` channels last and the channels-first
+    whole-plane kernel), not the channels-first scatter, and match torch.  Reading one
+    channel's p for every channel, or the channel beside, fails."""
     from numbapool.kernels import cpu
 
     asked = []
@@ -631,10 +633,11 @@ def test_gem_with_p_by_channel_runs_the_channels_last_gradients(monkeypatch, lay
         return real(reduction, kernel_layout, variant)
 
     monkeypatch.setattr(cpu, "get_kernel", spy)
-    kernel, stride, padding = window
-    channels = 16
-    x = make_x("gem", (2, channels, 9, 10), seed=21)
-    p = np.random.default_rng(5).uniform(1.5, 4.5, channels)
+    monkeypatch.setattr(cpu, "_threads", lambda: 2)  # (the rows a thread: as on 2 cores)
+    shape = (2, 16, 9, 10)
+    kernel, stride, padding = window if window is not None else (shape[2:], None, 0)
+    x = make_x("gem", shape, seed=21)
+    p = np.random.default_rng(5).uniform(1.5, 4.5, shape[1])
     g_shape = numbapool.pool("gem", x, kernel, stride=stride, padding=padding, p=p).shape
     g = np.random.default_rng(6).standard_normal(g_shape)
     xin = np.moveaxis(x, 1, -1) if layout == "channels_last" else x
@@ -642,7 +645,11 @@ def test_gem_with_p_by_channel_runs_the_channels_last_gradients(monkeypatch, lay
     asked.clear()
     gx, pg = numbapool.pool_grad("gem", xin, gin, kernel, stride=stride, padding=padding,
                                  layout=layout, p=p, return_param_grads=True)
-    assert ("channels_last", "backward_channels") in asked
+    backward = "backward" if window is not None else "backward_global"
+    if window is not None or layout == "channels_last":
+        assert ("channels_last", backward + "_channels") in asked
+    else:
+        assert ("channels_first", "backward_global") in asked
     assert ("channels_last", "param_grad_channels") in asked
     assert not any(v.startswith("backward_scatter") for _, v in asked)
     if layout == "channels_last":

@@ -511,7 +511,8 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
                  ) -> ForwardPlan | ViaChannelsLast | TiledChannelsLast:
     """Choose the forward kernel for arrays like ``x`` (its shape and dtype) and bind its
     arguments."""
-    if layout == "channels_last" and prm.shape[0] > 1:
+    if (layout == "channels_last" and prm.shape[0] > 1
+            and isinstance(reduction, (Streaming, Weighted))):
         raise ValueError(f"the channels-last forward kernels of {reduction.name!r} take one "
                          "row of parameters; channels-first ones read each plane's")
     shape = out_shape(x, axes, layout)
@@ -757,8 +758,18 @@ def cl_params_variant(reduction: Reduction, variant: str, prm: np.ndarray,
     if prm.shape[0] == 1:
         return variant if native_channels_last(reduction, variant) else None
     twin = PER_CHANNEL.get(variant)
-    if twin is None or prm.shape[0] != channels or not native_channels_last(reduction, twin):
+    if (twin is None or not isinstance(reduction, Streaming) or prm.shape[0] != channels
+            or not native_channels_last(reduction, twin)):
         return None
+    return twin
+
+
+def _channels_twin(reduction: Reduction, variant: str, prm: np.ndarray, channels: int) -> str:
+    """:func:`cl_params_variant` for parameters that differ by channel, which must exist."""
+    twin = cl_params_variant(reduction, variant, prm, channels)
+    if twin is None or twin == variant:
+        raise ValueError(f"no channels-last {variant!r} kernel of {reduction.name!r} for "
+                         "parameters that differ by channel")
     return twin
 
 
@@ -864,7 +875,10 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
             layout == "channels_first" or smooth):
         if not smooth:
             y, _ = forward(reduction, layout, x, axes, prm, include_pad, override)
-        kernel = get_kernel(reduction, layout, "backward_global")
+        variant = "backward_global"
+        if layout == "channels_last" and prm.shape[0] > 1:
+            variant = _channels_twin(reduction, variant, prm, x.shape[-1])
+        kernel = get_kernel(reduction, layout, variant)
         if isinstance(reduction, Selection):
             kernel(x, y, grad_out, gx, zero)
         else:
@@ -914,10 +928,7 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
     inv = _inverse(axes)
     variant = "backward"
     if layout == "channels_last" and prm.shape[0] > 1:
-        variant = cl_params_variant(reduction, variant, prm, x.shape[-1])
-        if variant is None:
-            raise ValueError(f"no channels-last gradient kernel of {reduction.name!r} for "
-                             "parameters that differ by channel")
+        variant = _channels_twin(reduction, variant, prm, x.shape[-1])
     kernel = get_kernel(reduction, layout, variant)
     if isinstance(reduction, (Selection, Sampling)):
         y, idx = forward(reduction, layout, x, axes, prm, with_indices=True, u=u)

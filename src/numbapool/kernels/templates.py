@@ -101,7 +101,7 @@ VARIANTS = {
                   "backward_scatter",
                   "backward_scatter_cover", "forward_global", "backward_global",
                   "forward_masked", "backward_linear", "backward_linear_cover",
-                  "backward_channels", "param_grad_channels"),
+                  "backward_channels", "backward_global_channels", "param_grad_channels"),
     "weighted": ("forward", "backward", "param_grad", "backward_scatter",
                  "backward_scatter_cover"),
 }
@@ -1731,8 +1731,8 @@ def native_channels_last(red: Reduction, variant: str) -> bool:
     if isinstance(red, Streaming) and red.accumulator == "scalar":
         return (variant in ("forward", "param_grad", "param_grad_channels")
                 or (variant == "forward_masked" and cols_fast_path(red))
-                or (variant in ("backward", "backward_global", "backward_channels")
-                    and not red.grad_uses_acc)
+                or (variant in ("backward", "backward_global", "backward_channels",
+                                "backward_global_channels") and not red.grad_uses_acc)
                 or (variant == "backward_linear" and linear_backward_path(red)))
     return False
 
@@ -2808,12 +2808,13 @@ def _cl_param_grad(red: Reduction) -> str:
 
 _CL_KERNELS = ("forward", "forward_indices", "forward_indices32", "forward_masked", "backward",
                "backward_global", "backward_linear", "param_grad", "backward_channels",
-               "param_grad_channels")
+               "backward_global_channels", "param_grad_channels")
 """The channels-last kernels (and the folded variants of the forward ones); the others are
 channels-first only."""
 
 
-PER_CHANNEL = {"backward": "backward_channels", "param_grad": "param_grad_channels"}
+PER_CHANNEL = {"backward": "backward_channels", "backward_global": "backward_global_channels",
+               "param_grad": "param_grad_channels"}
 """The channels-last kernels of a streaming reduction whose parameters differ by channel
 (``prm`` of C rows, such as a trained per-channel ``p`` of gem), by the kernel for shared
 parameters they are made from (:func:`_per_channel`).  Without them such gradients ran the
@@ -2845,7 +2846,8 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
         raise ValueError(f"no {variant!r} kernel for reduction {red.name!r}: folded windows "
                          "need a branchless reduction")
     if layout == "channels_first":
-        if variant == "forward_indices32" or fold is not None or base == "forward_masked":
+        if (variant == "forward_indices32" or fold is not None or base == "forward_masked"
+                or variant in PER_CHANNEL.values()):
             raise ValueError(f"{variant!r} is a channels-last kernel")
         if variant == "forward_global":
             if not global_fast_path(red):
@@ -2906,6 +2908,8 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
         return _cl_param_grad(red)
     if variant == "backward_channels":
         return _per_channel(_cl_backward(red))
+    if variant == "backward_global_channels":
+        return _per_channel(_cl_backward_global(red))
     if variant == "param_grad_channels":
         return _per_channel(_cl_param_grad(red))
     if base == "forward_masked":
