@@ -59,24 +59,34 @@ def test_lane_reads_a_channels_own_row_from_either_form(shape):
                                                         rel=1e-15)
 
 
-def test_the_channels_last_forward_refuses_parameters_by_channel():
-    """Its kernels read one row of parameters for every channel (the channels-first ones
-    read each plane's): given a row a channel, the planner says so rather than reading
-    channel 0's for all."""
+def test_the_channels_last_forward_takes_its_twin_or_refuses_parameters_by_channel():
+    """A channels-last forward with a row of parameters a channel runs the kernel that reads
+    each channel's (``forward_channels``: the values of the channels-first kernels, which
+    read each plane's row); a reduction without one is refused rather than given channel
+    0's row for all."""
     from numbapool.api import REGISTRY
     from numbapool.geometry import SINGLETON, sliding_axis
     from numbapool.kernels import cpu
 
-    red = REGISTRY.get("lp").resolve({"p": 2.0})
-    x = np.ones((1, 1, 4, 4, 3))
-    axes = (SINGLETON, sliding_axis(4, 2, 2, 0, 0, 1, False),
+    axes = (SINGLETON, sliding_axis(5, 2, 2, 0, 0, 1, False),
             sliding_axis(4, 2, 2, 0, 0, 1, False))
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.1, 2.0, (2, 1, 5, 4, 3))
+    prm = np.array([[1.5], [2.0], [3.5]])
+    red = REGISTRY.get("lp").resolve({"p": 2.0})
+    plan = cpu.plan_forward(red, "channels_last", x, axes, prm)
+    assert plan.kernel.name.endswith("/forward_channels")
+    got, _ = plan.run(x)
+    want, _ = cpu.forward(red, "channels_first", np.ascontiguousarray(np.moveaxis(x, -1, 1)),
+                          axes, prm)
+    np.testing.assert_allclose(np.moveaxis(got, -1, 1), want, rtol=1e-14)
+    gated = REGISTRY.get("gated").resolve({"w": np.zeros((3, 4))})
     with pytest.raises(ValueError, match="one row of parameters"):
-        cpu.plan_forward(red, "channels_last", x, axes, np.ones((3, 1)))
+        cpu.plan_forward(gated, "channels_last", x, axes, np.ones((3, 4)))
 
 
-@pytest.mark.parametrize("variant", ["backward_channels", "backward_global_channels",
-                                     "param_grad_channels"])
+@pytest.mark.parametrize("variant", ["forward_channels", "backward_channels",
+                                     "backward_global_channels", "param_grad_channels"])
 def test_the_kernels_for_parameters_by_channel_are_channels_last_only(variant):
     from numbapool.api import REGISTRY
     from numbapool.kernels.templates import kernel_source

@@ -617,8 +617,9 @@ def test_stochastic_training_gradient_follows_selection(layout):
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
 @pytest.mark.parametrize("window", [(3, 2, 1), (2, 2, 0), None], ids=["k3s2p1", "k2s2", "whole"])
 def test_gem_with_p_by_channel_runs_the_channels_last_gradients(monkeypatch, layout, window):
-    """A trained gem has a p per channel: its gradients run the channels-last kernels that
-    read each channel's p (``backward_channels``, ``param_grad_channels``; channels first
+    """A trained gem has a p per channel: its forward channels last and its gradients run
+    the channels-last kernels that read each channel's p (``forward_channels``,
+    ``backward_channels``, ``param_grad_channels``; channels first
     between transposes, with 8 channels or more and 4 input rows a thread; whole planes,
     gem's global use, ``backward_global_channels`` channels last and the channels-first
     whole-plane kernel), not the channels-first scatter, and match torch.  Reading one
@@ -643,6 +644,11 @@ def test_gem_with_p_by_channel_runs_the_channels_last_gradients(monkeypatch, lay
     xin = np.moveaxis(x, 1, -1) if layout == "channels_last" else x
     gin = np.moveaxis(g, 1, -1) if layout == "channels_last" else g
     asked.clear()
+    yn = numbapool.pool("gem", xin, kernel, stride=stride, padding=padding, layout=layout, p=p)
+    if layout == "channels_last":
+        assert asked == [("channels_last", "forward_channels")]
+        yn = np.moveaxis(yn, -1, 1)
+    asked.clear()
     gx, pg = numbapool.pool_grad("gem", xin, gin, kernel, stride=stride, padding=padding,
                                  layout=layout, p=p, return_param_grads=True)
     backward = "backward" if window is not None else "backward_global"
@@ -661,5 +667,6 @@ def test_gem_with_p_by_channel_runs_the_channels_last_gradients(monkeypatch, lay
     y = F.avg_pool2d(c, kernel, stride, padding, count_include_pad=True) ** (
         1.0 / pt.view(1, -1, 1, 1))
     (y * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(yn, y.detach().numpy(), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(pg["p"], pt.grad.numpy(), rtol=1e-9, atol=1e-12)

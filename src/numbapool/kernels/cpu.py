@@ -511,14 +511,22 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
                  ) -> ForwardPlan | ViaChannelsLast | TiledChannelsLast:
     """Choose the forward kernel for arrays like ``x`` (its shape and dtype) and bind its
     arguments."""
-    if (layout == "channels_last" and prm.shape[0] > 1
-            and isinstance(reduction, (Streaming, Weighted))):
-        raise ValueError(f"the channels-last forward kernels of {reduction.name!r} take one "
-                         "row of parameters; channels-first ones read each plane's")
     shape = out_shape(x, axes, layout)
     tables = _tables(tuple(axes))
     shared = all(a.planes == 1 for a in axes)
     sel = isinstance(reduction, Selection)
+    if (layout == "channels_last" and prm.shape[0] > 1
+            and isinstance(reduction, (Streaming, Weighted))):
+        # (the other channels-last kernels read one row of parameters for every channel)
+        twin = cl_params_variant(reduction, "forward", prm, x.shape[4])
+        if twin is None or with_indices or not shared:
+            raise ValueError(f"the channels-last forward kernels of {reduction.name!r} take "
+                             "one row of parameters; channels-first ones read each plane's")
+        zero = _zero(reduction, x.dtype)
+        return ForwardPlan(get_kernel(reduction, layout, twin), shape,
+                           np.dtype(reduction.out_dtype(x.dtype)), False, False,
+                           (*tables, *_divisors(axes, include_pad, override, zero), zero,
+                            for_kernel(prm, zero)), False)
 
     def plan(variant, args, dtype=x.dtype, indices=False, sampling=False, **masked):
         return ForwardPlan(get_kernel(reduction, layout, variant), shape, np.dtype(dtype),
@@ -788,9 +796,10 @@ def _forward_values(reduction: Reduction, layout: str, x: np.ndarray,
                     axes: Sequence[AxisWindows], prm: np.ndarray, include_pad: bool,
                     override: float | None) -> np.ndarray:
     """The forward result of a smooth reduction in ``layout``: channels last with a row of
-    parameters a channel from the channels-first kernels (which read each plane's row), as
-    the channels-last forward kernels take one row."""
-    if layout == "channels_last" and prm.shape[0] > 1:
+    parameters a channel, from the channels-first kernels (which read each plane's row)
+    where the reduction has no channels-last kernel for such parameters."""
+    if (layout == "channels_last" and prm.shape[0] > 1
+            and cl_params_variant(reduction, "forward", prm, x.shape[-1]) is None):
         return transpose.to_channels_last(forward(
             reduction, "channels_first", transpose.to_channels_first(x), axes, prm,
             include_pad, override)[0])

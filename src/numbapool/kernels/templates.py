@@ -101,7 +101,8 @@ VARIANTS = {
                   "backward_scatter",
                   "backward_scatter_cover", "forward_global", "backward_global",
                   "forward_masked", "backward_linear", "backward_linear_cover",
-                  "backward_channels", "backward_global_channels", "param_grad_channels"),
+                  "forward_channels", "backward_channels", "backward_global_channels",
+                  "param_grad_channels"),
     "weighted": ("forward", "backward", "param_grad", "backward_scatter",
                  "backward_scatter_cover"),
 }
@@ -1729,7 +1730,7 @@ def native_channels_last(red: Reduction, variant: str) -> bool:
     if isinstance(red, Selection):
         return True
     if isinstance(red, Streaming) and red.accumulator == "scalar":
-        return (variant in ("forward", "param_grad", "param_grad_channels")
+        return (variant in ("forward", "forward_channels", "param_grad", "param_grad_channels")
                 or (variant == "forward_masked" and cols_fast_path(red))
                 or (variant in ("backward", "backward_global", "backward_channels",
                                 "backward_global_channels") and not red.grad_uses_acc)
@@ -2807,18 +2808,20 @@ def _cl_param_grad(red: Reduction) -> str:
 
 
 _CL_KERNELS = ("forward", "forward_indices", "forward_indices32", "forward_masked", "backward",
-               "backward_global", "backward_linear", "param_grad", "backward_channels",
-               "backward_global_channels", "param_grad_channels")
+               "backward_global", "backward_linear", "param_grad", "forward_channels",
+               "backward_channels", "backward_global_channels", "param_grad_channels")
 """The channels-last kernels (and the folded variants of the forward ones); the others are
 channels-first only."""
 
 
-PER_CHANNEL = {"backward": "backward_channels", "backward_global": "backward_global_channels",
+PER_CHANNEL = {"forward": "forward_channels", "backward": "backward_channels",
+               "backward_global": "backward_global_channels",
                "param_grad": "param_grad_channels"}
 """The channels-last kernels of a streaming reduction whose parameters differ by channel
 (``prm`` of C rows, such as a trained per-channel ``p`` of gem), by the kernel for shared
-parameters they are made from (:func:`_per_channel`).  Without them such gradients ran the
-channels-first scatter, one element at a time."""
+parameters they are made from (:func:`_per_channel`; the forward's is the kernel a tap at a
+time, not a folded one).  Without them such gradients ran the channels-first scatter, one
+element at a time, and such a forward ran channels first between transposes."""
 
 _SHARED_ROW = "    pr = _row(prm, 0)\n"
 
@@ -2906,6 +2909,8 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
         return _cl_backward_linear(red)
     if variant == "param_grad":
         return _cl_param_grad(red)
+    if variant == "forward_channels":
+        return _per_channel(_cl_forward(red, "forward"))
     if variant == "backward_channels":
         return _per_channel(_cl_backward(red))
     if variant == "backward_global_channels":
