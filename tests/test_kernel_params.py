@@ -61,9 +61,9 @@ def test_lane_reads_a_channels_own_row_from_either_form(shape):
 
 def test_the_channels_last_forward_takes_its_twin_or_refuses_parameters_by_channel():
     """A channels-last forward with a row of parameters a channel runs the kernel that reads
-    each channel's (``forward_channels``: the values of the channels-first kernels, which
-    read each plane's row); a reduction without one is refused rather than given channel
-    0's row for all."""
+    each channel's (``forward_channels``: each channel's generalised mean with its own p,
+    against NumPy); a reduction without one is refused rather than given channel 0's row
+    for all."""
     from numbapool.api import REGISTRY
     from numbapool.geometry import SINGLETON, sliding_axis
     from numbapool.kernels import cpu
@@ -72,14 +72,20 @@ def test_the_channels_last_forward_takes_its_twin_or_refuses_parameters_by_chann
             sliding_axis(4, 2, 2, 0, 0, 1, False))
     rng = np.random.default_rng(3)
     x = rng.uniform(0.1, 2.0, (2, 1, 5, 4, 3))
-    prm = np.array([[1.5], [2.0], [3.5]])
-    red = REGISTRY.get("lp").resolve({"p": 2.0})
+    p = np.array([1.5, 2.0, 3.5])
+    red = REGISTRY.get("gem").resolve({"p": p, "eps": 1e-6})
+    prm = np.stack([p, np.full(3, 1e-6)], axis=1)  # (gem's rows: p, eps)
     plan = cpu.plan_forward(red, "channels_last", x, axes, prm)
     assert plan.kernel.name.endswith("/forward_channels")
     got, _ = plan.run(x)
-    want, _ = cpu.forward(red, "channels_first", np.ascontiguousarray(np.moveaxis(x, -1, 1)),
-                          axes, prm)
-    np.testing.assert_allclose(np.moveaxis(got, -1, 1), want, rtol=1e-14)
+    want = np.empty((2, 1, 2, 2, 3))
+    for n in range(2):
+        for i in range(2):
+            for j in range(2):
+                for c in range(3):
+                    window = x[n, 0, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c]
+                    want[n, 0, i, j, c] = np.mean(window ** p[c]) ** (1 / p[c])
+    np.testing.assert_allclose(got, want, rtol=1e-13)
     gated = REGISTRY.get("gated").resolve({"w": np.zeros((3, 4))})
     with pytest.raises(ValueError, match="one row of parameters"):
         cpu.plan_forward(gated, "channels_last", x, axes, np.ones((3, 4)))

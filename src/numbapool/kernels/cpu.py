@@ -515,18 +515,6 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
     tables = _tables(tuple(axes))
     shared = all(a.planes == 1 for a in axes)
     sel = isinstance(reduction, Selection)
-    if (layout == "channels_last" and prm.shape[0] > 1
-            and isinstance(reduction, (Streaming, Weighted))):
-        # (the other channels-last kernels read one row of parameters for every channel)
-        twin = cl_params_variant(reduction, "forward", prm, x.shape[4])
-        if twin is None or with_indices or not shared:
-            raise ValueError(f"the channels-last forward kernels of {reduction.name!r} take "
-                             "one row of parameters; channels-first ones read each plane's")
-        zero = _zero(reduction, x.dtype)
-        return ForwardPlan(get_kernel(reduction, layout, twin), shape,
-                           np.dtype(reduction.out_dtype(x.dtype)), False, False,
-                           (*tables, *_divisors(axes, include_pad, override, zero), zero,
-                            for_kernel(prm, zero)), False)
 
     def plan(variant, args, dtype=x.dtype, indices=False, sampling=False, **masked):
         return ForwardPlan(get_kernel(reduction, layout, variant), shape, np.dtype(dtype),
@@ -535,6 +523,15 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
     def smooth() -> list:
         zero = _zero(reduction, x.dtype)
         return [*_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero)]
+
+    if (layout == "channels_last" and prm.shape[0] > 1
+            and isinstance(reduction, (Streaming, Weighted))):
+        # (the other channels-last kernels read one row of parameters for every channel)
+        twin = cl_params_variant(reduction, "forward", prm, x.shape[4])
+        if twin is None or with_indices or not shared:
+            raise ValueError(f"the channels-last forward kernels of {reduction.name!r} take "
+                             "one row of parameters; channels-first ones read each plane's")
+        return plan(twin, [*tables, *smooth()], reduction.out_dtype(x.dtype))
 
     if layout == "channels_first" and _tiles_pay(reduction, x, axes, prm) and (
             sel or not with_indices):
@@ -772,10 +769,15 @@ def cl_params_variant(reduction: Reduction, variant: str, prm: np.ndarray,
     return twin
 
 
-def _channels_twin(reduction: Reduction, variant: str, prm: np.ndarray, channels: int) -> str:
-    """:func:`cl_params_variant` for parameters that differ by channel, which must exist."""
+def _params_kernel(reduction: Reduction, layout: str, variant: str, prm: np.ndarray,
+                   channels: int) -> str:
+    """The kernel that runs ``variant`` in ``layout`` with the parameters ``prm``:
+    ``variant`` itself but channels last with a row a channel, where it is
+    :func:`cl_params_variant`'s twin, which must exist."""
+    if layout != "channels_last" or prm.shape[0] == 1:
+        return variant
     twin = cl_params_variant(reduction, variant, prm, channels)
-    if twin is None or twin == variant:
+    if twin is None:
         raise ValueError(f"no channels-last {variant!r} kernel of {reduction.name!r} for "
                          "parameters that differ by channel")
     return twin
@@ -884,10 +886,8 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
             layout == "channels_first" or smooth):
         if not smooth:
             y, _ = forward(reduction, layout, x, axes, prm, include_pad, override)
-        variant = "backward_global"
-        if layout == "channels_last" and prm.shape[0] > 1:
-            variant = _channels_twin(reduction, variant, prm, x.shape[-1])
-        kernel = get_kernel(reduction, layout, variant)
+        kernel = get_kernel(reduction, layout, _params_kernel(
+            reduction, layout, "backward_global", prm, x.shape[-1]))
         if isinstance(reduction, Selection):
             kernel(x, y, grad_out, gx, zero)
         else:
@@ -935,10 +935,8 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
                    *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
         return gx
     inv = _inverse(axes)
-    variant = "backward"
-    if layout == "channels_last" and prm.shape[0] > 1:
-        variant = _channels_twin(reduction, variant, prm, x.shape[-1])
-    kernel = get_kernel(reduction, layout, variant)
+    kernel = get_kernel(reduction, layout,
+                        _params_kernel(reduction, layout, "backward", prm, x.shape[-1]))
     if isinstance(reduction, (Selection, Sampling)):
         y, idx = forward(reduction, layout, x, axes, prm, with_indices=True, u=u)
         if layout == "channels_last" and not all(a.exact_cover for a in axes):
@@ -1035,7 +1033,7 @@ def param_grad(reduction: Reduction, x: np.ndarray, grad_out: np.ndarray,
                                                          include_pad, override)
         n, o0, o1, c = yl.shape[0], yl.shape[1], yl.shape[2], yl.shape[4]
         gp = np.zeros((prm.shape[1], n * o0 * o1, c), dtype=np.float64)
-        variant = cl_params_variant(reduction, "param_grad", prm, c)
+        variant = _params_kernel(reduction, "channels_last", "param_grad", prm, c)
         try:
             get_kernel(reduction, "channels_last", variant)(xl, yl, gl, gp, *args)
         except numba.core.errors.TypingError:

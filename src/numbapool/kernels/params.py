@@ -59,10 +59,13 @@ def rows(prm):
     return prm[0].shape[0] if isinstance(prm, tuple) else prm.shape[0]
 
 
-def _tuple_row(width: int):
+def _tuple_of(width: int, index: str):
+    """The implementation for a tuple of ``width`` columns: the tuple of column ``k``'s
+    element ``j`` for each ``k``, ``j`` being ``index`` (an expression of ``prm`` and
+    ``i``)."""
     items = "".join(f"prm[{k}][j], " for k in range(width))
-    scope: dict = {}
-    exec(f"def impl(prm, i):\n    j = i % prm[0].shape[0]\n    return ({items})\n",  # noqa: S102
+    scope: dict = {"np": np}
+    exec(f"def impl(prm, i):\n    j = {index}\n    return ({items})\n",  # noqa: S102
          scope)
     return scope["impl"]
 
@@ -74,16 +77,8 @@ def _row(prm, i):
     if isinstance(prm, types.Array):
         return lambda prm, i: prm[i % prm.shape[0]]
     if isinstance(prm, types.UniTuple) and isinstance(prm.dtype, types.Array):
-        return _tuple_row(prm.count)
+        return _tuple_of(prm.count, "i % prm[0].shape[0]")
     return None
-
-
-def _tuple_lane(width: int):
-    items = "".join(f"prm[{k}][j], " for k in range(width))
-    scope: dict = {"np": np}
-    exec(f"def impl(prm, i):\n    j = np.uint64(i)\n    return ({items})\n",  # noqa: S102
-         scope)
-    return scope["impl"]
 
 
 @overload(lane, inline="never")
@@ -91,7 +86,7 @@ def _lane(prm, i):
     if isinstance(prm, types.Array):
         return lambda prm, i: prm[np.uint64(i)]
     if isinstance(prm, types.UniTuple) and isinstance(prm.dtype, types.Array):
-        return _tuple_lane(prm.count)
+        return _tuple_of(prm.count, "np.uint64(i)")
     return None
 
 

@@ -94,7 +94,7 @@ def _high_product(a, b_low, b_high):
     recognises the idiom and makes it a scalar 128-bit multiply.)"""
     half = numba.uint64(0xFFFFFFFF)
     a0, a1 = a & half, a >> numba.uint64(32)
-    b0, b1 = b_low & half, b_high & half
+    b0, b1 = b_low & half, b_high & half  # (masked again: so LLVM knows them 32-bit)
     p00, p01, p10, p11 = a0 * b0, a0 * b1, a1 * b0, a1 * b1
     mid = (p00 >> numba.uint64(32)) + (p01 & half) + (p10 & half)
     return p11 + (p01 >> numba.uint64(32)) + (p10 >> numba.uint64(32)) + (mid >> numba.uint64(32))
