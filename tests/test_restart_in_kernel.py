@@ -439,21 +439,28 @@ _VOLUME = (2, 3, 7, 9, 11)  # (each axis its own number of windows: 3, 4 and 5)
     ((1, 3, 7, 7, 8), "channels_last", "forward_masked_deep2_rows2_cols2"),
     (_VOLUME, "channels_last", "forward_masked_deep2_rows2_cols2"),
     ((1, 3, 7, 7, 8), "channels_last", "forward_masked"),  # (the planner made to give it)
-    ((2, 8, 7, 8), "channels_first", "forward_masked_rows2_cols2")])  # (small planes)
+    # (small planes: by chunks of batches, and on tiles of planes)
+    ((2, 8, 7, 8), "channels_first", "forward_masked_rows2_cols2"),
+    ((4, 8, 7, 8), "channels_first tiles", "forward_masked_rows2_cols2")])
 def test_a_rule_drawing_each_batch_in_the_masked_kernel(monkeypatch, reduction, reduce, shape,
                                                         layout, variant):
     """A rule whose two-step draw has a by-position callback (``positions_address``): a
     kept channels-last pass (or a channels-first one of small planes, run channels last
-    between transposes) runs the masked kernel that computes each batch's starts on its
-    threads (its ``_planes`` twin: 1-D, 2-D and 3-D windows take three different kernels,
-    and the kernel for any windows is given 3-D ones too),
+    between transposes, by chunks of batches or on tiles of 16 planes) runs the masked
+    kernel that computes each batch's starts on its threads (its ``_planes`` twin: 1-D, 2-D
+    and 3-D windows take three different kernels, and the kernel for any windows is given
+    3-D ones too),
     and the results are each call's windows, call after call, on 1 to 3 threads (every
     call draws new numbers: a kernel reading the tables of the call that built the pass
     would give that call's windows).  Starts drawn outside: the rule's ``check`` raises its
     own error, or, if it returns, the library's ValueError; the next call is right."""
     from numbapool import api, randomness
+    from numbapool.kernels import masked_tiles
 
     monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    tiles = layout.endswith("tiles")
+    layout = layout.split()[0]
+    monkeypatch.setattr(masked_tiles, "TILE_WIDTHS", (16,) if tiles else ())
     keys = []  # (each call's generator: a new one every time, whatever the seed)
 
     def generator(seed):
@@ -487,9 +494,17 @@ def test_a_rule_drawing_each_batch_in_the_masked_kernel(monkeypatch, reduction, 
                     np.testing.assert_allclose(got, want(), rtol=1e-6)
         # (kept from the third call of seed 4 on, and from the third of seed 6)
         assert len(_TwoTaps.drawn) == 2 + 4 + 4 + 1
-        # (seed 4's pass built again for 2 and for 3 threads: its scratch had rows for 1)
-        more = sum(numba.config.NUMBA_NUM_THREADS >= t for t in (2, 3))
-        assert filled == [f"{reduction.name}/channels_last/{variant}_planes"] * (2 + more)
+        # (seed 4's pass built again for 2 and for 3 threads: its scratch had rows for 1;
+        # seed 6's on the last; a pass on tiles binds the kernel once for each thread)
+        threads = [min(t, numba.config.NUMBA_NUM_THREADS) for t in (1, 2, 3)]
+        builds = [threads[0], *(b for a, b in zip(threads, threads[1:]) if b > a), threads[2]]
+        binds = sum(builds) if tiles else len(builds)
+        assert filled == [f"{reduction.name}/channels_last/{variant}_planes"] * binds
+        if layout == "channels_first":
+            kept = [k.redrawn._planes_plan for k in api._KNOWN_CALLS.values()
+                    if k.redrawn is not None]
+            assert kept and all(isinstance(p, masked_tiles.TiledMaskedPass if tiles
+                                           else cpu.ChunkedViaChannelsLast) for p in kept)
         error = KeyError("rule's own")  # (one object: the same arguments)
         for _ in range(2):  # (planned: the plan's windows are the rule's to check)
             pool(1, bad=True, error=error)
@@ -601,6 +616,42 @@ def test_channels_first_passes_by_chunks_leave_tasks_and_refuse_starts(monkeypat
                                from_plane=last)
 
 
+def test_channels_first_passes_by_tiles_leave_tasks_and_refuse_starts(monkeypatch):
+    """Channels first on small planes whose count a tile width divides (48 planes, tiles of
+    16 here): the kept pass runs the masked channels-last kernel on tiles of planes
+    transposed in cache (:class:`masked_tiles.TiledMaskedPass`), each tile's starts computed
+    for its own planes (``FIRST_BATCH`` of the part's ``pf``).  Redrawn starts two apart over
+    two planes of the last tile (the second thread's): the kernel leaves those tasks to its
+    fallback, run on the same tile; the results are each call's windows.  Starts past the end
+    of an axis in the last tile only: the error names that axis."""
+    from numbapool import api
+    from numbapool.kernels import masked_tiles
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    monkeypatch.setattr(masked_tiles, "TILE_WIDTHS", (16,))
+    shape = (3, 16, 7, 8)
+    x = np.random.default_rng(6).random(shape).astype(np.float32)
+    last = 2 * 16 + 5  # (a plane of the last tile, not its first)
+    with _two_taps_max() as name:
+        for call in range(4):  # (kept from the third: the rule's redraws are wide)
+            got = numbapool.pool(name, x, seed=7, positions=True, wide=True, from_plane=last)
+            starts = _two_taps_starts(np.random.default_rng(7), 48, shape[2:])
+            want = _windows_max_avg(x, _wide(starts, last) if call >= 2 else starts, np.max)
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+        kept = [k.redrawn for k in api._KNOWN_CALLS.values() if k.redrawn is not None]
+        assert len(kept) == 1
+        assert isinstance(kept[0]._planes_plan, masked_tiles.TiledMaskedPass)
+        assert kept[0]._planes_plan.width == 16
+        for axis in range(2):
+            for _ in range(2):  # (planned: the plan's windows are the rule's)
+                numbapool.pool(name, x, seed=2, positions=True, bad=True, bad_axis=axis,
+                               from_plane=last)
+            with pytest.raises(ValueError, match=rf"outside spatial axis {axis} of length "
+                                                 rf"{shape[2 + axis]}"):
+                numbapool.pool(name, x, seed=2, positions=True, bad=True, bad_axis=axis,
+                               from_plane=last)
+
+
 def _kernels_run(monkeypatch):
     """The names of the kernels launched unbound from now on (a kept pass's fallback)."""
     ran = []
@@ -620,8 +671,8 @@ def _kernels_bound(monkeypatch, binder):
     bound = []
     real = getattr(cpu, binder)
 
-    def spy(*args):
-        result = real(*args)
+    def spy(*args, **kwargs):
+        result = real(*args, **kwargs)
         bound.append(result[0].kernel.name if result else None)
         return result
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from . import randomness
 from .geometry import SINGLETON
-from .kernels import cpu
+from .kernels import cpu, masked_tiles
 from .kernels.batch_starts import FLAGS
 from .kernels.launch import _threads
 from .kernels.restart import PlaneRestart
@@ -110,8 +110,16 @@ class RedrawnForward:
     def _positions_pass(self) -> tuple[Any, np.ndarray] | None:
         """The masked kernel's pass that computes each batch's starts on its threads
         (:func:`numbapool.kernels.cpu.with_positions_fill`), with scratch for as many
-        threads as Numba runs now, and its ``pf``; None where the kernel has none."""
+        threads as Numba runs now, and its ``pf``; None where the kernel has none.  For
+        channels-first input, on tiles of planes in cache
+        (:func:`numbapool.kernels.masked_tiles.tiled_masked`) where a tile width divides the
+        planes, else by chunks of batches (:func:`numbapool.kernels.cpu.via_channels_last`)."""
         kernel, reduction, axes, fill, channels, via = self._positions
+        if via:
+            tiled = masked_tiles.tiled_masked(kernel, reduction, axes, fill, self.work_shape,
+                                              self._work_dtype)
+            if tiled is not None:
+                return tiled
         filled = cpu.with_positions_fill(kernel, reduction, axes, fill, channels)
         if filled is not None and via:
             filled = (cpu.via_channels_last(*filled, self.work_shape, self._work_dtype),

@@ -956,30 +956,34 @@ def test_the_three_callbacks_write_the_same_starts(dtype, spatial, out, kernel):
         np.testing.assert_array_equal(into, block)
 
 
-@pytest.mark.parametrize("chunk", [None, 2])
+@pytest.mark.parametrize("passes", ["tiles", "chunks", "chunks of 2"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("shape", "kernel", "out"), [
     ((3, 9, 7, 7), 3, (4, 4)),
+    ((3, 16, 7, 7), 3, (4, 4)),
     ((2, 8, 4, 5, 6), 2, (2, 3, 3)),
     ((2, 16, 12, 11), (2, 3), (5, 6)),
     ((5, 8, 6, 6), 2, (4, 4)),
 ])
 def test_small_channels_first_planes_run_channels_last(monkeypatch, dtype, shape, kernel, out,
-                                                       chunk):
+                                                       passes):
     """Channels first, planes of at most VIA_MAX_PLANE elements and 8 channels or more
     with each plane's windows: the masked channels-last kernel between transposes
-    (ViaChannelsLast), first call and repeated ones (the kept pass computes each batch's
-    starts on the kernel's threads, a chunk of batches at a time: ChunkedViaChannelsLast;
-    ``chunk`` 2: chunks of two batches and a shorter last one, the kernel told which
-    batches each holds).  Max against torch with the seed's samples, avg against the NumPy
-    reference on the same windows, NaN included, call after call."""
+    (ViaChannelsLast), first call and repeated ones.  The kept pass computes the starts on
+    the kernel's threads: ``tiles`` (of 16 planes here), on tiles of planes transposed in
+    cache where 16 divides the planes (TiledMaskedPass), else, and for ``chunks``, a chunk
+    of batches at a time (ChunkedViaChannelsLast; ``chunks of 2``: two batches and a
+    shorter last one, the kernel told which batches each holds).  Max against torch with
+    the seed's samples, avg against the NumPy reference on the same windows, NaN included,
+    call after call."""
     from numbapool import api
-    from numbapool.kernels import batch_starts, cpu
+    from numbapool.kernels import batch_starts, cpu, masked_tiles
 
     monkeypatch.setattr(api, "_KNOWN_CALLS", {})
-    if chunk is not None:
+    monkeypatch.setattr(masked_tiles, "TILE_WIDTHS", (16,) if passes == "tiles" else ())
+    if passes == "chunks of 2":
         per_batch = int(np.prod(shape[1:])) * np.dtype(dtype).itemsize
-        monkeypatch.setattr(cpu, "VIA_CHUNK_BYTES", chunk * per_batch)
+        monkeypatch.setattr(cpu, "VIA_CHUNK_BYTES", 2 * per_batch)
     plans = []
     real = cpu.plan_forward
 
@@ -1007,9 +1011,13 @@ def test_small_channels_first_planes_run_channels_last(monkeypatch, dtype, shape
     kept = [k.redrawn._planes_plan for k in api._KNOWN_CALLS.values() if k.redrawn is not None]
     if len(shape) == 5:  # (its 2x2x2 windows along the first and last axes are every plane's)
         return
-    assert len(kept) == 2 and all(isinstance(p, cpu.ChunkedViaChannelsLast) for p in kept)
-    if chunk is not None:
-        assert all(p.inner.shape[0] == min(chunk, shape[0]) for p in kept)
+    assert len(kept) == 2
+    if passes == "tiles" and shape[0] * shape[1] % 16 == 0:
+        assert all(isinstance(p, masked_tiles.TiledMaskedPass) and p.width == 16 for p in kept)
+        return
+    assert all(isinstance(p, cpu.ChunkedViaChannelsLast) for p in kept)
+    if passes == "chunks of 2":
+        assert all(p.inner.shape[0] == min(2, shape[0]) for p in kept)
         assert all(p.pf[batch_starts.FIRST_BATCH] == 0 for p in kept)  # (set back)
 
 

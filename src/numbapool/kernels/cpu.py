@@ -209,8 +209,8 @@ def _fill_argument(fill: tuple[int, int], axes: Sequence[AxisWindows], planes: i
 
 
 def with_positions_fill(plan: ForwardPlan, reduction: Reduction,
-                        axes: Sequence[AxisWindows], fill: tuple[int, int], channels: int
-                        ) -> tuple[ForwardPlan, np.ndarray] | None:
+                        axes: Sequence[AxisWindows], fill: tuple[int, int], channels: int,
+                        parts: int | None = None) -> tuple[ForwardPlan, np.ndarray] | None:
     """``plan`` (a channels-last masked forward pass, :data:`MASKED_VARIANTS`) with each
     batch's window starts computed by the kernel's threads, each into its own rows of a
     scratch, by the C callback ``fill`` (address and slots: ``positions_address`` and
@@ -219,9 +219,9 @@ def with_positions_fill(plan: ForwardPlan, reduction: Reduction,
     pass.  Also the kernel's ``pf`` argument (see :mod:`numbapool.kernels.batch_starts`),
     whose flags (:data:`~numbapool.kernels.batch_starts.FLAGS`) mark the axes whose starts
     a part found outside them (the output is then not valid); the caller clears them before
-    a run.  The scratch has rows for the threads Numba runs now: the plan is not valid for a
-    run on more (:func:`positions_parts`).  (:func:`with_plane_fill` for the masked
-    kernels.)"""
+    a run.  The scratch has rows for ``parts`` parts, by default the threads Numba runs now:
+    the plan is not valid for a run on more (:func:`positions_parts`).
+    (:func:`with_plane_fill` for the masked kernels.)"""
     def variant(kernel: Callable | None) -> str | None:
         return next((v for v in MASKED_VARIANTS
                      if kernel is get_kernel(reduction, "channels_last", v)), None)
@@ -240,7 +240,8 @@ def with_positions_fill(plan: ForwardPlan, reduction: Reduction,
     extremes = rows == 1 and deep == 0 and axes[0].out * axes[1].out == 1
     # (the kernel reads its tables, ``(parts, ...)``, where the plan's read a batch's rows)
     pf, tables = batch_starts.scratch(
-        _fill_argument(fill, axes, channels), [a.out for a in axes], channels, _threads(),
+        _fill_argument(fill, axes, channels), [a.out for a in axes], channels,
+        _threads() if parts is None else parts,
         plan.args[:2], extremes)
     return replace(plan, kernel=kernel, fallback=planes(plan.fallback),
                    args=(*tables, *plan.args[4:], pf), _bound={}), pf
@@ -314,7 +315,8 @@ class ChunkedViaChannelsLast:
     kept pass alone, 4.6-5.1 ms; by chunks of 1 to 8 MiB 3.7-4.4 ms, of 16 MiB 4.7-5.2 (an
     AMD Zen 4, one process; the channels-last kernel alone takes 1.8 ms).  Most of what is
     left is the first transpose, reading the input from memory.  (A pass holds ``pf``: one
-    run at a time.)"""
+    run at a time.)  Kept passes run on tiles of planes in the cores' caches instead
+    (:mod:`numbapool.kernels.masked_tiles`) where a tile width divides the planes."""
 
     inner: ForwardPlan
     pf: np.ndarray
@@ -356,10 +358,10 @@ def _with_batches(plan: ForwardPlan, batches: int) -> ForwardPlan:
     """A masked channels-last pass of :func:`with_positions_fill` for ``batches`` batches
     (its arguments do not depend on them)."""
     shape = (batches, *plan.shape[1:])
-    return replace(plan, shape=shape, tasks=_masked_tasks(shape), _bound={})
+    return replace(plan, shape=shape, tasks=masked_tasks(shape), _bound={})
 
 
-def _masked_tasks(shape: tuple[int, ...]) -> int:
+def masked_tasks(shape: tuple[int, ...]) -> int:
     """The tasks of a masked channels-last kernel whose output has ``shape`` (5-D): a
     batch's output planes along the first axis, by pairs of rows along the second."""
     return shape[0] * shape[1] * ((shape[2] + 1) // 2)
@@ -589,7 +591,7 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
         fallback = (None if variant == "forward_masked"
                     else get_kernel(reduction, layout, "forward_masked"))
         return plan(variant, tables, reduction.out_dtype(x.dtype),
-                    tasks=_masked_tasks(shape), fallback=fallback)
+                    tasks=masked_tasks(shape), fallback=fallback)
     extents = tuple(a.extent for a in axes)
 
     def fold(variant: str) -> str:  # (a channels-last kernel with windows of one shape folded)

@@ -41,7 +41,7 @@ from .launch import (
 )
 from .transpose import VECTOR_BYTES, _block
 
-__all__ = ["TILE_PLANES", "IN", "OUT", "UNUSED", "TiledCall", "tile_in", "tile_out"]
+__all__ = ["TILE_PLANES", "IN", "OUT", "UNUSED", "TiledCall", "tile_in", "tile_out", "words"]
 
 TILE_PLANES = 64
 """Planes a tile: the length of the channels-last loops that run on it (four 16-lane
@@ -113,16 +113,16 @@ _ARRAY = 7  # an array's address, role, element size, elements a plane, its tile
 
 
 @numba.njit(cache=True, nogil=True)
-def _words(address, size, total, p0, plane, n, tile, inward):
+def words(address, size, total, p0, plane, n, tile, width, inward):
     """Planes ``p0`` to ``p0 + n`` of the flat array of ``total`` elements of ``size``
-    bytes at ``address``, into the tile at address ``tile`` if ``inward``, else out of it
-    (:func:`_move`), as words: the transposes move bits."""
+    bytes at ``address``, into the tile of ``width`` planes at address ``tile`` if
+    ``inward``, else out of it (:func:`_move`), as words: the transposes move bits."""
     if size == 4:
         _move(contiguous(address, (total,), np.uint32), p0 * plane, plane, n,
-              contiguous(tile, (plane * TILE_PLANES,), np.uint32), TILE_PLANES, inward)
+              contiguous(tile, (plane * width,), np.uint32), width, inward)
     else:
         _move(contiguous(address, (total,), np.uint64), p0 * plane, plane, n,
-              contiguous(tile, (plane * TILE_PLANES,), np.uint64), TILE_PLANES, inward)
+              contiguous(tile, (plane * width,), np.uint64), width, inward)
 
 
 def _tiles(slots, part, parts):
@@ -156,15 +156,15 @@ def _tiles(slots, part, parts):
         for j in range(arrays):
             a = _HEAD + _ARRAY * j
             if s[a + 1] == IN:
-                _words(s[a], s[a + 2], planes * s[a + 3], p0, s[a + 3], n,
-                       base + offsets[j], True)
+                words(s[a], s[a + 2], planes * s[a + 3], p0, s[a + 3], n,
+                      base + offsets[j], TILE_PLANES, True)
         if _call_part(s[0], args.ctypes.data, 0, 1) != 1:
             return 0
         for j in range(arrays):
             a = _HEAD + _ARRAY * j
             if s[a + 1] == OUT:
-                _words(s[a], s[a + 2], planes * s[a + 3], p0, s[a + 3], n,
-                       base + offsets[j], False)
+                words(s[a], s[a + 2], planes * s[a + 3], p0, s[a + 3], n,
+                      base + offsets[j], TILE_PLANES, False)
     # (``store`` is used here so that it lives until now: Numba frees an array after its
     # last use, and the tiles are only addresses into it)
     return 1 if store.size > 0 else 0
