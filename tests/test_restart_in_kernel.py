@@ -441,7 +441,8 @@ _VOLUME = (2, 3, 7, 9, 11)  # (each axis its own number of windows: 3, 4 and 5)
     ((1, 3, 7, 7, 8), "channels_last", "forward_masked"),  # (the planner made to give it)
     # (small planes: by chunks of batches, and on tiles of planes)
     ((2, 8, 7, 8), "channels_first", "forward_masked_rows2_cols2"),
-    ((4, 8, 7, 8), "channels_first tiles", "forward_masked_rows2_cols2")])
+    ((4, 8, 7, 8), "channels_first tiles", "forward_masked_rows2_cols2"),
+    ((4, 8, 7, 8), "channels_first tiles", "forward_masked")])
 def test_a_rule_drawing_each_batch_in_the_masked_kernel(monkeypatch, reduction, reduce, shape,
                                                         layout, variant):
     """A rule whose two-step draw has a by-position callback (``positions_address``): a

@@ -276,3 +276,26 @@ def test_repeated_fractional_calls_with_shared_windows(monkeypatch, name, builti
         else:
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
     assert any(isinstance(p, cpu.TiledChannelsLast) for p in plans)
+
+
+@pytest.mark.parametrize(("planes", "plane_bytes", "itemsize", "parts", "want"), [
+    (256 * 64, 196, 4, 2, 256),  # (the widest that fits 64 KiB)
+    (256, 196, 4, 1, 256),
+    (256, 196, 4, 2, 128),  # (a tile for each part where one does)
+    (256, 196, 4, 8, 32),
+    (256, 196, 4, 64, 16),  # (no width gives 64 parts a tile each: the narrowest)
+    (48, 196, 4, 2, 16),  # (the widths that divide the planes)
+    (40, 196, 4, 1, None),
+    (256, 576, 4, 1, 64),  # (12x12 float32: 113 planes fit 64 KiB)
+    (256, 576, 8, 1, 64),
+])
+def test_tile_widths_of_masked_passes(planes, plane_bytes, itemsize, parts, want):
+    """The planes of a tile of the masked channels-first pass: the widest of TILE_WIDTHS that
+    divides the planes and keeps the tile within TILE_BYTES, but the widest that gives each
+    part a tile where one does (one tile of 256 planes ran on one thread of two)."""
+    from numbapool.kernels import masked_tiles, transpose
+
+    lanes = transpose.VECTOR_BYTES // itemsize
+    if want is not None and want < lanes:
+        pytest.skip("narrower than this machine's vectors")
+    assert masked_tiles.tile_width(planes, plane_bytes, itemsize, parts) == want

@@ -964,6 +964,7 @@ def test_the_three_callbacks_write_the_same_starts(dtype, spatial, out, kernel):
     ((2, 8, 4, 5, 6), 2, (2, 3, 3)),
     ((2, 16, 12, 11), (2, 3), (5, 6)),
     ((5, 8, 6, 6), 2, (4, 4)),
+    ((4, 8, 7, 7), (1, 2), (5, 5)),  # (rows one tap, spread: the kernel for any windows)
 ])
 def test_small_channels_first_planes_run_channels_last(monkeypatch, dtype, shape, kernel, out,
                                                        passes):

@@ -56,7 +56,9 @@ PARTS = _SIZES + 5
 _ADDRESSES = 18  # the callback's output (dt2), st0, st1, lo2
 FIRST_BATCH = 22
 """Where ``pf`` holds the rule's batch that is the kernel's batch 0 (0 but for a kernel run
-on a chunk of the batches: :class:`numbapool.kernels.cpu.ChunkedViaChannelsLast`)."""
+on a chunk of the batches, :class:`numbapool.kernels.cpu.ChunkedViaChannelsLast`, which sets
+it back after a run, or on a tile of planes, :mod:`numbapool.kernels.masked_tiles`: a part's
+own ``pf``, the tile's number, whose ``width`` planes are the batch's "channels")."""
 KERNEL_EXTREMES = 23
 """Where ``pf`` holds 1 if the kernel makes each position's smallest and largest start
 along the last axis itself, as it reads the position (the kernels for one row of windows,

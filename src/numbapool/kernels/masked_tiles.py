@@ -8,10 +8,11 @@ consecutive planes as a batch of one sample of ``width`` channels, as
 :class:`numbapool.kernels.tiles.TiledCall` does for windows every plane shares: the planes
 of every sample and channel follow each other, and the window rule computes the starts of
 any consecutive planes (its ``positions_address``), so tile ``t``'s are those of its batch
-``t`` of ``width`` "channels" (``FIRST_BATCH``).  Each thread has its own tiles, scratch
-tables, task flags and ``pf``, and runs the kernel (and, for the tasks it leaves, its
-fallback) as part 0 of 1 on a tile at a time: the tile's input, its starts and its output
-stay in the core's cache, where the pass by chunks of batches between transposes
+``t`` of ``width`` "channels" (``FIRST_BATCH``).  Each part (one a thread) has its own
+tiles, scratch tables, task flags and ``pf``, and runs the kernel as part 0 of 1 on a tile
+at a time (every task flagged where the kernel is the one for any windows, which runs the
+flagged tasks; else its fallback runs the tasks it leaves): the tile's input, its starts and
+its output stay in the core's cache, where the pass by chunks of batches between transposes
 (:class:`numbapool.kernels.cpu.ChunkedViaChannelsLast`) moved each chunk through the
 last-level cache three times and launched the threads three times a chunk.
 """
@@ -40,19 +41,24 @@ output and the kernel's rows)."""
 
 TILE_WIDTHS = (256, 128, 64, 32, 16)
 """The planes a tile may hold, widest first: a width that divides the planes (the rule
-computes the starts of whole tiles only) and keeps the tile within :data:`TILE_BYTES`."""
+computes the starts of whole tiles only), of at least a vector's worth of elements, that
+keeps the tile within :data:`TILE_BYTES` (:func:`tile_width`).  (And :func:`tiled_masked`
+takes elements of 4 or 8 bytes and no argument read by plane.)"""
 
 _HEAD = 10  # kernel, fallback, planes, width, x, out, elements a plane in and out, sizes
 _PART = 6  # a part's template, pf, task flags, their number, input tile, output tile
 
 
-def tile_width(planes: int, plane_bytes: int, itemsize: int) -> int | None:
+def tile_width(planes: int, plane_bytes: int, itemsize: int, parts: int = 1) -> int | None:
     """The planes of a tile (:data:`TILE_WIDTHS`) for ``planes`` planes of ``plane_bytes``
     bytes, elements of ``itemsize`` bytes (at least a vector's worth of planes: the
-    transposes move blocks of a vector's width); None if none fits."""
+    transposes move blocks of a vector's width): the widest that divides the planes and
+    fits :data:`TILE_BYTES`, but the widest to give each of ``parts`` parts a tile where one
+    does, else the narrowest (the most tiles); None if none fits."""
     lanes = VECTOR_BYTES // itemsize
-    return next((w for w in TILE_WIDTHS
-                 if w >= lanes and planes % w == 0 and w * plane_bytes <= TILE_BYTES), None)
+    fits = [w for w in TILE_WIDTHS
+            if w >= lanes and planes % w == 0 and w * plane_bytes <= TILE_BYTES]
+    return next((w for w in fits if planes // w >= parts), fits[-1] if fits else None)
 
 
 def _tiles(slots, part, parts):
@@ -70,7 +76,8 @@ def _tiles(slots, part, parts):
         p0 = t * width
         words(h[4], h[8], planes * h[6], p0, h[6], width, h[p + 4], width, True)
         pf[batch_starts.FIRST_BATCH] = t
-        miss[:] = 0
+        # (the kernel for any windows, when it is the kernel, runs the tasks flagged: all)
+        miss[:] = 0 if fallback != 0 else 1
         if _call_part(kernel, template, 0, 1) != 1:
             return 0
         for f in range(3):
@@ -165,7 +172,7 @@ def tiled_masked(plan: cpu.ForwardPlan, reduction: Reduction, axes: Sequence[Axi
                    for a in plan.args[5:])):
         return None
     width = tile_width(shape[0] * shape[1], math.prod(shape[2:]) * in_dtype.itemsize,
-                       min(in_dtype.itemsize, out_dtype.itemsize))
+                       min(in_dtype.itemsize, out_dtype.itemsize), _threads())
     if width is None:
         return None
     tile_shape = (1, *plan.shape[1:4], width)
