@@ -223,8 +223,9 @@ class _Folding(Reduction):
         fns = {role: getattr(self, role) for role in self._roles}
         fns["pgrad"] = self.param_grad
         fns["pgradw"] = self.param_grad_window
-        if getattr(self, "merge", None) is not None:
-            fns["merge"] = self.merge
+        for role in ("merge", "premap"):
+            if getattr(self, role, None) is not None:
+                fns[role] = getattr(self, role)
         return fns
 
     def acc_dtype(self, dtype: np.dtype) -> np.dtype:
@@ -291,14 +292,32 @@ class Streaming(_Folding):
         in a register (avg 3x3/s2 of (8, 56, 56, 64) float32 about 1.5x faster).  Leave it
         False when in doubt: with a branch in that loop the compiler no longer vectorises it
         (lp's ``power`` made the pass 5 times slower, a general gem's 13 times).
+    premap : numba dispatcher ``(v, prm) -> acc``, optional
+        What each element adds to a window's sum, where the reduction is such a sum:
+        ``init(v, tap, prm) == premap(v, prm)`` and ``take(acc, v, tap, prm) == acc +
+        premap(v, prm)`` (with ``merge`` the sum, and ``uses_tap`` False).  Where windows
+        overlap, the forward pass may then compute it once per element, into a scratch
+        array, and sum that (:func:`numbapool.kernels.mapped.mapped_plan`), rather than
+        once per tap.  Declare it where it is costly: a power by ``vpow`` (gem and lp with a
+        general ``p``).
     """
 
     finish: Callable = None  # type: ignore[assignment]
     grad_uses_acc: bool = True
     merge: Callable | None = None
     branchless: bool = False
+    premap: Callable | None = None
     kind: str = field(init=False, default="streaming")
     _roles: tuple[str, ...] = field(init=False, default=("init", "take", "finish", "grad"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.premap is not None:
+            _dispatcher_check(self.premap, "premap", self.name)
+            if self.merge is None or self.uses_tap or self.accumulator != "scalar":
+                raise ValueError(f"reduction {self.name!r}: premap needs merge, a scalar "
+                                 "accumulator and uses_tap=False (a sum of one value per "
+                                 "element)")
 
 
 @dataclass(frozen=True, eq=False)

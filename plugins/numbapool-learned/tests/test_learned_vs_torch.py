@@ -618,8 +618,9 @@ def test_stochastic_training_gradient_follows_selection(layout):
 @pytest.mark.parametrize("window", [(3, 2, 1), (2, 2, 0), None], ids=["k3s2p1", "k2s2", "whole"])
 def test_gem_with_p_by_channel_runs_the_channels_last_gradients(monkeypatch, layout, window):
     """A trained gem has a p per channel: its forward channels last and its gradients run
-    the channels-last kernels that read each channel's p (``forward_channels``,
-    ``backward_channels``, ``param_grad_channels``; channels first
+    the channels-last kernels that read each channel's p (``forward_channels``, after the
+    ``map`` kernel's powers where windows overlap, ``backward_channels``,
+    ``param_grad_channels``; channels first
     between transposes, with 8 channels or more and 4 input rows a thread; whole planes,
     gem's global use, ``backward_global_channels`` channels last and the channels-first
     whole-plane kernel), not the channels-first scatter, and match torch.  Reading one
@@ -645,8 +646,9 @@ def test_gem_with_p_by_channel_runs_the_channels_last_gradients(monkeypatch, lay
     gin = np.moveaxis(g, 1, -1) if layout == "channels_last" else g
     asked.clear()
     yn = numbapool.pool("gem", xin, kernel, stride=stride, padding=padding, layout=layout, p=p)
-    if layout == "channels_last":
-        assert asked == [("channels_last", "forward_channels")]
+    if layout == "channels_last":  # (3x3/s2 windows raise each element to p first: map)
+        first = [("channels_last", "map")] if window == (3, 2, 1) else []
+        assert asked == [*first, ("channels_last", "forward_channels")]
         yn = np.moveaxis(yn, -1, 1)
     asked.clear()
     gx, pg = numbapool.pool_grad("gem", xin, gin, kernel, stride=stride, padding=padding,
@@ -670,3 +672,38 @@ def test_gem_with_p_by_channel_runs_the_channels_last_gradients(monkeypatch, lay
     np.testing.assert_allclose(yn, y.detach().numpy(), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(pg["p"], pt.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("include_pad", [True, False])
+def test_gem_with_a_general_p_raises_each_element_once(monkeypatch, layout, dtype,
+                                                       include_pad):
+    """gem with p = 3.2 over 3x3/s2/p1 windows (each element read about 2.25 times): the
+    forward pass raises each element to p once (the ``map`` kernel: the reduction's
+    ``premap``) and averages those powers, as torch's formula does; padding counted or
+    not.  Float32 and float64 against torch in float64."""
+    from numbapool import api
+    from numbapool.kernels import cpu, mapped
+
+    plans = []
+    real = cpu.plan_forward
+
+    def spy(*args, **kwargs):
+        plans.append(real(*args, **kwargs))
+        return plans[-1]
+
+    monkeypatch.setattr(cpu, "plan_forward", spy)
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    x = make_x("gem", (2, 16, 13, 12), seed=31).astype(dtype)
+    xin = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if layout == "channels_last" else x
+    got = numbapool.pool("gem", xin, 3, stride=2, padding=1, p=3.2, layout=layout,
+                         count_include_pad=include_pad)
+    if layout == "channels_last":
+        got = np.moveaxis(got, -1, 1)
+    xt = torch.tensor(x.astype(np.float64))
+    want = F.avg_pool2d(xt.clamp(min=1e-6) ** 3.2, 3, 2, 1,
+                        count_include_pad=include_pad) ** (1 / 3.2)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(got, want.numpy(), **tol)
+    assert any(isinstance(p, mapped.MappedPlan) for p in plans)

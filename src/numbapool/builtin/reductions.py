@@ -125,6 +125,11 @@ def lpv_finish(acc, div, prm):
 
 
 @_jit
+def lpv_premap(v, prm):
+    return vpow(v, prm[0])
+
+
+@_jit
 def lpv_grad(v, tap, y, acc, div, prm):
     if y == 0.0:
         return 0.0 * v
@@ -142,7 +147,7 @@ AVG = Streaming("avg", init=sum_init, take=sum_take, finish=avg_finish, grad=avg
 LP = Streaming("lp", init=lp_init, take=lp_take, finish=lp_finish, grad=lp_grad,
                grad_uses_acc=False, merge=sum_merge, uses_tap=False)
 LP_POW = Streaming("lp_pow", init=lpv_init, take=lpv_take, finish=lpv_finish, grad=lpv_grad,
-                   grad_uses_acc=False, merge=sum_merge, uses_tap=False)
+                   grad_uses_acc=False, merge=sum_merge, uses_tap=False, premap=lpv_premap)
 LP_SQUARE = Streaming("lp_square", init=lp2_init, take=lp2_take, finish=lp2_finish,
                       grad=lp_grad, grad_uses_acc=False, merge=sum_merge, uses_tap=False,
                       branchless=True)

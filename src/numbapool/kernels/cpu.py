@@ -19,7 +19,7 @@ import numpy as np
 from .. import buffers
 from ..geometry import AxisWindows
 from ..reduction import Reduction, Sampling, Selection, Streaming, Weighted
-from . import batch_starts, routing, transpose
+from . import batch_starts, mapped, routing, transpose
 from .codegen import get_kernel
 from .launch import Before, _threads
 from .params import for_kernel
@@ -525,6 +525,14 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
     def smooth() -> list:
         zero = _zero(reduction, x.dtype)
         return [*_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero)]
+
+    if mapped.pays(reduction, x, axes, with_indices):  # (premap once an element, then sums)
+        like = np.broadcast_to(np.zeros((), x.dtype), x.shape)
+        zero = _zero(reduction, x.dtype)
+        return mapped.MappedPlan(get_kernel(reduction, layout, "map"),
+                                 plan_forward(mapped.summed(reduction), layout, like, axes,
+                                              prm, include_pad, override),
+                                 zero, for_kernel(prm, zero))
 
     if (layout == "channels_last" and prm.shape[0] > 1
             and isinstance(reduction, (Streaming, Weighted))):

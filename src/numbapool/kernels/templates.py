@@ -102,7 +102,7 @@ VARIANTS = {
                   "backward_scatter_cover", "forward_global", "backward_global",
                   "forward_masked", "backward_linear", "backward_linear_cover",
                   "forward_channels", "backward_channels", "backward_global_channels",
-                  "param_grad_channels"),
+                  "param_grad_channels", "map"),
     "weighted": ("forward", "backward", "param_grad", "backward_scatter",
                  "backward_scatter_cover"),
 }
@@ -2836,8 +2836,61 @@ def _per_channel(src: str) -> str:
     return re.sub(r"\bpr\b", "_lane(prm, ch)", src)
 
 
+MAP_BLOCK = 4096
+"""Elements a task of the ``map`` kernel (:func:`_map`) maps: a plane's run, or whole
+positions' channels."""
+
+
+def _map(red: Reduction, layout: str) -> str:
+    """``out = premap(x)`` element by element (``Streaming.premap``; ``zero + v`` as ``init``
+    gets it), each element with its channel's parameters: channels first by runs of at most
+    ``MAP_BLOCK`` elements of a plane, channels last by whole positions (each channel's row
+    read in the loop over the channels where every channel has its own)."""
+    if not (isinstance(red, Streaming) and red.premap is not None):
+        raise ValueError(f"no 'map' kernel for reduction {red.name!r}: it declares no premap")
+    src = "def kernel(x, out, zero, prm):\n"
+    src += _block("""
+        xf = x.reshape(-1)
+        of = out.reshape(-1)
+        per_channel = _rows(prm) > 1
+        pr = _row(prm, 0)
+    """, 1)
+    if layout == "channels_first":
+        return src + _block(f"""
+            C = x.shape[1]
+            L = x.shape[2] * x.shape[3] * x.shape[4]
+            NB = (L + {MAP_BLOCK} - 1) // {MAP_BLOCK}
+            NT = x.shape[0] * C * NB
+            for r in {_part('NT')}:
+                pl = r // NB
+                if per_channel:
+                    pr = _row(prm, pl % C)
+                lo = pl * L + (r % NB) * {MAP_BLOCK}
+                hi = min(pl * L + L, lo + {MAP_BLOCK})
+                for i in range(lo, hi):
+                    of[numba.uint64(i)] = _premap(zero + xf[numba.uint64(i)], pr)
+        """, 1)
+    return src + _block(f"""
+        C = x.shape[4]
+        P = x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3]
+        B = max(1, {MAP_BLOCK} // max(1, C))
+        NT = (P + B - 1) // B
+        for r in {_part('NT')}:
+            for u in range(r * B * C, min(P, r * B + B) * C, C):
+                if per_channel:
+                    for ch in range(C):
+                        of[numba.uint64(u + ch)] = _premap(zero + xf[numba.uint64(u + ch)],
+                                                           _lane(prm, ch))
+                else:
+                    for ch in range(C):
+                        of[numba.uint64(u + ch)] = _premap(zero + xf[numba.uint64(u + ch)], pr)
+    """, 1)
+
+
 def kernel_source(red: Reduction, layout: str, variant: str) -> str:
     """Source of the function ``kernel`` for a reduction, layout and variant."""
+    if variant == "map" and layout in ("channels_first", "channels_last"):
+        return _map(red, layout)
     kind = red.kind
     base, fold = _FOLD_VARIANTS.get(variant, (variant, None))
     if variant in MASKED_VARIANTS or variant in MASKED_PLANES_VARIANTS:

@@ -88,6 +88,11 @@ def gemv_take(acc, v, tap, prm):
 
 
 @_jit
+def gemv_premap(v, prm):
+    return vpow(_clamp(v, prm[1]), prm[0])
+
+
+@_jit
 def gemv_grad(v, tap, y, acc, div, prm):
     if v < prm[1]:
         return 0.0
@@ -97,7 +102,8 @@ def gemv_grad(v, tap, y, acc, div, prm):
 GEM_POW = Streaming("gem_pow", init=gemv_init, take=gemv_take, finish=gem_finish,
                     grad=gemv_grad, param_grad=gem_param_grad,
                     param_grad_window=gem_param_grad_window, uses_divisor=True,
-                    grad_uses_acc=False, merge=gem_merge, uses_tap=False)
+                    grad_uses_acc=False, merge=gem_merge, uses_tap=False,
+                    premap=gemv_premap)
 
 
 # gem with p = 3 (its default): the same pooler, with products for the powers and a cube root
