@@ -529,10 +529,13 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
     if mapped.pays(reduction, x, axes, with_indices):  # (premap once an element, then sums)
         like = np.broadcast_to(np.zeros((), x.dtype), x.shape)
         zero = _zero(reduction, x.dtype)
+        # (channels last the map kernel reads a row a channel)
+        rows = prm if layout == "channels_first" else np.broadcast_to(prm, (x.shape[4],
+                                                                             prm.shape[1]))
         return mapped.MappedPlan(get_kernel(reduction, layout, "map"),
                                  plan_forward(mapped.summed(reduction), layout, like, axes,
                                               prm, include_pad, override),
-                                 zero, for_kernel(prm, zero))
+                                 zero, for_kernel(np.ascontiguousarray(rows), zero))
 
     if (layout == "channels_last" and prm.shape[0] > 1
             and isinstance(reduction, (Streaming, Weighted))):
