@@ -42,7 +42,7 @@ def _x(shape, dtype, seed=3):
     ((2, 5, 9, 10), dict(kernel_size=3, stride=1)),
     ((1, 3, 40), dict(kernel_size=4, stride=2)),
     ((1, 3, 6, 7, 8), dict(kernel_size=2, stride=1)),
-    ((1, 16, 7, 7), dict(kernel_size=3, stride=2, padding=1)),  # (small planes: tiles)
+    ((1, 64, 7, 7), dict(kernel_size=3, stride=2, padding=1)),  # (small planes: tiles)
     ((1, 2, 70, 70), dict(kernel_size=3, stride=1)),  # (planes of two MAP_BLOCK runs)
 ])
 def test_lp_with_a_general_p_maps_then_sums(monkeypatch, layout, dtype, shape, opts):
@@ -61,6 +61,8 @@ def test_lp_with_a_general_p_maps_then_sums(monkeypatch, layout, dtype, shape, o
     # (planned once: the mapped plan and, inside it, the plan of the sum)
     assert len(plans) == 2 and isinstance(plans[1], mapped.MappedPlan)
     assert plans[1].inner is plans[0] and not isinstance(plans[0], mapped.MappedPlan)
+    if shape == (1, 64, 7, 7) and layout == "channels_first":
+        assert isinstance(plans[0], cpu.TiledChannelsLast)
 
 
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
@@ -95,6 +97,20 @@ def test_windows_that_read_elements_once_do_not_map(monkeypatch, shape, dtype, o
     want = ref_pool("lp", x, p=2.5, **opts)
     np.testing.assert_allclose(got, want, rtol=2e-6 if dtype == np.float32 else 1e-12)
     assert plans and not any(isinstance(p, mapped.MappedPlan) for p in plans)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_empty_input_does_not_map(layout):
+    """No channels, or no batch: an empty result, as the per-tap pass gives (the
+    channels-last map kernel steps by the channels)."""
+    for shape in ((2, 6, 6, 0), (0, 6, 6, 3)):
+        x = np.zeros(shape, np.float32)
+        if layout == "channels_first":
+            x = np.moveaxis(x, -1, 1)
+        got = numbapool.pool("lp", x, 3, stride=1, p=2.5, layout=layout)
+        want = (shape[0], 4, 4, shape[3])
+        assert got.shape == (want if layout == "channels_last"
+                             else (want[0], want[3], *want[1:3]))
 
 
 def test_the_map_pays_from_1_5_reads():

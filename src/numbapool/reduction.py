@@ -297,7 +297,7 @@ class Streaming(_Folding):
         ``init(v, tap, prm) == premap(v, prm)`` and ``take(acc, v, tap, prm) == acc +
         premap(v, prm)`` (with ``merge`` the sum, and ``uses_tap`` False).  Where windows
         overlap, the forward pass may then compute it once per element, into a scratch
-        array, and sum that (:func:`numbapool.kernels.mapped.mapped_plan`), rather than
+        array, and sum that (:class:`numbapool.kernels.mapped.MappedPlan`), rather than
         once per tap.  Declare it where it is costly: a power by ``vpow`` (gem and lp with a
         general ``p``).
     """

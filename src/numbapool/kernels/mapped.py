@@ -75,10 +75,11 @@ def summed(reduction: Streaming) -> Streaming:
 def pays(reduction: Reduction, x: np.ndarray, axes: Sequence[AxisWindows],
          with_indices: bool) -> bool:
     """Whether the forward pass of ``x`` maps first: a reduction with ``premap``, values
-    only, floating input that it accumulates in its own type, windows every plane shares,
-    and each element read at least :data:`MAP_MIN_READS` times."""
+    only, floating input that it accumulates in its own type, not empty (no channels: the
+    channels-last map kernel steps by the channels), windows every plane shares, and each
+    element read at least :data:`MAP_MIN_READS` times."""
     if (not isinstance(reduction, Streaming) or reduction.premap is None or with_indices
-            or x.dtype.kind != "f" or reduction.acc_dtype(x.dtype) != x.dtype
+            or x.size == 0 or x.dtype.kind != "f" or reduction.acc_dtype(x.dtype) != x.dtype
             or any(a.planes != 1 for a in axes)):
         return False
     taps = math.prod(int(a.count[0].sum()) for a in axes)
