@@ -261,23 +261,28 @@ class _TwoTaps(numbapool.WindowRule):
 
     name = "two_taps"
     options = {"bad": False, "bad_axis": -1, "error": None, "planes": False,
-               "positions": False, "wide": False, "from_plane": 0, "mostly2": False}
+               "positions": False, "wide": False, "from_plane": 0, "mostly2": False,
+               "shared": False}
     drawn: list = []  # (the draws in two steps)
 
     def plan(self, spatial, context, *, bad=False, bad_axis=-1, error=None, planes=False,
-             positions=False, wide=False, from_plane=0, mostly2=False):
+             positions=False, wide=False, from_plane=0, mostly2=False, shared=False):
         axes = tuple(explicit_axis(n, s, K)
-                     for n, s in zip(spatial, _two_taps(context, spatial, mostly2)))
+                     for n, s in zip(spatial, _two_taps(context, spatial, mostly2, shared)))
 
         def draw(context):  # (bad or wide: from plane ``from_plane`` on)
             self.drawn.append(1)
-            new = _two_taps(context, spatial, mostly2)
+            new = _two_taps(context, spatial, mostly2, shared)
             if bad:  # (True: past the end; "before": before the start)
                 new[bad_axis][from_plane:] += spatial[bad_axis] * (-1 if bad == "before" else 1)
             return _wide(new, from_plane) if wide else new
 
-        def redraw(context, into):  # (not run: in_parts is)
-            raise AssertionError("redraw ran instead of in_parts")
+        def redraw(context, into):  # (not run: in_parts is, but for a plan of shared
+            # windows along some axes only, which draws in one step)
+            if not shared:
+                raise AssertionError("redraw ran instead of in_parts")
+            for target, new in zip(into, draw(context)):
+                target[...] = new
 
         redraw.in_parts = lambda starts: _CopiedInParts(starts, draw, error, planes,
                                                         positions)
@@ -286,9 +291,24 @@ class _TwoTaps(numbapool.WindowRule):
         return numbapool.WindowPlan(axes, redraw=redraw)
 
 
-def _two_taps(context, spatial, mostly2=False):
+def _two_taps(context, spatial, mostly2=False, shared=False):
+    if shared:
+        return _shared_taps_starts(context.rng, context.batch * context.channels, spatial)
     starts = _two_taps_starts(context.rng, context.batch * context.channels, spatial)
     return [*starts[:-1], _mostly_2(starts[-1])] if mostly2 else starts
+
+
+def _shared_taps_starts(rng, planes, spatial):
+    """:class:`_TwoTaps`'s starts with ``shared``: window ``o`` at ``2 * o`` in every plane,
+    but, one draw in three each, one after along the first axis in every plane (windows
+    still shared, but not the kept ones), or along the last axis in the last plane only."""
+    starts = [np.tile(2 * np.arange((n - 1) // 2), (planes, 1)) for n in spatial]
+    kind = rng.integers(0, 3)
+    if kind == 1:
+        starts[0][:, 0] += 1
+    elif kind == 2:
+        starts[-1][-1, 0] += 1
+    return starts
 
 
 def _mostly_2(last):
@@ -615,6 +635,51 @@ def test_channels_first_passes_by_chunks_leave_tasks_and_refuse_starts(monkeypat
                                                  rf"{shape[2 + axis]}"):
                 numbapool.pool(name, x, seed=2, positions=True, bad=True, bad_axis=axis,
                                from_plane=last)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_windows_every_plane_shares_are_compared_on_the_threads(monkeypatch, layout):
+    """A rule that draws in two steps and whose windows every plane shares along every axis
+    (as fractional pooling with a whole step does): the kept pass has the threads write and
+    compare their share of the planes' starts (``redraw._fill_and_compare``) instead of the
+    calling thread.  A draw whose windows differ, in every plane or in the last plane only
+    (the last thread's), is planned anew and the pass made again; every result is its
+    call's windows."""
+    from numbapool import api, randomness, redraw
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    handed = []
+
+    def generator(seed):  # (a new known stream for every call)
+        handed.append(2000 + len(handed))
+        return np.random.default_rng(handed[-1])
+
+    monkeypatch.setattr(randomness, "generator", generator)
+    compared = []
+    real = redraw._fill_and_compare
+
+    def spy(*args):
+        compared.append(real(*args))
+        return compared[-1]
+
+    monkeypatch.setattr(redraw, "_fill_and_compare", spy)
+    shape = (2, 8, 7, 9)
+    x = np.random.default_rng(9).random(shape).astype(np.float32)
+    arg = x if layout == "channels_first" else np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    kinds = []
+    with _two_taps_max() as name:
+        for _ in range(24):
+            got = numbapool.pool(name, arg, shared=True, layout=layout)
+            if layout == "channels_last":
+                got = np.moveaxis(got, -1, 1)
+            rng = np.random.default_rng(handed[-1])
+            starts = _shared_taps_starts(rng, 16, shape[2:])
+            kinds.append(int(np.random.default_rng(handed[-1]).integers(0, 3)))
+            np.testing.assert_array_equal(got, _windows_max_avg(x, starts, np.max))
+    assert {0, 1, 2} <= set(kinds)
+    assert 0 in compared and any(c > 0 for c in compared)
+    # (the last plane alone: one window differs)
+    assert 1 in compared
 
 
 def test_channels_first_passes_by_tiles_leave_tasks_and_refuse_starts(monkeypatch):

@@ -35,7 +35,7 @@ from . import randomness
 from .geometry import SINGLETON
 from .kernels import cpu, masked_tiles
 from .kernels.batch_starts import FLAGS
-from .kernels.launch import _threads
+from .kernels.launch import _call_part, _threads
 from .kernels.restart import PlaneRestart
 from .reduction import Sampling
 from .windows import StartsInParts, WindowContext
@@ -78,6 +78,15 @@ class RedrawnForward:
         self._per_plane = tuple(i for i, a in enumerate(self._axes) if a.planes > 1)
         # (the axes all planes share, with their new starts: checked after each draw)
         self._shared = tuple((a, s) for a, s in zip(self._axes, self._starts) if a.planes == 1)
+        # (windows every plane shares on every axis, as a whole step gives: where the rule
+        # draws in two steps, the threads compute and compare the planes' starts, each its
+        # share, instead of the calling thread)
+        self._all_shared = None
+        if not self._per_plane and hasattr(self._redraw, "in_parts"):
+            parts = self._redraw.in_parts(self._starts)
+            if parts is not None:
+                self._all_shared = (parts, tuple(np.ascontiguousarray(a.start[0])
+                                                 for a in self._axes))
         self._context: WindowContext | None = None  # (the last call's, kept for its rng)
         # (a channels-first call of small planes may run the masked channels-last kernel
         # between transposes: its tables are restarted as a channels-last call's)
@@ -181,14 +190,28 @@ class RedrawnForward:
             if context is None or context.rng is not rng:  # (the calling thread's)
                 context = self._context = WindowContext(self._batch, self._channels,
                                                         self._dtype, rng)
-            if self._in_parts is not None:
-                self._in_parts.draw(context)
-            else:
-                self._redraw(context, self._starts)
-            for axis, start in self._shared:
-                if not _every_row_is(start, axis.start[0]):
+            if self._all_shared is not None:
+                parts, rows = self._all_shared
+                parts.draw(context)
+                differ = _fill_and_compare(parts.address, parts.slots,
+                                           self._batch * self._channels, _threads(),
+                                           self._starts, rows)
+                if differ < 0:
+                    raise RuntimeError(f"window rule {self._rule} of pooler "
+                                       f"{self._pooler!r} raised in compiled code while "
+                                       "drawing its windows")
+                if differ > 0:
                     self.stale = True
                     return None
+            else:
+                if self._in_parts is not None:
+                    self._in_parts.draw(context)
+                else:
+                    self._redraw(context, self._starts)
+                for axis, start in self._shared:
+                    if not _every_row_is(start, axis.start[0]):
+                        self.stale = True
+                        return None
             if self._positions is not None and _threads() > cpu.positions_parts(self._planes):
                 self._planes_plan, self._planes = self._positions_pass()  # (more threads now)
             if self._planes is not None:
@@ -229,6 +252,28 @@ class RedrawnForward:
         raise ValueError(
             f"window rule {self._rule} of pooler {self._pooler!r} redrew windows outside "
             f"spatial axis {i} of length {self._axes[i].length}")
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _fill_and_compare(fill, slots, planes, parts, starts, rows):
+    """Each of ``parts`` threads writes the starts of its share of the planes (the rule's
+    callback ``fill`` at its address, ``slots`` its argument) into ``starts`` (a tuple, an
+    ``(planes, out)`` array an axis) and counts those that differ from the axis's row of
+    ``rows``: the count, or -1 if the callback raised."""
+    differ = 0
+    failed = 0
+    for part in numba.prange(parts):
+        lo = planes * part // parts
+        hi = planes * (part + 1) // parts
+        if _call_part(fill, slots, lo, hi) != 1:
+            failed += 1
+        else:
+            for a in range(len(starts)):
+                start, row = starts[a], rows[a]
+                for p in range(lo, hi):
+                    for o in range(row.shape[0]):
+                        differ += start[p, o] != row[o]
+    return -1 if failed else differ
 
 
 @numba.njit(cache=True, nogil=True)
