@@ -637,8 +637,10 @@ def test_channels_first_passes_by_chunks_leave_tasks_and_refuse_starts(monkeypat
                                from_plane=last)
 
 
+@pytest.mark.parametrize("spatial", [(7, 9), (7, 3)])  # (3: one window along the last axis)
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
-def test_windows_every_plane_shares_are_compared_on_the_threads(monkeypatch, layout):
+def test_windows_every_plane_shares_are_compared_on_the_threads(monkeypatch, layout,
+                                                                 spatial):
     """A rule that draws in two steps and whose windows every plane shares along every axis
     (as fractional pooling with a whole step does): the kept pass has the threads write and
     compare their share of the planes' starts (``redraw._fill_and_compare``) instead of the
@@ -663,7 +665,7 @@ def test_windows_every_plane_shares_are_compared_on_the_threads(monkeypatch, lay
         return compared[-1]
 
     monkeypatch.setattr(redraw, "_fill_and_compare", spy)
-    shape = (2, 8, 7, 9)
+    shape = (2, 8, *spatial)
     x = np.random.default_rng(9).random(shape).astype(np.float32)
     arg = x if layout == "channels_first" else np.ascontiguousarray(np.moveaxis(x, 1, -1))
     kinds = []
@@ -676,10 +678,21 @@ def test_windows_every_plane_shares_are_compared_on_the_threads(monkeypatch, lay
             starts = _shared_taps_starts(rng, 16, shape[2:])
             kinds.append(int(np.random.default_rng(handed[-1]).integers(0, 3)))
             np.testing.assert_array_equal(got, _windows_max_avg(x, starts, np.max))
+        # (a rule's callback that raised: the library's error)
+        kept = [k.redrawn for k in api._KNOWN_CALLS.values() if k.redrawn is not None]
+        assert len(kept) == 1 and kept[0]._all_shared is not None
+        monkeypatch.setattr(kept[0]._all_shared[0], "address", _failing_fill.address)
+        with pytest.raises(RuntimeError, match="raised in compiled code"):
+            numbapool.pool(name, arg, shared=True, layout=layout)
     assert {0, 1, 2} <= set(kinds)
     assert 0 in compared and any(c > 0 for c in compared)
     # (the last plane alone: one window differs)
     assert 1 in compared
+
+
+@numba.cfunc(launch.SIGNATURE)
+def _failing_fill(slots, first, end):
+    return 0
 
 
 def test_channels_first_passes_by_tiles_leave_tasks_and_refuse_starts(monkeypatch):

@@ -85,7 +85,9 @@ class RedrawnForward:
         if not self._per_plane and hasattr(self._redraw, "in_parts"):
             parts = self._redraw.in_parts(self._starts)
             if parts is not None:
-                self._all_shared = (parts, tuple(np.ascontiguousarray(a.start[0])
+                # (copies: a row of one window is a read-only view, which would type the
+                # tuple apart from the others)
+                self._all_shared = (parts, tuple(np.array(a.start[0], dtype=np.int64)
                                                  for a in self._axes))
         self._context: WindowContext | None = None  # (the last call's, kept for its rng)
         # (a channels-first call of small planes may run the masked channels-last kernel

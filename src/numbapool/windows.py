@@ -78,9 +78,11 @@ class WindowPlan:
         planned anew.  None (the default): ``plan`` runs on every call.
 
         Optionally, ``redraw.in_parts(starts)`` (``starts`` as above, C- or F-contiguous,
-        one an axis, every axis per-plane), called once, returns a :class:`StartsInParts` that
-        draws in two steps (or None): the kernel's threads then compute the starts of the
-        planes they read, which is faster than reading starts another core wrote.
+        one an axis, every axis per-plane, or every axis shared by the planes in the plan),
+        called once, returns a :class:`StartsInParts` that draws in two steps (or None): the
+        kernel's threads then compute the starts of the planes they read, which is faster
+        than reading starts another core wrote; where every axis is shared, the threads
+        compute their share of the planes' starts and compare them with the plan's.
     """
 
     axes: tuple[AxisWindows, ...]
@@ -107,8 +109,10 @@ class StartsInParts(Protocol):
         every axis and returns 1 (Numba's wrapper returns 0 if it raised).  Each kernel
         thread calls it for the planes it reads, just before reading them; two threads may
         write a plane they share, so it must write the same values.  The library then
-        checks the starts.  (Where ``plane_address`` is taken instead, it runs only after a
-        call that found starts outside, to write every plane's for :meth:`check`.)
+        checks the starts (where the plan's windows are every plane's along every axis, it
+        compares them with those: a call whose starts differ is planned anew).  (Where
+        ``plane_address`` is taken instead, it runs only after a call that found starts
+        outside, to write every plane's for :meth:`check`.)
     slots : int
         The address of the callback's ``slots``, the same on every call.
     plane_address : int, optional
