@@ -32,3 +32,22 @@ def kernels_asked(monkeypatch) -> list[str]:
 def kernel_layouts_asked(monkeypatch) -> list[tuple[str, str]]:
     """The ``(layout, variant)`` of each CPU kernel the calls ask for (see :func:`_record`)."""
     return _record(monkeypatch, lambda layout, variant: (layout, variant))
+
+
+def plans_made(monkeypatch) -> list:
+    """The plans ``cpu.plan_forward`` returns from now on (one it makes inside another
+    before the outer one), with the plans kept from earlier calls forgotten first, so that
+    every call plans again."""
+    from numbapool import api
+    from numbapool.kernels import cpu
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    plans: list = []
+    real = cpu.plan_forward
+
+    def spy(*args, **kwargs):
+        plans.append(real(*args, **kwargs))
+        return plans[-1]
+
+    monkeypatch.setattr(cpu, "plan_forward", spy)
+    return plans

@@ -13,22 +13,7 @@ from numbapool import Streaming
 from numbapool.builtin.reductions import LP_POW, lpv_init, lpv_take
 from numbapool.kernels import cpu, mapped
 from reference import ref_pool
-
-
-def _plans(monkeypatch):
-    """The plans ``cpu.plan_forward`` returns from now on (calls planned anew)."""
-    from numbapool import api
-
-    plans = []
-    real = cpu.plan_forward
-
-    def spy(*args, **kwargs):
-        plans.append(real(*args, **kwargs))
-        return plans[-1]
-
-    monkeypatch.setattr(cpu, "plan_forward", spy)
-    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
-    return plans
+from spies import plans_made
 
 
 def _x(shape, dtype, seed=3):
@@ -49,7 +34,7 @@ def test_lp_with_a_general_p_maps_then_sums(monkeypatch, layout, dtype, shape, o
     """lp with p = 2.5 (LP_POW) over windows that read each element at least 1.5 times: the
     ``map`` kernel raises every element to p once, and the kernels of the sum of those
     values finish the windows.  The NumPy reference's values, both layouts, 1-D to 3-D."""
-    plans = _plans(monkeypatch)
+    plans = plans_made(monkeypatch)
     x = _x(shape, dtype)
     want = ref_pool("lp", x, p=2.5, **opts)
     xin = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if layout == "channels_last" else x
@@ -90,7 +75,7 @@ def test_windows_that_read_elements_once_do_not_map(monkeypatch, shape, dtype, o
     """Windows that read each element fewer than MAP_MIN_READS times, and input the reduction
     accumulates in another type, run the reduction's own kernels; the values are the
     reference's."""
-    plans = _plans(monkeypatch)
+    plans = plans_made(monkeypatch)
     x = _x(shape, np.float64, seed=4)
     x = (x * 10).astype(dtype) if dtype == np.int32 else x.astype(dtype)
     got = numbapool.pool("lp", x, p=2.5, **opts)

@@ -627,14 +627,7 @@ def test_channels_first_passes_by_chunks_leave_tasks_and_refuse_starts(monkeypat
         kept = [k.redrawn for k in api._KNOWN_CALLS.values() if k.redrawn is not None]
         assert len(kept) == 1 and isinstance(kept[0]._planes_plan, cpu.ChunkedViaChannelsLast)
         assert kept[0]._planes_plan.inner.shape[0] == 1
-        for axis in range(2):
-            for _ in range(2):  # (planned: the plan's windows are the rule's)
-                numbapool.pool(name, x, seed=2, positions=True, bad=True, bad_axis=axis,
-                               from_plane=last)
-            with pytest.raises(ValueError, match=rf"outside spatial axis {axis} of length "
-                                                 rf"{shape[2 + axis]}"):
-                numbapool.pool(name, x, seed=2, positions=True, bad=True, bad_axis=axis,
-                               from_plane=last)
+        _refuses_starts_outside(name, x, last)
 
 
 @pytest.mark.parametrize("spatial", [(7, 9), (7, 3)])  # (3: one window along the last axis)
@@ -686,7 +679,7 @@ def test_windows_every_plane_shares_are_compared_on_the_threads(monkeypatch, lay
             numbapool.pool(name, arg, shared=True, layout=layout)
     assert {0, 1, 2} <= set(kinds)
     assert 0 in compared and any(c > 0 for c in compared)
-    # (the last plane alone: one window differs)
+    # (the last plane alone: one share of one axis differs)
     assert 1 in compared
 
 
@@ -721,14 +714,21 @@ def test_channels_first_passes_by_tiles_leave_tasks_and_refuse_starts(monkeypatc
         assert len(kept) == 1
         assert isinstance(kept[0]._planes_plan, masked_tiles.TiledMaskedPass)
         assert kept[0]._planes_plan.width == 16
-        for axis in range(2):
-            for _ in range(2):  # (planned: the plan's windows are the rule's)
-                numbapool.pool(name, x, seed=2, positions=True, bad=True, bad_axis=axis,
-                               from_plane=last)
-            with pytest.raises(ValueError, match=rf"outside spatial axis {axis} of length "
-                                                 rf"{shape[2 + axis]}"):
-                numbapool.pool(name, x, seed=2, positions=True, bad=True, bad_axis=axis,
-                               from_plane=last)
+        _refuses_starts_outside(name, x, last)
+
+
+def _refuses_starts_outside(name, x, last):
+    """Calls of pooler ``name`` (a :class:`_TwoTaps`) on channels-first ``x`` whose redrawn
+    starts leave axis 0, then axis 1, from plane ``last`` on: planned the first two times
+    (the plan's windows are the rule's), then kept, where the error names the axis."""
+    for axis in range(2):
+        for _ in range(2):
+            numbapool.pool(name, x, seed=2, positions=True, bad=True, bad_axis=axis,
+                           from_plane=last)
+        with pytest.raises(ValueError, match=rf"outside spatial axis {axis} of length "
+                                             rf"{x.shape[2 + axis]}"):
+            numbapool.pool(name, x, seed=2, positions=True, bad=True, bad_axis=axis,
+                           from_plane=last)
 
 
 def _kernels_run(monkeypatch):

@@ -8,7 +8,7 @@ import pytest
 import numbapool
 from numbapool.kernels import cpu, tiles
 from reference import ref_pool, ref_pool_grad
-from spies import kernel_layouts_asked
+from spies import kernel_layouts_asked, plans_made
 
 
 @pytest.fixture
@@ -24,21 +24,6 @@ def _ref(name, x, opts, params):
     return ref_pool(name, x, **opts, **params)
 
 
-def _plan_of(monkeypatch):
-    """The plans ``cpu.plan_forward`` returns from now on."""
-    plans = []
-    real = cpu.plan_forward
-
-    def spy(*args, **kwargs):
-        plans.append(real(*args, **kwargs))
-        return plans[-1]
-
-    monkeypatch.setattr(cpu, "plan_forward", spy)
-    from numbapool import api
-    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
-    return plans
-
-
 @pytest.mark.parametrize("name, params", [("max", {}), ("min", {}), ("avg", {}), ("sum", {}),
                                           ("lp", dict(p=3.0)), ("gem", {})])
 @pytest.mark.parametrize("shape, opts", [
@@ -52,7 +37,7 @@ def _plan_of(monkeypatch):
 ], ids=["7x7", "8x8", "ceil", "dilated", "1d", "3d"])
 def test_small_planes_run_in_tiles(monkeypatch, name, params, shape, opts):
     x = np.random.default_rng(5).uniform(0.5, 1.5, shape)
-    plans = _plan_of(monkeypatch)
+    plans = plans_made(monkeypatch)
     got = numbapool.pool(name, x, **opts, **params)
     assert isinstance(plans[-1], cpu.TiledChannelsLast)
     tol = dict(rtol=1e-12, atol=0) if name not in ("lp", "gem") else dict(rtol=1e-10, atol=0)
@@ -72,7 +57,7 @@ def test_tiles_keep_dtypes(monkeypatch, dtype):
     rng = np.random.default_rng(6)
     x = (rng.uniform(-50, 50, (3, 30, 7, 7)) if np.dtype(dtype).kind != "u"
          else rng.uniform(0, 100, (3, 30, 7, 7))).astype(dtype)
-    plans = _plan_of(monkeypatch)
+    plans = plans_made(monkeypatch)
     for name in ("max", "avg"):
         got = numbapool.pool(name, x, kernel_size=3, stride=2, padding=1)
         assert isinstance(plans[-1], cpu.TiledChannelsLast), name
@@ -86,7 +71,7 @@ def test_tiles_keep_dtypes(monkeypatch, dtype):
 
 def test_averages_with_the_divisor_options(monkeypatch):
     x = np.random.default_rng(7).uniform(-1, 1, (4, 20, 7, 7))
-    plans = _plan_of(monkeypatch)
+    plans = plans_made(monkeypatch)
     for opts in (dict(count_include_pad=False), dict(divisor_override=5)):
         got = numbapool.pool("avg", x, kernel_size=3, stride=2, padding=1, **opts)
         assert isinstance(plans[-1], cpu.TiledChannelsLast)
@@ -99,7 +84,7 @@ def test_nan_and_infinities_pass_through(monkeypatch):
     x[0, 3, 2, 2] = np.nan
     x[1, 39, 6, 6] = np.inf
     x[1, 0, 0, 0] = -np.inf
-    plans = _plan_of(monkeypatch)
+    plans = plans_made(monkeypatch)
     for name in ("max", "min", "avg"):
         got = numbapool.pool(name, x, kernel_size=3, stride=2, padding=1)
         assert isinstance(plans[-1], cpu.TiledChannelsLast)
@@ -147,7 +132,7 @@ def test_indices_in_tiles(monkeypatch, name, shape, opts):
     the first element of the window holding the result (ties included)."""
     rng = np.random.default_rng(10)
     x = rng.integers(0, 4, shape).astype(np.float32)  # (many ties)
-    plans = _plan_of(monkeypatch)
+    plans = plans_made(monkeypatch)
     y, idx = numbapool.pool(name, x, return_indices=True, **opts)
     assert isinstance(plans[-1], cpu.TiledChannelsLast)
     np.testing.assert_array_equal(y, ref_pool(name, x, **opts))
@@ -242,7 +227,7 @@ def test_many_tiles_on_every_thread(monkeypatch, name):
     """Tens of tiles a thread, whose kernels allocate their own scratch between the tiles'
     moves: the tiles' memory must stay theirs for the whole run."""
     x = np.random.default_rng(12).uniform(0.5, 1.5, (16, 200, 7, 7)).astype(np.float32)
-    plans = _plan_of(monkeypatch)
+    plans = plans_made(monkeypatch)
     got = numbapool.pool(name, x, kernel_size=3, stride=2, padding=1)
     assert isinstance(plans[-1], cpu.TiledChannelsLast)
     x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
@@ -265,7 +250,7 @@ def test_repeated_fractional_calls_with_shared_windows(monkeypatch, name, builti
     if with_indices and name == "fractional_avg":
         pytest.skip("averages have no indices")
     x = np.random.default_rng(13).uniform(size=(2, 40, 9, 9))
-    plans = _plan_of(monkeypatch)
+    plans = plans_made(monkeypatch)
     want = numbapool.pool(builtin, x, 2, stride=1, return_indices=with_indices)
     for seed in (0, 0, 1, 2):
         got = numbapool.pool(name, x, 2, output_size=(8, 8), seed=seed,

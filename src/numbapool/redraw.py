@@ -260,8 +260,9 @@ class RedrawnForward:
 def _fill_and_compare(fill, slots, planes, parts, starts, rows):
     """Each of ``parts`` threads writes the starts of its share of the planes (the rule's
     callback ``fill`` at its address, ``slots`` its argument) into ``starts`` (a tuple, an
-    ``(planes, out)`` array an axis) and counts those that differ from the axis's row of
-    ``rows``: the count, or -1 if the callback raised."""
+    ``(planes, out)`` array an axis) and compares them with the axis's row of ``rows``
+    (:func:`_every_row_is`): the number of shares and axes that differ, or -1 if the
+    callback raised."""
     differ = 0
     failed = 0
     for part in numba.prange(parts):
@@ -271,10 +272,7 @@ def _fill_and_compare(fill, slots, planes, parts, starts, rows):
             failed += 1
         else:
             for a in range(len(starts)):
-                start, row = starts[a], rows[a]
-                for p in range(lo, hi):
-                    for o in range(row.shape[0]):
-                        differ += start[p, o] != row[o]
+                differ += not _every_row_is(starts[a][lo:hi], rows[a])
     return -1 if failed else differ
 
 

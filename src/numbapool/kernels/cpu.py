@@ -374,14 +374,19 @@ def via_channels_last(plan: ForwardPlan, pf: np.ndarray, shape: tuple[int, ...],
     chunks of batches (:class:`ChunkedViaChannelsLast`) where its arguments do not depend
     on the batches (tables of one row: PyTorch's fractional windows all hold k taps), else
     between whole-array transposes."""
-    # (the arguments after the scratch tables and dk, but pf: a table of a row per plane,
-    # such as per-plane divisors, is read by plane, which a chunk numbers from 0)
-    if any(isinstance(a, np.ndarray) and a.ndim >= 1 and a.shape[0] > 1
-           for a in plan.args[5:-1]):
+    # (the arguments after the scratch tables and dk, but pf)
+    if read_by_plane(plan.args[5:-1]):
         return ViaChannelsLast(plan)
     per_batch = max(1, math.prod(shape[1:]) * np.dtype(dtype).itemsize)
     chunk = max(1, min(shape[0], VIA_CHUNK_BYTES // per_batch))
     return ChunkedViaChannelsLast(_with_batches(plan, chunk), pf)
+
+
+def read_by_plane(args: Sequence[object]) -> bool:
+    """Whether any of a masked pass's arguments after its tables is a table of a row per
+    plane, such as per-plane divisors: read by the kernel's plane, which a chunk of batches
+    or a tile of planes numbers from 0."""
+    return any(isinstance(a, np.ndarray) and a.ndim >= 1 and a.shape[0] > 1 for a in args)
 
 
 def masked_channels_last(reduction: Reduction, axes: Sequence[AxisWindows], prm: np.ndarray,

@@ -23,6 +23,7 @@ import numba
 import numpy as np
 
 from .. import buffers
+from ..builtin.reductions import sum_init, sum_merge, sum_take
 from ..geometry import AxisWindows
 from ..reduction import Reduction, Streaming
 
@@ -32,25 +33,7 @@ MAP_MIN_READS = 1.5
 """The reads of each input element (window taps over input elements) from which a forward
 pass maps first: 3x3/s2 windows read each 2.25 times, 2x2/s2 and whole planes once."""
 
-_jit = numba.njit(cache=True, nogil=True)
-
-
-@_jit
-def _value(v, tap, prm):
-    return v
-
-
-@_jit
-def _add(acc, v, tap, prm):
-    return acc + v
-
-
-@_jit
-def _merge(a, b, prm):
-    return a + b
-
-
-@_jit
+@numba.njit(cache=True, nogil=True)
 def _forward_only(v, tap, y, acc, div, prm):
     raise ValueError("the sum of mapped values runs forward passes only")
 
@@ -59,15 +42,15 @@ _SUMMED: dict[int, tuple[Reduction, Streaming]] = {}
 
 
 def summed(reduction: Streaming) -> Streaming:
-    """``reduction`` over the values its ``premap`` gave: ``init`` the value, ``take`` a
-    sum, its own ``finish`` and divisors; forward only (its ``grad`` raises).  One object
-    per reduction (kernels are kept by reduction)."""
+    """``reduction`` over the values its ``premap`` gave: the built-in sum's ``init``,
+    ``take`` and ``merge``, its own ``finish`` and divisors; forward only (its ``grad``
+    raises).  One object per reduction (kernels are kept by reduction)."""
     entry = _SUMMED.get(id(reduction))
     if entry is None:
         entry = _SUMMED[id(reduction)] = (reduction, Streaming(
-            f"{reduction.name}_summed", init=_value, take=_add, finish=reduction.finish,
+            f"{reduction.name}_summed", init=sum_init, take=sum_take, finish=reduction.finish,
             grad=_forward_only, integer_result=reduction.integer_result,
-            uses_divisor=reduction.uses_divisor, grad_uses_acc=False, merge=_merge,
+            uses_divisor=reduction.uses_divisor, grad_uses_acc=False, merge=sum_merge,
             uses_tap=False, branchless=True))
     return entry[1]
 

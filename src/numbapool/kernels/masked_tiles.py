@@ -168,8 +168,7 @@ def tiled_masked(plan: cpu.ForwardPlan, reduction: Reduction, axes: Sequence[Axi
     are not of 4 or 8 bytes, or no tile width fits (:func:`tile_width`)."""
     in_dtype, out_dtype = np.dtype(in_dtype), np.dtype(plan.dtype)
     if (in_dtype.itemsize not in (4, 8) or out_dtype.itemsize not in (4, 8)
-            or any(isinstance(a, np.ndarray) and a.ndim >= 1 and a.shape[0] > 1
-                   for a in plan.args[5:])):
+            or cpu.read_by_plane(plan.args[5:])):
         return None
     width = tile_width(shape[0] * shape[1], math.prod(shape[2:]) * in_dtype.itemsize,
                        min(in_dtype.itemsize, out_dtype.itemsize), _threads())
