@@ -62,10 +62,10 @@ def test_lane_reads_a_channels_own_row_from_either_form(shape):
 def test_the_channels_last_forward_takes_its_twin_or_refuses_parameters_by_channel():
     """A channels-last forward with a row of parameters a channel runs the kernel that reads
     each channel's (``forward_channels``: each channel's generalised mean with its own p,
-    against NumPy); a reduction without one is refused rather than given channel 0's row
-    for all."""
+    against NumPy); windows that differ by plane, which no such kernel takes, are refused
+    rather than given channel 0's row for all."""
     from numbapool.api import REGISTRY
-    from numbapool.geometry import SINGLETON, sliding_axis
+    from numbapool.geometry import SINGLETON, explicit_axis, sliding_axis
     from numbapool.kernels import cpu
 
     axes = (SINGLETON, sliding_axis(5, 2, 2, 0, 0, 1, False),
@@ -86,9 +86,9 @@ def test_the_channels_last_forward_takes_its_twin_or_refuses_parameters_by_chann
                     window = x[n, 0, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c]
                     want[n, 0, i, j, c] = np.mean(window ** p[c]) ** (1 / p[c])
     np.testing.assert_allclose(got, want, rtol=1e-13)
-    gated = REGISTRY.get("gated").resolve({"w": np.zeros((3, 4))})
+    by_plane = explicit_axis(4, np.array([[0, 2], [1, 2]] * 3), 2)
     with pytest.raises(ValueError, match="one row of parameters"):
-        cpu.plan_forward(gated, "channels_last", x, axes, np.ones((3, 4)))
+        cpu.plan_forward(red, "channels_last", x, axes[:2] + (by_plane,), prm)
 
 
 @pytest.mark.parametrize("variant", ["forward_channels", "backward_channels",

@@ -11,7 +11,7 @@ import numba
 import numpy as np
 import pytest
 
-from numbapool.vmath import vcbrt, vcbrt_normal, vexp, vfma, vlog, vpow
+from numbapool.vmath import vcbrt, vcbrt_normal, vconst, vexp, vfma, vlog, vpow
 
 
 @numba.njit(error_model="numpy")
@@ -228,6 +228,21 @@ def test_precision_follows_the_argument():
     assert kinds.nopython_signatures[0].return_type.types == (
         numba.float32, numba.float64, numba.float32, numba.float64)
     assert r[0] == pytest.approx(math.sqrt(2.0), rel=2e-7)
+
+
+def test_const_takes_the_type_of_its_second_argument():
+    @numba.njit
+    def kinds(a32, a64, i):
+        s = a32 + vconst(1.0, a32)  # (a32 + 1.0 would be float64)
+        return s, vconst(0.1, a64), vconst(3, a32), vconst(2.5, i), a32 + 1.0
+
+    r = kinds(np.float32(2.0), 2.0, 7)
+    assert kinds.nopython_signatures[0].return_type.types == (
+        numba.float32, numba.float64, numba.float32, numba.float64, numba.float64)
+    assert r[:4] == (3.0, 0.1, 3.0, 2.5) and r[1] == 0.1
+    assert float(vconst(0.1, np.float32(1.0))) == float(np.float32(0.1)) != 0.1
+    assert type(vconst(0.1, np.float32(1.0))) is np.float32
+    assert vconst(1, np.float64(2.0)) == 1.0 and vconst(0.5, 3) == 0.5
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -39,7 +39,7 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic, overload
 
-__all__ = ["vexp", "vlog", "vpow", "vcbrt", "vcbrt_normal", "vfma", "power", "root",
+__all__ = ["vexp", "vlog", "vpow", "vcbrt", "vcbrt_normal", "vfma", "vconst", "power", "root",
            "DEVICE_EQUIVALENTS"]
 
 
@@ -402,6 +402,35 @@ def _vfma(a, b, c):
     return None
 
 
+def vconst(c, like):
+    """The number ``c`` in the floating type of ``like`` (float32 or float64): a constant
+    for a reduction's accumulator that does not widen float32 arithmetic to float64, as a
+    Python float literal does (``s + 1.0`` is float64 for a float32 ``s``; ``s +
+    vconst(1.0, s)`` is float32).  Called from Python: ``c`` as ``like``'s NumPy type, or a
+    float."""
+    dtype = np.asarray(like).dtype
+    return dtype.type(c) if dtype.kind == "f" else float(c)
+
+
+@intrinsic
+def _const_ir(typingctx, c, like):
+    if not (_real(c) and isinstance(like, types.Float)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return context.cast(builder, args[0], signature.args[0], like)
+    return like(c, like), codegen
+
+
+@overload(vconst, target="cpu", inline="always")
+def _vconst(c, like):
+    if _real(c) and isinstance(like, types.Float):
+        return lambda c, like: _const_ir(c, like)
+    if _real(c) and _real(like):  # (an integer or bool like: a float64, as 1.0 is)
+        return lambda c, like: float(c)
+    return None
+
+
 @overload(vcbrt, target="cpu", inline="always")
 def _vcbrt(x):
     if _real(x):
@@ -470,6 +499,10 @@ def _device_fma(a, b, c):
     return a * b + c  # (NVVM contracts it to one fused instruction)
 
 
+def _device_const(c, like):
+    return c  # (the GPU computes float32 constants' arithmetic in float64: slower, not wrong)
+
+
 def _device_root(x, p):
     if p == 2.0:
         return math.sqrt(x)  # (np.sqrt has no CUDA scalar version)
@@ -481,7 +514,7 @@ def _device_root(x, p):
 DEVICE_EQUIVALENTS = {id(vexp): (vexp, _device_exp), id(vlog): (vlog, _device_log),
                       id(vpow): (vpow, _device_pow), id(vcbrt): (vcbrt, "cbrt"),
                       id(vcbrt_normal): (vcbrt_normal, "cbrt"),
-                      id(vfma): (vfma, _device_fma),
+                      id(vfma): (vfma, _device_fma), id(vconst): (vconst, _device_const),
                       id(root): (root, _device_root)}
 """``id(f)``: ``(f, the function it becomes in a CUDA device function)``, or the name of a
 one-argument ``numba.cuda`` function (``"cbrt"``: libdevice's ``cbrt``/``cbrtf``, in the

@@ -707,3 +707,36 @@ def test_gem_with_a_general_p_raises_each_element_once(monkeypatch, layout, dtyp
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(got, want.numpy(), **tol)
     assert any(isinstance(p, mapped.MappedPlan) for p in plans)
+
+
+MANY = 9
+"""Channels of :func:`test_many_channels`: channels first, with 8 or more, the reductions
+with a tuple accumulator (and softpool's weighted sum) run their channels-last kernels
+between transposes."""
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("name", ["mixed", "gated", "lse", "softpool"])
+def test_many_channels(name, layout, dtype):
+    """Values and gradients with a parameter a channel, float32 in float32 arithmetic, and
+    lse and softpool on values whose exponentials overflow unless shifted by the window's
+    maximum (r x up to about 250)."""
+    rng = np.random.default_rng(51)
+    scale = 40.0 if name in ("lse", "softpool") else 1.0
+    x = (scale * make_x(name, (2, MANY, 9, 8), seed=52)).astype(dtype)
+    params = {"mixed": {"alpha": rng.uniform(0.1, 0.9, MANY)},
+              "gated": {"w": 0.5 * rng.standard_normal((MANY, 9))},
+              "lse": {"r": rng.uniform(0.5, 2.5, MANY)},
+              "softpool": {}}[name]
+    tol = (dict(rtol=RTOL64, atol=ATOL64) if dtype == np.float64
+           else dict(rtol=RTOL32, atol=ATOL32 * scale))
+    check_against_torch(name, x, 3, 2, 1, layout, params, **tol)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_lse_whole_plane_windows(layout):
+    """A window the size of the plane: the gradient's whole-plane kernels (lse's gradient
+    reads the output, not the accumulator), a parameter a channel."""
+    x = 20.0 * make_x("lse", (2, MANY, 5, 4), seed=53)
+    check_against_torch("lse", x, (5, 4), 1, 1, layout, {"r": np.linspace(0.5, 2.5, MANY)})

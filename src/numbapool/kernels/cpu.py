@@ -275,6 +275,18 @@ def _small_planes_via_last(reduction: Reduction, x: np.ndarray, axes: Sequence[A
             and masked_channels_last(reduction, axes, prm, x.shape[0], x.shape[1]))
 
 
+def _tuple_via_last(reduction: Reduction, x: np.ndarray, prm: np.ndarray) -> bool:
+    """Whether a channels-first forward pass of a streaming reduction with a tuple
+    accumulator runs as its channels-last kernel between two transposes: at least
+    ``VIA_CHANNELS_LAST_MIN_CHANNELS`` channels.  Channels first, such a reduction has only
+    the kernel a window at a time, one element at a time; channels last it folds a
+    component an array, over the channels, which vectorises."""
+    return ((isinstance(reduction, Weighted)
+             or (isinstance(reduction, Streaming) and reduction.accumulator == "tuple"))
+            and x.shape[1] >= VIA_CHANNELS_LAST_MIN_CHANNELS
+            and cl_params_variant(reduction, "forward", prm, x.shape[1]) is not None)
+
+
 VIA_MAX_PLANE = 144
 """The largest planes (elements) of :func:`_small_planes_via_last`.  Measured on PyTorch's
 fractional max pool to the output of a 3x3/s2/p1 pool, windows of 3, repeated calls, against
@@ -574,6 +586,11 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
             return ViaChannelsLast(plan_forward(reduction, "channels_last", like, axes, prm,
                                                 include_pad, override, with_indices))
 
+    if (layout == "channels_first" and not with_indices and shared
+            and _tuple_via_last(reduction, x, prm)):
+        like = np.broadcast_to(np.zeros((), x.dtype), (x.shape[0], *x.shape[2:], x.shape[1]))
+        return ViaChannelsLast(plan_forward(reduction, "channels_last", like, axes, prm,
+                                            include_pad, override))
     if (layout == "channels_first" and not with_indices and not shared
             and _small_planes_via_last(reduction, x, axes, prm)):
         like = np.broadcast_to(np.zeros((), x.dtype), (x.shape[0], *x.shape[2:], x.shape[1]))
@@ -781,7 +798,8 @@ def cl_params_variant(reduction: Reduction, variant: str, prm: np.ndarray,
     if prm.shape[0] == 1:
         return variant if native_channels_last(reduction, variant) else None
     twin = PER_CHANNEL.get(variant)
-    if (twin is None or not isinstance(reduction, Streaming) or prm.shape[0] != channels
+    if (twin is None or not isinstance(reduction, (Streaming, Weighted))
+            or prm.shape[0] != channels
             or not native_channels_last(reduction, twin)):
         return None
     return twin
@@ -850,7 +868,7 @@ def _grad_runs_channels_last(reduction: Reduction, layout: str, x: np.ndarray,
     kernel: 1.1-1.4 s against 0.8-1.0 s for the scatter (with a channels-last forward as
     well it took 2.3 s).  (Linear reductions and whole planes keep their own channels-first
     kernels.)  It holds three more arrays the size of ``x`` for the time of the call."""
-    return (layout == "channels_first" and isinstance(reduction, Streaming)
+    return (layout == "channels_first" and isinstance(reduction, (Streaming, Weighted))
             and x.shape[1] >= VIA_CHANNELS_LAST_MIN_CHANNELS
             and (x.shape[0] * x.shape[2] * x.shape[3]
                  >= GRAD_CHANNELS_LAST_MIN_ROWS_PER_THREAD * _threads())

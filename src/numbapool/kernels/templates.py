@@ -47,6 +47,8 @@ import re
 from collections.abc import Callable
 from textwrap import dedent, indent
 
+from numba.core import types
+
 from ..geometry import AxisWindows
 from ..reduction import Reduction, Selection, Streaming
 from . import batch_starts
@@ -1729,6 +1731,11 @@ def native_channels_last(red: Reduction, variant: str) -> bool:
     """Whether a channels-last kernel exists for this reduction and variant."""
     if isinstance(red, Selection):
         return True
+    if red.kind == "weighted" or (isinstance(red, Streaming) and red.accumulator == "tuple"):
+        # (a component an array; the gradient folds each window again: see _cl_backward)
+        return (variant in ("forward", "forward_channels", "backward", "backward_channels")
+                or (variant in ("backward_global", "backward_global_channels")
+                    and isinstance(red, Streaming) and not red.grad_uses_acc))
     if isinstance(red, Streaming) and red.accumulator == "scalar":
         return (variant in ("forward", "forward_channels", "param_grad", "param_grad_channels")
                 or (variant == "forward_masked" and cols_fast_path(red))
@@ -1945,11 +1952,55 @@ def _cl_fold(level: int) -> str:
     """, level, skip_first=True)
 
 
+def accumulator_width(red: Reduction) -> int:
+    """The number of components of a streaming or weighted reduction's tuple accumulator (0
+    for a scalar one), from the type of its ``init`` (compiled for a float64 element, an int64
+    tap and a float64 row of parameters; the count does not depend on the types)."""
+    if red.kind not in ("streaming", "weighted") or red.accumulator != "tuple":
+        return 0
+    width = _WIDTHS.get(id(red))
+    if width is None:
+        sig = (types.float64, types.int64, types.Array(types.float64, 1, "C"))
+        red.init.compile(sig)
+        result = red.init.overloads[sig].signature.return_type
+        if not isinstance(result, types.BaseTuple) or len(result) == 0:
+            raise TypeError(f"reduction {red.name!r} declares a tuple accumulator, but its "
+                            f"init returns {result}")
+        width = _WIDTHS[id(red)] = len(result)
+    return width
+
+
+_WIDTHS: dict[int, int] = {}
+
+_ACC_STORE = re.compile(r"^(\s*)acc\[ch\] = (.*)$")
+
+
+def _components(src: str, width: int) -> str:
+    """A kernel's source whose accumulator ``acc[ch]`` (an array of C scalars) is a tuple of
+    ``width`` components held as an array each, ``acc0`` to ``acc<width - 1>`` (structure of
+    arrays: the loops over the channels then vectorise, where an array of tuples did not):
+    each ``acc[ch] = ...`` stores the components, each read of ``acc[ch]`` packs them."""
+    packed = "(" + "".join(f"acc{i}[ch], " for i in range(width)) + ")"
+    lines = []
+    for line in src.splitlines():
+        m = _ACC_STORE.match(line)
+        if m is None:
+            lines.append(line.replace("acc[ch]", packed))
+            continue
+        at, value = m[1], m[2].replace("acc[ch]", packed)
+        lines.append(f"{at}_a = {value}")
+        lines += [f"{at}acc{i}[ch] = _a[{i}]" for i in range(width)]
+    return "\n".join(lines) + "\n"
+
+
 def _cl_forward(red: Reduction, variant: str,
                 fold: tuple[int, int, int] | None = None) -> str:
     """The channels-last forward kernels; ``fold``: windows of that shape in one loop over
-    C (the variants of :func:`cl_fold_variant`)."""
-    stream = red.kind == "streaming"
+    C (the variants of :func:`cl_fold_variant`).  A weighted reduction's: its statistics
+    folded as a streaming reduction's accumulator, then its weighted sum over the window
+    (``yw``, in the same order as the kernel a window at a time)."""
+    stream = red.kind in ("streaming", "weighted")
+    weighted = red.kind == "weighted"
     with_idx = variant in ("forward_indices", "forward_indices32")
     # forward_indices32 tracks indices in int32 (planes below 2**31 elements), the width of a
     # float32 lane: measured 3.97 -> 2.55 ms on the VGG case (mixed lane widths vectorise
@@ -1964,13 +2015,26 @@ def _cl_forward(red: Reduction, variant: str,
         src += _block("idf = idx.reshape(-1)", 1)
     if stream:
         src += _block("pr = _row(prm, 0)", 1)
-    if stream:
+    width = accumulator_width(red) if stream else 0
+    if width:
+        # A tuple accumulator: an array a component, of the type the component has after an
+        # init and a take of zero (their types unified, as a loop that carries the tuple
+        # unifies them; the take is typed, never run)
+        src += _block("""
+            _ai = _init(zero, np.int64(0), _row(prm, 0))
+            _au = _ai if C >= 0 else _take(_ai, zero, np.int64(0), _row(prm, 0))
+        """, 1)
+        scratch = "\n".join(f"acc{i} = np.empty(C, dtype=np.asarray(_au[{i}]).dtype)"
+                             for i in range(width))
+    elif stream:
         scratch = "acc = np.empty(C, dtype=sdt)"
     elif with_idx:
         scratch = ("best = np.empty(C, dtype=sdt)"
                    f"\nbi = np.empty(C, dtype=np.{'int32' if narrow else 'int64'})")
     else:
         scratch = ""  # (selections' values fold into the output: _CL_SELECT)
+    if weighted:
+        scratch += "\nyw = np.empty(C, dtype=sdt)"
     src += _chunks("x.shape[0] * O0 * O1", not stream, scratch, "r") + _cl_output_windows()
     L = 3
     if stream:
@@ -1983,11 +2047,24 @@ def _cl_forward(red: Reduction, variant: str,
             src += _cl_stream_unrolled(L, fold)
             G = L + 1
         src += _cl_fold(G)
-        src += _block("""
-            for ch in range(C):
-                of[numba.uint64(ob + ch)] = _finish(acc[ch], div, pr)
-        """, L)
-        return _flat_cl(src)
+        if weighted:
+            src += _block("""
+                for ch in range(C):
+                    yw[ch] = zero
+            """, L) + _walk("""
+                for ch in range(C):
+                    v = _widen(x[n, w0, w1, w2, ch], zero)
+                    yw[ch] += _weight(v, tap, acc[ch], div, pr) * v
+            """, L, skip_first=False) + _block("""
+                for ch in range(C):
+                    of[numba.uint64(ob + ch)] = yw[ch]
+            """, L)
+        else:
+            src += _block("""
+                for ch in range(C):
+                    of[numba.uint64(ob + ch)] = _finish(acc[ch], div, pr)
+            """, L)
+        return _flat_cl(_components(src, width) if width else src)
     if not with_idx:
         if fold:
             return src + _cl_select_unrolled(L, fold) + _block(_CL_SELECT, L + 1)
@@ -2604,13 +2681,28 @@ def _flat_cl(src: str) -> str:
 def _cl_backward(red: Reduction) -> str:
     """Channels last, one task per (n, i0, i1) input row; loops over C innermost through flat
     views with unsigned indices (no negative-index checks, so they vectorise).  A selection
-    gathers, at each element, the output gradients whose index names it."""
+    gathers, at each element, the output gradients whose index names it.  A reduction whose
+    ``grad`` reads the accumulator (a weighted one, or a tuple accumulator's) folds each
+    window that reads the element again, over the channels (an array a component), for
+    each element it reads: 2.25 windows of 9 taps an element for 3x3/s2, where the
+    channels-first scatter folds each window once but one element at a time."""
     routed = red.kind == "selection"
+    refold = not routed and (red.kind == "weighted" or red.grad_uses_acc)
+    width = accumulator_width(red) if refold else 0
     src = _gather_signature(routed)
     src += _block(_cl_shapes("gy", ("x", "gx", "gy")), 1)
     src += _block("idf = idx.reshape(-1)" if routed else "yf = y.reshape(-1)", 1)
     if not routed:
         src += _block(_SETUP, 1) + _block("pr = _row(prm, 0)", 1)
+    if width:  # (as the channels-last forward: see _cl_forward)
+        src += _block("""
+            _ai = _init(zero, np.int64(0), _row(prm, 0))
+            _au = _ai if C >= 0 else _take(_ai, zero, np.int64(0), _row(prm, 0))
+        """, 1) + "".join(
+            _block(f"acc{i} = np.empty(C, dtype=np.asarray(_au[{i}]).dtype)", 1)
+            for i in range(width))
+    elif refold:
+        src += _block("acc = np.empty(C, dtype=np.asarray(zero).dtype)", 1)
     # (the row is zeroed before each use)
     src += _block(f"""
         g = np.empty(C, dtype=np.asarray(zero).dtype)
@@ -2641,21 +2733,26 @@ def _cl_backward(red: Reduction) -> str:
                 g[ch] += gyf[k] if idf[k] == f else zero
         """, L)
     else:
-        src += _load(0, "o0", "0", L, "bt") + _load(1, "o1", "0", L, "bt")
-        src += _load(2, "o2", "0", L, "bt")
+        what = "bnt" if refold else "bt"
+        src += _load(0, "o0", "0", L, what) + _load(1, "o1", "0", L, what)
+        src += _load(2, "o2", "0", L, what)
         src += _block("etap = ((t0 + (i0 - b0) // d0) * K1 + t1 + (i1 - b1) // d1) * K2 "
                       "+ t2 + (i2 - b2) // d2", L)
         src += _div(L, cf=False)
-        src += _block("""
+        if refold:
+            src += _block("tapf = (t0 * K1 + t1) * K2 + t2", L) + _cl_fold(L)
+        src += _block(f"""
             for ch in range(C):
                 k = numba.uint64(ob + ch)
-                g[ch] += gyf[k] * _grad(_widen(xf[numba.uint64(xb + ch)], zero), etap, yf[k], zero,
-                                        div, pr)
+                g[ch] += gyf[k] * _grad(_widen(xf[numba.uint64(xb + ch)], zero), etap, yf[k],
+                                        {"acc[ch]" if refold else "zero"}, div, pr)
         """, L)
     src += _block("""
         for ch in range(C):
             gxf[numba.uint64(xb + ch)] = g[ch]
     """, 3)
+    if refold:
+        src = _flat_cl(_components(src, width) if width else src)
     return src
 
 
