@@ -82,6 +82,44 @@ def _ws_grad(v, tap, y, acc, div, prm):
     return (2.0 * v - y) / acc[0]
 
 
+# weighted with a parameter a channel: y = beta sum(v**2) / sum(v)
+@_jit
+def _wb_weight(v, tap, acc, div, prm):
+    return prm[0] * v / acc[0]
+
+
+@_jit
+def _wb_grad(v, tap, y, acc, div, prm):
+    return (2.0 * prm[0] * v - y) / acc[0]
+
+
+# a mean kept as (sum, count): its gradient is linear (1 / div)
+@_jit
+def _mp_finish(acc, div, prm):
+    return acc[0] / div
+
+
+@_jit
+def _mp_grad(v, tap, y, acc, div, prm):
+    return 1.0 / div
+
+
+# declared a tuple, returns a scalar: held as a scalar
+@_jit
+def _sc_init(v, tap, prm):
+    return v
+
+
+@_jit
+def _sc_take(acc, v, tap, prm):
+    return acc + v
+
+
+@_jit
+def _sc_finish(acc, div, prm):
+    return acc / div
+
+
 MAX_MEAN = numbapool.Streaming("tuple_max_mean_test", init=_ms_init, take=_ms_take,
                                finish=_ms_finish, grad=_ms_grad, uses_divisor=True,
                                accumulator="tuple")
@@ -89,6 +127,15 @@ MAX_QUARTERS = numbapool.Streaming("tuple_max_quarters_test", init=_mq_init, tak
                                    finish=_mq_finish, grad=_mq_grad, accumulator="tuple")
 SQUARES = numbapool.Weighted("tuple_squares_test", init=_ws_init, take=_ws_take,
                              weight=_ws_weight, grad=_ws_grad, accumulator="tuple")
+SCALED_SQUARES = numbapool.Weighted("tuple_scaled_squares_test", init=_ws_init, take=_ws_take,
+                                    weight=_wb_weight, grad=_wb_grad, accumulator="tuple")
+MEAN_PAIR = numbapool.Streaming("tuple_mean_pair_test", init=_ws_init, take=_ws_take,
+                                finish=_mp_finish, grad=_mp_grad, uses_divisor=True,
+                                accumulator="tuple", grad_uses_input=False,
+                                grad_uses_output=False, grad_uses_acc=False)
+SCALAR_SUM = numbapool.Streaming("tuple_scalar_sum_test", init=_sc_init, take=_sc_take,
+                                 finish=_sc_finish, grad=_mp_grad, uses_divisor=True,
+                                 accumulator="tuple")
 
 
 def _windows_reference(x, kernel, stride, padding, reduce):
@@ -117,7 +164,14 @@ def poolers():
         numbapool.register(numbapool.Pooler(
             "tuple_max_quarters_test", numbapool.Sliding(), MAX_QUARTERS, "test only")),
         numbapool.register(numbapool.Pooler(
-            "tuple_squares_test", numbapool.Sliding(), SQUARES, "test only"))]
+            "tuple_squares_test", numbapool.Sliding(), SQUARES, "test only")),
+        numbapool.register(numbapool.Pooler(
+            "tuple_scaled_squares_test", numbapool.Sliding(), SCALED_SQUARES, "test only",
+            parameters=(numbapool.Param("beta", 1.0, "scale", per_channel=True),))),
+        numbapool.register(numbapool.Pooler(
+            "tuple_mean_pair_test", numbapool.Sliding(), MEAN_PAIR, "test only")),
+        numbapool.register(numbapool.Pooler(
+            "tuple_scalar_sum_test", numbapool.Sliding(), SCALAR_SUM, "test only"))]
     yield
     for pooler in added:
         numbapool.unregister(pooler.name)
@@ -126,6 +180,7 @@ def poolers():
 def test_component_counts():
     assert [accumulator_width(r) for r in (MAX_MEAN, MAX_QUARTERS, SQUARES)] == [2, 2, 2]
     assert accumulator_width(numbapool.get("avg").reduction) == 0
+    assert accumulator_width(SCALAR_SUM) == 0  # (declared a tuple, returns a scalar)
 
 
 def _call(name, x, layout, **kw):
@@ -170,6 +225,12 @@ def test_values(poolers, shape, kernel, stride, padding, layout, dtype):
     got = _call("tuple_squares_test", x, layout, **geometry)
     np.testing.assert_allclose(got, _windows_reference(
         x, kernel, stride, padding, lambda t, c: (t * t).sum() / t.sum()), **tol)
+    got = _call("tuple_scaled_squares_test", x, layout, beta=alpha, **geometry)
+    np.testing.assert_allclose(got, _windows_reference(
+        x, kernel, stride, padding, lambda t, c: alpha[c] * (t * t).sum() / t.sum()), **tol)
+    got = _call("tuple_scalar_sum_test", x, layout, count_include_pad=False, **geometry)
+    np.testing.assert_allclose(got, _windows_reference(
+        x, kernel, stride, padding, lambda t, c: t.mean()), **tol)
 
 
 def test_the_channels_last_kernels_run(poolers, monkeypatch):
@@ -218,8 +279,8 @@ def _squares_grad_reference(x, gy, kernel, stride):
 
 
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
-@pytest.mark.parametrize("shape", [(2, 9, 7, 8), (1, 8, 5, 6, 5)])
-def test_gradient_folds_each_window_again(poolers, monkeypatch, shape, layout):
+@pytest.mark.parametrize("shape, kernel", [((4, 9, 7, 8), 3), ((1, 8, 5, 6, 5), 2)])
+def test_gradient_folds_each_window_again(poolers, monkeypatch, shape, kernel, layout):
     """The channels-last gradient of a reduction whose grad reads the accumulator (channels
     first with 8 channels, between transposes) folds each window again, component by
     component."""
@@ -227,12 +288,69 @@ def test_gradient_folds_each_window_again(poolers, monkeypatch, shape, layout):
     asked = kernel_layouts_asked(monkeypatch)
     rng = np.random.default_rng(4)
     x = rng.uniform(0.5, 1.5, shape)
-    gy = rng.standard_normal(numbapool.pool("tuple_squares_test", x, 3, stride=2).shape)
-    want = _squares_grad_reference(x, gy, 3, 2)
+    gy = rng.standard_normal(numbapool.pool("tuple_squares_test", x, kernel, stride=2).shape)
+    want = _squares_grad_reference(x, gy, kernel, 2)
     if layout == "channels_last":
         x, gy = np.moveaxis(x, 1, -1), np.moveaxis(gy, 1, -1)
-    got = numbapool.pool_grad("tuple_squares_test", x, gy, 3, stride=2, layout=layout)
+    got = numbapool.pool_grad("tuple_squares_test", x, gy, kernel, stride=2, layout=layout)
     if layout == "channels_last":
         got = np.moveaxis(got, -1, 1)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
     assert ("channels_last", "backward") in asked
+
+
+def _grad_reference(x, gy, kernel, stride, dydv):
+    """dL/dx, L = sum(gy * y), for windows of ``kernel`` at ``stride`` (no padding) whose
+    ``dydv(v, c)`` is each element's derivative of the window's result (v: the window)."""
+    gx = np.zeros(x.shape)
+    for index in np.ndindex(*gy.shape):
+        window = index[:2] + tuple(slice(o * stride, o * stride + kernel) for o in index[2:])
+        gx[window] += gy[index] * dydv(x[window].astype(np.float64), index[1])
+    return gx
+
+
+def _grad_call(name, x, gy, layout, **kw):
+    if layout == "channels_first":
+        return numbapool.pool_grad(name, x, gy, layout=layout, **kw)
+    got = numbapool.pool_grad(name, np.moveaxis(x, 1, -1), np.moveaxis(gy, 1, -1),
+                              layout=layout, **kw)
+    return np.moveaxis(got, -1, 1)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_gradients_with_parameters_by_channel_and_linear_ones(poolers, layout):
+    """A weighted reduction with a parameter a channel (the gradient kernel's per-channel
+    twin) and a tuple accumulator whose gradient is linear (the row-by-row kernels)."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0.5, 1.5, (4, 9, 7, 8))
+    beta = rng.uniform(0.5, 2.0, 9)
+    gy = rng.standard_normal((4, 9, 3, 3))
+
+    def scaled(v, c):
+        y = beta[c] * (v * v).sum() / v.sum()
+        return (2 * beta[c] * v - y) / v.sum()
+    got = _grad_call("tuple_scaled_squares_test", x, gy, layout, kernel_size=3, stride=2,
+                     beta=beta)
+    np.testing.assert_allclose(got, _grad_reference(x, gy, 3, 2, scaled), rtol=1e-12,
+                               atol=1e-14)
+    got = _grad_call("tuple_mean_pair_test", x, gy, layout, kernel_size=3, stride=2)
+    np.testing.assert_allclose(got, _grad_reference(x, gy, 3, 2, lambda v, c: 1 / v.size + 0 * v),
+                               rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_large_windows_are_not_folded_again_for_every_element(poolers, monkeypatch, layout):
+    """5x5 windows (25 taps, over REFOLD_MAX_TAPS): the gradient runs channels first, where
+    each window is folded once."""
+    from spies import kernel_layouts_asked
+    assert 9 <= cpu.REFOLD_MAX_TAPS < 25
+    asked = kernel_layouts_asked(monkeypatch)
+    rng = np.random.default_rng(6)
+    x = rng.uniform(0.5, 1.5, (4, 9, 9, 8))
+    gy = rng.standard_normal((4, 9, 3, 2))
+    got = _grad_call("tuple_squares_test", x, gy, layout, kernel_size=5, stride=2)
+    np.testing.assert_allclose(got, _grad_reference(
+        x, gy, 5, 2, lambda v, c: (2 * v - (v * v).sum() / v.sum()) / v.sum()), rtol=1e-12,
+        atol=1e-14)
+    assert not any(lay == "channels_last" and "backward" in variant
+                   for lay, variant in asked), asked

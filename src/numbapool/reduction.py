@@ -262,11 +262,11 @@ class Streaming(_Folding):
         Whether ``finish``/``grad`` use ``div``; if so the pooler accepts
         ``count_include_pad`` and ``divisor_override``.
     accumulator : {"scalar", "tuple"}
-        The accumulator's kind.  The channels-last forward kernels hold a tuple as an array
-        a component, so that their loops over the channels vectorise (if ``init`` and
-        ``take`` do: see docs/plugins.md, "Tuple accumulators"); the other kernels of a
-        tuple accumulator fold a window at a time.  Scalar accumulators have vectorised
-        kernels for every pass.
+        The accumulator's kind.  The channels-last forward and gradient kernels hold a
+        tuple as an array a component, so that their loops over the channels vectorise (if
+        ``init`` and ``take`` do: see docs/plugins.md, "Tuple accumulators"); the
+        parameters' gradients of a tuple accumulator fold a window at a time.  Scalar
+        accumulators have vectorised kernels for every pass.
     grad_uses_acc : bool
         Whether ``grad`` reads ``acc``.  If not, backward kernels skip recomputing each window's
         accumulator and pass a zero instead.

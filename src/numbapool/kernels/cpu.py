@@ -287,6 +287,22 @@ def _tuple_via_last(reduction: Reduction, x: np.ndarray, prm: np.ndarray) -> boo
             and cl_params_variant(reduction, "forward", prm, x.shape[1]) is not None)
 
 
+REFOLD_MAX_TAPS = 16
+"""The largest windows (taps) whose channels-last gradient folds each window again for
+every element it reads, for a reduction whose ``grad`` reads the accumulator (a weighted
+one; a tuple accumulator's: :func:`numbapool.kernels.templates._cl_backward`): an element
+then costs about ``taps ** 2 / strides`` takes, where the channels-first scatter folds each
+window once (``taps / strides`` an element), one element at a time against 8 or 16 in a
+vector.  Larger windows (whole planes, large stride-1 kernels) run channels first."""
+
+
+def refolds_too_much(reduction: Reduction, axes: Sequence[AxisWindows]) -> bool:
+    """Whether the channels-last gradient of ``reduction`` would fold windows of more than
+    :data:`REFOLD_MAX_TAPS` taps again for every element (see there)."""
+    return ((reduction.kind == "weighted" or getattr(reduction, "grad_uses_acc", False))
+            and math.prod(a.extent for a in axes) > REFOLD_MAX_TAPS)
+
+
 VIA_MAX_PLANE = 144
 """The largest planes (elements) of :func:`_small_planes_via_last`.  Measured on PyTorch's
 fractional max pool to the output of a 3x3/s2/p1 pool, windows of 3, repeated calls, against
@@ -875,7 +891,8 @@ def _grad_runs_channels_last(reduction: Reduction, layout: str, x: np.ndarray,
             and cl_params_variant(reduction, "backward", prm, x.shape[1]) is not None
             and not linear_backward_path(reduction)
             and all(a.planes == 1 for a in axes)
-            and not (_whole_plane(axes) and global_backward_path(reduction)))
+            and not (_whole_plane(axes) and global_backward_path(reduction))
+            and not refolds_too_much(reduction, axes))
 
 
 def _indexed_forward(reduction: Selection, x: np.ndarray, axes: Sequence[AxisWindows],

@@ -106,7 +106,7 @@ VARIANTS = {
                   "forward_channels", "backward_channels", "backward_global_channels",
                   "param_grad_channels", "map"),
     "weighted": ("forward", "backward", "param_grad", "backward_scatter",
-                 "backward_scatter_cover"),
+                 "backward_scatter_cover", "forward_channels", "backward_channels"),
 }
 
 
@@ -1735,7 +1735,8 @@ def native_channels_last(red: Reduction, variant: str) -> bool:
         # (a component an array; the gradient folds each window again: see _cl_backward)
         return (variant in ("forward", "forward_channels", "backward", "backward_channels")
                 or (variant in ("backward_global", "backward_global_channels")
-                    and isinstance(red, Streaming) and not red.grad_uses_acc))
+                    and isinstance(red, Streaming) and not red.grad_uses_acc)
+                or (variant == "backward_linear" and linear_backward_path(red)))
     if isinstance(red, Streaming) and red.accumulator == "scalar":
         return (variant in ("forward", "forward_channels", "param_grad", "param_grad_channels")
                 or (variant == "forward_masked" and cols_fast_path(red))
@@ -1953,24 +1954,23 @@ def _cl_fold(level: int) -> str:
 
 
 def accumulator_width(red: Reduction) -> int:
-    """The number of components of a streaming or weighted reduction's tuple accumulator (0
-    for a scalar one), from the type of its ``init`` (compiled for a float64 element, an int64
-    tap and a float64 row of parameters; the count does not depend on the types)."""
+    """The number of components of a streaming or weighted reduction's tuple accumulator,
+    from the type of its ``init`` (compiled for a float64 element, an int64 tap and a
+    float64 row of parameters; the count does not depend on the types); 0 for a scalar
+    accumulator, declared or returned (the kernels then hold it as a scalar)."""
     if red.kind not in ("streaming", "weighted") or red.accumulator != "tuple":
         return 0
-    width = _WIDTHS.get(id(red))
-    if width is None:
+    entry = _WIDTHS.get(id(red))
+    if entry is None or entry[0] is not red:
         sig = (types.float64, types.int64, types.Array(types.float64, 1, "C"))
         red.init.compile(sig)
         result = red.init.overloads[sig].signature.return_type
-        if not isinstance(result, types.BaseTuple) or len(result) == 0:
-            raise TypeError(f"reduction {red.name!r} declares a tuple accumulator, but its "
-                            f"init returns {result}")
-        width = _WIDTHS[id(red)] = len(result)
-    return width
+        width = len(result) if isinstance(result, types.BaseTuple) else 0
+        entry = _WIDTHS[id(red)] = (red, width)  # (keeps red alive: its id stays its own)
+    return entry[1]
 
 
-_WIDTHS: dict[int, int] = {}
+_WIDTHS: dict[int, tuple[Reduction, int]] = {}
 
 _ACC_STORE = re.compile(r"^(\s*)acc\[ch\] = (.*)$")
 
