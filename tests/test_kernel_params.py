@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from numbapool.kernels.params import MAX_TUPLE_WIDTH, for_kernel, lane, row, rows
+from numbapool.vmath import vexp
 
 
 def test_narrow_parameters_become_columns_in_the_accumulators_precision():
@@ -101,3 +102,84 @@ def test_the_kernels_for_parameters_by_channel_are_channels_last_only(variant):
     assert "_lane(prm, ch)" in kernel_source(red, "channels_last", variant)
     with pytest.raises(ValueError, match="channels-last kernel"):
         kernel_source(red, "channels_first", variant)
+
+
+# A weight a tap, y = sum(w[tap] v); its (test) parameter gradient adds into out[tap], at a
+# variable index, in a kernel that inlines vmath's vexp
+@numba.njit
+def _tw_init(v, tap, prm):
+    return prm[tap] * v
+
+
+@numba.njit
+def _tw_take(acc, v, tap, prm):
+    return acc + prm[tap] * v
+
+
+@numba.njit
+def _tw_finish(acc, div, prm):
+    return acc
+
+
+@numba.njit
+def _tw_grad(v, tap, y, acc, div, prm):
+    return prm[tap]
+
+
+@numba.njit
+def _gate(z):
+    return 1.0 / (1.0 + vexp(-z))
+
+
+@numba.njit
+def _tw_param_grad(v, tap, y, acc, div, prm, g, out):  # (not the true gradient: a test)
+    out[tap] += g * v * _gate(acc)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("width", [4, 9])  # (a tuple of columns; an array)
+@pytest.mark.parametrize("by_channel", [True, False])
+def test_parameter_gradients_written_at_a_variable_index(monkeypatch, layout, width,
+                                                         by_channel):
+    """dL/dw[tap] = sum over windows of g v[tap] gate(y), in the channels-last kernel
+    (channels first too, with 8 channels), a row of weights a channel or one for all.
+    Inlined in Numba's IR, the kernels' parameter gradients lost their stores
+    ``out[tap] += ...`` to the dead-code pass run after inlining vexp: all zeros, with no
+    error."""
+    import numbapool
+    from spies import kernel_layouts_asked
+
+    asked = kernel_layouts_asked(monkeypatch)
+
+    red = numbapool.Streaming("tap_weights_test", init=_tw_init, take=_tw_take,
+                              finish=_tw_finish, grad=_tw_grad, grad_uses_acc=False,
+                              param_grad=_tw_param_grad)
+    numbapool.register(numbapool.Pooler(
+        "tap_weights_test", numbapool.Sliding(), red, "test only",
+        parameters=(numbapool.Param("w", 1.0, "a weight a tap", trainable=True,
+                                    size="window", per_channel=True),)))
+    try:
+        k = 2 if width == 4 else 3
+        rng = np.random.default_rng(7)
+        x = rng.standard_normal((2, 8, 7, 7))
+        w = rng.standard_normal((8, k * k) if by_channel else (k * k,))
+        gy = rng.standard_normal((2, 8, 3, 3))
+        taps = [x[:, :, i:i + 5:2, j:j + 5:2] for i in range(k) for j in range(k)]
+        wc = w if by_channel else np.broadcast_to(w, (8, k * k))
+        y = sum(wc[None, :, t, None, None] * taps[t] for t in range(k * k))
+        gated = gy / (1.0 + np.exp(-y))
+        want = np.stack([np.einsum("ncab,ncab->c", gated, taps[t]) for t in range(k * k)],
+                        axis=1)
+        if not by_channel:
+            want = want.sum(axis=0)
+        kw = dict(kernel_size=k, stride=2, w=w, return_param_grads=True, layout=layout)
+        if layout == "channels_last":
+            _, pg = numbapool.pool_grad("tap_weights_test", np.moveaxis(x, 1, -1),
+                                        np.moveaxis(gy, 1, -1), **kw)
+        else:
+            _, pg = numbapool.pool_grad("tap_weights_test", x, gy, **kw)
+        np.testing.assert_allclose(pg["w"], want, rtol=1e-12, atol=1e-12)
+        kernel = "param_grad_channels" if by_channel else "param_grad"
+        assert ("channels_last", kernel) in asked
+    finally:
+        numbapool.unregister("tap_weights_test")

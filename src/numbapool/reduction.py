@@ -262,11 +262,10 @@ class Streaming(_Folding):
         Whether ``finish``/``grad`` use ``div``; if so the pooler accepts
         ``count_include_pad`` and ``divisor_override``.
     accumulator : {"scalar", "tuple"}
-        The accumulator's kind.  The channels-last forward and gradient kernels hold a
+        The accumulator's kind.  The channels-last kernels (forward, gradients) hold a
         tuple as an array a component, so that their loops over the channels vectorise (if
-        ``init`` and ``take`` do: see docs/plugins.md, "Tuple accumulators"); the
-        parameters' gradients of a tuple accumulator fold a window at a time.  Scalar
-        accumulators have vectorised kernels for every pass.
+        ``init`` and ``take`` do: see docs/plugins.md, "Tuple accumulators"); channels
+        first they fold a window at a time, one element at a time.
     grad_uses_acc : bool
         Whether ``grad`` reads ``acc``.  If not, backward kernels skip recomputing each window's
         accumulator and pass a zero instead.

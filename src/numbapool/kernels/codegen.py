@@ -42,7 +42,7 @@ from .templates import HEADER, decorator, hold_scratch, kernel_source, reassocia
 
 __all__ = ["cache_dir", "get_kernel", "kernel_path", "load_module"]
 
-_CODEGEN_VERSION = "5"  # bump when the way files are generated or loaded changes
+_CODEGEN_VERSION = "6"  # bump when the way files are generated or loaded changes
 _IR_SOURCES = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (
     vmath, vector_width, widen, params, launch, slots))).hexdigest()
 """The code of the modules whose intrinsics and overloads the kernels inline (LLVM IR written
@@ -156,10 +156,20 @@ def load_module(path: Path, text: str, scope: dict[str, object]) -> types.Module
     return module
 
 
-_kernel_versions: dict[tuple[int, bool], tuple[Callable, Callable]] = {}
+_kernel_versions: dict[tuple[int, bool, bool], tuple[Callable, Callable]] = {}
+
+_CALLED_ROLES = frozenset({"pgrad", "pgradw"})
+"""The roles whose kernel versions are called, not inlined in Numba's IR (LLVM may still
+inline them): the parameter gradients, which add into ``out``, a
+:func:`numbapool.kernels.slots.slot_row` made in the call.  Inlined in Numba's IR, ``out``
+is a value the kernel never reads again, and the dead-code pass Numba runs after inlining
+an ``overload(inline="always")`` (vmath's ``vexp``, ``vlog``...) anywhere in the kernel
+dropped the stores at a variable index, ``out[tap] += ...`` (``out[0]``, a static index,
+is kept): the learned plugin's ``gated`` got all-zero ``dL/dw`` channels last, silently.
+As an argument of a function of its own, ``out`` is live to the end."""
 
 
-def kernel_version(fn: Callable, reassoc: bool = False) -> Callable:
+def kernel_version(fn: Callable, reassoc: bool = False, inline: bool = True) -> Callable:
     """``fn`` compiled again to be inlined into a kernel, in Numba's IR, with the kernel's
     flags: the ``numpy`` error model (a division by zero gives inf or NaN instead of a check
     and a branch to raise, which stops the loop around it from vectorising) and, if
@@ -168,12 +178,13 @@ def kernel_version(fn: Callable, reassoc: bool = False) -> Callable:
     and a function left for LLVM to inline may be judged too large, leaving a call in the
     loop.  Jitted helpers that ``fn`` calls through its globals or closure are converted the
     same way, recursively."""
-    key = (id(fn), reassoc)
+    key = (id(fn), reassoc, inline)
     entry = _kernel_versions.get(key)
     if entry is not None:
         return entry[1]
     clone = rebound(fn, lambda obj: kernel_version(obj, reassoc) if is_jitted(obj) else None)
-    version = numba.njit(nogil=True, error_model="numpy", inline="always",
+    version = numba.njit(nogil=True, error_model="numpy",
+                         inline="always" if inline else "never",
                          fastmath={"reassoc"} if reassoc else False)(clone)
     _kernel_versions[key] = (fn, version)  # keeps fn alive, so its id is not reused
     return version
@@ -188,7 +199,8 @@ def _load(reduction: Reduction, layout: str, variant: str, target: str,
         functions = device_functions(functions)
     else:
         reassoc = reassociates(reduction, layout, variant)
-        functions = {role: kernel_version(fn, reassoc) for role, fn in functions.items()}
+        functions = {role: kernel_version(fn, reassoc, role not in _CALLED_ROLES)
+                     for role, fn in functions.items()}
     scope = {f"_{role}": fn for role, fn in functions.items()}
     return load_module(_path(reduction, layout, variant, key, target), text, scope).kernel
 

@@ -1014,12 +1014,13 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
 def param_grad_runs_channels_last(reduction: Reduction, layout: str, x: np.ndarray,
                                   axes: Sequence[AxisWindows], prm: np.ndarray) -> bool:
     """Whether parameter gradients run in the channels-last kernel
-    (:func:`numbapool.kernels.templates.native_channels_last`: a scalar streaming
-    reduction), which vectorises over the channels: for channels-last ``x``, or channels-first
-    ``x`` with at least :data:`VIA_CHANNELS_LAST_MIN_CHANNELS` channels (transposed, with
-    ``grad_out``), one parameter row and windows shared by the planes.  The channels-first
-    kernel takes one element at a time: gem's ``dL/dp``, (8, 64, 56, 56) float32 3x3/s2/p1,
-    took 17 ms of a 20.6 ms ``pool_grad`` (PyTorch's autograd of the whole: 17.7 ms)."""
+    (:func:`numbapool.kernels.templates.native_channels_last`: a streaming reduction, scalar
+    or tuple accumulator), which vectorises over the channels: for channels-last ``x``, or
+    channels-first ``x`` with at least :data:`VIA_CHANNELS_LAST_MIN_CHANNELS` channels
+    (transposed, with ``grad_out``), one parameter row and windows shared by the planes. The
+    channels-first kernel takes one element at a time: gem's ``dL/dp``, (8, 64, 56, 56)
+    float32 3x3/s2/p1, took 17 ms of a 20.6 ms ``pool_grad`` (PyTorch's autograd of the
+    whole: 17.7 ms)."""
     channels = x.shape[1] if layout == "channels_first" else x.shape[-1]
     return (cl_params_variant(reduction, "param_grad", prm, channels) is not None
             and reduction not in _ROWS_OF_ARRAYS

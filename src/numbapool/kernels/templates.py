@@ -1736,6 +1736,8 @@ def native_channels_last(red: Reduction, variant: str) -> bool:
         return (variant in ("forward", "forward_channels", "backward", "backward_channels")
                 or (variant in ("backward_global", "backward_global_channels")
                     and isinstance(red, Streaming) and not red.grad_uses_acc)
+                or (variant in ("param_grad", "param_grad_channels")
+                    and isinstance(red, Streaming))
                 or (variant == "backward_linear" and linear_backward_path(red)))
     if isinstance(red, Streaming) and red.accumulator == "scalar":
         return (variant in ("forward", "forward_channels", "param_grad", "param_grad_channels")
@@ -2878,7 +2880,16 @@ def _cl_param_grad(red: Reduction) -> str:
         GS = gp.shape[1] * C
         W = gp.shape[0]
     """, 1)
-    src += (_chunks("x.shape[0] * O0 * O1", False, "acc = np.empty(C, dtype=sdt)", "r")
+    width = accumulator_width(red)
+    scratch = "acc = np.empty(C, dtype=sdt)"
+    if width:  # (a tuple accumulator: as the channels-last forward, see _cl_forward)
+        src += _block("""
+            _ai = _init(zero, np.int64(0), _row(prm, 0))
+            _au = _ai if C >= 0 else _take(_ai, zero, np.int64(0), _row(prm, 0))
+        """, 1)
+        scratch = "\n".join(f"acc{i} = np.empty(C, dtype=np.asarray(_au[{i}]).dtype)"
+                             for i in range(width))
+    src += (_chunks("x.shape[0] * O0 * O1", False, scratch, "r")
             + _cl_output_windows())
     L = 3
     src += _div(L, cf=False) + _block("""
@@ -2901,7 +2912,7 @@ def _cl_param_grad(red: Reduction) -> str:
             k = numba.uint64(ob + ch)
             _pgradw(yf[k], {a}, div, pr, gyf[k], _slot_row(gpf, gb + ch, GS, W))
     """, L)
-    return _flat_cl(src)
+    return _flat_cl(_components(src, width) if width else src)
 
 
 _CL_KERNELS = ("forward", "forward_indices", "forward_indices32", "forward_masked", "backward",
