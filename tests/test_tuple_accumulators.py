@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import numbapool
+from numbapool.builtin.reductions import avg_finish, avg_grad, sum_init, sum_take
 from numbapool.kernels import cpu
 from numbapool.kernels.templates import accumulator_width
 from spies import plans_made
@@ -93,31 +94,10 @@ def _wb_grad(v, tap, y, acc, div, prm):
     return (2.0 * prm[0] * v - y) / acc[0]
 
 
-# a mean kept as (sum, count): its gradient is linear (1 / div)
+# a mean kept as (sum, count): its gradient is linear (avg's, 1 / div)
 @_jit
 def _mp_finish(acc, div, prm):
     return acc[0] / div
-
-
-@_jit
-def _mp_grad(v, tap, y, acc, div, prm):
-    return 1.0 / div
-
-
-# declared a tuple, returns a scalar: held as a scalar
-@_jit
-def _sc_init(v, tap, prm):
-    return v
-
-
-@_jit
-def _sc_take(acc, v, tap, prm):
-    return acc + v
-
-
-@_jit
-def _sc_finish(acc, div, prm):
-    return acc / div
 
 
 MAX_MEAN = numbapool.Streaming("tuple_max_mean_test", init=_ms_init, take=_ms_take,
@@ -130,11 +110,12 @@ SQUARES = numbapool.Weighted("tuple_squares_test", init=_ws_init, take=_ws_take,
 SCALED_SQUARES = numbapool.Weighted("tuple_scaled_squares_test", init=_ws_init, take=_ws_take,
                                     weight=_wb_weight, grad=_wb_grad, accumulator="tuple")
 MEAN_PAIR = numbapool.Streaming("tuple_mean_pair_test", init=_ws_init, take=_ws_take,
-                                finish=_mp_finish, grad=_mp_grad, uses_divisor=True,
+                                finish=_mp_finish, grad=avg_grad, uses_divisor=True,
                                 accumulator="tuple", grad_uses_input=False,
                                 grad_uses_output=False, grad_uses_acc=False)
-SCALAR_SUM = numbapool.Streaming("tuple_scalar_sum_test", init=_sc_init, take=_sc_take,
-                                 finish=_sc_finish, grad=_mp_grad, uses_divisor=True,
+# avg's functions, declared a tuple accumulator: its init returns a scalar, held as one
+SCALAR_SUM = numbapool.Streaming("tuple_scalar_sum_test", init=sum_init, take=sum_take,
+                                 finish=avg_finish, grad=avg_grad, uses_divisor=True,
                                  accumulator="tuple")
 
 

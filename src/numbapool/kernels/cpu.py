@@ -39,6 +39,8 @@ from .templates import (
     cols_variant,
     global_backward_path,
     global_fast_path,
+    grad_reads_acc,
+    holds_components,
     linear_backward_path,
     native_channels_last,
     row_fast_path,
@@ -276,13 +278,13 @@ def _small_planes_via_last(reduction: Reduction, x: np.ndarray, axes: Sequence[A
 
 
 def _tuple_via_last(reduction: Reduction, x: np.ndarray, prm: np.ndarray) -> bool:
-    """Whether a channels-first forward pass of a streaming reduction with a tuple
-    accumulator runs as its channels-last kernel between two transposes: at least
+    """Whether a channels-first forward pass of a reduction whose channels-last kernels
+    hold its accumulator as components (:func:`holds_components`: a tuple accumulator, a
+    weighted reduction) runs as that kernel between two transposes: at least
     ``VIA_CHANNELS_LAST_MIN_CHANNELS`` channels.  Channels first, such a reduction has only
     the kernel a window at a time, one element at a time; channels last it folds a
     component an array, over the channels, which vectorises."""
-    return ((isinstance(reduction, Weighted)
-             or (isinstance(reduction, Streaming) and reduction.accumulator == "tuple"))
+    return (holds_components(reduction)
             and x.shape[1] >= VIA_CHANNELS_LAST_MIN_CHANNELS
             and cl_params_variant(reduction, "forward", prm, x.shape[1]) is not None)
 
@@ -299,8 +301,7 @@ vector.  Larger windows (whole planes, large stride-1 kernels) run channels firs
 def refolds_too_much(reduction: Reduction, axes: Sequence[AxisWindows]) -> bool:
     """Whether the channels-last gradient of ``reduction`` would fold windows of more than
     :data:`REFOLD_MAX_TAPS` taps again for every element (see there)."""
-    return ((reduction.kind == "weighted" or getattr(reduction, "grad_uses_acc", False))
-            and math.prod(a.extent for a in axes) > REFOLD_MAX_TAPS)
+    return grad_reads_acc(reduction) and math.prod(a.extent for a in axes) > REFOLD_MAX_TAPS
 
 
 VIA_MAX_PLANE = 144
@@ -602,13 +603,9 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
             return ViaChannelsLast(plan_forward(reduction, "channels_last", like, axes, prm,
                                                 include_pad, override, with_indices))
 
-    if (layout == "channels_first" and not with_indices and shared
-            and _tuple_via_last(reduction, x, prm)):
-        like = np.broadcast_to(np.zeros((), x.dtype), (x.shape[0], *x.shape[2:], x.shape[1]))
-        return ViaChannelsLast(plan_forward(reduction, "channels_last", like, axes, prm,
-                                            include_pad, override))
-    if (layout == "channels_first" and not with_indices and not shared
-            and _small_planes_via_last(reduction, x, axes, prm)):
+    if layout == "channels_first" and not with_indices and (
+            _tuple_via_last(reduction, x, prm) if shared
+            else _small_planes_via_last(reduction, x, axes, prm)):
         like = np.broadcast_to(np.zeros((), x.dtype), (x.shape[0], *x.shape[2:], x.shape[1]))
         return ViaChannelsLast(plan_forward(reduction, "channels_last", like, axes, prm,
                                             include_pad, override))

@@ -250,7 +250,7 @@ def gather_body(red: Reduction, x: str, first: str, at_out: str, level: int) -> 
                   "+ t2 + (i2 - b2) // d2", inner)
     src += _block("div = DIVISOR", inner)
     acc = "zero"
-    if red.kind == "weighted" or red.grad_uses_acc:
+    if grad_reads_acc(red):
         src += stats_block(x, first, inner)  # (its loop reuses the name tap)
         acc = "acc"
     return src + _block(f"g += gy[{at_out}] * _grad(v, etap, y[{at_out}], {acc}, div, pr)",
@@ -1638,7 +1638,7 @@ def _cf_backward_scatter(red: Reduction, cover: bool = False) -> str:
             gxf[numba.uint64(xb + hit)] += g
         """, 5)
         return src
-    needs_acc = red.kind == "weighted" or red.grad_uses_acc
+    needs_acc = grad_reads_acc(red)
     src += _block("""
         q0 = pl % P0
         q1 = pl % P1
@@ -1731,7 +1731,7 @@ def native_channels_last(red: Reduction, variant: str) -> bool:
     """Whether a channels-last kernel exists for this reduction and variant."""
     if isinstance(red, Selection):
         return True
-    if red.kind == "weighted" or (isinstance(red, Streaming) and red.accumulator == "tuple"):
+    if holds_components(red):
         # (a component an array; the gradient folds each window again: see _cl_backward)
         return (variant in ("forward", "forward_channels", "backward", "backward_channels")
                 or (variant in ("backward_global", "backward_global_channels")
@@ -1974,6 +1974,38 @@ def accumulator_width(red: Reduction) -> int:
 
 _WIDTHS: dict[int, tuple[Reduction, int]] = {}
 
+_COMPONENT_TYPES = """
+    _ai = _init(zero, np.int64(0), _row(prm, 0))
+    _au = _ai if C >= 0 else _take(_ai, zero, np.int64(0), _row(prm, 0))
+"""
+"""The lines (after ``C``, ``zero`` and ``prm``) that type a tuple accumulator's components,
+``_au``: each has the type it has after an init and a take of zero (their types unified, as
+a loop that carries the tuple unifies them; the take is typed, never run)."""
+
+
+def _component_arrays(width: int) -> str:
+    """The scratch lines of a tuple accumulator of ``width`` components, an array each over
+    the channels (``acc0`` to ``acc<width - 1>``, typed by :data:`_COMPONENT_TYPES`), for
+    :func:`_components`."""
+    return "\n".join(f"acc{i} = np.empty(C, dtype=np.asarray(_au[{i}]).dtype)"
+                     for i in range(width))
+
+
+def grad_reads_acc(red: Reduction) -> bool:
+    """Whether the gradient of ``red`` reads each window's accumulator (a weighted
+    reduction's always; a streaming one's where ``grad_uses_acc``), so that a backward
+    kernel folds the window first."""
+    return red.kind == "weighted" or getattr(red, "grad_uses_acc", False)
+
+
+def holds_components(red: Reduction) -> bool:
+    """Whether the channels-last kernels of ``red`` hold its accumulator as components
+    (:func:`_components`; a weighted reduction's too, scalar or tuple), where its
+    channels-first kernels fold a window at a time, one element at a time."""
+    return red.kind == "weighted" or (isinstance(red, Streaming)
+                                      and red.accumulator == "tuple")
+
+
 _ACC_STORE = re.compile(r"^(\s*)acc\[ch\] = (.*)$")
 
 
@@ -2019,15 +2051,8 @@ def _cl_forward(red: Reduction, variant: str,
         src += _block("pr = _row(prm, 0)", 1)
     width = accumulator_width(red) if stream else 0
     if width:
-        # A tuple accumulator: an array a component, of the type the component has after an
-        # init and a take of zero (their types unified, as a loop that carries the tuple
-        # unifies them; the take is typed, never run)
-        src += _block("""
-            _ai = _init(zero, np.int64(0), _row(prm, 0))
-            _au = _ai if C >= 0 else _take(_ai, zero, np.int64(0), _row(prm, 0))
-        """, 1)
-        scratch = "\n".join(f"acc{i} = np.empty(C, dtype=np.asarray(_au[{i}]).dtype)"
-                             for i in range(width))
+        src += _block(_COMPONENT_TYPES, 1)
+        scratch = _component_arrays(width)
     elif stream:
         scratch = "acc = np.empty(C, dtype=sdt)"
     elif with_idx:
@@ -2689,20 +2714,15 @@ def _cl_backward(red: Reduction) -> str:
     each element it reads: 2.25 windows of 9 taps an element for 3x3/s2, where the
     channels-first scatter folds each window once but one element at a time."""
     routed = red.kind == "selection"
-    refold = not routed and (red.kind == "weighted" or red.grad_uses_acc)
+    refold = not routed and grad_reads_acc(red)
     width = accumulator_width(red) if refold else 0
     src = _gather_signature(routed)
     src += _block(_cl_shapes("gy", ("x", "gx", "gy")), 1)
     src += _block("idf = idx.reshape(-1)" if routed else "yf = y.reshape(-1)", 1)
     if not routed:
         src += _block(_SETUP, 1) + _block("pr = _row(prm, 0)", 1)
-    if width:  # (as the channels-last forward: see _cl_forward)
-        src += _block("""
-            _ai = _init(zero, np.int64(0), _row(prm, 0))
-            _au = _ai if C >= 0 else _take(_ai, zero, np.int64(0), _row(prm, 0))
-        """, 1) + "".join(
-            _block(f"acc{i} = np.empty(C, dtype=np.asarray(_au[{i}]).dtype)", 1)
-            for i in range(width))
+    if width:
+        src += _block(_COMPONENT_TYPES, 1) + _block(_component_arrays(width), 1)
     elif refold:
         src += _block("acc = np.empty(C, dtype=np.asarray(zero).dtype)", 1)
     # (the row is zeroed before each use)
@@ -2882,13 +2902,9 @@ def _cl_param_grad(red: Reduction) -> str:
     """, 1)
     width = accumulator_width(red)
     scratch = "acc = np.empty(C, dtype=sdt)"
-    if width:  # (a tuple accumulator: as the channels-last forward, see _cl_forward)
-        src += _block("""
-            _ai = _init(zero, np.int64(0), _row(prm, 0))
-            _au = _ai if C >= 0 else _take(_ai, zero, np.int64(0), _row(prm, 0))
-        """, 1)
-        scratch = "\n".join(f"acc{i} = np.empty(C, dtype=np.asarray(_au[{i}]).dtype)"
-                             for i in range(width))
+    if width:
+        src += _block(_COMPONENT_TYPES, 1)
+        scratch = _component_arrays(width)
     src += (_chunks("x.shape[0] * O0 * O1", False, scratch, "r")
             + _cl_output_windows())
     L = 3
@@ -3083,7 +3099,8 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
 
 
 __all__ = ["HEADER", "DECORATOR", "VARIANTS", "decorator", "reassociates", "kernel_source",
-           "native_channels_last", "row_fast_path", "cols_fast_path", "cols_variant",
+           "native_channels_last", "holds_components", "grad_reads_acc", "row_fast_path",
+           "cols_fast_path", "cols_variant",
            "BY2_BLOCK", "BY2_MIN_OUT", "BY2_VARIANTS",
            "global_fast_path", "global_backward_path", "linear_backward_path",
            "MASKED_MAX_READS", "MASKED_VARIANTS", "MASKED_PLANES_VARIANTS",
