@@ -190,8 +190,8 @@ def _kept_runs(monkeypatch) -> list:
     runs = []
     real = redraw.RedrawnForward.run
 
-    def spy(self, x):
-        runs.append(real(self, x))
+    def spy(self, x, data=None):
+        runs.append(real(self, x, data))
         return runs[-1]
 
     monkeypatch.setattr(redraw.RedrawnForward, "run", spy)
@@ -392,3 +392,94 @@ def test_repeated_routed_gradient(monkeypatch, layout):
         numbapool.pool_grad("max", x, np.ones_like(y), indices=bad, **kw)
     with pytest.raises(ValueError, match=r"indices must have shape"):
         numbapool.pool_grad("max", x, np.ones_like(y), indices=idx[:1], **kw)
+
+
+class _GivenStarts(numbapool.WindowRule):
+    """Windows of 2 taps along both axes, window ``o`` starting at ``2 * o + jitter[n, c,
+    axis]``: ``jitter``, an ``(N, C, 2)`` array of 0s and 1s, is a data option (the call's
+    data, as fractional pooling's samples).  ``redraws``: the plan has a ``redraw`` that
+    reads a repeated call's jitter from ``context.data``."""
+
+    name = "given_starts"
+    options = {"out": 3, "jitter": None, "redraws": True}
+    data_options = frozenset({"jitter"})
+
+    def plan(self, spatial, context, *, out=3, jitter=None, redraws=True):
+        starts = self._starts(context, jitter, out)
+        axes = tuple(numbapool.explicit_axis(n, s, 2) for n, s in zip(spatial, starts))
+
+        def redraw(context, into):
+            for i, s in enumerate(self._starts(context, context.data["jitter"], out)):
+                into[i][...] = s
+
+        return numbapool.WindowPlan(axes, redraw=redraw if redraws else None)
+
+    @staticmethod
+    def _starts(context, jitter, out):
+        jitter = np.asarray(jitter)
+        if jitter.shape != (context.batch, context.channels, 2):
+            raise ValueError(f"jitter must have shape {(context.batch, context.channels, 2)}")
+        flat = jitter.reshape(-1, 2).astype(np.int64)
+        return [2 * np.arange(out) + flat[:, i:i + 1] for i in range(2)]
+
+
+def _given_starts_max(x, jitter, out=3):
+    """The reference, channels first: a plain loop over the windows."""
+    n, c = x.shape[:2]
+    want = np.empty((n, c, out, out), dtype=x.dtype)
+    for i, j, a, b in np.ndindex(n, c, out, out):
+        r, s = 2 * a + jitter[i, j, 0], 2 * b + jitter[i, j, 1]
+        want[i, j, a, b] = x[i, j, r:r + 2, s:s + 2].max()
+    return want
+
+
+@pytest.mark.parametrize("redraws", [True, False])
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_data_options_are_the_calls_own(monkeypatch, layout, redraws):
+    """A window rule's data options (``WindowRule.data_options``) are data: a call repeated
+    with a new array for one, every other argument the same, skips the checks and, from its
+    second repetition, runs the kept pass, redrawn from the new array (``context.data``);
+    without a ``redraw`` it is planned with the new array.  Each call's result is its own
+    array's windows, never those of the call that was kept, and the kept call does not hold
+    the first call's array.  A deterministic pooler's calls with an array option are planned
+    every time."""
+    import gc
+    import weakref
+
+    runs = _kept_runs(monkeypatch)
+    rng = np.random.default_rng(11)
+    x = rng.random((2, 5, 7, 9)).astype(np.float32)
+    arg = x if layout == "channels_first" else np.ascontiguousarray(np.moveaxis(x, 1, -1))
+
+    def pool(name, jitter):
+        y = numbapool.pool(name, arg, layout=layout, jitter=jitter, redraws=redraws)
+        return y if layout == "channels_first" else np.moveaxis(y, -1, 1)
+
+    with _max_pooler("test_given_starts", _GivenStarts()) as pooler:
+        first = rng.integers(0, 2, (2, 5, 2))
+        np.testing.assert_array_equal(pool(pooler.name, first), _given_starts_max(x, first))
+        kept = weakref.ref(first)
+        del first
+        gc.collect()
+        assert kept() is None
+        for _ in range(5):
+            jitter = rng.integers(0, 2, (2, 5, 2))
+            held = jitter.copy()
+            np.testing.assert_array_equal(pool(pooler.name, jitter),
+                                          _given_starts_max(x, jitter))
+            np.testing.assert_array_equal(jitter, held)  # (not changed)
+        if redraws:
+            assert len(runs) == 4 and all(r is not None for r in runs)
+        else:
+            assert runs == []
+        with pytest.raises(ValueError, match="jitter must have shape"):
+            pool(pooler.name, np.zeros((2, 5, 3), dtype=np.int64))  # (another key: checked)
+    pooler = numbapool.register(numbapool.Pooler("test_given_fixed", _GivenStarts(),
+                                                 numbapool.get("max").reduction, "test"))
+    try:
+        for _ in range(3):
+            jitter = rng.integers(0, 2, (2, 5, 2))
+            np.testing.assert_array_equal(pool(pooler.name, jitter),
+                                          _given_starts_max(x, jitter))
+    finally:
+        numbapool.unregister(pooler.name)

@@ -465,7 +465,8 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
                    ceil_mode=ceil_mode, layout=layout, count_include_pad=count_include_pad,
                    divisor_override=divisor_override, return_indices=return_indices,
                    output_size=output_size, keepdims=keepdims)
-    key = _call_key(name, x, options, params) if target is None else None
+    data = _data_params(name, params)
+    key = _call_key(name, x, options, params, data) if target is None else None
     known = _KNOWN_CALLS.get(key) if key is not None else None
     if known is not None and REGISTRY.get(name) is not known.pooler:
         known = None
@@ -483,11 +484,15 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
         # Checked before, by a pooler that draws new windows on every call: only those
         # and the data are new.  Its rule may redraw them into the kept kernel's tables.
         want_idx, where = known.with_indices, "cpu"
+        given = {k: params[k] for k in data}  # (the rule's data options: new arrays)
         if known.redrawn is not None:
-            done = known.redrawn.run(x)
+            done = known.redrawn.run(x, given)
             if done is not None:
                 return done if want_idx else done[0]
-        call = _plan_call(known.args, x, (_forward_variant(want_idx),))
+        checked = known.args
+        if given:
+            checked = replace(checked, window_opts={**checked.window_opts, **given})
+        call = _plan_call(checked, x, (_forward_variant(want_idx),))
         if key is not None and (known.redrawn is None or known.redrawn.stale):
             redrawn = RedrawnForward.make(call, known.args.seed, want_idx)
             if redrawn is not None or known.redrawn is not None:
@@ -521,6 +526,9 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
                 call.include_pad, call.override, want_idx), shape, want_idx))
     elif key is not None and plan is not None and args is not None:
         if not call.pooler.deterministic:
+            if data:  # (not kept: a repeated call gives its own, see _data_params)
+                args = replace(args, window_opts={
+                    k: None if k in data else v for k, v in args.window_opts.items()})
             _remember(key, _KnownCall(call.pooler, None, None, None, want_idx, args))
         elif call.kernel_layout == call.layout:
             _remember(key, _KnownCall(call.pooler, call.work.shape, plan, shape, want_idx))
@@ -559,7 +567,26 @@ _KNOWN_CALLS: dict[tuple, _KnownCall] = {}
 _KNOWN_MAX = 64
 
 
-def _call_key(name: object, x: object, options: dict, params: dict) -> tuple | None:
+def _data_params(name: object, params: dict) -> tuple[str, ...]:
+    """The parameters of a call of ``name`` that are NumPy arrays for its window rule's
+    :attr:`~numbapool.windows.WindowRule.data_options`, where it draws its windows
+    (``deterministic=False``): :func:`_call_key` keys them by shape and dtype, not by
+    value, and a repeated call hands them to the kept plan."""
+    if not params or not any(type(v) is np.ndarray for v in params.values()):
+        return ()
+    try:
+        pooler = REGISTRY.get(name)  # type: ignore[arg-type]
+    except (LookupError, TypeError):  # (reported by the checks)
+        return ()
+    rule = pooler.window
+    if pooler.deterministic or not rule.data_options:
+        return ()
+    return tuple(sorted(k for k, v in params.items()
+                        if type(v) is np.ndarray and k in rule.data_options))
+
+
+def _call_key(name: object, x: object, options: dict, params: dict,
+              data: tuple[str, ...] = ()) -> tuple | None:
     if type(x) is np.ndarray:
         if x.dtype.char not in "fd" or not x.dtype.isnative or not x.flags.c_contiguous:
             return None
@@ -585,7 +612,10 @@ def _call_key(name: object, x: object, options: dict, params: dict) -> tuple | N
         for param in sorted(params):  # (each parameter as name, value, type)
             value = params[param]
             kind = type(value)
-            key += (param, value if kind in _PLAIN else _value_key(value), kind)
+            if param in data:  # (an array of data: its shape and dtype)
+                key += (param, (value.shape, value.dtype.str), kind)
+            else:
+                key += (param, value if kind in _PLAIN else _value_key(value), kind)
     try:
         hash(key)
     except TypeError:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from dataclasses import replace
 from typing import Any
 
 import numba
@@ -179,11 +180,13 @@ class RedrawnForward:
             return None
         return cls(call, seed, with_indices)
 
-    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
+    def run(self, x: np.ndarray, data: dict[str, np.ndarray] | None = None
+            ) -> tuple[np.ndarray, np.ndarray | None] | None:
         """Pool ``x`` (C-contiguous, of the first call's shape and dtype) with new windows:
         ``(out, indices or None)`` in the caller's shape; None if another thread is running
         this pass, or (``stale`` then True) if the planes' new windows along an axis they
-        shared differ (the caller then plans the call itself)."""
+        shared differ (the caller then plans the call itself).  ``data``: the call's values
+        of the rule's data options (``WindowContext.data``)."""
         if not self._lock.acquire(blocking=False):
             return None
         try:
@@ -192,6 +195,8 @@ class RedrawnForward:
             if context is None or context.rng is not rng:  # (the calling thread's)
                 context = self._context = WindowContext(self._batch, self._channels,
                                                         self._dtype, rng)
+            if data:
+                context = replace(context, data=data)
             if self._all_shared is not None:
                 parts, rows = self._all_shared
                 parts.draw(context)

@@ -37,12 +37,18 @@ class WindowContext:
         ``np.random.default_rng(seed)``, or fresh ones for ``seed=None``.  It is the
         calling thread's (:func:`numbapool.randomness.generator`): use it during the call,
         do not keep it.
+    data : mapping of str to array
+        For a plan's ``redraw`` on a repeated call: the call's values of the rule's
+        :attr:`~WindowRule.data_options` that the caller gave (the first call passes them to
+        :meth:`WindowRule.plan` as options).  Not checked by the library: ``redraw`` checks
+        them as ``plan`` does.  Empty otherwise.
     """
 
     batch: int
     channels: int
     dtype: np.dtype
     rng: np.random.Generator | None = None
+    data: Mapping[str, np.ndarray] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,9 @@ class WindowPlan:
         objects and choosing and binding a kernel; the library checks that the starts lie
         inside the input.  An axis whose windows every plane shares in the plan stays as it
         is while each draw gives every plane those windows; a call whose draw does not is
-        planned anew.  None (the default): ``plan`` runs on every call.
+        planned anew.  None (the default): ``plan`` runs on every call.  Where the rule
+        has :attr:`~WindowRule.data_options`, a plan made from values the caller gave draws
+        from those a repeated call gives instead (``context.data``).
 
         Optionally, ``redraw.in_parts(starts)`` (``starts`` as above, C- or F-contiguous,
         one an axis, every axis per-plane, or every axis shared by the planes in the plan),
@@ -153,6 +161,15 @@ class WindowRule:
 
     name: str = ""
     options: Mapping[str, object] = {}
+    data_options: frozenset[str] = frozenset()
+    """Options (among :attr:`options`) whose values are data of the call, as ``x`` is, not
+    its geometry: arrays that change from call to call, such as fractional pooling's
+    ``samples``.  For a pooler that draws its windows (``deterministic=False``), a call
+    repeated with NumPy arrays for them (of the same shapes and dtypes) and every other
+    argument the same skips the argument checks like any repeated call: the plan's
+    ``redraw`` (:attr:`WindowPlan.redraw`) gets the new arrays in ``context.data``, or,
+    without a ``redraw``, :meth:`plan` runs with them.  (A deterministic pooler's call with
+    an array option is checked and planned anew every time.)"""
 
     def plan(self, spatial: tuple[int, ...], context: WindowContext,
              **options: object) -> WindowPlan:

@@ -390,6 +390,66 @@ def test_max_rows_at_stride_2_match_torch(monkeypatch, dtype, shape, kernel, out
     assert bool(by2_kernels & set(names)) == by2
 
 
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("shape, kernel, opts", [
+    ((2, 3, 40), 2, dict(output_size=27)),
+    ((2, 9, 300), 3, dict(output_size=150)),  # (the rows read at stride 2)
+    ((2, 9, 11, 12), 2, dict(output_ratio=0.7)),
+    ((1, 8, 10, 12), 2, dict(output_ratio=0.5)),  # (windows every plane shares)
+    ((1, 4, 6, 7, 8), 2, dict(output_size=(4, 5, 5))),
+])
+@pytest.mark.parametrize("dtype, sdtype", [(np.float32, np.float64), (np.float64, np.float32)])
+def test_repeated_calls_with_new_samples_match_torch(monkeypatch, layout, shape, kernel, opts,
+                                                      dtype, sdtype):
+    """``samples`` is data (``Fractional.data_options``): the same call repeated with new
+    samples is as fast as a seeded one (from the third call the kept pass runs, its threads
+    computing each plane's starts from the new samples), and every call's windows are its
+    own samples', against torch; the samples are not changed.  Bad samples on a repeated
+    call are still a ValueError."""
+    from numbapool import api, redraw
+
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    runs = []
+    real = redraw.RedrawnForward.run
+
+    def spy(self, x, data=None):
+        runs.append(real(self, x, data))
+        return runs[-1]
+
+    monkeypatch.setattr(redraw.RedrawnForward, "run", spy)
+    rank = len(shape) - 2
+    rng = np.random.default_rng(sum(shape))
+    x = make_x(rng, shape, dtype)
+    arg = x if layout == "channels_first" else np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    x4 = x if rank > 1 else x[:, :, None, :]
+    for _ in range(4):
+        s = make_samples(rng, *shape[:2], rank, sdtype)
+        held = s.copy()
+        s4 = s if rank > 1 else np.concatenate([s, s], axis=-1)
+        k4 = kernel if rank > 1 else (1, kernel)
+        o4 = opts if rank > 1 else {k: (1, v) for k, v in opts.items()}
+        ty, ti, _ = torch_max(x4, k4, s4.astype(dtype), **o4)
+        y, idx = numbapool.pool("fractional_max", arg, kernel_size=kernel, samples=s,
+                                layout=layout, return_indices=True, **opts)
+        if layout == "channels_last":
+            y, idx = np.moveaxis(y, -1, 1), np.moveaxis(idx, -1, 1)
+        np.testing.assert_array_equal(y, ty.reshape(y.shape))
+        np.testing.assert_array_equal(idx, ti.reshape(idx.shape))
+        y = numbapool.pool("fractional_max", arg, kernel_size=kernel, samples=s,
+                           layout=layout, **opts)
+        if layout == "channels_last":
+            y = np.moveaxis(y, -1, 1)
+        np.testing.assert_array_equal(y, ty.reshape(y.shape))
+        np.testing.assert_array_equal(s, held)
+    assert any(r is not None for r in runs)
+    for value in (np.nan, 1.0, -0.25):
+        bad = make_samples(rng, *shape[:2], rank, sdtype)
+        bad[-1, -1, -1] = value
+        with pytest.raises(ValueError, match=r"samples must lie in \[0, 1\)"):
+            numbapool.pool("fractional_max", arg, kernel_size=kernel, samples=bad,
+                           layout=layout, **opts)
+
+
 # ----------------------------------------------------------------------------------------------
 # 2. fractional_avg with samples against a NumPy reference
 # ----------------------------------------------------------------------------------------------

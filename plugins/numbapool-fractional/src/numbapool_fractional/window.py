@@ -64,6 +64,9 @@ class Fractional(WindowRule):
     name = "fractional"
     options = {"kernel_size": None, "output_size": None, "output_ratio": None,
                "samples": None, "pseudo_random": None, "overlapping": False}
+    # (a call repeated with new samples redraws its windows from them, in the kernel's
+    # threads, as a seeded one does from its generator)
+    data_options = frozenset({"samples"})
 
     def examples(self, rank: int) -> list[dict]:
         """Options the conformance kit and the benchmarks exercise."""
@@ -126,21 +129,12 @@ class Fractional(WindowRule):
                              "or False)")
         geometry, name = _torch_geometry(tuple(spatial), context.dtype, kernel_size, sizes,
                                          ratios)
-        redraw = None
+        redraw = _TorchRedraw(geometry, name, rank, given=samples is not None)
         if samples is None:
-            redraw = _TorchRedraw(geometry, name, rank)
             samples = redraw.samples(context)
         else:
-            samples = np.asarray(samples)
-            if samples.dtype.kind != "f":
-                raise TypeError(f"samples must be floating point, got {samples.dtype}")
-            want = (context.batch, context.channels, rank)
-            if samples.shape != want:
-                raise ValueError(f"samples must have shape {want} (N, C, spatial rank), got "
-                                 f"{samples.shape}")
-            if not np.all((samples >= 0) & (samples < 1)):
-                raise ValueError("samples must lie in [0, 1)")
-        flat = np.asarray(samples).reshape(context.batch * context.channels, rank)
+            samples = _checked_samples(samples, context, rank)
+        flat = samples.reshape(context.batch * context.channels, rank)
         axes, seqs = [], []
         for length, kk, out, col in geometry:
             # (the samples are finite: drawn in [0, 1) or checked to lie there; the sizes
@@ -151,17 +145,36 @@ class Fractional(WindowRule):
         return tuple(axes), seqs, redraw
 
 
+def _checked_samples(samples: object, context: WindowContext, rank: int) -> np.ndarray:
+    """``samples`` given by the caller, as an array, once checked: floating point, of shape
+    ``(N, C, rank)``, every value in ``[0, 1)``."""
+    samples = np.asarray(samples)
+    if samples.dtype.kind != "f":
+        raise TypeError(f"samples must be floating point, got {samples.dtype}")
+    want = (context.batch, context.channels, rank)
+    if samples.shape != want:
+        raise ValueError(f"samples must have shape {want} (N, C, spatial rank), got "
+                         f"{samples.shape}")
+    # (two reductions, no temporaries; a NaN fails the first compare)
+    if samples.size and not (samples.min() >= 0 and samples.max() < 1):
+        raise ValueError("samples must lie in [0, 1)")
+    return samples
+
+
 class _TorchRedraw:
-    """The ``redraw`` of a plan of PyTorch's rule with drawn samples
-    (:attr:`WindowPlan.redraw`): the same draw as :meth:`Fractional.plan`, the starts
-    written into the library's arrays, for a geometry checked once."""
+    """The ``redraw`` of a plan of PyTorch's rule (:attr:`WindowPlan.redraw`): the same
+    draw as :meth:`Fractional.plan`, the starts written into the library's arrays, for a
+    geometry checked once.  ``given``: the plan's samples were the caller's, and a
+    repeated call's are too (``context.data["samples"]``, checked as the plan checks
+    them); else they are drawn from ``context.rng``."""
 
     any_layout = True  # (writes through the starts arrays, C- or F-contiguous)
 
-    def __init__(self, geometry: tuple, name: str, rank: int) -> None:
+    def __init__(self, geometry: tuple, name: str, rank: int, given: bool = False) -> None:
         self.geometry = geometry
         self.name = name
         self.rank = rank
+        self.given = given
         # (float32 and float64 starts from their compiled pass, its constants made once)
         self.compiled = (name in ("float32", "float64")
                          and all(out > 1 for _, _, out, _ in geometry))
@@ -170,7 +183,23 @@ class _TorchRedraw:
                               for length, kk, out, _ in geometry]
 
     def samples(self, context: WindowContext) -> np.ndarray:
+        """The call's samples, ``(N, C, rank)``: the caller's, checked, or drawn."""
+        if self.given:
+            if "samples" not in context.data:
+                raise ValueError("this plan's windows come from the caller's samples: a "
+                                 "redraw needs the new ones in context.data['samples']")
+            return _checked_samples(context.data["samples"], context, self.rank)
         return context.rng.random((context.batch, context.channels, self.rank))
+
+    def columns_into(self, context: WindowContext, columns: np.ndarray) -> None:
+        """The call's samples into ``columns`` (``(rank, N * C)``, the starts' floating
+        type): the caller's, rounded as ``astype`` rounds, or drawn as :meth:`samples`
+        draws them (:func:`uniform_rows`: the same numbers, on the kernel's threads)."""
+        if self.given:
+            planes = context.batch * context.channels
+            columns[...] = self.samples(context).reshape(planes, self.rank).T
+        else:
+            uniform_rows(context.rng, columns)
 
     def in_parts(self, starts: tuple[np.ndarray, ...]) -> _TorchStartsInParts | None:
         """The draw in two steps (:class:`StartsInParts`) for compiled starts, into
@@ -189,7 +218,7 @@ class _TorchRedraw:
             return
         # (the numbers of samples(), in the starts' floating type, as astype rounds)
         columns = np.empty((self.rank, planes), dtype=self.constants[0][0])
-        uniform_rows(context.rng, columns)
+        self.columns_into(context, columns)
         for (length, kk, out, col), (_, steps, alpha), into in zip(
                 self.geometry, self.constants, starts):
             lo, hi = _compiled_starts(columns[col], steps, alpha, length - kk, into)
@@ -198,8 +227,9 @@ class _TorchRedraw:
 
 class _TorchStartsInParts:
     """:class:`_TorchRedraw` in two steps (:class:`numbapool.windows.StartsInParts`): the
-    samples drawn on the calling thread, in the floating type of the starts, and each
-    kernel thread computing its planes' starts from them (:func:`_starts_into`)."""
+    samples drawn (or the caller's copied) on the calling thread, in the floating type of
+    the starts, and each kernel thread computing its planes' starts from them
+    (:func:`_starts_into`)."""
 
     def __init__(self, redraw: _TorchRedraw, starts: tuple[np.ndarray, ...]) -> None:
         planes = starts[0].shape[0]
@@ -210,7 +240,8 @@ class _TorchStartsInParts:
         self._u = [self._columns[col] for _, _, _, col in redraw.geometry]
         # (the draw's compile in the call that keeps the pass, not the next one, whose
         # kernel compiles: third calls of 2048 channels 2.1 s against 1.5-1.7 s before)
-        prepare_uniform_rows(self._columns)
+        if not redraw.given:
+            prepare_uniform_rows(self._columns)
         self._alpha = [np.array([alpha], dtype=ft) for ft, _, alpha in redraw.constants]
         slots = [len(redraw.geometry), np.dtype(redraw.name).itemsize]
         for (length, kk, _, _), (_, steps, _), u, alpha, into in zip(
@@ -225,8 +256,7 @@ class _TorchStartsInParts:
         self.positions_address = _fill_positions.address
 
     def draw(self, context: WindowContext) -> None:
-        # (the numbers of samples(), on every thread where it can, rounded as astype rounds)
-        uniform_rows(context.rng, self._columns)
+        self._redraw.columns_into(context, self._columns)
 
     def check(self) -> None:
         for (length, kk, out, _), into in zip(self._redraw.geometry, self._starts):
