@@ -472,8 +472,14 @@ def test_data_options_are_the_calls_own(monkeypatch, layout, redraws):
             assert len(runs) == 4 and all(r is not None for r in runs)
         else:
             assert runs == []
+        del runs[:]
         with pytest.raises(ValueError, match="jitter must have shape"):
             pool(pooler.name, np.zeros((2, 5, 3), dtype=np.int64))  # (another key: checked)
+        listed = rng.integers(0, 2, (2, 5, 2))
+        for _ in range(4):  # (a list: the same values repeat the call, handed on as given)
+            np.testing.assert_array_equal(pool(pooler.name, listed.tolist()),
+                                          _given_starts_max(x, listed))
+        assert len(runs) == (2 if redraws else 0)
     pooler = numbapool.register(numbapool.Pooler("test_given_fixed", _GivenStarts(),
                                                  numbapool.get("max").reduction, "test"))
     try:
@@ -483,3 +489,12 @@ def test_data_options_are_the_calls_own(monkeypatch, layout, redraws):
                                           _given_starts_max(x, jitter))
     finally:
         numbapool.unregister(pooler.name)
+
+
+@pytest.mark.parametrize("data", ["jitter", frozenset({"shift"})])
+def test_data_options_must_be_a_set_of_the_rules_options(data):
+    rule = _GivenStarts()
+    rule.data_options = data
+    with pytest.raises(TypeError, match="data_options must be a set of its option names"):
+        numbapool.Pooler("test_bad_data", rule, numbapool.get("max").reduction, "test",
+                         deterministic=False)

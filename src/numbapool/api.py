@@ -484,7 +484,9 @@ def pool(name: str, x: Any, kernel_size: int | tuple[int, ...] | None = None, *,
         # Checked before, by a pooler that draws new windows on every call: only those
         # and the data are new.  Its rule may redraw them into the kept kernel's tables.
         want_idx, where = known.with_indices, "cpu"
-        given = {k: params[k] for k in data}  # (the rule's data options: new arrays)
+        # (the values of the rule's data options: arrays keyed by shape and dtype, other
+        # values by value or identity, read anew each call)
+        given = {k: params[k] for k in known.pooler.window.data_options if k in params}
         if known.redrawn is not None:
             done = known.redrawn.run(x, given)
             if done is not None:

@@ -140,6 +140,10 @@ class Pooler:
             raise TypeError(f"pooler {self.name!r}: window must be a WindowRule")
         if not isinstance(self.reduction, Reduction):
             raise TypeError(f"pooler {self.name!r}: reduction must be a Reduction")
+        data = self.window.data_options
+        if not isinstance(data, (set, frozenset)) or not set(data) <= set(self.window.options):
+            raise TypeError(f"pooler {self.name!r}: the window rule's data_options must be a "
+                            "set of its option names")
         clash = {p.name for p in self.parameters} & (set(self.options()) | {"target"})
         if clash:
             raise ValueError(f"pooler {self.name!r}: parameters {sorted(clash)} shadow options")

@@ -39,9 +39,9 @@ class WindowContext:
         do not keep it.
     data : mapping of str to array
         For a plan's ``redraw`` on a repeated call: the call's values of the rule's
-        :attr:`~WindowRule.data_options` that the caller gave (the first call passes them to
-        :meth:`WindowRule.plan` as options).  Not checked by the library: ``redraw`` checks
-        them as ``plan`` does.  Empty otherwise.
+        :attr:`~WindowRule.data_options` that the caller gave, as given (the first call
+        passes them to :meth:`WindowRule.plan` as options).  Not checked by the library:
+        ``redraw`` checks them as ``plan`` does.  Empty otherwise.
     """
 
     batch: int
@@ -168,8 +168,10 @@ class WindowRule:
     repeated with NumPy arrays for them (of the same shapes and dtypes) and every other
     argument the same skips the argument checks like any repeated call: the plan's
     ``redraw`` (:attr:`WindowPlan.redraw`) gets the new arrays in ``context.data``, or,
-    without a ``redraw``, :meth:`plan` runs with them.  (A deterministic pooler's call with
-    an array option is checked and planned anew every time.)"""
+    without a ``redraw``, :meth:`plan` runs with them.  Values of other types repeat a call
+    when equal (a list) or the same object (a tensor, which may hold new values): they are
+    passed the same way.  (A deterministic pooler's call with an array option is checked and
+    planned anew every time.)"""
 
     def plan(self, spatial: tuple[int, ...], context: WindowContext,
              **options: object) -> WindowPlan:

@@ -450,6 +450,23 @@ def test_repeated_calls_with_new_samples_match_torch(monkeypatch, layout, shape,
                            layout=layout, **opts)
 
 
+def test_repeated_calls_with_samples_not_an_array():
+    """Samples given as a list, or as one torch tensor refilled between calls (PyTorch's
+    ``_random_samples``), repeat a call too: each call's windows are its values', past the
+    third call (the kept pass)."""
+    rng = np.random.default_rng(21)
+    x = make_x(rng, (2, 5, 11, 12), np.float32)
+    tensor = torch.zeros((2, 5, 2), dtype=torch.float64)
+    for _ in range(5):
+        s = make_samples(rng, 2, 5, 2)
+        want = torch_max(x, 2, s.astype(np.float32), output_ratio=0.7)[0]
+        np.testing.assert_array_equal(numbapool.pool(
+            "fractional_max", x, output_ratio=0.7, samples=s.tolist()), want)
+        tensor.copy_(torch.from_numpy(s))
+        np.testing.assert_array_equal(numbapool.pool(
+            "fractional_max", x, output_ratio=0.7, samples=tensor), want)
+
+
 # ----------------------------------------------------------------------------------------------
 # 2. fractional_avg with samples against a NumPy reference
 # ----------------------------------------------------------------------------------------------
