@@ -740,3 +740,83 @@ def test_lse_whole_plane_windows(layout):
     reads the output, not the accumulator), a parameter a channel."""
     x = 20.0 * make_x("lse", (2, MANY, 5, 4), seed=53)
     check_against_torch("lse", x, (5, 4), 1, 1, layout, {"r": np.linspace(0.5, 2.5, MANY)})
+
+
+def _stochastic_reference(x, seed, kernel, stride, padding, dilation):
+    """Stochastic pooling in training mode, channels first, by plain loops: the uniforms are
+    ``default_rng(seed).random((N, C, *out))`` (one an output, channels-first order), each
+    window's masses ``max(v, 0)`` summed in float64 in the window's order (padding left
+    out), and the first tap whose running sum passes ``u * total`` selected (the first tap
+    where none does).  Values and flat in-plane indices."""
+    rank = x.ndim - 2
+    spatial = x.shape[2:]
+    k, s, p, d = (np.broadcast_to(v, (rank,)) for v in (kernel, stride, padding, dilation))
+    out = tuple((L + 2 * pp - dd * (kk - 1) - 1) // ss + 1
+                for L, kk, ss, pp, dd in zip(spatial, k, s, p, d))
+    u = np.random.default_rng(seed).random((*x.shape[:2], *out))
+    y = np.empty(u.shape, dtype=x.dtype)
+    idx = np.empty(u.shape, dtype=np.int64)
+    for pos in np.ndindex(*u.shape):
+        n, c, o = pos[0], pos[1], pos[2:]
+        taps = [t for t in np.ndindex(*k)
+                if all(0 <= o[a] * s[a] - p[a] + t[a] * d[a] < spatial[a] for a in range(rank))]
+        at = [tuple(o[a] * s[a] - p[a] + t[a] * d[a] for a in range(rank)) for t in taps]
+        masses = [max(float(x[(n, c, *w)]), 0.0) for w in at]
+        total = 0.0
+        for m in masses:
+            total += m
+        target = u[pos] * total
+        pick, cum = 0, 0.0
+        for i, m in enumerate(masses):
+            cum += m
+            if cum > target:
+                pick = i
+                break
+        y[pos] = x[(n, c, *at[pick])]
+        idx[pos] = np.ravel_multi_index(at[pick], spatial)
+    return y, idx
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding, dilation", [
+    ((2, 9, 9, 9), 3, 2, 1, 1),
+    ((2, 3, 9, 9), 3, 2, 1, 1),  # (channels first: fewer than 8 channels, its own kernel)
+    ((2, 16, 17), 4, 3, 2, 2),
+    ((1, 8, 5, 6, 7), 2, 1, 1, 2),
+])
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stochastic_training_matches_numpy(monkeypatch, shape, kernel, stride, padding,
+                                           dilation, layout, dtype):
+    """Stochastic pooling in training mode against plain loops over the seed's uniforms:
+    the same selections (values and indices), bit for bit, in both layouts: channels last
+    by selects over the channels (and channels first with 8 channels or more, between
+    transposes), else an element at a time.  Windows of zero mass (non-positive elements)
+    keep their first element."""
+    from numbapool.kernels import cpu
+
+    ran = []
+    real = cpu.get_kernel
+
+    def spy(reduction, kernel_layout, variant):
+        ran.append((kernel_layout, variant))
+        return real(reduction, kernel_layout, variant)
+
+    monkeypatch.setattr(cpu, "get_kernel", spy)
+    rng = np.random.default_rng(sum(shape))
+    x = rng.uniform(-1.0, 2.0, size=shape).astype(dtype)
+    x[0, 0] = -1.0  # (a plane of zero mass)
+    want_y, want_idx = _stochastic_reference(x, 5, kernel, stride, padding, dilation)
+    xin = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if layout == "channels_last" else x
+    y, idx = numbapool.pool("stochastic", xin, kernel, stride=stride, padding=padding,
+                            dilation=dilation, layout=layout, seed=5, return_indices=True)
+    if layout == "channels_last":
+        y, idx = np.moveaxis(y, -1, 1), np.moveaxis(idx, -1, 1)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(idx, want_idx)
+    y = numbapool.pool("stochastic", xin, kernel, stride=stride, padding=padding,
+                       dilation=dilation, layout=layout, seed=5)
+    np.testing.assert_array_equal(y if layout == "channels_first" else np.moveaxis(y, -1, 1),
+                                  want_y)
+    last = layout == "channels_last" or shape[1] >= 8
+    assert (("channels_last", "forward_indices") in ran) == last
+    assert (("channels_first", "forward_indices") in ran) == (not last)
