@@ -259,14 +259,19 @@ def _squares_grad_reference(x, gy, kernel, stride):
     return gx
 
 
+@pytest.mark.parametrize("scatter", [False, True])
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
-@pytest.mark.parametrize("shape, kernel", [((4, 9, 7, 8), 3), ((1, 8, 5, 6, 5), 2)])
-def test_gradient_folds_each_window_again(poolers, monkeypatch, shape, kernel, layout):
+@pytest.mark.parametrize("shape, kernel", [((4, 9, 7, 8), 3), ((1, 8, 5, 6, 5), 2),
+                                           ((2, 70, 7, 6), 3)])
+def test_gradient_folds_each_window_again(poolers, monkeypatch, shape, kernel, layout,
+                                          scatter):
     """The channels-last gradient of a reduction whose grad reads the accumulator (channels
-    first with 8 channels, between transposes) folds each window again, component by
-    component."""
+    first with 8 channels, between transposes): the gather folds each window again for
+    every element, component by component; the scatter (enough tasks: samples times blocks
+    of 64 channels, the last one partial for 70) folds each window once."""
     from spies import kernel_layouts_asked
     asked = kernel_layouts_asked(monkeypatch)
+    monkeypatch.setattr(cpu, "CL_SCATTER_MIN_TASKS_PER_THREAD", 0 if scatter else 10**9)
     rng = np.random.default_rng(4)
     x = rng.uniform(0.5, 1.5, shape)
     gy = rng.standard_normal(numbapool.pool("tuple_squares_test", x, kernel, stride=2).shape)
@@ -277,7 +282,8 @@ def test_gradient_folds_each_window_again(poolers, monkeypatch, shape, kernel, l
     if layout == "channels_last":
         got = np.moveaxis(got, -1, 1)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
-    assert ("channels_last", "backward") in asked
+    assert ("channels_last", "backward_scatter" if scatter else "backward") in asked
+    assert ("channels_last", "backward" if scatter else "backward_scatter") not in asked
 
 
 def _grad_reference(x, gy, kernel, stride, dydv):
@@ -319,13 +325,17 @@ def test_gradients_with_parameters_by_channel_and_linear_ones(poolers, layout):
                                rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("scatter", [False, True])
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
-def test_large_windows_are_not_folded_again_for_every_element(poolers, monkeypatch, layout):
-    """5x5 windows (25 taps, over REFOLD_MAX_TAPS): the gradient runs channels first, where
-    each window is folded once."""
+def test_large_windows_are_not_folded_again_for_every_element(poolers, monkeypatch, layout,
+                                                              scatter):
+    """5x5 windows (25 taps, over REFOLD_MAX_TAPS): where the channels-last gradient would
+    gather, it runs channels first, where each window is folded once; where it scatters
+    (enough tasks), it runs channels last."""
     from spies import kernel_layouts_asked
     assert 9 <= cpu.REFOLD_MAX_TAPS < 25
     asked = kernel_layouts_asked(monkeypatch)
+    monkeypatch.setattr(cpu, "CL_SCATTER_MIN_TASKS_PER_THREAD", 0 if scatter else 10**9)
     rng = np.random.default_rng(6)
     x = rng.uniform(0.5, 1.5, (4, 9, 9, 8))
     gy = rng.standard_normal((4, 9, 3, 2))
@@ -333,5 +343,6 @@ def test_large_windows_are_not_folded_again_for_every_element(poolers, monkeypat
     np.testing.assert_allclose(got, _grad_reference(
         x, gy, 5, 2, lambda v, c: (2 * v - (v * v).sum() / v.sum()) / v.sum()), rtol=1e-12,
         atol=1e-14)
-    assert not any(lay == "channels_last" and "backward" in variant
+    assert not any(lay == "channels_last" and variant == "backward"
                    for lay, variant in asked), asked
+    assert (("channels_last", "backward_scatter") in asked) == scatter

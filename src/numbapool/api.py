@@ -343,12 +343,15 @@ def _kernel_layout(layout: str, reduction: Reduction, prm: np.ndarray,
     copy where no channels-last kernel exists (for parameters that differ by channel, the
     gradients' kernels have twins that read each channel's: ``cpu.cl_params_variant``), or
     where the channels-last gradient would fold large windows again for every element
-    (``cpu.refolds_too_much``)."""
+    (``cpu.refolds_too_much``), or where a sampling reduction's channels-last kernel would
+    have fewer tasks than threads (``cpu.sampling_too_few_tasks``)."""
     if layout == "channels_last" and (
             any(a.planes > 1 for a in axes)
             or not all(cpu.cl_params_variant(reduction, v, prm, channels) is not None
                        for v in variants)
-            or ("backward" in variants and cpu.refolds_too_much(reduction, axes))):
+            or ("backward" in variants
+                and cpu.refolds_too_much(reduction, axes, batch, channels, prm))
+            or cpu.sampling_too_few_tasks(reduction, batch, axes)):
         if variants == ("forward",) and cpu.masked_channels_last(reduction, axes, prm, batch,
                                                                   channels):
             return layout  # (per-plane windows, the masked kernel)

@@ -777,16 +777,19 @@ def _stochastic_reference(x, seed, kernel, stride, padding, dilation):
     return y, idx
 
 
-@pytest.mark.parametrize("shape, kernel, stride, padding, dilation", [
-    ((2, 9, 9, 9), 3, 2, 1, 1),
-    ((2, 3, 9, 9), 3, 2, 1, 1),  # (channels first: fewer than 8 channels, its own kernel)
-    ((2, 16, 17), 4, 3, 2, 2),
-    ((1, 8, 5, 6, 7), 2, 1, 1, 2),
+@pytest.mark.parametrize("shape, kernel, stride, padding, dilation, via_last", [
+    ((2, 9, 9, 9), 3, 2, 1, 1, True),
+    ((2, 3, 9, 9), 3, 2, 1, 1, False),  # (channels first: fewer than 8 channels)
+    ((2, 16, 17), 4, 3, 2, 2, False),  # (2 rows of 5 outputs: too few tasks to transpose)
+    ((1, 8, 1100), 3, 2, 1, 1, True),  # (runs of an output row: 550 outputs)
+    ((1, 8, 5, 6, 7), 2, 1, 1, 2, True),
+    ((4, 16, 32, 32), 2, 2, 0, 1, True),  # (16,384 uniforms: drawn on the kernel threads)
+    ((2, 1, 9, 9), 3, 2, 1, 1, False),
 ])
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_stochastic_training_matches_numpy(monkeypatch, shape, kernel, stride, padding,
-                                           dilation, layout, dtype):
+                                           dilation, via_last, layout, dtype):
     """Stochastic pooling in training mode against plain loops over the seed's uniforms:
     the same selections (values and indices), bit for bit, in both layouts: channels last
     by selects over the channels (and channels first with 8 channels or more, between
@@ -802,6 +805,7 @@ def test_stochastic_training_matches_numpy(monkeypatch, shape, kernel, stride, p
         return real(reduction, kernel_layout, variant)
 
     monkeypatch.setattr(cpu, "get_kernel", spy)
+    monkeypatch.setattr(cpu, "_threads", lambda: 2)  # (the routes' thresholds: 2 threads)
     rng = np.random.default_rng(sum(shape))
     x = rng.uniform(-1.0, 2.0, size=shape).astype(dtype)
     x[0, 0] = -1.0  # (a plane of zero mass)
@@ -817,6 +821,101 @@ def test_stochastic_training_matches_numpy(monkeypatch, shape, kernel, stride, p
                        dilation=dilation, layout=layout, seed=5)
     np.testing.assert_array_equal(y if layout == "channels_first" else np.moveaxis(y, -1, 1),
                                   want_y)
-    last = layout == "channels_last" or shape[1] >= 8
+    last = layout == "channels_last" or via_last
     assert (("channels_last", "forward_indices") in ran) == last
     assert (("channels_first", "forward_indices") in ran) == (not last)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_stochastic_kernels_agree_on_nan_and_inf(monkeypatch, layout):
+    """NaN and infinite elements: the channels-last kernel selects what the channels-first
+    kernel does (the reference's Python ``max`` is no guide to Numba's on NaN)."""
+    from numbapool.kernels import cpu
+
+    x = np.random.default_rng(61).uniform(-1.0, 2.0, size=(2, 9, 11, 11)).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[::7] = np.nan
+    flat[3::11] = np.inf
+    flat[5::13] = -np.inf
+    kw = dict(stride=2, padding=1, seed=8, return_indices=True)
+    xin = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if layout == "channels_last" else x
+    y, idx = numbapool.pool("stochastic", xin, 3, layout=layout, **kw)
+    if layout == "channels_last":
+        y, idx = np.moveaxis(y, -1, 1), np.moveaxis(idx, -1, 1)
+    monkeypatch.setattr(cpu, "VIA_CHANNELS_LAST_MIN_CHANNELS", 10**9)  # (channels first)
+    want_y, want_idx = numbapool.pool("stochastic", x, 3, **kw)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(idx, want_idx)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_stochastic_gradient_follows_the_forward_selection(layout):
+    """``pool_grad`` without indices (it draws the seed's uniforms again and selects again)
+    routes each output's gradient to the element ``pool`` selected, 8 channels or more."""
+    x = np.random.default_rng(62).uniform(0.1, 2.0, size=(2, 12, 10, 10))
+    xin = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if layout == "channels_last" else x
+    y, idx = numbapool.pool("stochastic", xin, 3, stride=2, layout=layout, seed=4,
+                            return_indices=True)
+    gy = np.random.default_rng(63).standard_normal(y.shape)
+    gx = numbapool.pool_grad("stochastic", xin, gy, 3, stride=2, layout=layout, seed=4)
+    if layout == "channels_last":
+        gy, idx, gx = (np.moveaxis(a, -1, 1) for a in (gy, idx, gx))
+    want = np.zeros((2, 12, 100))
+    for n, c in np.ndindex(2, 12):
+        np.add.at(want[n, c], idx[n, c].reshape(-1), gy[n, c].reshape(-1))
+    np.testing.assert_allclose(gx.reshape(2, 12, 100), want, rtol=1e-12, atol=1e-12)
+
+
+def test_stochastic_channels_last_with_few_outputs_runs_channels_first(monkeypatch):
+    """Channels last, a window of the whole plane and one sample: one task of the
+    channels-last kernel, so the call runs the channels-first kernel (a task a plane) on a
+    transposed copy; the values are the reference's either way."""
+    from numbapool.kernels import cpu
+
+    ran = []
+    real = cpu.get_kernel
+
+    def spy(reduction, kernel_layout, variant):
+        ran.append((kernel_layout, variant))
+        return real(reduction, kernel_layout, variant)
+
+    monkeypatch.setattr(cpu, "get_kernel", spy)
+    monkeypatch.setattr(cpu, "_threads", lambda: 2)
+    x = np.random.default_rng(64).uniform(-1.0, 2.0, size=(1, 9, 5, 5))
+    want_y, want_idx = _stochastic_reference(x, 2, 5, 1, 0, 1)
+    y, idx = numbapool.pool("stochastic", np.ascontiguousarray(np.moveaxis(x, 1, -1)), 5,
+                            layout="channels_last", seed=2, return_indices=True)
+    np.testing.assert_array_equal(np.moveaxis(y, -1, 1), want_y)
+    np.testing.assert_array_equal(np.moveaxis(idx, -1, 1), want_idx)
+    assert ran == [("channels_first", "forward_indices")]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("name", ["mixed", "gated", "softpool"])
+def test_gradients_scattered_by_blocks_of_channels(monkeypatch, name, layout, dtype):
+    """Gradients that read each window's accumulator, with parameters every channel shares,
+    run the channels-last scatter (a task a sample and block of 64 channels; 70 channels: a
+    partial block), which folds each window once, channels first between transposes.
+    Against torch autograd, on values whose exponentials overflow unshifted for softpool."""
+    from numbapool.kernels import cpu
+
+    ran = []
+    real = cpu.get_kernel
+
+    def spy(reduction, kernel_layout, variant):
+        ran.append((kernel_layout, variant))
+        return real(reduction, kernel_layout, variant)
+
+    monkeypatch.setattr(cpu, "get_kernel", spy)
+    monkeypatch.setattr(cpu, "CL_SCATTER_MIN_TASKS_PER_THREAD", 0)
+    rng = np.random.default_rng(71)
+    scale = 40.0 if name == "softpool" else 1.0
+    x = (scale * make_x(name, (3, 70, 9, 8), seed=72)).astype(dtype)
+    params = {"mixed": {"alpha": 0.3}, "gated": {"w": 0.5 * rng.standard_normal(9)},
+              "softpool": {}}[name]
+    tol = (dict(rtol=RTOL64, atol=ATOL64) if dtype == np.float64
+           else dict(rtol=RTOL32, atol=ATOL32 * scale))
+    check_against_torch(name, x, 3, 2, 1, layout, params, **tol)
+    assert ("channels_last", "backward_scatter") in ran
+    assert ("channels_last", "backward") not in ran

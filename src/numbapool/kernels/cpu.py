@@ -33,6 +33,8 @@ from .templates import (
     MASKED_MAX_READS,
     MASKED_VARIANTS,
     PER_CHANNEL,
+    SAMPLING_ROW_OUTPUTS,
+    SCATTER_CHANNELS,
     _masked_name,
     cl_fold_variant,
     cols_fast_path,
@@ -302,10 +304,13 @@ window once (``taps / strides`` an element), one element at a time against 8 or 
 vector.  Larger windows (whole planes, large stride-1 kernels) run channels first."""
 
 
-def refolds_too_much(reduction: Reduction, axes: Sequence[AxisWindows]) -> bool:
+def refolds_too_much(reduction: Reduction, axes: Sequence[AxisWindows], batch: int,
+                     channels: int, prm: np.ndarray) -> bool:
     """Whether the channels-last gradient of ``reduction`` would fold windows of more than
-    :data:`REFOLD_MAX_TAPS` taps again for every element (see there)."""
-    return grad_reads_acc(reduction) and math.prod(a.extent for a in axes) > REFOLD_MAX_TAPS
+    :data:`REFOLD_MAX_TAPS` taps again for every element (see there): it gathers
+    (:func:`cl_scatter_runs` is false) and the windows are that large."""
+    return (grad_reads_acc(reduction) and math.prod(a.extent for a in axes) > REFOLD_MAX_TAPS
+            and not cl_scatter_runs(reduction, batch, channels, axes, prm))
 
 
 VIA_MAX_PLANE = 144
@@ -576,6 +581,10 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
                                               prm, include_pad, override),
                                  zero, for_kernel(np.ascontiguousarray(rows), zero))
 
+    if layout == "channels_last" and isinstance(reduction, Sampling) and (
+            prm.shape[0] > 1 or not shared):
+        raise ValueError(f"the channels-last kernel of {reduction.name!r} takes one row of "
+                         "parameters and windows shared by the planes")
     if (layout == "channels_last" and prm.shape[0] > 1
             and isinstance(reduction, (Streaming, Weighted))):
         # (the other channels-last kernels read one row of parameters for every channel)
@@ -663,6 +672,7 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
     if isinstance(reduction, Sampling):
         if (layout == "channels_first" and shared
                 and x.shape[1] >= VIA_CHANNELS_LAST_MIN_CHANNELS
+                and sampling_tasks(x.shape[0], axes) >= SAMPLING_MIN_TASKS_PER_THREAD * _threads()
                 and cl_params_variant(reduction, "forward", prm, x.shape[1]) is not None):
             # (the channels-last kernel selects over the channels with selects, where this
             # one branches an element at a time: 3x3/s2/p1 of (8, 64, 56, 56) float32, 7.7-8.3
@@ -904,7 +914,7 @@ def _grad_runs_channels_last(reduction: Reduction, layout: str, x: np.ndarray,
             and not linear_backward_path(reduction)
             and all(a.planes == 1 for a in axes)
             and not (_whole_plane(axes) and global_backward_path(reduction))
-            and not refolds_too_much(reduction, axes))
+            and not refolds_too_much(reduction, axes, x.shape[0], x.shape[1], prm))
 
 
 def _indexed_forward(reduction: Selection, x: np.ndarray, axes: Sequence[AxisWindows],
@@ -999,6 +1009,12 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
             kernel(x, y, grad_out, gx, *_tables(tuple(axes)),
                    *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
         return gx
+    if layout == "channels_last" and cl_scatter_runs(reduction, x.shape[0], x.shape[-1], axes,
+                                                     prm):
+        get_kernel(reduction, layout, "backward_scatter")(
+            x, y, grad_out, gx, *_tables(tuple(axes)),
+            *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
+        return gx
     inv = _inverse(axes)
     kernel = get_kernel(reduction, layout,
                         _params_kernel(reduction, layout, "backward", prm, x.shape[-1]))
@@ -1021,6 +1037,49 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
         kernel(x, y, grad_out, gx, *inv, *_tables(tuple(axes)),
                *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
     return gx
+
+
+SAMPLING_MIN_TASKS_PER_THREAD = 4
+"""A channels-first sampling forward runs the channels-last kernel between transposes only
+with at least this many of its tasks (:func:`sampling_tasks`) a thread; a channels-last one
+runs it with fewer (its calls run channels first on a transposed copy:
+``api._kernel_layout``)."""
+
+
+def sampling_tasks(batch: int, axes: Sequence[AxisWindows]) -> int:
+    """The tasks of the channels-last sampling kernel for ``batch`` samples and ``axes``
+    (three): a run of at most ``SAMPLING_ROW_OUTPUTS`` outputs of an output row."""
+    return batch * axes[0].out * axes[1].out * -(-axes[2].out // SAMPLING_ROW_OUTPUTS)
+
+
+def sampling_too_few_tasks(reduction: Reduction, batch: int,
+                           axes: Sequence[AxisWindows]) -> bool:
+    """Whether a channels-last call of a sampling reduction runs channels first on a
+    transposed copy: fewer tasks of the channels-last kernel than threads (windows of whole
+    planes of few samples), where the channels-first kernel has a task a plane's row."""
+    return isinstance(reduction, Sampling) and sampling_tasks(batch, axes) < _threads()
+
+
+CL_SCATTER_MIN_TASKS_PER_THREAD = 2
+"""The channels-last scatter (:func:`cl_scatter_runs`) runs with at least this many tasks
+(samples times blocks of ``SCATTER_CHANNELS`` channels) a thread."""
+
+
+def cl_scatter_runs(reduction: Reduction, batch: int, channels: int,
+                    axes: Sequence[AxisWindows], prm: np.ndarray) -> bool:
+    """Whether a channels-last gradient runs the scatter that folds each window once
+    (:func:`numbapool.kernels.templates._cl_backward_scatter`: a reduction whose gradient
+    reads the accumulator, one parameter row, windows shared by the planes), rather than
+    the gather that folds each window again for every element it reads: with enough tasks
+    (:data:`CL_SCATTER_MIN_TASKS_PER_THREAD`) for the threads, a task a sample and block of
+    channels.  (3x3/s2/p1 of (8, 56, 56, 64) float32, ``pool_grad``, one process,
+    alternating: softpool 14.2-14.5 -> 6.1-6.3 ms, gated 13.7-14.4 -> 7.3-7.7, mixed
+    6.5-6.6 -> 2.3.)"""
+    if prm.shape[0] != 1 or not all(a.planes == 1 for a in axes):
+        return False
+    tasks = batch * -(-channels // SCATTER_CHANNELS)
+    return (tasks >= CL_SCATTER_MIN_TASKS_PER_THREAD * _threads()
+            and native_channels_last(reduction, "backward_scatter"))
 
 
 def param_grad_runs_channels_last(reduction: Reduction, layout: str, x: np.ndarray,

@@ -1736,6 +1736,7 @@ def native_channels_last(red: Reduction, variant: str) -> bool:
     if holds_components(red):
         # (a component an array; the gradient folds each window again: see _cl_backward)
         return (variant in ("forward", "forward_channels", "backward", "backward_channels")
+                or (variant == "backward_scatter" and grad_reads_acc(red))
                 or (variant in ("backward_global", "backward_global_channels")
                     and isinstance(red, Streaming) and not red.grad_uses_acc)
                 or (variant in ("param_grad", "param_grad_channels")
@@ -2130,8 +2131,14 @@ def _cl_forward(red: Reduction, variant: str,
     return _flat_cl(src)
 
 
+SAMPLING_ROW_OUTPUTS = 64
+"""The outputs of a task of the channels-last sampling kernel (:func:`_cl_forward_sampling`):
+a run of an output row, so that long rows (1-D pooling) are shared between the threads."""
+
+
 def _cl_forward_sampling() -> str:
-    """Channels last, a sampling reduction (stochastic pooling), a task an output row: each
+    """Channels last, a sampling reduction (stochastic pooling), a task a run of at most
+    :data:`SAMPLING_ROW_OUTPUTS` outputs of an output row: each
     output's window walked twice in loops over the channels, which vectorise: its total
     mass, then the running sum against each channel's target, ``u * total``, the first tap
     that passes it selected by selects (the target then set to infinity: no later tap
@@ -2155,7 +2162,16 @@ def _cl_forward_sampling() -> str:
         best = np.empty(C, dtype=x.dtype)
         bi = np.empty(C, dtype=np.int64)
     """
-    src += _chunks("x.shape[0] * O0 * O1", False, scratch, "r") + _cl_output_windows()
+    src += _block(f"RUNS = (O2 + {SAMPLING_ROW_OUTPUTS - 1}) // {SAMPLING_ROW_OUTPUTS}", 1)
+    src += _chunks("x.shape[0] * O0 * O1 * RUNS", False, scratch, "rr")
+    src += _block(f"""
+        r = rr // RUNS
+        s2 = (rr % RUNS) * {SAMPLING_ROW_OUTPUTS}
+        e2 = min(O2, s2 + {SAMPLING_ROW_OUTPUTS})
+    """, 2)
+    head = _cl_output_windows()
+    assert head.count("for o2 in range(O2):") == 1
+    src += head.replace("for o2 in range(O2):", "for o2 in range(s2, e2):")
     L = 3
     src += _block("""
         for ch in range(C):
@@ -2843,6 +2859,63 @@ def _cl_backward(red: Reduction) -> str:
     return src
 
 
+SCATTER_CHANNELS = 64
+"""The channels a task of the channels-last scatter (:func:`_cl_backward_scatter`) owns."""
+
+
+def _cl_backward_scatter(red: Reduction) -> str:
+    """Channels last, a reduction whose gradient reads the accumulator (:func:`grad_reads_acc`:
+    a weighted one, a tuple accumulator's): one task per sample and block of
+    :data:`SCATTER_CHANNELS` channels, which owns that block of the sample's gradient (no
+    races, a fixed order: deterministic).  Each window is folded once, over the block's
+    channels (a component an array), and adds its gradient into the elements it reads;
+    the gather (:func:`_cl_backward`) folds each window again for every element it reads
+    (2.25 windows of 9 taps an element for 3x3/s2).  The block is zeroed first.  The loops
+    over the block count from 0 (``ch``; the block starts at channel ``c0``), so that the
+    index needs no check for negative values (a loop from ``c0`` did not vectorise)."""
+    width = accumulator_width(red)
+    args = ["x", "y", "gy", "gx", "g0", "g1", "g2", "dk", "dv0", "dv1", "dv2", "override",
+            "zero", "prm"]
+    src = f"def kernel({', '.join(args)}):\n"
+    src += _block(_cl_shapes("y", ("x", "gx", "gy")), 1)
+    src += _block("yf = y.reshape(-1)", 1) + _block(_SETUP, 1) + _block("pr = _row(prm, 0)", 1)
+    if width:
+        src += _block(_COMPONENT_TYPES, 1) + _block(_component_arrays(width), 1)
+    else:
+        src += _block("acc = np.empty(C, dtype=np.asarray(zero).dtype)", 1)
+    src += _block(f"""
+        NB = (C + {SCATTER_CHANNELS - 1}) // {SCATTER_CHANNELS}
+        NT = x.shape[0] * NB
+        plane = S0 * S1 * S2
+        for r in {_part('NT')}:
+            n = r // NB
+            c0 = (r % NB) * {SCATTER_CHANNELS}
+            nb = min(C - c0, {SCATTER_CHANNELS})
+            for p in range(plane):
+                xb = (n * plane + p) * C + c0
+                for ch in range(nb):
+                    gxf[numba.uint64(xb + ch)] = zero
+            for o0 in range(O0):
+    """, 1)
+    src += _load(0, "o0", "0", 3) + _block("for o1 in range(O1):", 3) + _load(1, "o1", "0", 4)
+    src += _block("for o2 in range(O2):", 4) + _load(2, "o2", "0", 5)
+    L = 5
+    src += _div(L, cf=False) + _block("""
+        tapf = (t0 * K1 + t1) * K2 + t2
+        ob = (((n * O0 + o0) * O1 + o1) * O2 + o2) * C + c0
+    """, L)
+    src += _cl_fold(L).replace("range(C)", "range(nb)")
+    src += _walk("""
+        xw = (((n * S0 + w0) * S1 + w1) * S2 + w2) * C + c0
+        for ch in range(nb):
+            k = numba.uint64(ob + ch)
+            gxf[numba.uint64(xw + ch)] += gyf[k] * _grad(_widen(x[n, w0, w1, w2, ch], zero),
+                                                          tap, yf[k], acc[ch], div, pr)
+    """, L, skip_first=False)
+    src = _flat_cl(_components(src, width) if width else src)
+    return src.replace(" * C + ch)]", " * C + c0 + ch)]")
+
+
 def _cl_backward_linear(red: Reduction) -> str:
     """Channels last, windows shared by the planes, a linear reduction
     (:func:`linear_backward_path`): one task per input row ``(n, i0, i1)``, as
@@ -2998,7 +3071,8 @@ def _cl_param_grad(red: Reduction) -> str:
 
 _CL_KERNELS = ("forward", "forward_indices", "forward_indices32", "forward_masked", "backward",
                "backward_global", "backward_linear", "param_grad", "forward_channels",
-               "backward_channels", "backward_global_channels", "param_grad_channels")
+               "backward_channels", "backward_global_channels", "param_grad_channels",
+               "backward_scatter")
 """The channels-last kernels (and the folded variants of the forward ones); the others are
 channels-first only."""
 
@@ -3142,6 +3216,8 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
         raise ValueError(f"no channels-last {variant!r} kernel for reduction {red.name!r}")
     if variant == "backward":
         return _cl_backward(red)
+    if variant == "backward_scatter":
+        return _cl_backward_scatter(red)
     if variant == "backward_global":
         return _cl_backward_global(red)
     if variant == "backward_linear":
