@@ -832,6 +832,15 @@ def test_stochastic_kernels_agree_on_nan_and_inf(monkeypatch, layout):
     kernel does (the reference's Python ``max`` is no guide to Numba's on NaN)."""
     from numbapool.kernels import cpu
 
+    ran = []
+    real = cpu.get_kernel
+
+    def spy(reduction, kernel_layout, variant):
+        ran.append(kernel_layout)
+        return real(reduction, kernel_layout, variant)
+
+    monkeypatch.setattr(cpu, "get_kernel", spy)
+    monkeypatch.setattr(cpu, "_threads", lambda: 2)  # (12 tasks: the channels-last kernel)
     x = np.random.default_rng(61).uniform(-1.0, 2.0, size=(2, 9, 11, 11)).astype(np.float32)
     flat = x.reshape(-1)
     flat[::7] = np.nan
@@ -842,8 +851,10 @@ def test_stochastic_kernels_agree_on_nan_and_inf(monkeypatch, layout):
     y, idx = numbapool.pool("stochastic", xin, 3, layout=layout, **kw)
     if layout == "channels_last":
         y, idx = np.moveaxis(y, -1, 1), np.moveaxis(idx, -1, 1)
+    assert ran == ["channels_last"]
     monkeypatch.setattr(cpu, "VIA_CHANNELS_LAST_MIN_CHANNELS", 10**9)  # (channels first)
     want_y, want_idx = numbapool.pool("stochastic", x, 3, **kw)
+    assert ran == ["channels_last", "channels_first"]
     np.testing.assert_array_equal(y, want_y)
     np.testing.assert_array_equal(idx, want_idx)
 
@@ -919,3 +930,62 @@ def test_gradients_scattered_by_blocks_of_channels(monkeypatch, name, layout, dt
     check_against_torch(name, x, 3, 2, 1, layout, params, **tol)
     assert ("channels_last", "backward_scatter") in ran
     assert ("channels_last", "backward") not in ran
+
+
+_DILATED = ((2, 70, 9, 8), 3, dict(stride=2, padding=1, dilation=2, ceil_mode=True))
+_VOLUME = ((2, 66, 5, 6, 7), 2, dict(stride=1, padding=1))
+
+
+@pytest.mark.parametrize("name, params, shape, kernel, opts", [
+    (name, params, *case) for name, params in [
+        ("mixed", {"alpha": 0.3}), ("gated", {"w": 0.4}), ("softpool", {}),
+        ("stochastic", {"training": False})]
+    for case in (_DILATED, _VOLUME)] + [
+    ("mixed", {"alpha": 0.3}, (2, 70, 9, 8), 3,
+     dict(stride=2, padding=1, count_include_pad=False)),
+    ("mixed", {"alpha": 0.3}, (2, 66, 5, 6, 7), 2,
+     dict(stride=1, padding=1, divisor_override=3.0)),
+])
+def test_scatter_and_gather_give_the_same_gradient(monkeypatch, name, params, shape, kernel,
+                                                   opts):
+    """The channels-last scatter adds each window's gradient in the gather's order (the
+    windows in order, from zero): the same bits, with dilation, ceil mode, padding left out
+    of or counted in the divisor, a divisor override, 3-D and a partial block of channels."""
+    from numbapool.kernels import cpu
+
+    ran = []
+    real = cpu.get_kernel
+
+    def spy(reduction, kernel_layout, variant):
+        ran.append(variant)
+        return real(reduction, kernel_layout, variant)
+
+    monkeypatch.setattr(cpu, "get_kernel", spy)
+    x = np.ascontiguousarray(np.moveaxis(make_x(name, shape, seed=81), 1, -1))
+    kw = dict(layout="channels_last", **opts, **params)
+    gy = np.random.default_rng(82).standard_normal(numbapool.pool(name, x, kernel, **kw).shape)
+    got = {}
+    for scatter in (True, False):
+        monkeypatch.setattr(cpu, "CL_SCATTER_MIN_TASKS_PER_THREAD", 0 if scatter else 10**9)
+        got[scatter] = numbapool.pool_grad(name, x, gy, kernel, **kw)
+    np.testing.assert_array_equal(got[True], got[False])
+    assert "backward_scatter" in ran and "backward" in ran
+
+
+@pytest.mark.parametrize("name", ["max", "min"])
+def test_selections_never_take_the_scatter(monkeypatch, name):
+    """Selections route their channels-last gradient by indices, whatever the scatter's
+    threshold (they have no channels-last scatter)."""
+    from numbapool.kernels import cpu
+
+    monkeypatch.setattr(cpu, "CL_SCATTER_MIN_TASKS_PER_THREAD", 0)
+    x = np.random.default_rng(83).standard_normal((4, 70, 9, 8))
+    gy = np.random.default_rng(84).standard_normal((4, 70, 5, 4))
+    tx = T(x).requires_grad_(True)
+    fn = F.max_pool2d if name == "max" else (lambda t, *a, **k: -F.max_pool2d(-t, *a, **k))
+    (fn(tx, 3, 2, 1) * T(gy)).sum().backward()
+    got = numbapool.pool_grad(name, np.ascontiguousarray(np.moveaxis(x, 1, -1)),
+                              np.ascontiguousarray(np.moveaxis(gy, 1, -1)), 3, stride=2,
+                              padding=1, layout="channels_last")
+    np.testing.assert_allclose(np.moveaxis(got, -1, 1), tx.grad.numpy(), rtol=1e-12,
+                               atol=1e-12)

@@ -1075,7 +1075,8 @@ def cl_scatter_runs(reduction: Reduction, batch: int, channels: int,
     channels.  (3x3/s2/p1 of (8, 56, 56, 64) float32, ``pool_grad``, one process,
     alternating: softpool 14.2-14.5 -> 6.1-6.3 ms, gated 13.7-14.4 -> 7.3-7.7, mixed
     6.5-6.6 -> 2.3.)"""
-    if prm.shape[0] != 1 or not all(a.planes == 1 for a in axes):
+    if (not grad_reads_acc(reduction) or prm.shape[0] != 1
+            or not all(a.planes == 1 for a in axes)):
         return False
     tasks = batch * -(-channels // SCATTER_CHANNELS)
     return (tasks >= CL_SCATTER_MIN_TASKS_PER_THREAD * _threads()

@@ -1730,7 +1730,7 @@ def _cf_shapes(like: str = "out", views: tuple[str, ...] = (),
 def native_channels_last(red: Reduction, variant: str) -> bool:
     """Whether a channels-last kernel exists for this reduction and variant."""
     if isinstance(red, Selection):
-        return True
+        return variant != "backward_scatter"  # (routed by indices: no window folded)
     if isinstance(red, Sampling):  # (its forward, with indices or not, draws them)
         return variant in ("forward", "forward_indices")
     if holds_components(red):
@@ -2913,6 +2913,7 @@ def _cl_backward_scatter(red: Reduction) -> str:
                                                           tap, yf[k], acc[ch], div, pr)
     """, L, skip_first=False)
     src = _flat_cl(_components(src, width) if width else src)
+    assert src.count(" * C + ch)]") == 3, src  # (the fold's two reads, the gradient's one)
     return src.replace(" * C + ch)]", " * C + c0 + ch)]")
 
 
