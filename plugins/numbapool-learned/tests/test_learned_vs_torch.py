@@ -179,6 +179,21 @@ def torch_params(name, params):
     return {k: v for k, v in params.items() if k != "training"}
 
 
+def kernels_ran(monkeypatch) -> list[tuple[str, str]]:
+    """The ``(layout, variant)`` of every CPU kernel the calls ask for from now on."""
+    from numbapool.kernels import cpu
+
+    ran: list[tuple[str, str]] = []
+    real = cpu.get_kernel
+
+    def spy(reduction, kernel_layout, variant):
+        ran.append((kernel_layout, variant))
+        return real(reduction, kernel_layout, variant)
+
+    monkeypatch.setattr(cpu, "get_kernel", spy)
+    return ran
+
+
 def np_call(name, x, g, kernel, stride, dilation, layout, params):
     """numbapool's y, dL/dx and param grads, returned channels-first."""
     xin = np.moveaxis(x, 1, -1) if layout == "channels_last" else x
@@ -627,14 +642,7 @@ def test_gem_with_p_by_channel_runs_the_channels_last_gradients(monkeypatch, lay
     channel's p for every channel, or the channel beside, fails."""
     from numbapool.kernels import cpu
 
-    asked = []
-    real = cpu.get_kernel
-
-    def spy(reduction, kernel_layout, variant):
-        asked.append((kernel_layout, variant))
-        return real(reduction, kernel_layout, variant)
-
-    monkeypatch.setattr(cpu, "get_kernel", spy)
+    asked = kernels_ran(monkeypatch)
     monkeypatch.setattr(cpu, "_threads", lambda: 2)  # (the rows a thread: as on 2 cores)
     shape = (2, 16, 9, 10)
     kernel, stride, padding = window if window is not None else (shape[2:], None, 0)
@@ -797,14 +805,7 @@ def test_stochastic_training_matches_numpy(monkeypatch, shape, kernel, stride, p
     keep their first element."""
     from numbapool.kernels import cpu
 
-    ran = []
-    real = cpu.get_kernel
-
-    def spy(reduction, kernel_layout, variant):
-        ran.append((kernel_layout, variant))
-        return real(reduction, kernel_layout, variant)
-
-    monkeypatch.setattr(cpu, "get_kernel", spy)
+    ran = kernels_ran(monkeypatch)
     monkeypatch.setattr(cpu, "_threads", lambda: 2)  # (the routes' thresholds: 2 threads)
     rng = np.random.default_rng(sum(shape))
     x = rng.uniform(-1.0, 2.0, size=shape).astype(dtype)
@@ -832,14 +833,7 @@ def test_stochastic_kernels_agree_on_nan_and_inf(monkeypatch, layout):
     kernel does (the reference's Python ``max`` is no guide to Numba's on NaN)."""
     from numbapool.kernels import cpu
 
-    ran = []
-    real = cpu.get_kernel
-
-    def spy(reduction, kernel_layout, variant):
-        ran.append(kernel_layout)
-        return real(reduction, kernel_layout, variant)
-
-    monkeypatch.setattr(cpu, "get_kernel", spy)
+    ran = kernels_ran(monkeypatch)
     monkeypatch.setattr(cpu, "_threads", lambda: 2)  # (12 tasks: the channels-last kernel)
     x = np.random.default_rng(61).uniform(-1.0, 2.0, size=(2, 9, 11, 11)).astype(np.float32)
     flat = x.reshape(-1)
@@ -851,10 +845,10 @@ def test_stochastic_kernels_agree_on_nan_and_inf(monkeypatch, layout):
     y, idx = numbapool.pool("stochastic", xin, 3, layout=layout, **kw)
     if layout == "channels_last":
         y, idx = np.moveaxis(y, -1, 1), np.moveaxis(idx, -1, 1)
-    assert ran == ["channels_last"]
+    assert [lay for lay, _ in ran] == ["channels_last"]
     monkeypatch.setattr(cpu, "VIA_CHANNELS_LAST_MIN_CHANNELS", 10**9)  # (channels first)
     want_y, want_idx = numbapool.pool("stochastic", x, 3, **kw)
-    assert ran == ["channels_last", "channels_first"]
+    assert [lay for lay, _ in ran] == ["channels_last", "channels_first"]
     np.testing.assert_array_equal(y, want_y)
     np.testing.assert_array_equal(idx, want_idx)
 
@@ -883,14 +877,7 @@ def test_stochastic_channels_last_with_few_outputs_runs_channels_first(monkeypat
     transposed copy; the values are the reference's either way."""
     from numbapool.kernels import cpu
 
-    ran = []
-    real = cpu.get_kernel
-
-    def spy(reduction, kernel_layout, variant):
-        ran.append((kernel_layout, variant))
-        return real(reduction, kernel_layout, variant)
-
-    monkeypatch.setattr(cpu, "get_kernel", spy)
+    ran = kernels_ran(monkeypatch)
     monkeypatch.setattr(cpu, "_threads", lambda: 2)
     x = np.random.default_rng(64).uniform(-1.0, 2.0, size=(1, 9, 5, 5))
     want_y, want_idx = _stochastic_reference(x, 2, 5, 1, 0, 1)
@@ -911,14 +898,7 @@ def test_gradients_scattered_by_blocks_of_channels(monkeypatch, name, layout, dt
     Against torch autograd, on values whose exponentials overflow unshifted for softpool."""
     from numbapool.kernels import cpu
 
-    ran = []
-    real = cpu.get_kernel
-
-    def spy(reduction, kernel_layout, variant):
-        ran.append((kernel_layout, variant))
-        return real(reduction, kernel_layout, variant)
-
-    monkeypatch.setattr(cpu, "get_kernel", spy)
+    ran = kernels_ran(monkeypatch)
     monkeypatch.setattr(cpu, "CL_SCATTER_MIN_TASKS_PER_THREAD", 0)
     rng = np.random.default_rng(71)
     scale = 40.0 if name == "softpool" else 1.0
@@ -953,14 +933,7 @@ def test_scatter_and_gather_give_the_same_gradient(monkeypatch, name, params, sh
     of or counted in the divisor, a divisor override, 3-D and a partial block of channels."""
     from numbapool.kernels import cpu
 
-    ran = []
-    real = cpu.get_kernel
-
-    def spy(reduction, kernel_layout, variant):
-        ran.append(variant)
-        return real(reduction, kernel_layout, variant)
-
-    monkeypatch.setattr(cpu, "get_kernel", spy)
+    ran = kernels_ran(monkeypatch)
     x = np.ascontiguousarray(np.moveaxis(make_x(name, shape, seed=81), 1, -1))
     kw = dict(layout="channels_last", **opts, **params)
     gy = np.random.default_rng(82).standard_normal(numbapool.pool(name, x, kernel, **kw).shape)
@@ -969,7 +942,7 @@ def test_scatter_and_gather_give_the_same_gradient(monkeypatch, name, params, sh
         monkeypatch.setattr(cpu, "CL_SCATTER_MIN_TASKS_PER_THREAD", 0 if scatter else 10**9)
         got[scatter] = numbapool.pool_grad(name, x, gy, kernel, **kw)
     np.testing.assert_array_equal(got[True], got[False])
-    assert "backward_scatter" in ran and "backward" in ran
+    assert ("channels_last", "backward_scatter") in ran and ("channels_last", "backward") in ran
 
 
 @pytest.mark.parametrize("name", ["max", "min"])
