@@ -853,16 +853,27 @@ def test_stochastic_kernels_agree_on_nan_and_inf(monkeypatch, layout):
     np.testing.assert_array_equal(idx, want_idx)
 
 
+@pytest.mark.parametrize("kernel", [3, 2])
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
-def test_stochastic_gradient_follows_the_forward_selection(layout):
+def test_stochastic_gradient_follows_the_forward_selection(monkeypatch, layout, kernel):
     """``pool_grad`` without indices (it draws the seed's uniforms again and selects again)
-    routes each output's gradient to the element ``pool`` selected, 8 channels or more."""
+    routes each output's gradient to the element ``pool`` selected, 8 channels or more:
+    channels last, the forward's indices scattered where windows overlap, gathered where
+    they cover the input (2x2 windows)."""
+    from numbapool.kernels import cpu
+
+    monkeypatch.setattr(cpu, "_threads", lambda: 2)
+    ran = kernels_ran(monkeypatch)
     x = np.random.default_rng(62).uniform(0.1, 2.0, size=(2, 12, 10, 10))
     xin = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if layout == "channels_last" else x
-    y, idx = numbapool.pool("stochastic", xin, 3, stride=2, layout=layout, seed=4,
+    y, idx = numbapool.pool("stochastic", xin, kernel, stride=2, layout=layout, seed=4,
                             return_indices=True)
     gy = np.random.default_rng(63).standard_normal(y.shape)
-    gx = numbapool.pool_grad("stochastic", xin, gy, 3, stride=2, layout=layout, seed=4)
+    del ran[:]
+    gx = numbapool.pool_grad("stochastic", xin, gy, kernel, stride=2, layout=layout, seed=4)
+    if layout == "channels_last":  # (no transposes to channels first)
+        assert ("channels_last", "forward_indices") in ran
+        assert ("channels_first", "forward_indices") not in ran
     if layout == "channels_last":
         gy, idx, gx = (np.moveaxis(a, -1, 1) for a in (gy, idx, gx))
     want = np.zeros((2, 12, 100))

@@ -1731,8 +1731,9 @@ def native_channels_last(red: Reduction, variant: str) -> bool:
     """Whether a channels-last kernel exists for this reduction and variant."""
     if isinstance(red, Selection):
         return variant != "backward_scatter"  # (routed by indices: no window folded)
-    if isinstance(red, Sampling):  # (its forward, with indices or not, draws them)
-        return variant in ("forward", "forward_indices")
+    if isinstance(red, Sampling):  # (its forward, with indices or not, draws them; its
+        # gradient is routed by them)
+        return variant in ("forward", "forward_indices", "backward")
     if holds_components(red):
         # (a component an array; the gradient folds each window again: see _cl_backward)
         return (variant in ("forward", "forward_channels", "backward", "backward_channels")
@@ -2794,7 +2795,7 @@ def _cl_backward(red: Reduction) -> str:
     window that reads the element again, over the channels (an array a component), for
     each element it reads: 2.25 windows of 9 taps an element for 3x3/s2, where the
     channels-first scatter folds each window once but one element at a time."""
-    routed = red.kind == "selection"
+    routed = red.kind in ("selection", "sampling")  # (by the forward's indices)
     refold = not routed and grad_reads_acc(red)
     width = accumulator_width(red) if refold else 0
     src = _gather_signature(routed)
