@@ -255,7 +255,9 @@ class _TwoTaps(numbapool.WindowRule):
     the same numbers in two steps (``in_parts``: :class:`_CopiedInParts`, with a plane
     callback if ``planes``, a by-position one if ``positions``), or, ``bad=True``, starts
     past the end of axis ``bad_axis`` (``bad="before"``: before its start), for which
-    ``check`` raises ``error`` if given; with ``wide``, the redrawn starts of the last axis
+    ``check`` raises ``error`` if given (``bad="middle"`` or ``"last"``: that start only,
+    one before the end, its window's second tap past it); with ``wide``, the redrawn starts
+    of the last axis
     are two apart over the first batch's first two channels (:func:`_wide`); with
     ``mostly2``, the last axis's starts are mostly 2 apart (:func:`_mostly_2`)."""
 
@@ -273,7 +275,12 @@ class _TwoTaps(numbapool.WindowRule):
         def draw(context):  # (bad or wide: from plane ``from_plane`` on)
             self.drawn.append(1)
             new = _two_taps(context, spatial, mostly2, shared)
-            if bad:  # (True: past the end; "before": before the start)
+            if bad in ("middle", "last"):  # (one start a plane past the end: its window's
+                # second tap; the middle one's neighbours inside)
+                out = new[bad_axis].shape[1]
+                new[bad_axis][from_plane:, out // 2 if bad == "middle" else -1] = (
+                    spatial[bad_axis] - 1)
+            elif bad:  # (True: past the end; "before": before the start)
                 new[bad_axis][from_plane:] += spatial[bad_axis] * (-1 if bad == "before" else 1)
             return _wide(new, from_plane) if wide else new
 
@@ -446,7 +453,19 @@ def test_a_rule_drawing_each_plane_mostly_at_stride_2(monkeypatch):
             want = _windows_max_avg(x, [_mostly_2(starts[0])], np.max)
             got = numbapool.pool(name, x, seed=seed, planes=True, mostly2=True)
             np.testing.assert_allclose(got, want, rtol=0)
-    assert filled == ["max/channels_first/forward_cols_gather_planes_by2"]
+        # Starts outside, in a plane read by stretches or a window at a time: past the end
+        # or before the start everywhere, the last one only (steps that never go back: the
+        # check reads the first and the last), or one in the middle (a step back: the check
+        # reads every start).
+        for bad, from_plane in [(True, 5), ("before", 5), ("last", 5), ("last", 3),
+                                ("middle", 5), ("middle", 3)]:
+            kw = dict(seed=1, planes=True, mostly2=True, bad=bad, from_plane=from_plane)
+            for _ in range(2):
+                numbapool.pool(name, x, **kw)
+            with pytest.raises(ValueError, match=r"_TwoTaps.*redrew windows outside spatial "
+                                                 r"axis 0 of length 300"):
+                numbapool.pool(name, x, **kw)
+    assert set(filled) == {"max/channels_first/forward_cols_gather_planes_by2"}
 
 
 _VOLUME = (2, 3, 7, 9, 11)  # (each axis its own number of windows: 3, 4 and 5)
