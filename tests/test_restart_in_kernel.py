@@ -256,8 +256,8 @@ class _TwoTaps(numbapool.WindowRule):
     callback if ``planes``, a by-position one if ``positions``), or, ``bad=True``, starts
     past the end of axis ``bad_axis`` (``bad="before"``: before its start), for which
     ``check`` raises ``error`` if given (``bad="middle"`` or ``"last"``: that start only,
-    one before the end, its window's second tap past it); with ``wide``, the redrawn starts
-    of the last axis
+    one before the end, its window's second tap past it; ``"wrap"``: starts 2**31 apart);
+    with ``wide``, the redrawn starts of the last axis
     are two apart over the first batch's first two channels (:func:`_wide`); with
     ``mostly2``, the last axis's starts are mostly 2 apart (:func:`_mostly_2`)."""
 
@@ -280,6 +280,8 @@ class _TwoTaps(numbapool.WindowRule):
                 out = new[bad_axis].shape[1]
                 new[bad_axis][from_plane:, out // 2 if bad == "middle" else -1] = (
                     spatial[bad_axis] - 1)
+            elif bad == "wrap":  # (starts whose 32-bit steps wrap around to steps forward)
+                new[bad_axis][from_plane:, 1:4] = [2**31 - 1, -2**31, -1]
             elif bad:  # (True: past the end; "before": before the start)
                 new[bad_axis][from_plane:] += spatial[bad_axis] * (-1 if bad == "before" else 1)
             return _wide(new, from_plane) if wide else new
@@ -458,7 +460,7 @@ def test_a_rule_drawing_each_plane_mostly_at_stride_2(monkeypatch):
         # check reads the first and the last), or one in the middle (a step back: the check
         # reads every start).
         for bad, from_plane in [(True, 5), ("before", 5), ("last", 5), ("last", 3),
-                                ("middle", 5), ("middle", 3)]:
+                                ("middle", 5), ("middle", 3), ("wrap", 5)]:
             kw = dict(seed=1, planes=True, mostly2=True, bad=bad, from_plane=from_plane)
             for _ in range(2):
                 numbapool.pool(name, x, **kw)

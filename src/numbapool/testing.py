@@ -124,9 +124,7 @@ def derived_reference(name: str, x: np.ndarray, **kwargs: Any) -> np.ndarray:
     axes = call.axes
     outs = [a.out for a in axes]
     y = np.empty((n_, c_, *outs))
-    u = None
-    if call.u is not None:
-        u = call.u if call.kernel_layout == "channels_first" else np.moveaxis(call.u, -1, 1)
+    u = call.u  # (a sampling reduction's uniforms: channels first whatever the layout)
     for n, c in itertools.product(range(n_), range(c_)):
         plane = n * c_ + c
         pr = call.prm[c % call.prm.shape[0]]

@@ -973,3 +973,18 @@ def test_selections_never_take_the_scatter(monkeypatch, name):
                               padding=1, layout="channels_last")
     np.testing.assert_allclose(np.moveaxis(got, -1, 1), tx.grad.numpy(), rtol=1e-12,
                                atol=1e-12)
+
+
+def test_derived_reference_of_stochastic_pooling_channels_last():
+    """``numbapool.testing.derived_reference`` of a channels-last stochastic pool reads the
+    uniforms channels first, as they are drawn (the channels-last kernel reads them so)."""
+    from numbapool.testing import derived_reference
+
+    x = np.random.default_rng(91).uniform(0.1, 2.0, size=(2, 9, 8, 8))
+    xl = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    got = numbapool.pool("stochastic", xl, 3, stride=2, layout="channels_last", seed=6)
+    want = derived_reference("stochastic", xl, kernel_size=3, stride=2,
+                             layout="channels_last", seed=6)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.moveaxis(want, -1, 1),
+                                  _stochastic_reference(x, 6, 3, 2, 0, 1)[0])

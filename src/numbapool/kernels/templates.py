@@ -411,59 +411,30 @@ _PLANE_TABLES = """
     P1 = g1.shape[0]
     P2 = g2.shape[0]
 """
-def _plane_fill(by2: bool = False) -> str:
-    """The head of a task of a kernel whose per-plane window starts come from a C callback
-    (:data:`PLANES_VARIANTS`), after :data:`_PLANE_TASK`: the plane's starts into ``fs``,
-    checked, once a plane; the tables' first rows then give the counts and first taps (the
-    windows are whole).  ``by2`` (the stride-2 gather kernel, :data:`BY2_VARIANTS`): the
-    last axis's starts also give ``by2`` (:data:`_BY2_PLANE`, once a plane instead of once
-    a task), in the same pass as the check, which then looks at the first and the last
-    start only where no step goes back (they bound the others): one pass over the starts
-    where there were two.  (1-D fractional max pooling of (1, 256, 4096) to 2048 outputs,
-    windows of 3, one thread, in cache: 0.26-0.27 -> 0.24 ms; max pool 3/s2/p1 0.13 ms.)"""
-    check = """
-        for i in range(n):  # (unsigned: one compare, in 32-bit lanes)
-            bad |= numba.uint32(fs[f + i]) > lim
-    """
-    if by2:
-        check = _block(f"""
-            whole = True
-            if a == 2 and n >= {BY2_MIN_OUT} and d2 == 1 and (K2 == 2 or K2 == 3):
-                sf = fs[f:f + n]  # (a slice: indices from 0, no checks, the loop vectorises)
-                lo2 = np.int32(2)
-                hi2 = np.int32(2)
-                for i in range(n - 1):  # (in 32-bit lanes)
-                    step = np.int32(sf[i + 1] - sf[i])
-                    lo2 = min(lo2, step)
-                    hi2 = max(hi2, step)
-                by2 = ((lo2 == 2 or hi2 == 2)
-                       and abs(sf[n - 1] - sf[0] - 2 * (n - 1)) * {BY2_BLOCK} <= n)
-                if lo2 >= 0:
-                    whole = False
-                    bad |= (numba.uint32(sf[0]) > lim) | (numba.uint32(sf[n - 1]) > lim)
-            if whole:
-        """, 0) + _block(check, 1)
-    return _block("""
-        if pl != done:
-            if _call_part(pf[0], pf[1], pl, fs.ctypes.data) != 1:
-                return 0
-            done = pl
-    """, 0) + (_block("by2 = False", 1) if by2 else "") + _block("""
-            for a in range(3):
-                f = pf[2 + a]
-                if f >= 0:
-                    n = O0 if a == 0 else (O1 if a == 1 else O2)
-                    bad = n > 0 and pf[5 + a] < 0  # (no start inside the axis)
-                    lim = numba.uint32(min(max(pf[5 + a], 0), 0x7FFFFFFF))
-    """, 1) + _block(check, 3) + _block("""
-                    if bad:
-                        pf[8 + a] = 1
-                        return 1
-        q0 = 0
-        q1 = 0
-        q2 = 0
-    """, 0)
-
+_PLANE_FILL = """
+    if pl != done:
+        if _call_part(pf[0], pf[1], pl, fs.ctypes.data) != 1:
+            return 0
+        done = pl
+        for a in range(3):
+            f = pf[2 + a]
+            if f >= 0:
+                n = O0 if a == 0 else (O1 if a == 1 else O2)
+                bad = n > 0 and pf[5 + a] < 0  # (no start inside the axis)
+                lim = numba.uint32(min(max(pf[5 + a], 0), 0x7FFFFFFF))
+                for i in range(n):  # (unsigned: one compare, in 32-bit lanes)
+                    bad |= numba.uint32(fs[f + i]) > lim
+                if bad:
+                    pf[8 + a] = 1
+                    return 1
+    q0 = 0
+    q1 = 0
+    q2 = 0
+"""
+"""The head of a task of a kernel whose per-plane window starts come from a C callback
+(:data:`PLANES_VARIANTS`), after :data:`_PLANE_TASK`: the plane's starts into ``fs``,
+checked, once a plane; the tables' first rows then give the counts and first taps (the
+windows are whole)."""
 
 _PLANE_TASK = """
     o0 = task % O0
@@ -856,7 +827,7 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False,
     if planes:
         src = src.replace("):\n", ", pf):\n", 1)
     src += _block(_PLANE_ROWS, 1) + _block(_PLANE_TABLES, 1) + _block(_SETUP, 1)
-    body = _block(_PLANE_TASK, 2) + (_block(_plane_fill(by2), 2) if planes else "")
+    body = _block(_PLANE_TASK, 2) + (_block(_PLANE_FILL, 2) if planes else "")
     if sel and direct:  # (the in-place row alone: no scratch but pv and ev for 3 taps)
         scratch = ""
     elif sel or direct:
@@ -899,15 +870,14 @@ def _cf_forward_cols(red: Reduction, taps: int = 0, direct: bool = False,
         if planes:  # (st2 is the plane's starts in fs)
             scratch = scratch.replace(
                 "st2 = np.empty(O2, dtype=np.int32)  # (contiguous and narrow, for the gather)",
-                "fs = np.empty(O0 + O1 + O2, dtype=np.int32)\ndone = -1"
-                + ("\nby2 = False" if by2 else ""))
+                "fs = np.empty(O0 + O1 + O2, dtype=np.int32)\ndone = -1")
             body += _block("st2 = fs[pf[4]:pf[4] + O2]", 2)
         else:
             body += _block("""
                 for o2 in range(O2):
                     st2[o2] = g2[q2, o2, 0]
             """, 2)
-        if by2 and not planes:  # (the planes' kernel finds by2 as it checks the starts)
+        if by2:
             body += _block(_BY2_PLANE, 2)
     src += _chunks("x.shape[0] * C * O0", sel, scratch, "task")
     src += body
