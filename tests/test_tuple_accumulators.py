@@ -272,6 +272,7 @@ def test_gradient_folds_each_window_again(poolers, monkeypatch, shape, kernel, l
     from spies import kernel_layouts_asked
     asked = kernel_layouts_asked(monkeypatch)
     monkeypatch.setattr(cpu, "CL_SCATTER_MIN_TASKS_PER_THREAD", 0 if scatter else 10**9)
+    monkeypatch.setattr(cpu, "_threads", lambda: 2)  # (the rows a thread: as on 2 cores)
     rng = np.random.default_rng(4)
     x = rng.uniform(0.5, 1.5, shape)
     gy = rng.standard_normal(numbapool.pool("tuple_squares_test", x, kernel, stride=2).shape)
@@ -336,6 +337,7 @@ def test_large_windows_are_not_folded_again_for_every_element(poolers, monkeypat
     assert 9 <= cpu.REFOLD_MAX_TAPS < 25
     asked = kernel_layouts_asked(monkeypatch)
     monkeypatch.setattr(cpu, "CL_SCATTER_MIN_TASKS_PER_THREAD", 0 if scatter else 10**9)
+    monkeypatch.setattr(cpu, "_threads", lambda: 2)  # (the rows a thread: as on 2 cores)
     rng = np.random.default_rng(6)
     x = rng.uniform(0.5, 1.5, (4, 9, 9, 8))
     gy = rng.standard_normal((4, 9, 3, 2))
@@ -346,3 +348,7 @@ def test_large_windows_are_not_folded_again_for_every_element(poolers, monkeypat
     assert not any(lay == "channels_last" and variant == "backward"
                    for lay, variant in asked), asked
     assert (("channels_last", "backward_scatter") in asked) == scatter
+    # (the channels-last scatter and the channels-first one fold and add alike: the same bits)
+    monkeypatch.setattr(cpu, "CL_SCATTER_MIN_TASKS_PER_THREAD", 10**9 if scatter else 0)
+    np.testing.assert_array_equal(
+        _grad_call("tuple_squares_test", x, gy, layout, kernel_size=5, stride=2), got)

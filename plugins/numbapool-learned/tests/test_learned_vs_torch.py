@@ -911,6 +911,7 @@ def test_gradients_scattered_by_blocks_of_channels(monkeypatch, name, layout, dt
 
     ran = kernels_ran(monkeypatch)
     monkeypatch.setattr(cpu, "CL_SCATTER_MIN_TASKS_PER_THREAD", 0)
+    monkeypatch.setattr(cpu, "_threads", lambda: 2)  # (the rows a thread: as on 2 cores)
     rng = np.random.default_rng(71)
     scale = 40.0 if name == "softpool" else 1.0
     x = (scale * make_x(name, (3, 70, 9, 8), seed=72)).astype(dtype)
@@ -975,10 +976,14 @@ def test_selections_never_take_the_scatter(monkeypatch, name):
                                atol=1e-12)
 
 
-def test_derived_reference_of_stochastic_pooling_channels_last():
+def test_derived_reference_of_stochastic_pooling_channels_last(monkeypatch):
     """``numbapool.testing.derived_reference`` of a channels-last stochastic pool reads the
     uniforms channels first, as they are drawn (the channels-last kernel reads them so)."""
+    from numbapool.kernels import cpu
     from numbapool.testing import derived_reference
+
+    monkeypatch.setattr(cpu, "_threads", lambda: 2)  # (6 tasks: the channels-last kernel)
+    ran = kernels_ran(monkeypatch)
 
     x = np.random.default_rng(91).uniform(0.1, 2.0, size=(2, 9, 8, 8))
     xl = np.ascontiguousarray(np.moveaxis(x, 1, -1))
@@ -988,3 +993,4 @@ def test_derived_reference_of_stochastic_pooling_channels_last():
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(np.moveaxis(want, -1, 1),
                                   _stochastic_reference(x, 6, 3, 2, 0, 1)[0])
+    assert ("channels_last", "forward_indices") in ran

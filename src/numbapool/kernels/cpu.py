@@ -301,7 +301,8 @@ every element it reads, for a reduction whose ``grad`` reads the accumulator (a 
 one; a tuple accumulator's: :func:`numbapool.kernels.templates._cl_backward`): an element
 then costs about ``taps ** 2 / strides`` takes, where the channels-first scatter folds each
 window once (``taps / strides`` an element), one element at a time against 8 or 16 in a
-vector.  Larger windows (whole planes, large stride-1 kernels) run channels first."""
+vector.  Larger windows (whole planes, large stride-1 kernels) run channels first, unless
+the channels-last scatter runs (:func:`cl_scatter_runs`), which folds each window once."""
 
 
 def refolds_too_much(reduction: Reduction, axes: Sequence[AxisWindows], batch: int,
