@@ -567,6 +567,11 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
                            indices, with_indices, tuple(args), sampling, **masked,
                            u_channels_last=sampling and layout == "channels_last")
 
+    def via_last() -> ViaChannelsLast:  # (a channels-first pass between transposes)
+        like = np.broadcast_to(np.zeros((), x.dtype), (x.shape[0], *x.shape[2:], x.shape[1]))
+        return ViaChannelsLast(plan_forward(reduction, "channels_last", like, axes, prm,
+                                            include_pad, override, with_indices))
+
     def smooth() -> list:
         zero = _zero(reduction, x.dtype)
         return [*_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero)]
@@ -613,17 +618,12 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
         if rows is not None:
             return plan(rows, [*tables, axes[2].interior], indices=True)
         if x.shape[1] >= VIA_CHANNELS_LAST_MIN_CHANNELS:
-            like = np.broadcast_to(np.zeros((), x.dtype),
-                                   (x.shape[0], *x.shape[2:], x.shape[1]))
-            return ViaChannelsLast(plan_forward(reduction, "channels_last", like, axes, prm,
-                                                include_pad, override, with_indices))
+            return via_last()
 
     if layout == "channels_first" and not with_indices and (
             _tuple_via_last(reduction, x, prm) if shared
             else _small_planes_via_last(reduction, x, axes, prm)):
-        like = np.broadcast_to(np.zeros((), x.dtype), (x.shape[0], *x.shape[2:], x.shape[1]))
-        return ViaChannelsLast(plan_forward(reduction, "channels_last", like, axes, prm,
-                                            include_pad, override))
+        return via_last()
     if layout == "channels_first" and not with_indices:
         if shared and _whole_plane(axes) and global_fast_path(reduction):
             if sel:
@@ -678,10 +678,7 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
             # (the channels-last kernel selects over the channels with selects, where this
             # one branches an element at a time: 3x3/s2/p1 of (8, 64, 56, 56) float32, 7.7-8.3
             # ms through this one, 2.4-2.5 ms with the transposes)
-            like = np.broadcast_to(np.zeros((), x.dtype),
-                                   (x.shape[0], *x.shape[2:], x.shape[1]))
-            return ViaChannelsLast(plan_forward(reduction, "channels_last", like, axes, prm,
-                                                include_pad, override, with_indices))
+            return via_last()
         zero = np.float64(0.0)
         return plan("forward_indices", [*tables, zero, for_kernel(prm, zero)], indices=True,
                     sampling=True)

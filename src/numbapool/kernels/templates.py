@@ -1934,27 +1934,28 @@ def cl_fold_variant(red: Reduction, variant: str, kernel: tuple[int, int, int]) 
     return variant
 
 
-def _cl_output_windows() -> str:
+def _cl_output_windows(outputs: str = "range(O2)") -> str:
     """The body head of a channels-last kernel with one task per output row ``(n, o0,
     o1)`` (after :func:`_chunks`): the row's indices and windows, and the loop over its
-    outputs ``o2`` with their windows; write the loop's body at level 3."""
+    outputs ``o2`` (``outputs``: all of them, or a run) with their windows; write the loop's
+    body at level 3."""
     return (_block("""
         o1 = r % O1
         t = r // O1
         o0 = t % O0
         n = t // O0
     """, 2) + _load(0, "o0", "0", 2) + _load(1, "o1", "0", 2)
-            + _block("for o2 in range(O2):", 2) + _load(2, "o2", "0", 3))
+            + _block(f"for o2 in {outputs}:", 2) + _load(2, "o2", "0", 3))
 
 
-def _cl_fold(level: int) -> str:
+def _cl_fold(level: int, channels: str = "C") -> str:
     """``acc[ch]``, channels last: the fold of the window's real taps (``tapf``, the first
-    tap's position, set before)."""
-    return _block("""
-        for ch in range(C):
+    tap's position, set before), for ``ch`` in ``range(channels)``."""
+    return _block(f"""
+        for ch in range({channels}):
             acc[ch] = _init(zero + x[n, b0, b1, b2, ch], tapf, pr)
-    """, level) + _walk("""
-        for ch in range(C):
+    """, level) + _walk(f"""
+        for ch in range({channels}):
             acc[ch] = _take(acc[ch], _widen(x[n, w0, w1, w2, ch], zero), tap, pr)
     """, level, skip_first=True)
 
@@ -2170,9 +2171,7 @@ def _cl_forward_sampling() -> str:
         s2 = (rr % RUNS) * {SAMPLING_ROW_OUTPUTS}
         e2 = min(O2, s2 + {SAMPLING_ROW_OUTPUTS})
     """, 2)
-    head = _cl_output_windows()
-    assert head.count("for o2 in range(O2):") == 1
-    src += head.replace("for o2 in range(O2):", "for o2 in range(s2, e2):")
+    src += _cl_output_windows("range(s2, e2)")
     L = 3
     src += _block("""
         for ch in range(C):
@@ -2776,14 +2775,17 @@ _CL_DIMS = {"x": ("xf", "S0", "S1", "S2"), "out": ("of", "O0", "O1", "O2"),
             "idx": ("idf", "O0", "O1", "O2")}
 
 
-def _flat_cl(src: str) -> str:
+def _flat_cl(src: str, channel: str = "ch") -> str:
     """Channels last: read and write ``x``/``out``/``idx`` through flat views with unsigned
     indices (no negative-index checks on five subscripts per element, so the loops over C
-    vectorise).  Needs ``xf``/``of``/``idf``, ``S0``-``S2``, ``O0``-``O2`` and ``C``."""
+    vectorise).  Needs ``xf``/``of``/``idf``, ``S0``-``S2``, ``O0``-``O2`` and ``C``.
+    ``channel``: the channel a subscript's ``ch`` stands for (``"c0 + ch"``: loops over a
+    block of channels that count from 0)."""
     def flat(m: re.Match) -> str:
         name, a, b, d = m.group(1), m.group(2), m.group(3), m.group(4)
         view, s0, s1, s2 = _CL_DIMS[name]
-        return f"{view}[numba.uint64((((n * {s0} + {a}) * {s1} + {b}) * {s2} + {d}) * C + ch)]"
+        return (f"{view}[numba.uint64((((n * {s0} + {a}) * {s1} + {b}) * {s2} + {d}) * C"
+                f" + {channel})]")
     return _CL5.sub(flat, src)
 
 
@@ -2905,7 +2907,7 @@ def _cl_backward_scatter(red: Reduction) -> str:
         tapf = (t0 * K1 + t1) * K2 + t2
         ob = (((n * O0 + o0) * O1 + o1) * O2 + o2) * C + c0
     """, L)
-    src += _cl_fold(L).replace("range(C)", "range(nb)")
+    src += _cl_fold(L, "nb")
     src += _walk("""
         xw = (((n * S0 + w0) * S1 + w1) * S2 + w2) * C + c0
         for ch in range(nb):
@@ -2913,9 +2915,7 @@ def _cl_backward_scatter(red: Reduction) -> str:
             gxf[numba.uint64(xw + ch)] += gyf[k] * _grad(_widen(x[n, w0, w1, w2, ch], zero),
                                                           tap, yf[k], acc[ch], div, pr)
     """, L, skip_first=False)
-    src = _flat_cl(_components(src, width) if width else src)
-    assert src.count(" * C + ch)]") == 3, src  # (the fold's two reads, the gradient's one)
-    return src.replace(" * C + ch)]", " * C + c0 + ch)]")
+    return _flat_cl(_components(src, width) if width else src, "c0 + ch")
 
 
 def _cl_backward_linear(red: Reduction) -> str:
