@@ -36,3 +36,25 @@ def test_results_stay_correct_across_reuse():
     np.testing.assert_array_equal(y1, expected1)  # y1 was never overwritten
     np.testing.assert_array_equal(y2, x2.reshape(4, 16, 32, 2, 32, 2).max(axis=(3, 5)))
     assert y1.ctypes.data != y2.ctypes.data
+
+
+def test_buffers_are_aligned_and_reused_only_when_free():
+    # (aligned to a cache line for the kernels' non-temporal stores; an aligned view of a
+    # view would name its owner, not the pooled view, as its base, and the pool would hand
+    # out a buffer still in use)
+    buffers.clear()
+    shapes = [(512, 1024), (3, 349, 1001), (1 << 18,)]
+    held = [buffers.empty(s, np.float32) for s in shapes]
+    for a in held:
+        assert a.ctypes.data % buffers.ALIGN == 0
+        a[...] = 7
+    again = [buffers.empty(s, np.float32) for s in shapes]
+    for a, b in zip(held, again):
+        assert b.ctypes.data % buffers.ALIGN == 0
+        assert not np.shares_memory(a, b)
+        b[...] = 1
+        assert (a == 7).all()
+    addresses = [a.ctypes.data for a in held]
+    del held, a, b  # (the loops' names held the last ones)
+    reused = [buffers.empty(s, np.float32) for s in shapes]
+    assert [r.ctypes.data for r in reused] == addresses

@@ -11,6 +11,7 @@ with a caching allocator; this module is the same idea, kept safe for arrays han
   result, is alive (NumPy views keep a reference to the base that owns the memory, and the
   reference count says so).
 - The pool keeps at most :data:`MAX_BYTES` of buffers that are not in use.
+- Buffers start at a multiple of :data:`ALIGN` bytes.
 
 Set ``NUMBAPOOL_BUFFER_CACHE=0`` to allocate every array afresh.
 """
@@ -24,10 +25,14 @@ import threading
 
 import numpy as np
 
-__all__ = ["empty", "MIN_BYTES", "MAX_BYTES", "clear"]
+__all__ = ["empty", "ALIGN", "MIN_BYTES", "MAX_BYTES", "clear"]
 
 MIN_BYTES = 1 << 20
 MAX_BYTES = 1 << 30
+ALIGN = 64
+"""The alignment of the buffers handed out, in bytes: a cache line, so that the kernels'
+non-temporal stores (:mod:`numbapool.kernels.streaming`) write whole rows of whole lines.
+Each base holds that many bytes more than its buffer."""
 _ENABLED = os.environ.get("NUMBAPOOL_BUFFER_CACHE", "1") != "0"
 _lock = threading.Lock()
 _pool: list[np.ndarray] = []  # flat uint8 bases, most recently used last
@@ -50,10 +55,14 @@ def empty(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
     with _lock:
         counts = _refcounts(_pool)
         chosen = next((i for i, (b, n) in enumerate(zip(_pool, counts))
-                       if b.nbytes == nbytes and n == _ONLY_POOL), None)
-        base = _pool.pop(chosen) if chosen is not None else np.empty(nbytes, dtype=np.uint8)
+                       if b.nbytes == nbytes + ALIGN and n == _ONLY_POOL), None)
+        base = (_pool.pop(chosen) if chosen is not None
+                else np.empty(nbytes + ALIGN, dtype=np.uint8))
         _pool.append(base)
-        view = base.view(dtype).reshape(shape)
+        at = -base.ctypes.data % ALIGN
+        # (a view of the base itself, which owns the memory: views of views name the
+        # owner as their base, and the owner's reference count is what says it is free)
+        view = base[at:at + nbytes].view(dtype).reshape(shape)
         del base
         _trim()
         return view

@@ -35,7 +35,7 @@ import numpy as np
 
 from .. import vmath
 from ..reduction import Reduction
-from . import launch, params, slots, vector_width, widen
+from . import launch, params, slots, streaming, vector_width, widen
 from .launch import Launcher, kernel_function
 from .rebind import is_jitted, rebound
 from .templates import HEADER, decorator, hold_scratch, kernel_source, reassociates
@@ -83,7 +83,9 @@ def _cpu_body(reduction: Reduction, layout: str, variant: str, kinds: tuple) -> 
     """The C callback of a CPU kernel for arguments of ``kinds``: the template's
     ``def kernel(<arguments>):`` becomes ``def kernel(_slots, part, parts):``, a prologue
     that rebuilds the arguments, the body, and ``return 1``
-    (:func:`numbapool.kernels.launch.kernel_function`)."""
+    (:func:`numbapool.kernels.launch.kernel_function`); for a body that streams its output
+    (:mod:`numbapool.kernels.streaming`), after the import of its functions, with
+    ``_store_fence()`` before the return."""
     src = kernel_source(reduction, layout, variant)
     head, _, body = src.partition("\n")
     if not (head.startswith("def kernel(") and head.endswith("):")):
@@ -92,8 +94,16 @@ def _cpu_body(reduction: Reduction, layout: str, variant: str, kinds: tuple) -> 
     if len(names) != len(kinds):
         raise TypeError(f"kernel {reduction.name}/{layout}/{variant} takes {len(names)} "
                         f"arguments ({', '.join(names)}), got {len(kinds)}")
-    return decorator(reduction, layout, variant) + hold_scratch(
-        kernel_function(names, kinds, body))
+    function = kernel_function(names, kinds, body)
+    if streaming.USES not in body:
+        return decorator(reduction, layout, variant) + hold_scratch(function)
+    # A kernel that streams its output binds the functions, and fences its stores before
+    # it returns (its only return, added by kernel_function)
+    end = "    return 1\n"
+    if not function.endswith(end):
+        raise ValueError(f"unexpected kernel end {function[-40:]!r}")
+    function = function[:-len(end)] + "    _store_fence()\n" + end
+    return streaming.IMPORTS + decorator(reduction, layout, variant) + hold_scratch(function)
 
 
 def _source(reduction: Reduction, layout: str, variant: str, target: str = "cpu",

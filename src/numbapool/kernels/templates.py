@@ -1849,23 +1849,28 @@ so they keep a tap at a time, as a two-tap row of its own was slower there befor
 :data:`_CL_SELECT`)."""
 
 
-CL_SELECT_INDICES_UNROLLED = ((1, 3, 3),)
+CL_SELECT_INDICES_UNROLLED = ((1, 3, 3), (2, 2, 2))
 """Window shapes that a channels-last selection with indices (int32 positions) folds in one
 loop over C, the choice and its position in registers (see :func:`_cl_select_unrolled`):
-3x3 windows.  Max with indices against a tap at a time, in one process over three runs
-(``/tmp/exp6/abcl_idx.py``; measured before each shape had a kernel of its own, with the
-2x3 and 3x2 borders folded too): the ResNet stem
-0.77-0.92 of the time, (8, 56, 56, 64) 3x3/s2/p1 0.89-0.96, (1, 56, 56, 64) 0.92-1.02;
-folded too, 2x2 windows of 128 channels (VGG) took 1.12-1.25 times as long and 2x2x2
-volumes 0.94-1.18, so they are not."""
+3x3 windows and 2x2x2 volumes.  Max with indices against a tap at a time, in one process
+over three runs (``/tmp/exp6/abcl_idx.py``; measured before each shape had a kernel of its
+own, with the 2x3 and 3x2 borders folded too): the ResNet stem 0.77-0.92 of the time, (8,
+56, 56, 64) 3x3/s2/p1 0.89-0.96, (1, 56, 56, 64) 0.92-1.02.  2x2x2 volumes took 0.94-1.18
+times as long then, when the folded loop stored into the output; since it keeps its
+choices in a scratch row for the streamed stores (:data:`_CL_STORE_INDICES`), the
+volume_3d case, (4, 16, 56, 56, 64), took 1.66-1.77 against 1.89-1.98 ms (three pairs of
+processes, each with PyTorch's time: 1.11-1.15 against 1.00-1.08 times as fast).  2x2
+windows of 128 channels (VGG) took 1.12-1.25 times as long folded then, and 1.94-2.10
+against 1.90-2.01 ms now, so they are not."""
 
 
 def _cl_select_unrolled(level: int, shape: tuple[int, int, int],
                         indices: bool = False) -> str:
     """Windows of ``shape`` (one of :data:`CL_SELECT_UNROLLED`, or with ``indices`` of
-    :data:`CL_SELECT_INDICES_UNROLLED`: positions in int32, written to ``idf``) folded tap
-    after tap in one loop over C into the output, in window order (so ties and NaNs choose
-    as a tap at a time does); an ``else:`` for the other windows follows (write them at
+    :data:`CL_SELECT_INDICES_UNROLLED`: positions in int32) folded tap after tap in one loop
+    over C into the output (with ``indices``, into the scratch rows ``best`` and ``bi``,
+    then stored by :data:`_CL_STORE_INDICES`), in window order (so ties and NaNs choose as
+    a tap at a time does); an ``else:`` for the other windows follows (write them at
     ``level + 1``).  A row at a time (:data:`_CL_SELECT`) stores the choices into the
     output after each row and loads them again for the next."""
     m0, m1, m2 = shape
@@ -1897,10 +1902,26 @@ def _cl_select_unrolled(level: int, shape: tuple[int, int, int],
             q0 = d0 * S1 * S2
             q1 = d1 * S2
         """, level + 1) + _block("\n".join(where), level + 1)
-        store.append("idf[numba.uint64(ob + ch)] = i")
+        store = ["best[ch] = a", "bi[ch] = i"]  # (then stored: _CL_STORE_INDICES)
     src += _block("for ch in range(C):", level + 1) + _block("\n".join([*body, *store]),
                                                                level + 2)
+    if indices:
+        src += _block(_CL_STORE_INDICES, level + 1)
     return src + _block("else:", level)
+
+
+_CL_STORE_INDICES = """
+    if stream:
+        _stream_row(of, ob, best, C)
+        _stream_row(idf, ob, bi, C)
+    else:
+        for ch in range(C):
+            of[numba.uint64(ob + ch)] = best[ch]
+            idf[numba.uint64(ob + ch)] = bi[ch]
+"""
+"""The channels-last forward kernels with indices: output ``ob``'s choices (``best``) and
+their positions (``bi``) stored, streamed where the call writes much (``stream``:
+:mod:`numbapool.kernels.streaming`)."""
 
 
 def _fold_name(base: str, shape: tuple[int, ...]) -> str:
@@ -2051,7 +2072,10 @@ def _cl_forward(red: Reduction, variant: str,
     src = f"def kernel({', '.join(args)}):\n"
     src += _block(_cl_shapes(), 1) + _block(_SETUP, 1)
     if with_idx:
-        src += _block("idf = idx.reshape(-1)", 1)
+        src += _block("""
+            idf = idx.reshape(-1)
+            stream = _streams(out.nbytes + idx.nbytes)
+        """, 1)
     if stream:
         src += _block("pr = _row(prm, 0)", 1)
     width = accumulator_width(red) if stream else 0
@@ -2124,13 +2148,8 @@ def _cl_forward(red: Reduction, variant: str,
     if with_idx:
         body = body.rstrip() + "\n            bi[ch] = f if better else bi[ch]\n"
     src += _walk(body, L, skip_first=True)
-    src += _block("""
-        for ch in range(C):
-            out[n, o0, o1, o2, ch] = best[ch]
-    """, L)
-    if with_idx:
-        src += _block("idx[n, o0, o1, o2, ch] = bi[ch]", L + 1)
-    return _flat_cl(src)
+    src += _block("ob = (((n * O0 + o0) * O1 + o1) * O2 + o2) * C", L)
+    return _flat_cl(src + _block(_CL_STORE_INDICES, L))
 
 
 SAMPLING_ROW_OUTPUTS = 64
