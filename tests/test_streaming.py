@@ -10,6 +10,7 @@ import numbapool
 from numbapool.kernels import streaming
 from numbapool.kernels.launch import kind
 from numbapool.kernels.streaming import STREAM_MIN_BYTES, stream_row
+from numbapool.kernels.templates import kernel_source
 
 
 @numba.njit  # (not cached: Numba's cache would not see a change to stream_row)
@@ -58,12 +59,13 @@ def _torch_max(x_cl, kernel, stride, padding):
     return np.moveaxis(y.numpy(), 1, -1), np.moveaxis(i.numpy(), 1, -1)
 
 
-# shape (channels last), kernel, stride, padding: 2x2 windows run the kernel a tap at a
-# time, 3x3 the kernel of 3x3 windows; 70 channels make rows that are not whole lines
+# shape (channels last), kernel, stride, padding: 2-D windows run the kernel a tap at a
+# time, 2x2x2 the kernel of such windows (3x3 windows store plainly: see
+# templates.CL_INDICES_UNSTREAMED); 70 channels make rows that are not whole lines
 @pytest.mark.parametrize("shape,kernel,stride,padding,dtype", [
     ((2, 130, 130, 70), 2, 1, 0, np.float32),
     ((2, 130, 130, 64), 2, 2, 0, np.float64),
-    ((3, 149, 151, 70), 3, 2, 1, np.float32),
+    ((3, 149, 151, 70), (3, 2), 2, (1, 0), np.float32),
     ((1, 9, 40, 40, 70), 2, 1, 0, np.float32),
 ], ids=str)
 def test_large_channels_last_max_with_indices_streams_torchs_results(shape, kernel, stride,
@@ -96,3 +98,6 @@ def test_a_kernel_that_streams_imports_the_functions_and_ends_with_a_fence():
     values = codegen._cpu_body(MAX, "channels_last", "forward",
                                tuple(kind(a) for a in (x, out, *tables)))
     assert "streaming" not in values and "_store_fence" not in values
+    for variant, streams in (("forward_indices32_fold222", True),
+                             ("forward_indices32_fold133", False)):
+        assert (streaming.USES in kernel_source(MAX, "channels_last", variant)) == streams

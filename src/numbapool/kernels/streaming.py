@@ -5,9 +5,9 @@ ownership), then writes it back: an output written once costs twice its size in 
 traffic.  A non-temporal store writes whole lines around the caches, without that read.  On
 a pooling kernel that writes much (a max pool with int64 indices writes three quarters as
 many bytes as it reads), that read is a large share of the memory traffic: the VGG case with
-indices, channels last, (32, 56, 56, 128) float32, 2x2, took 3.40 ms before and 2.05 ms
-after in ``numbapool bench`` on an AMD Zen 4, 2 threads (PyTorch: 2.39 and 2.38 ms in the
-same runs).
+indices, channels last, (32, 56, 56, 128) float32, 2x2, took 0.75-0.97 of the time of the
+same kernel storing plainly, alternating in one process (AMD Zen 4, 2 threads; which
+kernels stream: :data:`numbapool.kernels.templates.CL_INDICES_UNSTREAMED`).
 
 So a kernel computes each run of its output into a scratch row (in the first-level cache),
 then :func:`stream_row` copies it out: 64-byte vectors with non-temporal stores where the

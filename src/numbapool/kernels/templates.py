@@ -1857,7 +1857,7 @@ over three runs (``/tmp/exp6/abcl_idx.py``; measured before each shape had a ker
 own, with the 2x3 and 3x2 borders folded too): the ResNet stem 0.77-0.92 of the time, (8,
 56, 56, 64) 3x3/s2/p1 0.89-0.96, (1, 56, 56, 64) 0.92-1.02.  2x2x2 volumes took 0.94-1.18
 times as long then, when the folded loop stored into the output; since it keeps its
-choices in a scratch row for the streamed stores (:data:`_CL_STORE_INDICES`), the
+choices in a scratch row for the streamed stores (:func:`_cl_store_indices`), the
 volume_3d case, (4, 16, 56, 56, 64), took 1.66-1.77 against 1.89-1.98 ms (three pairs of
 processes, each with PyTorch's time: 1.11-1.15 against 1.00-1.08 times as fast).  2x2
 windows of 128 channels (VGG) took 1.12-1.25 times as long folded then, and 1.94-2.10
@@ -1869,7 +1869,7 @@ def _cl_select_unrolled(level: int, shape: tuple[int, int, int],
     """Windows of ``shape`` (one of :data:`CL_SELECT_UNROLLED`, or with ``indices`` of
     :data:`CL_SELECT_INDICES_UNROLLED`: positions in int32) folded tap after tap in one loop
     over C into the output (with ``indices``, into the scratch rows ``best`` and ``bi``,
-    then stored by :data:`_CL_STORE_INDICES`), in window order (so ties and NaNs choose as
+    then stored by :func:`_cl_store_indices`), in window order (so ties and NaNs choose as
     a tap at a time does); an ``else:`` for the other windows follows (write them at
     ``level + 1``).  A row at a time (:data:`_CL_SELECT`) stores the choices into the
     output after each row and loads them again for the next."""
@@ -1902,26 +1902,44 @@ def _cl_select_unrolled(level: int, shape: tuple[int, int, int],
             q0 = d0 * S1 * S2
             q1 = d1 * S2
         """, level + 1) + _block("\n".join(where), level + 1)
-        store = ["best[ch] = a", "bi[ch] = i"]  # (then stored: _CL_STORE_INDICES)
+        store = ["best[ch] = a", "bi[ch] = i"]  # (then stored: _cl_store_indices)
     src += _block("for ch in range(C):", level + 1) + _block("\n".join([*body, *store]),
                                                                level + 2)
     if indices:
-        src += _block(_CL_STORE_INDICES, level + 1)
+        src += _block(_cl_store_indices(shape not in CL_INDICES_UNSTREAMED), level + 1)
     return src + _block("else:", level)
 
 
 _CL_STORE_INDICES = """
-    if stream:
-        _stream_row(of, ob, best, C)
-        _stream_row(idf, ob, bi, C)
-    else:
-        for ch in range(C):
-            of[numba.uint64(ob + ch)] = best[ch]
-            idf[numba.uint64(ob + ch)] = bi[ch]
+    for ch in range(C):
+        of[numba.uint64(ob + ch)] = best[ch]
+        idf[numba.uint64(ob + ch)] = bi[ch]
 """
 """The channels-last forward kernels with indices: output ``ob``'s choices (``best``) and
-their positions (``bi``) stored, streamed where the call writes much (``stream``:
-:mod:`numbapool.kernels.streaming`)."""
+their positions (``bi``) stored (:func:`_cl_store_indices`)."""
+
+CL_INDICES_UNSTREAMED = ((1, 3, 3),)
+"""The window shapes of the channels-last kernels with indices (:data:`CL_FOLDS`) that
+store plainly whatever they write (:func:`_cl_store_indices`).  The kernel and its stores
+alone, streaming against plain stores alternating in one process (four runs, 2 threads,
+float32; ``/tmp/s30/ab_idx.py``): the VGG case, (32, 56, 56, 128) 2x2, 0.75-0.97 of the
+time (the kernel a tap at a time); the volume_3d case, (4, 16, 56, 56, 64) 2x2x2, 0.90-1.01;
+but the ResNet stem, (32, 112, 112, 64) 3x3/s2/p1, 0.94-1.20, and (8, 112, 112, 64)
+0.91-1.12: 3x3 windows stay plain."""
+
+
+def _cl_store_indices(streamed: bool) -> str:
+    """The lines storing output ``ob``'s choices and positions (:data:`_CL_STORE_INDICES`),
+    ``streamed``: through :func:`numbapool.kernels.streaming.stream_row` where the kernel's
+    ``stream`` says the call writes much."""
+    if not streamed:
+        return _CL_STORE_INDICES
+    return _block("""
+        if stream:
+            _stream_row(of, ob, best, C)
+            _stream_row(idf, ob, bi, C)
+        else:
+    """, 0) + _block(_CL_STORE_INDICES, 1)
 
 
 def _fold_name(base: str, shape: tuple[int, ...]) -> str:
@@ -2071,11 +2089,11 @@ def _cl_forward(red: Reduction, variant: str,
         args += ["dv0", "dv1", "dv2", "override", "zero", "prm"]
     src = f"def kernel({', '.join(args)}):\n"
     src += _block(_cl_shapes(), 1) + _block(_SETUP, 1)
+    streamed = with_idx and fold not in CL_INDICES_UNSTREAMED
     if with_idx:
-        src += _block("""
-            idf = idx.reshape(-1)
-            stream = _streams(out.nbytes + idx.nbytes)
-        """, 1)
+        src += _block("idf = idx.reshape(-1)", 1)
+    if streamed:
+        src += _block("stream = _streams(out.nbytes + idx.nbytes)", 1)
     if stream:
         src += _block("pr = _row(prm, 0)", 1)
     width = accumulator_width(red) if stream else 0
@@ -2149,7 +2167,7 @@ def _cl_forward(red: Reduction, variant: str,
         body = body.rstrip() + "\n            bi[ch] = f if better else bi[ch]\n"
     src += _walk(body, L, skip_first=True)
     src += _block("ob = (((n * O0 + o0) * O1 + o1) * O2 + o2) * C", L)
-    return _flat_cl(src + _block(_CL_STORE_INDICES, L))
+    return _flat_cl(src + _block(_cl_store_indices(streamed), L))
 
 
 SAMPLING_ROW_OUTPUTS = 64
