@@ -245,7 +245,7 @@ def test_channels_last_selections_fold_the_listed_windows(kernel, indices, varia
     assert asked == [variant]
     src = kernel_source(MAX, "channels_last", variant)
     # (with indices the folded loop keeps its choices in a scratch row, then stores them:
-    # streamed where the call writes much, see test_streaming.py)
+    # streamed where the call writes much, but for 3x3 windows; see test_streaming.py)
     folded = "bi[ch] = i" if indices else "of[numba.uint64(ob + ch)] = a"
     assert src.count(folded) == int("_fold" in variant)
     if "_fold" in variant:
