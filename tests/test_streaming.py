@@ -39,6 +39,8 @@ def test_a_row_is_copied_at_every_alignment_and_length(dst_type, src_type):
 
 @pytest.mark.skipif(not streaming._X86, reason="x86-64 instructions")
 def test_the_copy_stores_whole_lines_non_temporally_and_fences():
+    dst, src = np.zeros(40, dtype=np.float32), np.ones(40, dtype=np.float32)
+    _copy(dst, 0, src, 40)  # (compiled here: the test may run alone)
     asm = "\n".join(_copy.inspect_asm().values())
     assert "movnt" in asm and "sfence" in asm
 
