@@ -1,11 +1,13 @@
 """The output-buffer cache reuses memory only when no result or view of it is alive."""
 
 import numpy as np
+import pytest
 
 import numbapool
 from numbapool import buffers
 
 
+@pytest.mark.skipif(not buffers._ENABLED, reason="NUMBAPOOL_BUFFER_CACHE=0")
 def test_reuse_only_when_free():
     shape = (512, 1024)  # 2 MiB of float32: above MIN_BYTES
     buffers.clear()
@@ -38,6 +40,7 @@ def test_results_stay_correct_across_reuse():
     assert y1.ctypes.data != y2.ctypes.data
 
 
+@pytest.mark.skipif(not buffers._ENABLED, reason="NUMBAPOOL_BUFFER_CACHE=0")
 def test_buffers_are_aligned_and_reused_only_when_free():
     # (aligned to a cache line for the kernels' non-temporal stores; an aligned view of a
     # view would name its owner, not the pooled view, as its base, and the pool would hand

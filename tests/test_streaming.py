@@ -1,5 +1,5 @@
-"""Non-temporal stores (numbapool.kernels.streaming): the row copy at every alignment and
-length, the kernels that stream (large channels-last max pools with indices) against
+"""Non-temporal stores (numbapool.kernels.streaming): the row copy at every offset in a line
+and many lengths, the kernels that stream (large channels-last max pools with indices) against
 PyTorch, and the generated source of a kernel that streams (its imports and its fence)."""
 
 import numba
@@ -21,15 +21,17 @@ def _copy(dst, at, src, n):
 
 @pytest.mark.parametrize("dst_type,src_type", [(np.float32, np.float32),
                                                (np.float64, np.float64),
-                                               (np.int64, np.int32), (np.int64, np.int64)])
-def test_a_row_is_copied_at_every_alignment_and_length(dst_type, src_type):
+                                               (np.int64, np.int32), (np.int64, np.int64),
+                                               (np.int8, np.int8), (np.int16, np.int16)])
+def test_a_row_is_copied_at_every_offset_in_a_line_and_many_lengths(dst_type, src_type):
     rng = np.random.default_rng(0)
     base = np.full(400, -1, dtype=dst_type)
-    for start in range(0, 20):  # (the element offsets of a 64-byte line, and beyond)
+    info = np.iinfo(src_type) if np.dtype(src_type).kind == "i" else np.iinfo(np.int32)
+    for start in range(0, 70):  # (every element offset within a 64-byte line, and beyond)
         dst = base[start:]  # (flat, C-contiguous, misaligned by the offset)
         for at in (0, 1, 5, 16):
             for n in (0, 1, 3, 7, 15, 16, 17, 31, 32, 33, 64, 70, 130):
-                src = rng.integers(-2**31, 2**31 - 1, n + 3).astype(src_type)
+                src = rng.integers(info.min, info.max, n + 3).astype(src_type)
                 base[:] = -1
                 _copy(dst, at, src, n)
                 want = np.full(400, -1, dtype=dst_type)
@@ -43,6 +45,11 @@ def test_the_copy_stores_whole_lines_non_temporally_and_fences():
     _copy(dst, 0, src, 40)  # (compiled here: the test may run alone)
     asm = "\n".join(_copy.inspect_asm().values())
     assert "movnt" in asm and "sfence" in asm
+
+
+def test_a_kernel_streams_from_the_threshold_on():
+    assert streaming.streams(STREAM_MIN_BYTES)
+    assert not streaming.streams(STREAM_MIN_BYTES - 1)
 
 
 def test_an_int32_row_is_widened_with_its_sign():
@@ -79,11 +86,22 @@ def test_large_channels_last_max_with_indices_streams_torchs_results(shape, kern
     x_before = x.copy()
     y, idx = numbapool.pool("max", x, kernel, stride=stride, padding=padding,
                             layout="channels_last", return_indices=True)
-    assert y.nbytes + idx.nbytes >= STREAM_MIN_BYTES  # (the kernel streams)
+    assert y.nbytes + idx.nbytes >= STREAM_MIN_BYTES  # (the kernel streams: see below)
     want_y, want_idx = _torch_max(x, kernel, stride, padding)
     np.testing.assert_array_equal(y, want_y)
     np.testing.assert_array_equal(idx, want_idx)
     np.testing.assert_array_equal(x, x_before)
+
+
+def test_the_compiled_kernel_stores_non_temporally():
+    from numbapool.builtin.reductions import MAX
+    from numbapool.kernels.codegen import get_kernel
+
+    x = np.random.default_rng(2).standard_normal((1, 9, 9, 16)).astype(np.float32)
+    numbapool.pool("max", x, 2, layout="channels_last", return_indices=True)
+    ir = "\n".join(c.inspect_llvm() for c in
+                   get_kernel(MAX, "channels_last", "forward_indices32").cfuncs)
+    assert "!nontemporal" in ir
 
 
 def test_a_kernel_that_streams_imports_the_functions_and_ends_with_a_fence():

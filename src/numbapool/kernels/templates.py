@@ -1928,14 +1928,14 @@ but the ResNet stem, (32, 112, 112, 64) 3x3/s2/p1, 0.94-1.20, and (8, 112, 112, 
 0.91-1.12: 3x3 windows stay plain."""
 
 
-def _cl_store_indices(streamed: bool) -> str:
+def _cl_store_indices(nontemporal: bool) -> str:
     """The lines storing output ``ob``'s choices and positions (:data:`_CL_STORE_INDICES`),
-    ``streamed``: through :func:`numbapool.kernels.streaming.stream_row` where the kernel's
-    ``stream`` says the call writes much."""
-    if not streamed:
+    ``nontemporal``: through :func:`numbapool.kernels.streaming.stream_row` where the
+    kernel's ``nontemporal`` says the call writes much."""
+    if not nontemporal:
         return _CL_STORE_INDICES
     return _block("""
-        if stream:
+        if nontemporal:
             _stream_row(of, ob, best, C)
             _stream_row(idf, ob, bi, C)
         else:
@@ -2089,11 +2089,13 @@ def _cl_forward(red: Reduction, variant: str,
         args += ["dv0", "dv1", "dv2", "override", "zero", "prm"]
     src = f"def kernel({', '.join(args)}):\n"
     src += _block(_cl_shapes(), 1) + _block(_SETUP, 1)
-    streamed = with_idx and fold not in CL_INDICES_UNSTREAMED
+    # (non-temporal stores: streaming.py; not to be confused with ``stream``, a streaming
+    # reduction)
+    nontemporal = with_idx and fold not in CL_INDICES_UNSTREAMED
     if with_idx:
         src += _block("idf = idx.reshape(-1)", 1)
-    if streamed:
-        src += _block("stream = _streams(out.nbytes + idx.nbytes)", 1)
+    if nontemporal:
+        src += _block("nontemporal = _streams(out.nbytes + idx.nbytes)", 1)
     if stream:
         src += _block("pr = _row(prm, 0)", 1)
     width = accumulator_width(red) if stream else 0
@@ -2167,7 +2169,7 @@ def _cl_forward(red: Reduction, variant: str,
         body = body.rstrip() + "\n            bi[ch] = f if better else bi[ch]\n"
     src += _walk(body, L, skip_first=True)
     src += _block("ob = (((n * O0 + o0) * O1 + o1) * O2 + o2) * C", L)
-    return _flat_cl(src + _block(_cl_store_indices(streamed), L))
+    return _flat_cl(src + _block(_cl_store_indices(nontemporal), L))
 
 
 SAMPLING_ROW_OUTPUTS = 64
