@@ -93,15 +93,21 @@ def test_large_channels_last_max_with_indices_streams_torchs_results(shape, kern
     np.testing.assert_array_equal(x, x_before)
 
 
-def test_the_compiled_kernel_stores_non_temporally():
+def test_the_compiled_kernel_stores_non_temporally(monkeypatch, tmp_path):
+    from numbapool import api
     from numbapool.builtin.reductions import MAX
+    from numbapool.kernels import codegen
     from numbapool.kernels.codegen import get_kernel
 
+    # (compiled afresh: a kernel loaded from Numba's cache has no LLVM IR to show)
+    monkeypatch.setenv("NUMBAPOOL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(codegen, "_kernels", {})
+    monkeypatch.setattr(api, "_KNOWN_CALLS", {})
     x = np.random.default_rng(2).standard_normal((1, 9, 9, 16)).astype(np.float32)
     numbapool.pool("max", x, 2, layout="channels_last", return_indices=True)
-    ir = "\n".join(c.inspect_llvm() for c in
-                   get_kernel(MAX, "channels_last", "forward_indices32").cfuncs)
-    assert "!nontemporal" in ir
+    cfuncs = get_kernel(MAX, "channels_last", "forward_indices32").cfuncs
+    assert cfuncs and not any(c.cache_hits for c in cfuncs)
+    assert "!nontemporal" in "\n".join(c.inspect_llvm() for c in cfuncs)
 
 
 def test_a_kernel_that_streams_imports_the_functions_and_ends_with_a_fence():
