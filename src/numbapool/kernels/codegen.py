@@ -84,8 +84,8 @@ def _cpu_body(reduction: Reduction, layout: str, variant: str, kinds: tuple) -> 
     ``def kernel(<arguments>):`` becomes ``def kernel(_slots, part, parts):``, a prologue
     that rebuilds the arguments, the body, and ``return 1``
     (:func:`numbapool.kernels.launch.kernel_function`); for a body that streams its output
-    (:mod:`numbapool.kernels.streaming`), after the import of its functions, with
-    ``_store_fence()`` before the return."""
+    (:mod:`numbapool.kernels.streaming`, which must end with its ``_store_fence()``), after
+    the import of its functions."""
     src = kernel_source(reduction, layout, variant)
     head, _, body = src.partition("\n")
     if not (head.startswith("def kernel(") and head.endswith("):")):
@@ -94,16 +94,14 @@ def _cpu_body(reduction: Reduction, layout: str, variant: str, kinds: tuple) -> 
     if len(names) != len(kinds):
         raise TypeError(f"kernel {reduction.name}/{layout}/{variant} takes {len(names)} "
                         f"arguments ({', '.join(names)}), got {len(kinds)}")
-    function = kernel_function(names, kinds, body)
-    if streaming.USES not in body:
-        return decorator(reduction, layout, variant) + hold_scratch(function)
-    # A kernel that streams its output binds the functions, and fences its stores before
-    # it returns (its only return, added by kernel_function)
-    end = "    return 1\n"
-    if not function.endswith(end):
-        raise ValueError(f"unexpected kernel end {function[-40:]!r}")
-    function = function[:-len(end)] + "    _store_fence()\n" + end
-    return streaming.IMPORTS + decorator(reduction, layout, variant) + hold_scratch(function)
+    imports = ""
+    if streaming.USES in body:  # (a kernel that streams its output binds the functions)
+        if not body.endswith("\n    _store_fence()\n"):
+            raise ValueError(f"kernel {reduction.name}/{layout}/{variant} streams its output "
+                             "but does not end with _store_fence()")
+        imports = streaming.IMPORTS
+    return imports + decorator(reduction, layout, variant) + hold_scratch(
+        kernel_function(names, kinds, body))
 
 
 def _source(reduction: Reduction, layout: str, variant: str, target: str = "cpu",

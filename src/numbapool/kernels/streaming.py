@@ -20,8 +20,9 @@ row of a multiple of 64 bytes streams whole.
 Non-temporal stores bypass the caches: an output that fits in them, read soon after, is
 better written plainly, so a kernel streams only when the call writes at least
 :data:`STREAM_MIN_BYTES` (:func:`streams`).  They are also weakly ordered, so a kernel that
-streams ends with :func:`store_fence` (the code generator adds it,
-:mod:`numbapool.kernels.codegen`) before its thread reports that it is done.
+streams ends with :func:`store_fence` before its thread reports that it is done (its
+template writes it; :mod:`numbapool.kernels.codegen` refuses a kernel that streams without
+it).
 
 The functions are Numba intrinsics and jitted helpers that the generated kernels inline
 (:data:`IMPORTS`).

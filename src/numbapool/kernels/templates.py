@@ -1865,14 +1865,15 @@ against 1.90-2.01 ms now, so they are not."""
 
 
 def _cl_select_unrolled(level: int, shape: tuple[int, int, int],
-                        indices: bool = False) -> str:
+                        indices: bool = False, nontemporal: bool = False) -> str:
     """Windows of ``shape`` (one of :data:`CL_SELECT_UNROLLED`, or with ``indices`` of
     :data:`CL_SELECT_INDICES_UNROLLED`: positions in int32) folded tap after tap in one loop
     over C into the output (with ``indices``, into the scratch rows ``best`` and ``bi``,
-    then stored by :func:`_cl_store_indices`), in window order (so ties and NaNs choose as
-    a tap at a time does); an ``else:`` for the other windows follows (write them at
-    ``level + 1``).  A row at a time (:data:`_CL_SELECT`) stores the choices into the
-    output after each row and loads them again for the next."""
+    then stored by :func:`_cl_store_indices`, ``nontemporal`` as the kernel decided), in
+    window order (so ties and NaNs choose as a tap at a time does); an ``else:`` for the
+    other windows follows (write them at ``level + 1``).  A row at a time
+    (:data:`_CL_SELECT`) stores the choices into the output after each row and loads them
+    again for the next."""
     m0, m1, m2 = shape
     body, where = [], []
     for t, (k0, k1, k2) in enumerate(
@@ -1906,7 +1907,7 @@ def _cl_select_unrolled(level: int, shape: tuple[int, int, int],
     src += _block("for ch in range(C):", level + 1) + _block("\n".join([*body, *store]),
                                                                level + 2)
     if indices:
-        src += _block(_cl_store_indices(shape not in CL_INDICES_UNSTREAMED), level + 1)
+        src += _block(_cl_store_indices(nontemporal), level + 1)
     return src + _block("else:", level)
 
 
@@ -2146,7 +2147,7 @@ def _cl_forward(red: Reduction, variant: str,
             return src + _cl_select_unrolled(L, fold) + _block(_CL_SELECT, L + 1)
         return src + _block(_CL_SELECT, L)
     if fold:
-        src += _cl_select_unrolled(L, fold, indices=True)
+        src += _cl_select_unrolled(L, fold, indices=True, nontemporal=nontemporal)
         L += 1
     src += _block("""
         f0 = (b0 * S1 + b1) * S2 + b2
@@ -2169,7 +2170,10 @@ def _cl_forward(red: Reduction, variant: str,
         body = body.rstrip() + "\n            bi[ch] = f if better else bi[ch]\n"
     src += _walk(body, L, skip_first=True)
     src += _block("ob = (((n * O0 + o0) * O1 + o1) * O2 + o2) * C", L)
-    return _flat_cl(src + _block(_cl_store_indices(nontemporal), L))
+    src += _block(_cl_store_indices(nontemporal), L)
+    if nontemporal:  # (the stores ordered before the thread reports that it is done)
+        src += _block("_store_fence()", 1)
+    return _flat_cl(src)
 
 
 SAMPLING_ROW_OUTPUTS = 64
