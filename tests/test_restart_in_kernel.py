@@ -536,10 +536,13 @@ def test_a_rule_drawing_each_batch_in_the_masked_kernel(monkeypatch, reduction, 
                     np.testing.assert_allclose(got, want(), rtol=1e-6)
         # (kept from the third call of seed 4 on, and from the third of seed 6)
         assert len(_TwoTaps.drawn) == 2 + 4 + 4 + 1
-        # (seed 4's pass built again for 2 and for 3 threads: its scratch had rows for 1;
-        # seed 6's on the last; a pass on tiles binds the kernel once for each thread)
+        # (seed 4's pass built on its second call, and again for each larger thread count:
+        # its scratch had rows for fewer; seed 6's on its second call, on threads[1], and
+        # again on threads[2] if that is more; a pass on tiles binds the kernel once for
+        # each thread)
         threads = [min(t, numba.config.NUMBA_NUM_THREADS) for t in (1, 2, 3)]
-        builds = [threads[0], *(b for a, b in zip(threads, threads[1:]) if b > a), threads[2]]
+        builds = [threads[0], *(b for a, b in zip(threads, threads[1:]) if b > a),
+                  threads[1], *threads[2:] * (threads[2] > threads[1])]
         binds = sum(builds) if tiles else len(builds)
         assert filled == [f"{reduction.name}/channels_last/{variant}_planes"] * binds
         if layout == "channels_first":
