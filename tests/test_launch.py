@@ -123,6 +123,35 @@ def test_bound_calls_check_what_they_are_given():
         add.bind((x.T, out, 5.0), 2)
 
 
+@pytest.mark.parametrize("free", [3, 4])
+def test_bound_calls_of_three_and_four_arrays(free):
+    """A kernel bound with three or four arrays (a masked kernel's ``miss``, after ``idx``
+    with indices) writes into the arrays of each call: each one's place in the slots."""
+    def build(kinds):
+        return _cfunc(["x", "out", "idx", "miss", "c"], kinds, """
+    for i in range(x.shape[0] * part // parts, x.shape[0] * (part + 1) // parts):
+        out[i] = x[i] + c
+        idx[i] = 2 * i
+        miss[i] = miss[i] + 1
+""")
+    launcher = Launcher("four", build)
+    x = np.arange(5.0)
+    args = (x, np.empty(5), np.empty(5, np.int64), np.zeros(5, np.uint8), 1.5)
+    bound = launcher.bind(args, free)
+    for shift in (10.0, 20.0):
+        y, out, idx, miss = x + shift, np.empty(5), np.empty(5, np.int64), np.zeros(5, np.uint8)
+        if free == 3:
+            idx = args[2]
+            bound(y, out, idx)
+            assert args[3].tolist() == [int(shift // 10)] * 5  # (the bound miss)
+        else:
+            bound(y, out, idx, miss)
+            assert miss.tolist() == [1] * 5
+        assert out.tolist() == (y + 1.5).tolist() and idx.tolist() == [0, 2, 4, 6, 8]
+    with pytest.raises(ValueError, match="two to four arrays"):
+        launcher.bind(args, 1)
+
+
 def test_threads_follow_numba():
     before = numba.get_num_threads()
     try:

@@ -275,6 +275,9 @@ def test_max_grad_matches_torch(shape, kernel, output_size, overlap, dtype):
     ((2, 3, 11, 17), 3, (5, 7)),  # (the masked kernel's passes for windows of 2, 3 and
     ((2, 3, 13, 12), (4, 2), (5, 6)),  # more rows)
     ((2, 2, 7, 8, 9), (2, 3, 2), (3, 4, 5)),
+    # (8 channels or more: channels last with indices, the masked kernel with indices)
+    ((2, 9, 11, 17), (2, 3), (5, 7)),
+    ((2, 8, 7, 8, 9), (2, 2, 2), (3, 4, 5)),
 ])
 def test_max_channels_last_same_as_channels_first(shape, kernel, output_size, dtype):
     rng = np.random.default_rng(3)

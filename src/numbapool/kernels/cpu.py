@@ -22,6 +22,7 @@ from ..reduction import Reduction, Sampling, Selection, Streaming, Weighted
 from . import batch_starts, mapped, routing, transpose
 from .codegen import get_kernel
 from .launch import Before, _threads
+from .masked_indices import MASKED_INDICES, fold_name
 from .params import for_kernel
 from .templates import (
     BY2_BLOCK,
@@ -50,7 +51,8 @@ from .templates import (
 from .tiles import IN, OUT, TILE_PLANES, UNUSED, TiledCall
 
 __all__ = ["forward", "plan_forward", "ForwardPlan", "backward", "param_grad", "out_shape",
-           "masked_channels_last", "masked_variant", "SCATTER_MIN_PLANES", "TiledChannelsLast",
+           "masked_channels_last", "masked_variant", "masked_indices_channels_last",
+           "masked_indices_variant", "SCATTER_MIN_PLANES", "TiledChannelsLast",
            "TILES_MAX_ROW", "TILES_MAX_PLANE"]
 
 SCATTER_MIN_PLANES = 8
@@ -129,7 +131,8 @@ class ForwardPlan:
     return_indices: bool
     args: tuple  # after (x, out[, idx])
     sampling: bool  # ``u`` is the last argument, given to run()
-    # A masked channels-last kernel (:data:`MASKED_VARIANTS`) takes ``miss`` after ``out``,
+    # A masked channels-last kernel (:data:`MASKED_VARIANTS`; with indices,
+    # :mod:`numbapool.kernels.masked_indices`) takes ``miss`` after ``out`` (and ``idx``),
     # one flag per task: ``tasks`` of them; ``fallback``, if any, runs the tasks it leaves.
     tasks: int | None = None
     fallback: Callable | None = None
@@ -157,10 +160,12 @@ class ForwardPlan:
         if self.tasks is not None:  # (the masked kernels: the kernel flags, ``fallback`` runs)
             # (zeros: a part whose table restart refused runs neither kernel)
             miss = (np.ones if self.fallback is None else np.zeros)(self.tasks, np.uint8)
-            self._launch(x, out, miss, before=before)
+            idx = buffers.empty(self.shape, np.int64) if self.with_indices else None
+            arrays = (x, out, miss) if idx is None else (x, out, idx, miss)
+            self._launch(*arrays, before=before)
             if self.fallback is not None and np.count_nonzero(miss):
-                self.fallback(x, out, miss, *self.args)
-            return out, None
+                self.fallback(*arrays, *self.args)
+            return out, (idx if self.return_indices else None)
         if not self.with_indices:
             self._launch(x, out, before=before)
             return out, None
@@ -281,6 +286,29 @@ def _small_planes_via_last(reduction: Reduction, x: np.ndarray, axes: Sequence[A
     return (math.prod(x.shape[2:]) <= VIA_MAX_PLANE
             and x.shape[1] >= VIA_CHANNELS_LAST_MIN_CHANNELS
             and masked_channels_last(reduction, axes, prm, x.shape[0], x.shape[1]))
+
+
+VIA_INDICES_MAX_PLANE = 1296
+"""The largest planes (elements) of channels-first selections with indices over per-plane
+windows that run as the masked channels-last kernel with indices between transposes
+(:func:`_small_planes_indices_via_last`), where the channels-first gather kernel's rows are
+short.  Fractional max pool at ``output_ratio=0.7`` with indices, one process, 2 threads,
+channels-first gather against via channels last (``/tmp/s31/viacl.py``): (8, 64, 14, 14)
+0.198 -> 0.089 ms, (8, 64, 28, 28) 0.62 -> 0.27, (4, 512, 7, 7) 0.42 -> 0.19, (8, 256, 14,
+14) 1.07 -> 0.38, (8, 64, 36, 36) 0.87 -> 0.65; but (8, 64, 42, 42) 1.05 -> 1.03, (8, 64,
+56, 56) 2.4 -> 2.3 and (4, 64, 112, 112) 2.8 -> 4.3."""
+
+
+def _small_planes_indices_via_last(reduction: Reduction, x: np.ndarray,
+                                   axes: Sequence[AxisWindows]) -> bool:
+    """Whether a channels-first selection with indices over per-plane windows of ``x``
+    (5-D) runs as the masked channels-last kernel with indices between two transposes:
+    planes of at most :data:`VIA_INDICES_MAX_PLANE` elements and at least
+    ``VIA_CHANNELS_LAST_MIN_CHANNELS`` channels."""
+    return (math.prod(x.shape[2:]) <= VIA_INDICES_MAX_PLANE
+            and x.shape[1] >= VIA_CHANNELS_LAST_MIN_CHANNELS
+            and masked_indices_channels_last(
+                reduction, axes, (x.shape[0], *x.shape[2:], x.shape[1])))
 
 
 def _tuple_via_last(reduction: Reduction, x: np.ndarray, prm: np.ndarray) -> bool:
@@ -445,6 +473,54 @@ def masked_channels_last(reduction: Reduction, axes: Sequence[AxisWindows], prm:
     for a in axes:
         reads *= (a.extent + a.starts_by_channel(batch, channels)[1]) / a.extent
     return reads <= MASKED_MAX_READS
+
+
+def masked_indices_channels_last(reduction: Reduction, axes: Sequence[AxisWindows],
+                                 shape: tuple[int, ...]) -> bool:
+    """Whether a channels-last selection with indices over per-plane windows runs a masked
+    kernel with indices (:mod:`numbapool.kernels.masked_indices`) in place of the
+    channels-first kernel between transposes, for input of ``shape`` (5-D, channels last):
+    whole windows of consecutive taps, a non-empty batch axis, at least
+    ``VIA_CHANNELS_LAST_MIN_CHANNELS`` channels, planes of fewer than 2**31 elements (int32
+    positions), and starts close enough together across the channels (at most
+    ``MASKED_MAX_READS`` times the window reads).  (With fewer channels the kernel's work
+    per output position is mostly its scalar set-up: fractional max pool of (8, 112, 112, C)
+    with indices, 2 threads, between transposes against this kernel, ``/tmp/s31/fewch.py``:
+    C = 1, 2, 3, 6: 0.51, 0.73, 1.00, 1.57 ms against 0.86, 1.28, 1.61, 1.88; C = 8: 1.40
+    against 0.77.)"""
+    batch, channels = shape[0], shape[4]
+    if (not isinstance(reduction, Selection) or all(a.planes == 1 for a in axes)
+            or batch == 0 or channels < VIA_CHANNELS_LAST_MIN_CHANNELS
+            or math.prod(shape[1:4]) >= 2**31):
+        return False
+    if not all(a.step == 1 and a.full for a in axes):
+        return False
+    reads = 1.0
+    for a in axes:
+        reads *= (a.extent + a.starts_by_channel(batch, channels)[1]) / a.extent
+    return reads <= MASKED_MAX_READS
+
+
+def masked_indices_variant(axes: Sequence[AxisWindows], batch: int, channels: int) -> str:
+    """The masked kernel with indices for these per-plane windows: the one folded for their
+    extents, with a spread of 1 along each per-plane axis and 0 along the others, where the
+    starts spread no wider and there is one (:func:`numbapool.kernels.masked_indices.
+    fold_name`), else the box loop (``forward_masked_indices``).  (A redrawn call's
+    windows may spread wider: the folded kernel runs those outputs as the box loop does.)"""
+    spreads = tuple(int(a.planes > 1) for a in axes)
+    if any(a.starts_by_channel(batch, channels)[1] > s for a, s in zip(axes, spreads)):
+        return MASKED_INDICES
+    return fold_name(tuple(a.extent for a in axes), spreads) or MASKED_INDICES
+
+
+def _masked_indices_tables(axes: Sequence[AxisWindows], batch: int, channels: int) -> list:
+    """The masked kernels' with indices tables: per axis, the smallest start of each output
+    position over the channels and each channel's start after it
+    (:meth:`AxisWindows.offsets_by_channel`), and ``dk``."""
+    tables: list = []
+    for a in axes:
+        tables += a.offsets_by_channel(batch, channels)
+    return [*tables, _dk(tuple(a.step for a in axes), tuple(a.extent for a in axes))]
 
 
 def masked_variant(axes: Sequence[AxisWindows], batch: int, channels: int) -> str:
@@ -613,6 +689,9 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
         return TiledChannelsLast(TiledCall(get_kernel(reduction, "channels_last", inner),
                                            (IN, OUT), tuple(fixed)),
                                  shape, np.dtype(reduction.out_dtype(x.dtype)))
+    if (sel and with_indices and layout == "channels_first" and not shared
+            and _small_planes_indices_via_last(reduction, x, axes)):
+        return via_last()
     if sel and with_indices and layout == "channels_first" and shared:
         rows = _selection_indices_variant(axes, math.prod(x.shape[2:]))
         if rows is not None:
@@ -660,6 +739,13 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
             return variant
         return cl_fold_variant(reduction, variant, extents)
 
+    if (layout == "channels_last" and with_indices and not shared
+            and masked_indices_channels_last(reduction, axes, x.shape)):
+        variant = masked_indices_variant(axes, x.shape[0], x.shape[4])
+        fallback = (None if variant == MASKED_INDICES
+                    else get_kernel(reduction, layout, MASKED_INDICES))
+        return plan(variant, _masked_indices_tables(axes, x.shape[0], x.shape[4]),
+                    indices=True, tasks=math.prod(shape[:3]), fallback=fallback)
     if sel:
         if with_indices:
             if (layout == "channels_first" and all(a.full for a in axes)

@@ -389,6 +389,18 @@ def _run3(fn, template, parts, before, before_slots, a, b, c):
     return _go(fn, slots, parts, before, before_slots)
 
 
+@numba.njit(cache=True, nogil=True)
+def _run4(fn, template, parts, before, before_slots, a, b, c, d):
+    """:func:`_run2` with a third and a fourth array (a masked kernel with indices:
+    ``x, out, idx, miss``)."""
+    slots = template.copy()
+    if not (_place(slots, 0, a) and _place(slots, 1 + a.ndim, b)
+            and _place(slots, 2 + a.ndim + b.ndim, c)
+            and _place(slots, 3 + a.ndim + b.ndim + c.ndim, d)):
+        return -1
+    return _go(fn, slots, parts, before, before_slots)
+
+
 # -- launchers --------------------------------------------------------------------------------
 
 class Before:
@@ -458,7 +470,7 @@ class Launcher:
             f"ignored'); its output is not valid")
 
     def bind(self, args: Sequence[object], free: int) -> Bound:
-        """The kernel with ``args[free:]`` fixed: the first ``free`` (2 or 3) arguments,
+        """The kernel with ``args[free:]`` fixed: the first ``free`` (2 to 4) arguments,
         C-contiguous arrays, are passed to each call and must have the shape and dtype they
         have in ``args``."""
         kinds = tuple(kind(a) for a in args)
@@ -480,20 +492,20 @@ def _same_dtypes(arrays: tuple[np.ndarray, ...], dtypes: tuple[np.dtype, ...]) -
 
 
 class Bound:
-    """A :class:`Launcher` with all but its first two or three arguments fixed (see
+    """A :class:`Launcher` with all but its first two to four arguments fixed (see
     :meth:`Launcher.bind`): a call fills in the addresses of the new arrays, in compiled
     code.  An array of another shape or dtype, or not C-contiguous, takes the general
     path."""
 
     def __init__(self, launcher: Launcher, address: int, template: np.ndarray,
                  dtypes: tuple[np.dtype, ...], fixed: tuple) -> None:
-        if len(dtypes) not in (2, 3):
-            raise ValueError("a bound kernel takes two or three arrays")
+        if len(dtypes) not in (2, 3, 4):
+            raise ValueError("a bound kernel takes two to four arrays")
         self._launcher = launcher
         self._address = address
         self._template = template
         self._dtypes = dtypes
-        self._run = _run2 if len(dtypes) == 2 else _run3
+        self._run = (_run2, _run3, _run4)[len(dtypes) - 2]
         self._fixed = fixed  # (keeps the fixed arrays alive: the template holds addresses)
 
     def __call__(self, *arrays: np.ndarray, before: Before | None = None) -> None:

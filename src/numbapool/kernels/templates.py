@@ -3197,6 +3197,12 @@ def kernel_source(red: Reduction, layout: str, variant: str) -> str:
     if variant == "map" and layout in ("channels_first", "channels_last"):
         return _map(red, layout)
     kind = red.kind
+    if variant.startswith("forward_masked_indices"):
+        from .masked_indices import masked_indices_source
+
+        if layout != "channels_last":
+            raise ValueError(f"{variant!r} is a channels-last kernel")
+        return masked_indices_source(red, variant)
     base, fold = _FOLD_VARIANTS.get(variant, (variant, None))
     if variant in MASKED_VARIANTS or variant in MASKED_PLANES_VARIANTS:
         base = "forward_masked"
