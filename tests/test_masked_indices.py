@@ -301,3 +301,39 @@ def test_kernels_read_inside_their_arrays(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and "inside" in result.stdout, result.stderr[-3000:]
+
+
+def test_channels_last_gradient_routes_by_the_masked_kernels_indices(monkeypatch):
+    """``pool_grad`` of a channels-last fractional max pool without indices (8 channels)
+    runs the masked kernel with indices in place and routes the output gradient by them:
+    each output's gradient added to the element its window scan chose (overlapping windows
+    add up), as routing the indices ``pool`` returns gives."""
+    seen = []
+    real = cpu.get_kernel
+
+    def spy(red, layout, variant, *args):
+        seen.append((layout, variant))
+        return real(red, layout, variant, *args)
+
+    monkeypatch.setattr(cpu, "get_kernel", spy)
+    routed = []
+    route = cpu.routing.route
+    monkeypatch.setattr(cpu.routing, "route",
+                        lambda gy, idx, gx, layout: routed.append(layout) or route(gy, idx, gx,
+                                                                                 layout))
+    rng = np.random.default_rng(6)
+    x = rng.random((2, 41, 37, 8))  # (planes larger than VIA_INDICES_MAX_PLANE)
+    x[0, 3:5, 3:5, 2] = 0.5  # (ties)
+    opts = dict(output_ratio=0.7, samples=rng.random((2, 8, 2)), layout="channels_last")
+    y, idx = numbapool.pool("fractional_max", x, return_indices=True, **opts)
+    gy = rng.random(y.shape)
+    seen.clear()
+    gx = numbapool.pool_grad("fractional_max", x, gy, **opts)
+    assert sorted(seen) == [("channels_last", "backward"),
+                            ("channels_last", MASKED_INDICES),
+                            ("channels_last", "forward_masked_indices_k122_s011")]
+    assert routed == ["channels_last"]
+    want = np.zeros((2, 41 * 37, 8))
+    for n, c in itertools.product(range(2), range(8)):
+        np.add.at(want[n, :, c], idx[n, ..., c].reshape(-1), gy[n, ..., c].reshape(-1))
+    np.testing.assert_allclose(gx, want.reshape(x.shape), rtol=1e-12, atol=0)

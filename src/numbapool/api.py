@@ -355,9 +355,12 @@ def _kernel_layout(layout: str, reduction: Reduction, prm: np.ndarray,
         if variants == ("forward",) and cpu.masked_channels_last(reduction, axes, prm, batch,
                                                                   channels):
             return layout  # (per-plane windows, the masked kernel)
-        if variants == ("forward_indices",) and cpu.masked_indices_channels_last(
-                reduction, axes, (batch, *(a.length for a in axes), channels)):
-            return layout  # (per-plane windows, the masked kernel with indices)
+        if variants in (("forward_indices",), ("backward",)) and (
+                cpu.masked_indices_channels_last(
+                    reduction, axes, (batch, *(a.length for a in axes), channels))):
+            # (per-plane windows, the masked kernel with indices; a selection's gradient
+            # routed by them)
+            return layout
         return "channels_first"
     return layout
 

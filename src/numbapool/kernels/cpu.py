@@ -1099,12 +1099,14 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
             x, y, grad_out, gx, *_tables(tuple(axes)),
             *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
         return gx
-    inv = _inverse(axes)
     kernel = get_kernel(reduction, layout,
                         _params_kernel(reduction, layout, "backward", prm, x.shape[-1]))
     if isinstance(reduction, (Selection, Sampling)):
         y, idx = forward(reduction, layout, x, axes, prm, with_indices=True, u=u)
-        if layout == "channels_last" and not all(a.exact_cover for a in axes):
+        # (per-plane windows, channels last: the masked kernel with indices, then the route;
+        # the gather kernel reads shared windows' inverse maps)
+        if layout == "channels_last" and not all(a.planes == 1 and a.exact_cover
+                                                 for a in axes):
             # where windows overlap, scattering by the indices was faster than gathering
             # (/tmp/exp4/noidx2.py, pool_grad): (1, 56, 56, 64) 3x3/s2/p1 max 165-179 against
             # 205-209 us, ResNet's stem (32, 112, 112, 64) 13.4-13.5 against 16.0-16.1 ms;
@@ -1116,9 +1118,9 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
             routing.route(grad_out.reshape(n, outs, c), idx.reshape(n, outs, c),
                           gx.reshape(n, plane, c), layout)
         else:
-            kernel(x, y, grad_out, gx, idx, *inv, zero)
+            kernel(x, y, grad_out, gx, idx, *_inverse(axes), zero)
     else:
-        kernel(x, y, grad_out, gx, *inv, *_tables(tuple(axes)),
+        kernel(x, y, grad_out, gx, *_inverse(axes), *_tables(tuple(axes)),
                *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
     return gx
 
