@@ -44,6 +44,23 @@ class TimePoolerBackward:
         numbapool.pool_grad(pooler, self.x, self.gy, **self.opts)
 
 
+class TimePoolerForwardIndices:
+    """The poolers with indices, forward with ``return_indices=True``: a training step's
+    forward pass."""
+
+    params = ([p for p in POOLERS if "indices" in numbapool.get(p).capabilities], LAYOUTS)
+    param_names = ["pooler", "layout"]
+    timeout = 300
+
+    def setup(self, pooler, layout):
+        self.x = data(POOLER_SHAPE, layout)
+        self.opts = dict(pooler_options(pooler), layout=layout, return_indices=True)
+        numbapool.pool(pooler, self.x, **self.opts)
+
+    def time_forward_indices(self, pooler, layout):
+        numbapool.pool(pooler, self.x, **self.opts)
+
+
 class TimePoolerBackwardIndices:
     """The poolers with indices, backward given their forward's indices (no recomputed
     forward): what a training step does."""

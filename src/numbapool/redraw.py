@@ -19,7 +19,9 @@ starts at a time (``plane_address``) and the kernel has a variant that takes the
 (:func:`numbapool.kernels.cpu.with_plane_fill`), no table is written: each kernel thread
 computes the starts of the plane it reads into its own scratch.  The masked channels-last
 kernels do the same a batch at a time, where the rule computes several planes' starts by
-position (``positions_address``; :func:`numbapool.kernels.cpu.with_positions_fill`).
+position (``positions_address``; :func:`numbapool.kernels.cpu.with_positions_fill`).  The
+masked kernels with indices (:mod:`numbapool.kernels.masked_indices`) have no such variant:
+their threads write each batch's per-channel tables before reading them.
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ class RedrawnForward:
                 and not via):
             filled = cpu.with_plane_fill(self.plan, call.reduction, axes,
                                          (plane_address, self._in_parts.slots))
-        elif self._in_kernel is not None and positions_address:  # (the masked kernels)
+        elif (self._in_kernel is not None and positions_address
+                and not kernel.with_indices):  # (the masked kernels without indices)
             self._positions = (kernel, call.reduction, axes,
                                (positions_address, self._in_parts.slots), channels, via)
             filled = self._positions_pass()

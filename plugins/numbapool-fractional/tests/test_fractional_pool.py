@@ -289,6 +289,9 @@ def test_max_channels_last_same_as_channels_first(shape, kernel, output_size, dt
     gx = numbapool.pool_grad("fractional_max", x, gy, **opts)
     ty, ti, tgx = torch_max(x, kernel, s, output_size=output_size, grad_output=gy)
     np.testing.assert_array_equal(y, ty)
+    # (the indices against torch's: with 8 channels or more both layouts run the masked
+    # kernel with indices, channels first between transposes)
+    np.testing.assert_array_equal(idx, ti)
     for xl in (to_last(x), np.ascontiguousarray(to_last(x))):
         yl, il = numbapool.pool("fractional_max", xl, return_indices=True,
                                 layout="channels_last", **opts)

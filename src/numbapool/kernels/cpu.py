@@ -506,7 +506,8 @@ def masked_indices_variant(axes: Sequence[AxisWindows], batch: int, channels: in
     extents, with a spread of 1 along each per-plane axis and 0 along the others, where the
     starts spread no wider and there is one (:func:`numbapool.kernels.masked_indices.
     fold_name`), else the box loop (``forward_masked_indices``).  (A redrawn call's
-    windows may spread wider: the folded kernel runs those outputs as the box loop does.)"""
+    windows may spread wider: the folded kernel flags the output rows holding them, and
+    the box loop, the plan's ``fallback``, computes those rows.)"""
     spreads = tuple(int(a.planes > 1) for a in axes)
     if any(a.starts_by_channel(batch, channels)[1] > s for a, s in zip(axes, spreads)):
         return MASKED_INDICES

@@ -22,8 +22,9 @@ first ``K`` taps or its last ``K``), each finished by a fold with the tap at its
 channel's delta picks one (a select).  The choices are the same as a window's row-major
 scan: a fold over a row, then over the rows in order, keeps the first of equal values and
 the last NaN, as :func:`numbapool.kernels.templates._cf_forward_indices_gather` argues.
-Outputs whose channels spread wider than the kernel was compiled for (a redrawn call may
-draw such windows) run the box loop above.  Fractional max pool of (8, 56, 56, 64) to 39x39
+An output row holding an output whose channels spread wider than the kernel was compiled
+for (a redrawn call may draw such windows) is flagged in ``miss``, and the box loop above,
+launched after it, computes that whole row.  Fractional max pool of (8, 56, 56, 64) to 39x39
 with indices, the kernels alone (``/tmp/s31/proto3.py``, one process, 2 threads): the box
 loop 0.86 ms, the folds 0.39 ms; PyTorch 8.2 ms; the library before these kernels, through
 the channels-first kernel between transposes, 3.2 ms.
@@ -190,10 +191,12 @@ def _folded(extents: tuple[int, int, int], spreads: tuple[int, int, int]) -> tup
 def masked_indices_source(red: Reduction, variant: str) -> str:
     """Source of a channels-last selection kernel with indices for per-plane windows:
     :data:`MASKED_INDICES` or a folded kernel (:func:`fold_name`).  Arguments: ``x``,
-    ``out``, ``idx``, per axis the smallest start of each output position over the channels
-    and each channel's start after it (``lo{a}``, ``(N, out)``, and ``dt{a}``, ``(N, out,
-    C)`` int32), and ``dk``.  One task per output row ``(n, o0, o1)``, numbered batch by
-    batch (:mod:`numbapool.kernels.restart` relies on it)."""
+    ``out``, ``idx``, ``miss`` (a uint8 flag a task: the folded kernel writes 1 for the
+    tasks it leaves to the box loop, 0 for the others; the box loop runs the flagged ones),
+    per axis the smallest start of each output position over the channels and each
+    channel's start after it (``lo{a}``, ``(N, out)``, and ``dt{a}``, ``(N, out, C)``
+    int32), and ``dk``.  One task per output row ``(n, o0, o1)``, numbered batch by batch
+    (:mod:`numbapool.kernels.restart` relies on it)."""
     from .templates import _block, _chunks, _cl_shapes, _cl_store_indices
 
     if not isinstance(red, Selection):
