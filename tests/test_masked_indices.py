@@ -118,20 +118,27 @@ CASES = [  # (lengths, kernel, outputs, spreads: None for an axis every plane sh
 ]
 
 
-@pytest.mark.parametrize("name", ["max", "min"])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+@pytest.mark.parametrize("name, dtype, nontemporal", [
+    ("max", np.float32, False), ("max", np.float32, True), ("min", np.float32, False),
+    ("max", np.float64, True), ("min", np.float64, False), ("max", np.int16, False),
+    ("min", np.int16, True)])
 @pytest.mark.parametrize("lengths, ks, outs, spreads", CASES)
-def test_folded_kernels_match_the_window_scan(name, dtype, lengths, ks, outs, spreads):
+def test_folded_kernels_match_the_window_scan(name, dtype, nontemporal, lengths, ks, outs,
+                                              spreads, monkeypatch):
     """The planner gives the kernel folded for the windows (a spread of 1 along each
-    per-plane axis), or the box loop where there is none, and their values and positions
-    are each window's row-major scan: the first of equal values, the last NaN."""
+    per-plane axis; its twin with non-temporal stores for calls that write at least
+    ``MASKED_INDICES_STREAM_MIN_BYTES``, here lowered to 0), or the box loop where there is
+    none, and their values and positions are each window's row-major scan: the first of
+    equal values, the last NaN."""
     red, better = BETTER[name]
+    if nontemporal:
+        monkeypatch.setattr(cpu, "MASKED_INDICES_STREAM_MIN_BYTES", 0)
     rng = np.random.default_rng(sum(lengths) + sum(ks))
     channels = 19  # (a vector of 16 lanes, and three more)
     x, starts, axes = _case(rng, dtype, lengths, ks, outs, channels, spreads)
     plan = cpu.plan_forward(red, "channels_last", x, axes, np.zeros((1, 0)),
                             with_indices=True)
-    variant = fold_name(ks, tuple(int(s is not None) for s in spreads))
+    variant = fold_name(ks, tuple(int(s is not None) for s in spreads), nontemporal)
     if variant is None:  # (a box of more than MASKED_INDICES_MAX_BOX taps: the box loop)
         assert plan.kernel.name == f"{name}/channels_last/{MASKED_INDICES}"
         assert plan.fallback is None
@@ -256,7 +263,10 @@ def test_which_calls_run_the_kernels(monkeypatch):
 
 def test_fold_names():
     assert fold_name((1, 2, 2), (0, 1, 1)) == "forward_masked_indices_k122_s011"
-    assert parse_fold("forward_masked_indices_k122_s011") == ((1, 2, 2), (0, 1, 1))
+    assert parse_fold("forward_masked_indices_k122_s011") == ((1, 2, 2), (0, 1, 1), False)
+    assert fold_name((1, 2, 2), (0, 1, 1), True) == "forward_masked_indices_k122_s011_nt"
+    assert parse_fold("forward_masked_indices_k122_s011_nt") == ((1, 2, 2), (0, 1, 1), True)
+    assert parse_fold("forward_masked_indices_k122_s011_n") is None
     assert fold_name((1, 2, 5), (0, 1, 1)) is None  # (longer windows)
     assert fold_name((3, 3, 3), (1, 1, 1)) is None  # (a box of 64 taps)
     assert fold_name((2, 3, 3), (1, 1, 0)) is None  # (3 * 4 * 3 = 36: too many)

@@ -22,7 +22,7 @@ from ..reduction import Reduction, Sampling, Selection, Streaming, Weighted
 from . import batch_starts, mapped, routing, transpose
 from .codegen import get_kernel
 from .launch import Before, _threads
-from .masked_indices import MASKED_INDICES, fold_name
+from .masked_indices import MASKED_INDICES, MASKED_INDICES_STREAM_MIN_BYTES, fold_name
 from .params import for_kernel
 from .templates import (
     BY2_BLOCK,
@@ -501,17 +501,21 @@ def masked_indices_channels_last(reduction: Reduction, axes: Sequence[AxisWindow
     return reads <= MASKED_MAX_READS
 
 
-def masked_indices_variant(axes: Sequence[AxisWindows], batch: int, channels: int) -> str:
+def masked_indices_variant(axes: Sequence[AxisWindows], batch: int, channels: int,
+                           nbytes: int = 0) -> str:
     """The masked kernel with indices for these per-plane windows: the one folded for their
     extents, with a spread of 1 along each per-plane axis and 0 along the others, where the
     starts spread no wider and there is one (:func:`numbapool.kernels.masked_indices.
-    fold_name`), else the box loop (``forward_masked_indices``).  (A redrawn call's
+    fold_name`; its twin with non-temporal stores where the call writes ``nbytes``, at
+    least ``MASKED_INDICES_STREAM_MIN_BYTES``), else the box loop
+    (``forward_masked_indices``).  (A redrawn call's
     windows may spread wider: the folded kernel flags the output rows holding them, and
     the box loop, the plan's ``fallback``, computes those rows.)"""
     spreads = tuple(int(a.planes > 1) for a in axes)
     if any(a.starts_by_channel(batch, channels)[1] > s for a, s in zip(axes, spreads)):
         return MASKED_INDICES
-    return fold_name(tuple(a.extent for a in axes), spreads) or MASKED_INDICES
+    return fold_name(tuple(a.extent for a in axes), spreads,
+                     nbytes >= MASKED_INDICES_STREAM_MIN_BYTES) or MASKED_INDICES
 
 
 def _masked_indices_tables(axes: Sequence[AxisWindows], batch: int, channels: int) -> list:
@@ -742,7 +746,8 @@ def plan_forward(reduction: Reduction, layout: str, x: np.ndarray,
 
     if (layout == "channels_last" and with_indices and not shared
             and masked_indices_channels_last(reduction, axes, x.shape)):
-        variant = masked_indices_variant(axes, x.shape[0], x.shape[4])
+        variant = masked_indices_variant(axes, x.shape[0], x.shape[4], math.prod(shape)
+                                         * (np.dtype(x.dtype).itemsize + 8))
         fallback = (None if variant == MASKED_INDICES
                     else get_kernel(reduction, layout, MASKED_INDICES))
         return plan(variant, _masked_indices_tables(axes, x.shape[0], x.shape[4]),

@@ -30,8 +30,10 @@ loop 0.86 ms, the folds 0.39 ms; PyTorch 8.2 ms; the library before these kernel
 the channels-first kernel between transposes, 3.2 ms.
 
 Positions are tracked in int32 (planes of fewer than 2**31 elements), the width of a
-float32 lane, and stored as int64 through scratch rows (:func:`_cl_store_indices`,
-non-temporal where the call writes much).
+float32 lane, and stored as int64 from scratch rows: by a loop of plain stores, or, in a
+folded kernel's ``_nt`` twin (:func:`fold_name` with ``nontemporal``, for calls that write at
+least :data:`MASKED_INDICES_STREAM_MIN_BYTES`), with non-temporal stores
+(:func:`numbapool.kernels.streaming.stream_row`).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ import re
 from ..reduction import Reduction, Selection
 
 __all__ = ["MASKED_INDICES", "MASKED_INDICES_MAX_BOX", "MASKED_INDICES_MAX_EXTENT",
-           "fold_name", "parse_fold", "masked_indices_source"]
+           "MASKED_INDICES_STREAM_MIN_BYTES", "fold_name", "parse_fold",
+           "masked_indices_source"]
 
 MASKED_INDICES = "forward_masked_indices"
 """The kernel for any per-plane windows (the box loop)."""
@@ -55,31 +58,45 @@ MASKED_INDICES_MAX_BOX = 32
 load and a fold in the kernel's loop, which compiles for longer as it grows (3-D windows of
 2x2x2 taps: a box of 27)."""
 
-_FOLD = re.compile(rf"^{MASKED_INDICES}_k(\d)(\d)(\d)_s([01])([01])([01])$")
+MASKED_INDICES_STREAM_MIN_BYTES = 16 << 20
+"""The fewest bytes (values and indices) a call writes for a folded kernel's twin with
+non-temporal stores to run it.  Fractional max pool with indices, output ratio 0.7, the
+folded kernel streaming against storing from its loop, alternating in one process
+(``/tmp/s31/ab_stream.py``): (8, 56, 56, 64), 9.3 MB written, 0.51 against 0.45 ms; (4, 112,
+112, 64), 18.7 MB, 1.02 against 1.09 ms; (32, 56, 56, 128), 75 MB, 4.57 against 5.31 ms.
+Streaming adds 0.5 s to the kernel's compile (the inlined copy loops), so it is a kernel of
+its own, compiled only for such calls."""
+
+_FOLD = re.compile(rf"^{MASKED_INDICES}_k(\d)(\d)(\d)_s([01])([01])([01])(_nt)?$")
 
 
-def fold_name(extents: tuple[int, int, int], spreads: tuple[int, int, int]) -> str | None:
+def fold_name(extents: tuple[int, int, int], spreads: tuple[int, int, int],
+              nontemporal: bool = False) -> str | None:
     """The folded kernel for windows of ``extents`` taps whose starts over the channels
-    spread by at most ``spreads`` (0 or 1 each), or None where there is none (longer windows,
-    or a larger box: :data:`MASKED_INDICES_MAX_EXTENT`, :data:`MASKED_INDICES_MAX_BOX`)."""
+    spread by at most ``spreads`` (0 or 1 each), storing non-temporally if ``nontemporal``,
+    or None where there is none (longer windows, or a larger box:
+    :data:`MASKED_INDICES_MAX_EXTENT`, :data:`MASKED_INDICES_MAX_BOX`)."""
     if (any(not 1 <= k <= MASKED_INDICES_MAX_EXTENT for k in extents)
             or any(s not in (0, 1) for s in spreads)
             or math.prod(k + s for k, s in zip(extents, spreads)) > MASKED_INDICES_MAX_BOX):
         return None
     return (f"{MASKED_INDICES}_k{''.join(map(str, extents))}"
-            f"_s{''.join(map(str, spreads))}")
+            f"_s{''.join(map(str, spreads))}{'_nt' if nontemporal else ''}")
 
 
-def parse_fold(variant: str) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
-    """``(extents, spreads)`` of a folded kernel's name (:func:`fold_name`), else None."""
+def parse_fold(variant: str
+               ) -> tuple[tuple[int, int, int], tuple[int, int, int], bool] | None:
+    """``(extents, spreads, nontemporal)`` of a folded kernel's name (:func:`fold_name`),
+    else None."""
     m = _FOLD.match(variant)
     if m is None:
         return None
     extents = tuple(int(v) for v in m.groups()[:3])
-    spreads = tuple(int(v) for v in m.groups()[3:])
-    if fold_name(extents, spreads) != variant:
+    spreads = tuple(int(v) for v in m.groups()[3:6])
+    nontemporal = m.group(7) is not None
+    if fold_name(extents, spreads, nontemporal) != variant:  # type: ignore[arg-type]
         return None
-    return extents, spreads  # type: ignore[return-value]
+    return extents, spreads, nontemporal  # type: ignore[return-value]
 
 
 def _box_loop() -> str:
@@ -153,8 +170,10 @@ class _Folds:
 
 def _folded(extents: tuple[int, int, int], spreads: tuple[int, int, int]) -> tuple[str, str]:
     """The lines (level 0) of a folded kernel's output: the scalar offsets and positions of
-    its box's taps, and the loop over the channels that folds them into ``best`` and
-    ``bi``."""
+    its box's taps, and the loop over the channels that folds them into ``best`` and ``bi``
+    (stored by a loop of their own, whose int64 stores leave the fold's loop 16 lanes wide:
+    storing from the fold's loop took 0.62 against 0.51 ms for (8, 56, 56, 64), 0.31
+    against 0.24 for (4, 56, 56, 64), ``/tmp/s31/ab_mi.py``)."""
     boxes = [k + s for k, s in zip(extents, spreads)]
     head = []
     # Each axis's coordinates in the box; the last tap of an axis of spread 1 is read inside
@@ -204,6 +223,7 @@ def masked_indices_source(red: Reduction, variant: str) -> str:
     fold = None if variant == MASKED_INDICES else parse_fold(variant)
     if fold is None and variant != MASKED_INDICES:
         raise ValueError(f"no {variant!r} kernel: not a masked kernel with indices")
+    nontemporal = fold is not None and fold[2]
     src = "def kernel(x, out, idx, miss, lo0, dt0, lo1, dt1, lo2, dt2, dk):\n"
     src += _block(_cl_shapes(), 1) + _block("""
         idf = idx.reshape(-1)
@@ -213,7 +233,6 @@ def masked_indices_source(red: Reduction, variant: str) -> str:
         K0 = dk[1, 0]
         K1 = dk[1, 1]
         K2 = dk[1, 2]
-        nontemporal = _streams(out.nbytes + idx.nbytes)
     """, 1)
     if fold is None:
         src += _block("""
@@ -263,15 +282,20 @@ def masked_indices_source(red: Reduction, variant: str) -> str:
             for ch in range(C):
                 sp2 = max(sp2, e2f[numba.uint64(r2 + ch)])
     """, 2)
+    src += _block("ob = (((n * O0 + o0) * O1 + o1) * O2 + o2) * C", 3)
     if fold is None:
         src += _block("base = (a0 * S1 + a1) * S2 + a2", 3) + _block(_box_loop(), 3)
-    else:
-        head, loop = _folded(*fold)
-        src += _block(f"""
-            if sp2 > {fold[1][2]}:
-                miss[r] = 1
-                break
-        """, 3) + _block(head, 3) + _block(loop, 3)
-    src += _block("ob = (((n * O0 + o0) * O1 + o1) * O2 + o2) * C", 3)
-    src += _block(_cl_store_indices(True), 3)
+        return src + _block(_cl_store_indices(False), 3)
+    head, loop = _folded(*fold[:2])
+    src += _block(f"""
+        if sp2 > {fold[1][2]}:
+            miss[r] = 1
+            break
+    """, 3) + _block(head, 3) + _block(loop, 3)
+    if not nontemporal:
+        return src + _block(_cl_store_indices(False), 3)
+    src += _block("""
+        _stream_row(of, ob, best, C)
+        _stream_row(idf, ob, bi, C)
+    """, 3)
     return src + _block("_store_fence()", 1)
