@@ -175,6 +175,31 @@ def test_every_selection_takes_indices():
                                    err_msg=name)
 
 
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_every_selection_returns_no_parameter_gradients(layout):
+    """``return_param_grads=True`` on a pooler with indices (a selection, or stochastic
+    pooling: no trainable parameters, and none its choice depends on smoothly) gives the
+    gradient with respect to ``x`` and an empty dict, for every registered one (it raised,
+    asking for a parameter-gradient kernel that selections do not have)."""
+    rng = np.random.default_rng(10)
+    x = rng.uniform(0.1, 1.0, (2, 3, 9, 9))
+    if layout == "channels_last":
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    for name in SELECTIONS:
+        opts = {} if name.startswith("global") else (
+            dict(output_size=4) if name == "adaptive_max" else (
+                dict(output_ratio=0.6, seed=1) if name.startswith("fractional") else
+                dict(kernel_size=3, stride=2, seed=2) if name == "stochastic" else
+                dict(kernel_size=3, stride=2)))
+        y = numbapool.pool(name, x, layout=layout, **opts)
+        gy = rng.standard_normal(y.shape)
+        got, grads = numbapool.pool_grad(name, x, gy, layout=layout, return_param_grads=True,
+                                         **opts)
+        assert grads == {}, name
+        np.testing.assert_array_equal(
+            got, numbapool.pool_grad(name, x, gy, layout=layout, **opts), err_msg=name)
+
+
 @pytest.mark.parametrize("name,opts", [("max", dict(kernel_size=3, stride=1, padding=1)),
                                        ("min", dict(kernel_size=(2, 3), dilation=2)),
                                        ("adaptive_max", dict(output_size=(3, 4))),

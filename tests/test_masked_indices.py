@@ -347,3 +347,50 @@ def test_channels_last_gradient_routes_by_the_masked_kernels_indices(monkeypatch
     for n, c in itertools.product(range(2), range(8)):
         np.add.at(want[n, :, c], idx[n, ..., c].reshape(-1), gy[n, ..., c].reshape(-1))
     np.testing.assert_allclose(gx, want.reshape(x.shape), rtol=1e-12, atol=0)
+    # (and the channels-first gradient, whose indices come from the gather kernel: planes
+    # this large do not run the masked kernel)
+    cf = {**opts, "layout": "channels_first"}
+    gf = numbapool.pool_grad("fractional_max", np.moveaxis(x, -1, 1), np.moveaxis(gy, -1, 1),
+                             **cf)
+    np.testing.assert_allclose(np.moveaxis(gf, 1, -1), gx, rtol=1e-12, atol=0)
+    # (a selection has no parameters: their gradients are none)
+    g2, grads = numbapool.pool_grad("fractional_max", x, gy, return_param_grads=True, **opts)
+    assert grads == {}
+    np.testing.assert_array_equal(g2, gx)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_a_gradient_routed_by_indices_outside_their_planes_raises(layout, monkeypatch):
+    """A selection's gradient without indices routes by those of a forward with indices; an
+    index outside its plane (a kernel's fault: made here by hand) raises, rather than
+    leaving that output's gradient out."""
+    real = cpu.forward
+
+    def broken(*args, **kwargs):
+        out, idx = real(*args, **kwargs)
+        if idx is not None:
+            idx = idx.copy()
+            idx.reshape(-1)[7] = 10**6
+        return out, idx
+
+    monkeypatch.setattr(cpu, "forward", broken)
+    monkeypatch.setattr(cpu, "_indexed_forward", lambda red, x, axes, prm: _Broken(
+        cpu.plan_forward(red, "channels_first", x, axes, prm, with_indices=True)))
+    rng = np.random.default_rng(8)
+    x = rng.random((2, 8, 41, 37) if layout == "channels_first" else (2, 41, 37, 8))
+    opts = dict(output_ratio=0.7, seed=3, layout=layout)
+    y = numbapool.pool("fractional_max", x, **opts)
+    with pytest.raises(RuntimeError, match="indices outside their planes"):
+        numbapool.pool_grad("fractional_max", x, np.ones_like(y), **opts)
+
+
+class _Broken:
+    """A forward plan whose indices hold one outside its plane."""
+
+    def __init__(self, plan):
+        self.plan = plan
+
+    def run(self, x):
+        out, idx = self.plan.run(x)
+        idx.reshape(-1)[7] = 10**6
+        return out, idx

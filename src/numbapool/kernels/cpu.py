@@ -1121,8 +1121,11 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
             # 305-361 against 159-169 us
             n, c = x.shape[0], x.shape[-1]
             outs, plane = math.prod(grad_out.shape[1:4]), math.prod(x.shape[1:4])
-            routing.route(grad_out.reshape(n, outs, c), idx.reshape(n, outs, c),
-                          gx.reshape(n, plane, c), layout)
+            lost = routing.route(grad_out.reshape(n, outs, c), idx.reshape(n, outs, c),
+                                 gx.reshape(n, plane, c), layout)
+            if lost:
+                raise RuntimeError(f"the forward of {reduction.name!r} with indices gave "
+                                   f"{lost} indices outside their planes")
         else:
             kernel(x, y, grad_out, gx, idx, *_inverse(axes), zero)
     else:
@@ -1238,6 +1241,11 @@ def param_grad(reduction: Reduction, x: np.ndarray, grad_out: np.ndarray,
     :func:`param_grad_runs_channels_last`, else in the channels-first one (``x`` and
     ``grad_out`` transposed there if channels last).  ``y``: the forward result of
     channels-last ``x``, if already known."""
+    if isinstance(reduction, (Selection, Sampling)):
+        # (a selection's choice reads no parameter; a sample is an element of its window,
+        # whatever the parameters that weighed the draw: locally constant in them, zeros)
+        channels = x.shape[1] if layout == "channels_first" else x.shape[-1]
+        return np.zeros((x.shape[0], channels, prm.shape[-1]))
     zero = _zero(reduction, x.dtype)
     args = (*_tables(tuple(axes)), *_divisors(axes, include_pad, override, zero), zero,
             for_kernel(prm, zero))
