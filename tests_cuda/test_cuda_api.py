@@ -163,6 +163,22 @@ def test_nan_and_ties_route_as_on_the_cpu():
         numbapool.pool_grad("max", x, gy, 3, stride=1))
 
 
+@pytest.mark.parametrize("name", ["max", "stochastic"])
+def test_selections_return_no_parameter_gradients(name):
+    """``return_param_grads=True`` of a pooler with indices on the device: the gradient
+    with respect to ``x`` and an empty dict, as on the CPU (it asked for a parameter-gradient
+    kernel selections do not have)."""
+    x = _x()
+    opts = dict(kernel_size=2, seed=3) if name == "stochastic" else dict(kernel_size=2)
+    d = cuda.to_device(x)
+    y = numbapool.pool(name, d, **opts)
+    gy = cuda.to_device(np.ones(y.shape))
+    got, grads = numbapool.pool_grad(name, d, gy, return_param_grads=True, **opts)
+    assert grads == {}
+    np.testing.assert_array_equal(got.copy_to_host(),
+                                  numbapool.pool_grad(name, d, gy, **opts).copy_to_host())
+
+
 def test_backward_is_deterministic_and_leaves_inputs_alone():
     x = _x((1, 2, 9, 9))
     gy = np.random.default_rng(2).standard_normal((1, 2, 4, 4))

@@ -336,10 +336,14 @@ def param_grad(reduction: Reduction, layout: str, x, grad_out, axes: Sequence[Ax
                prm: np.ndarray, include_pad: bool = True, override: float | None = None
                ) -> np.ndarray:
     """Gradient with respect to the parameters, per (n, c) plane: host float64
-    ``(N, C, n_params)``.  One partial sum per output, added on the host in a fixed order."""
-    y, _ = forward(reduction, layout, x, axes, prm, include_pad, override)
+    ``(N, C, n_params)``.  One partial sum per output, added on the host in a fixed order.
+    Zeros for a selection or a sampling reduction (see :func:`numbapool.kernels.cpu.
+    param_grad`)."""
     shape = out_shape(x, axes, layout)
     n, c = (shape[0], shape[1]) if layout == "channels_first" else (shape[0], shape[4])
+    if isinstance(reduction, (Selection, Sampling)):
+        return np.zeros((n, c, prm.shape[1]))
+    y, _ = forward(reduction, layout, x, axes, prm, include_pad, override)
     outs = math.prod(shape) // (n * c)
     gp = empty((n * c * outs, prm.shape[1]), np.float64)  # each thread zeroes its row
     _run(get_kernel(reduction, layout, "param_grad", "cuda"), math.prod(shape),
