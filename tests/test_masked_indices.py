@@ -27,6 +27,7 @@ from numbapool.kernels.masked_indices import (
     parse_fold,
 )
 from numbapool.kernels.templates import kernel_source
+from spies import kernel_layouts_asked, kernels_asked
 
 N = 2
 
@@ -228,15 +229,7 @@ def test_which_calls_run_the_kernels(monkeypatch):
     kernel with indices in place; fewer channels, windows every plane shares, or values only
     do not.  Channels first, planes of at most ``VIA_INDICES_MAX_PLANE`` elements run it
     between transposes."""
-    seen = []
-    real = cpu.get_kernel
-
-    def spy(red, layout, variant, *args):
-        seen.append(variant)
-        return real(red, layout, variant, *args)
-
-    monkeypatch.setattr(cpu, "get_kernel", spy)
-    monkeypatch.setattr(numbapool.api, "_KNOWN_CALLS", {})
+    seen = kernels_asked(monkeypatch)
     rng = np.random.default_rng(0)
 
     def variants(shape, layout="channels_last", **opts):
@@ -318,14 +311,7 @@ def test_channels_last_gradient_routes_by_the_masked_kernels_indices(monkeypatch
     runs the masked kernel with indices in place and routes the output gradient by them:
     each output's gradient added to the element its window scan chose (overlapping windows
     add up), as routing the indices ``pool`` returns gives."""
-    seen = []
-    real = cpu.get_kernel
-
-    def spy(red, layout, variant, *args):
-        seen.append((layout, variant))
-        return real(red, layout, variant, *args)
-
-    monkeypatch.setattr(cpu, "get_kernel", spy)
+    seen = kernel_layouts_asked(monkeypatch)
     routed = []
     route = cpu.routing.route
     monkeypatch.setattr(cpu.routing, "route",

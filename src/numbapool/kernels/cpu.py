@@ -303,10 +303,10 @@ def _small_planes_indices_via_last(reduction: Reduction, x: np.ndarray,
                                    axes: Sequence[AxisWindows]) -> bool:
     """Whether a channels-first selection with indices over per-plane windows of ``x``
     (5-D) runs as the masked channels-last kernel with indices between two transposes:
-    planes of at most :data:`VIA_INDICES_MAX_PLANE` elements and at least
-    ``VIA_CHANNELS_LAST_MIN_CHANNELS`` channels."""
+    planes of at most :data:`VIA_INDICES_MAX_PLANE` elements, where that kernel takes the
+    windows (:func:`masked_indices_channels_last`: with at least
+    ``VIA_CHANNELS_LAST_MIN_CHANNELS`` channels among its terms)."""
     return (math.prod(x.shape[2:]) <= VIA_INDICES_MAX_PLANE
-            and x.shape[1] >= VIA_CHANNELS_LAST_MIN_CHANNELS
             and masked_indices_channels_last(
                 reduction, axes, (x.shape[0], *x.shape[2:], x.shape[1])))
 
@@ -467,6 +467,14 @@ def masked_channels_last(reduction: Reduction, axes: Sequence[AxisWindows], prm:
     if (not cols_fast_path(reduction) or all(a.planes == 1 for a in axes)
             or prm.shape[0] > 1 or batch * channels == 0):
         return False
+    return _close_by_channel(axes, batch, channels)
+
+
+def _close_by_channel(axes: Sequence[AxisWindows], batch: int, channels: int) -> bool:
+    """Whether a masked channels-last kernel (with indices or not) takes these windows:
+    whole windows of consecutive taps, whose starts lie close enough together across the
+    channels that the box covering them reads at most ``MASKED_MAX_READS`` times the
+    window."""
     if not all(a.step == 1 and a.full for a in axes):
         return False
     reads = 1.0
@@ -493,12 +501,7 @@ def masked_indices_channels_last(reduction: Reduction, axes: Sequence[AxisWindow
             or batch == 0 or channels < VIA_CHANNELS_LAST_MIN_CHANNELS
             or math.prod(shape[1:4]) >= 2**31):
         return False
-    if not all(a.step == 1 and a.full for a in axes):
-        return False
-    reads = 1.0
-    for a in axes:
-        reads *= (a.extent + a.starts_by_channel(batch, channels)[1]) / a.extent
-    return reads <= MASKED_MAX_READS
+    return _close_by_channel(axes, batch, channels)
 
 
 def masked_indices_variant(axes: Sequence[AxisWindows], batch: int, channels: int,
