@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from . import buffers, randomness, targets
-from .geometry import SINGLETON, AxisWindows
+from .geometry import SINGLETON, AxisWindows, distinct
 from .kernels import cpu, routing, transpose
 from .kernels import cuda as cuda_kernels
 from .options import (
@@ -307,10 +307,11 @@ def _check_padded_divisor(plan: WindowPlan, pooler: Pooler) -> None:
     give 8e21).  Without padding a divisor counts elements of one plane, fewer than that."""
     largest = 1.0
     for axis in plan.axes:
-        if axis.padded_count.size and not axis.padded_count.min() >= 1.0:
+        count = distinct(axis.padded_count)  # (a count given as one value: once)
+        if count.size and not count.min() >= 1.0:
             raise ValueError(f"window rule {type(pooler.window).__name__} of pooler "
                              f"{pooler.name!r} returned a padded count below 1 (or NaN)")
-        largest *= float(axis.padded_count.max(initial=1.0))
+        largest *= float(count.max(initial=1.0))
     if largest > MAX_DIVISOR:
         raise ValueError(f"pooler {pooler.name!r}: the largest window counts {largest:.3g} "
                          "taps of the padded input, more than 2**63; average over the real "
@@ -355,6 +356,9 @@ def _kernel_layout(layout: str, reduction: Reduction, prm: np.ndarray,
         if variants == ("forward",) and cpu.masked_channels_last(reduction, axes, prm, batch,
                                                                   channels):
             return layout  # (per-plane windows, the masked kernel)
+        if variants == ("backward",) and cpu.linear_planes_channels_last(
+                reduction, axes, batch, channels):
+            return layout  # (a linear gradient over per-plane windows, in place)
         if variants in (("forward_indices",), ("backward",)) and (
                 cpu.masked_indices_channels_last(
                     reduction, axes, (batch, *(a.length for a in axes), channels))):

@@ -17,6 +17,8 @@ from functools import cached_property, lru_cache
 import numba
 import numpy as np
 
+from . import buffers
+
 __all__ = [
     "AxisWindows",
     "sliding_axis",
@@ -26,6 +28,7 @@ __all__ = [
     "sliding_output_length",
     "same_padding",
     "SINGLETON",
+    "distinct",
 ]
 
 
@@ -187,11 +190,17 @@ class AxisWindows:
         """A private copy of these windows whose starts :meth:`restart` overwrites in place
         (:mod:`numbapool.redraw`: repeated calls of a rule that draws its windows).  Only
         per-plane whole windows (``full``) whose padded counts are their counts."""
-        if self.planes == 1 or not self.full or bool(np.any(self.padded_count != self.extent)):
+        if self.planes == 1 or not self.full or bool(np.any(distinct(self.padded_count)
+                                                             != self.extent)):
             raise ValueError("only per-plane whole windows without padding can be redrawn")
-        table = self.table.copy()
-        return AxisWindows(self.length, table[..., 0], table[..., 1], table[..., 2],
+        # (into a cached buffer: the table of the call that keeps the pass is often free
+        # by now, and a fresh array's page faults cost more than the copy)
+        table = buffers.empty(self.table.shape, np.int64)
+        np.copyto(table, self.table)
+        copy = AxisWindows(self.length, table[..., 0], table[..., 1], table[..., 2],
                            self.step, self.extent, self.padded_count, table)
+        copy.__dict__["full"] = True  # (as checked: not recomputed from a large table)
+        return copy
 
     def restart(self, start: np.ndarray, tables: frozenset[str]) -> bool:
         """Move the windows of a copy made by :meth:`redrawable` to ``start`` (int64,
@@ -461,9 +470,8 @@ def _channel_pass_by_position(start_t, channels, table, lo, delta, first=0, end=
 
 
 @numba.njit(cache=True, nogil=True)
-def _uniform_table(start, k, step, length):  # -> (planes, out, 3) table, inside, one plane's
-    table = np.empty(start.shape + (3,), dtype=np.int64)
-    ok = k >= 1
+def _uniform_table(start, k, step, length, table):  # fills the (planes, out, 3) table;
+    ok = k >= 1                                     # -> inside, one plane's
     same = True  # (every plane's starts are the first plane's)
     last = length - 1 - (k - 1) * step
     for p in range(start.shape[0]):
@@ -474,13 +482,19 @@ def _uniform_table(start, k, step, length):  # -> (planes, out, 3) table, inside
             table[p, o, 0] = s
             table[p, o, 1] = k
             table[p, o, 2] = 0
-    return table, ok, same
+    return ok, same
 
 
 _PLANE_MAJOR = frozenset({"table"})
 _NO_TABLE = np.empty((0, 0, 0), dtype=np.int64)  # (restart's stand-ins for tables not made)
 _NO_LO = np.empty((0, 0), dtype=np.int64)
 _NO_DELTA = np.empty((0, 0, 0), dtype=np.int32)
+
+
+def distinct(a: np.ndarray) -> np.ndarray:
+    """``a`` without the repeats of a view that repeats its values (strides 0: a count
+    given as one value), for checks of every value: those of an axis of stride 0 once."""
+    return a[tuple(slice(None, 1 if stride == 0 else None) for stride in a.strides)]
 
 
 def _ceil_div(a: np.ndarray, b: int) -> np.ndarray:
@@ -683,14 +697,19 @@ def _uniform_axis(length: int, start: np.ndarray, k: int, step: int,
     """:func:`explicit_axis` with one count ``k`` for every window: one table checked and
     written in one compiled pass, its columns the ``start``, ``count`` and ``first_tap``
     views (fractional pooling builds these for every plane on every call)."""
-    table, inside, same = _uniform_table(start, k, int(step), int(length))
+    # (from the buffer cache: per-plane tables are large and made on every call, and a fresh
+    # array's page faults cost more than writing it: 1-D fractional pooling of (32, 128,
+    # 4096), a 282 MB table, 127 against 17 ms a call)
+    table = buffers.empty(start.shape + (3,), np.int64)
+    inside, same = _uniform_table(start, k, int(step), int(length), table)
     if not inside:
         raise ValueError(f"windows must be non-empty and inside an axis of length {length}")
     if padded_count is not None:  # (checked and copied by explicit_axis)
         padded_count = np.broadcast_to(padded_count, start.shape)
     # (the starts were compared in the compiled pass)
     if same and _one_plane(start, () if padded_count is None else (padded_count,)):
-        table, start = table[:1], start[:1]
+        # (a copy: a view would keep the whole buffer)
+        table, start = table[:1].copy(), start[:1]
         padded_count = None if padded_count is None else padded_count[:1]
     table.setflags(write=False)
     if padded_count is None:

@@ -35,7 +35,7 @@ import numba
 import numpy as np
 
 from . import randomness
-from .geometry import SINGLETON
+from .geometry import SINGLETON, distinct
 from .kernels import cpu, masked_tiles
 from .kernels.batch_starts import FLAGS
 from .kernels.launch import _call_part, _threads
@@ -179,7 +179,7 @@ class RedrawnForward:
         if (plan.redraw is None or call.target != "cpu" or planes < 2
                 or call.kernel_layout != call.layout or isinstance(call.reduction, Sampling)
                 or not all(a.planes in (1, planes) and a.full for a in plan.axes)
-                or any(bool(np.any(a.padded_count != a.extent)) for a in plan.axes)):
+                or any(bool(np.any(distinct(a.padded_count) != a.extent)) for a in plan.axes)):
             return None
         return cls(call, seed, with_indices)
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from .. import vmath
 from ..reduction import Reduction
-from . import launch, params, slots, streaming, vector_width, widen
+from . import launch, params, slots, streaming, transpose, vector_width, widen
 from .launch import Launcher, kernel_function
 from .rebind import is_jitted, rebound
 from .templates import HEADER, decorator, hold_scratch, kernel_source, reassociates
@@ -100,6 +100,8 @@ def _cpu_body(reduction: Reduction, layout: str, variant: str, kinds: tuple) -> 
             raise ValueError(f"kernel {reduction.name}/{layout}/{variant} streams its output "
                              "but does not end with _store_fence()")
         imports = streaming.IMPORTS
+    if transpose.USES in body:  # (a kernel that transposes register blocks)
+        imports += transpose.IMPORTS
     return imports + decorator(reduction, layout, variant) + hold_scratch(
         kernel_function(names, kinds, body))
 

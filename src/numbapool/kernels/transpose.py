@@ -34,7 +34,8 @@ except RuntimeError:  # (not known on this platform)
 """The width of the blocks' vectors: a block has as many rows as a vector has elements (a
 512-bit block on a machine with 256-bit vectors would not fit its 16 registers)."""
 
-__all__ = ["TILE", "TILE_TO_FIRST", "to_channels_last", "to_channels_first"]
+__all__ = ["IMPORTS", "TILE", "TILE_TO_FIRST", "USES", "block", "block_lanes",
+           "to_channels_last", "to_channels_first"]
 
 TILE = 256
 TILE_TO_FIRST = 64
@@ -207,3 +208,31 @@ def to_channels_first(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
         else:
             _last_to_first(a.reshape(n, -1, c), out.reshape(n, c, -1), TILE_TO_FIRST)
     return out
+
+
+block = _block
+"""The register-block transpose, for generated kernels (:data:`IMPORTS`)."""
+
+
+@numba.njit(inline="always")
+def block_lanes(a):
+    """The rows (and columns) of a :func:`block` of ``a``'s elements."""
+    return VECTOR_BYTES // a.itemsize
+
+
+def _imports() -> str:
+    from hashlib import sha256
+    from pathlib import Path
+
+    digest = sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    return ("from numbapool.kernels.transpose import block as _tblock, "
+            f"block_lanes as _tlanes  # transpose.py {digest}\n")
+
+
+IMPORTS = _imports()
+"""The line that binds :func:`block` and :func:`block_lanes` in a generated kernel's module
+that transposes blocks (see :mod:`numbapool.kernels.codegen`), with a hash of this file: the
+kernel's cache key covers the code it inlines from here."""
+
+USES = "_tblock("
+"""What a kernel's source calls if it transposes blocks (it then needs :data:`IMPORTS`)."""
