@@ -7,13 +7,15 @@ from collections.abc import Callable
 
 def _record(monkeypatch, entry: Callable[[str, str], object]) -> list:
     """``entry(layout, variant)`` for each CPU kernel the calls ask for, recorded from now
-    on; plans kept from earlier calls (``numbapool.api._KNOWN_CALLS``) are forgotten first,
-    so that every call plans again.  The planner counts 2 threads, as on the 2-core test
-    machines, wherever it runs (some routes depend on the thread count; results do not)."""
+    on; plans kept from earlier calls (``numbapool.api._KNOWN_CALLS``, ``_KNOWN_GRADS``) are
+    forgotten first, so that every call plans again.  The planner counts 2 threads, as on the
+    2-core test machines, wherever it runs (some routes depend on the thread count; results
+    do not)."""
     from numbapool import api
     from numbapool.kernels import cpu
 
     monkeypatch.setattr(api, "_KNOWN_CALLS", {})
+    monkeypatch.setattr(api, "_KNOWN_GRADS", {})
     monkeypatch.setattr(cpu, "_threads", lambda: 2)
     asked: list = []
     real = cpu.get_kernel

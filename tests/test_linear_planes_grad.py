@@ -1,7 +1,8 @@
-"""The channels-first gradient of a linear reduction (avg, sum) over windows of each plane's
-own (``backward_linear_planes``: fractional average pooling's), against a plain loop over
-the windows, in 1-D to 3-D, both layouts, with whole windows (spread from their starts) and
-clipped ones (each tap added), dilated taps, per-plane divisors and ``divisor_override``."""
+"""The gradient of a linear reduction (avg, sum) over windows of each plane's own
+(``backward_linear_planes``, both layouts: fractional average pooling's), against a plain
+loop over the windows, in 1-D to 3-D, with whole windows (spread from their starts) and
+clipped ones (each tap added), dilated taps, per-plane divisors and ``divisor_override``;
+and which calls the channels-last kernel takes."""
 
 import itertools
 
@@ -76,14 +77,15 @@ GEOMETRIES = [  # (k, step, clip, divisors, divisor_override)
 @pytest.mark.parametrize("name, k, step, clip, divisors, override",
                          [("avg", *g) for g in GEOMETRIES]
                          + [("sum", *g) for g in GEOMETRIES if not g[3] and g[4] is None])
-@pytest.mark.parametrize("spatial", [(17,), (6, 9), (4, 5, 7)], ids=str)
+@pytest.mark.parametrize("spatial", [(17,), (6, 9), (12, 13), (4, 5, 7)], ids=str)
 @pytest.mark.parametrize("layout, c", [("channels_first", 5), ("channels_last", 5),
                                        ("channels_last", 20)])
 def test_linear_grad_over_per_plane_windows(name, spatial, k, step, clip, divisors, override,
                                             layout, c, monkeypatch):
-    """Channels last with 20 channels (a block of LINEAR_PLANES_BLOCK = 16, transposed
-    through registers, and one of 4) runs the channels-last kernel; with 5 (4 tasks), the
-    channels-first one between transposes."""
+    """Channels last with 20 channels (a block of LINEAR_PLANES_BLOCK = 16, whose output
+    gradients and gradient are transposed through registers where the 12x13 input's 36
+    outputs and every plane hold whole blocks of the vector width, and one of 4) runs the
+    channels-last kernel; with 5 (4 tasks), the channels-first one between transposes."""
     from numbapool.kernels.templates import LINEAR_PLANES_BLOCK
 
     assert LINEAR_PLANES_BLOCK == 16
@@ -144,3 +146,31 @@ def test_fewer_planes_keep_the_gather_kernel(monkeypatch):
                                    rtol=1e-12, atol=1e-12)
     finally:
         numbapool.unregister(pooler.name)
+
+
+def test_which_channels_last_calls_run_in_place():
+    """At least SCATTER_MIN_PLANES tasks (a sample and 16 channels each) and planes of at
+    most LINEAR_PLANES_MAX_PLANE elements; per-plane windows and a linear reduction."""
+    from numbapool.geometry import SINGLETON, explicit_axis, sliding_axis
+    from numbapool.kernels.cpu import (
+        LINEAR_PLANES_MAX_PLANE,
+        SCATTER_MIN_PLANES,
+        linear_planes_channels_last,
+    )
+
+    avg, lp = numbapool.get("avg").reduction, numbapool.get("lp").reduction
+
+    def axes(length, planes):
+        starts = np.zeros((planes, 2), dtype=np.int64)
+        starts[1:, 1] = 1  # (plane 0 differs from the others: per-plane windows)
+        return (SINGLETON, SINGLETON, explicit_axis(length, starts, 2))
+
+    n = SCATTER_MIN_PLANES
+    assert linear_planes_channels_last(avg, axes(LINEAR_PLANES_MAX_PLANE, n * 16), n, 16)
+    assert not linear_planes_channels_last(avg, axes(LINEAR_PLANES_MAX_PLANE + 1, n * 16), n,
+                                           16)
+    assert linear_planes_channels_last(avg, axes(9, (n // 2) * 17), n // 2, 17)  # (2 blocks)
+    assert not linear_planes_channels_last(avg, axes(9, (n - 1) * 16), n - 1, 16)
+    assert not linear_planes_channels_last(lp, axes(9, n * 16), n, 16)  # (not linear)
+    shared = (SINGLETON, SINGLETON, sliding_axis(9, 2, 2, 0, 0, 1, False))
+    assert not linear_planes_channels_last(avg, shared, n, 16)  # (its own kernels)

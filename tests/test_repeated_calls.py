@@ -399,6 +399,57 @@ def test_repeated_routed_gradient(monkeypatch, layout):
         numbapool.pool_grad("max", x, np.ones_like(y), indices=idx[:1], **kw)
 
 
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("name, kw", [
+    ("avg", dict(kernel_size=3, stride=2, padding=1)),
+    ("sum", dict(kernel_size=2)),
+    ("avg", dict(kernel_size=(2, 3), stride=1, count_include_pad=False, padding=1)),
+])
+def test_repeated_linear_gradient(monkeypatch, layout, name, kw):
+    """pool_grad of a sum or a mean called again with the same arguments runs its bound
+    kernel straight away (no planning), with the reference's results for each new x and
+    gradient; a gradient it cannot take as it is (another dtype, strides, type) goes through
+    the checks, and one of the wrong shape still raises.  Other arguments plan again."""
+    from numbapool import api
+    from reference import from_channels_first, ref_pool_grad
+
+    monkeypatch.setattr(api, "_KNOWN_GRADS", {})
+    planned = []
+    real = api._plan_call
+    monkeypatch.setattr(api, "_plan_call", lambda *a: planned.append(1) or real(*a))
+    rng = np.random.default_rng(13)
+    kw = dict(kw, layout=layout)
+    shape = from_channels_first(np.empty((2, 3, 9, 8)), layout).shape
+    y = numbapool.pool(name, np.ones(shape, np.float32), **kw)
+    del planned[:]
+    for _ in range(3):
+        x = rng.standard_normal(shape).astype(np.float32)
+        gy = rng.standard_normal(y.shape).astype(np.float32)
+        got = numbapool.pool_grad(name, x, gy, **kw)
+        assert got.dtype == np.float32 and got.shape == x.shape
+        np.testing.assert_allclose(got, ref_pool_grad(name, x, gy, **kw), rtol=1e-5,
+                                   atol=1e-6)
+    assert len(planned) == 1 and len(api._KNOWN_GRADS) == 1
+    want = ref_pool_grad(name, x, np.ones(y.shape), **kw)
+    for gy in [np.ones(y.shape), np.asfortranarray(np.ones(y.shape, np.float32)),
+               np.ones(y.shape, np.float32).tolist()]:
+        np.testing.assert_allclose(numbapool.pool_grad(name, x, gy, **kw), want, rtol=1e-5)
+    assert len(planned) == 4
+    with pytest.raises(ValueError, match="grad_output must have shape"):
+        numbapool.pool_grad(name, x, np.ones(y.shape, np.float32)[:1], **kw)
+    # (x of another dtype or shape, other options: their own plans)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(numbapool.pool_grad(name, x64, np.ones(y.shape), **kw), want,
+                               rtol=1e-12)
+    other = dict(kw, divisor_override=2.0) if name == "avg" else dict(kw, stride=1)
+    np.testing.assert_allclose(
+        numbapool.pool_grad(name, x, np.ones(numbapool.pool(name, x, **other).shape,
+                                             np.float32), **other),
+        ref_pool_grad(name, x, np.ones(numbapool.pool(name, x, **other).shape), **other),
+        rtol=1e-5)
+    assert len(api._KNOWN_GRADS) == 3
+
+
 class _GivenStarts(numbapool.WindowRule):
     """Windows of 2 taps along both axes, window ``o`` starting at ``2 * o + jitter[n, c,
     axis]``: ``jitter``, an ``(N, C, 2)`` array of 0s and 1s, is a data option (the call's

@@ -482,8 +482,9 @@ AVG_CASES = [
     pytest.param((2, 3, 11, 17), (2, 3), (5, 7), id="2d"),
     pytest.param((1, 2, 9, 10), 3, (7, 8), id="2d-overlapping-k3"),
     pytest.param((2, 2, 7, 8, 9), (2, 3, 2), (3, 4, 5), id="3d"),
-    # (12 planes: the gradient's plane-by-plane kernel, which runs from 8)
-    pytest.param((3, 4, 13, 15), (2, 3), (7, 9), id="2d-12-planes"),
+    # (12 and 24 planes: the gradient's plane-by-plane kernels, which run from 8 planes;
+    # channels last, from 8 samples of up to 16 channels)
+    pytest.param((8, 3, 13, 15), (2, 3), (7, 9), id="2d-24-planes"),
     pytest.param((4, 3, 29), 3, 13, id="1d-12-planes"),
 ]
 

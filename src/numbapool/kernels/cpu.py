@@ -12,6 +12,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import Any
 
 import numba
 import numpy as np
@@ -1104,18 +1105,10 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
             kernel(x, y, grad_out, gx, *_divisors(axes, include_pad, override, zero), zero,
                    for_kernel(prm, zero))
         return gx
-    if (layout == "channels_first" and linear_backward_path(reduction)
-            and all(a.planes == 1 for a in axes)):
-        cover = axes[2].exact_cover
-        get_kernel(reduction, layout, "backward_linear_cover" if cover else "backward_linear")(
-            x, grad_out, gx, *_inverse(axes[:2]), *_tables(tuple(axes))[2:], axes[2].interior,
-            *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
-        return gx
-    if (layout == "channels_last" and linear_backward_path(reduction) and prm.shape[0] == 1
-            and all(a.planes == 1 for a in axes)):
-        get_kernel(reduction, layout, "backward_linear")(
-            x, grad_out, gx, *_inverse(axes), _tables(tuple(axes))[3],
-            *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
+    linear = _linear_call(reduction, layout, axes, prm, include_pad, override, zero)
+    if linear is not None:
+        kernel, fixed = linear
+        kernel(x, grad_out, gx, *fixed)
         return gx
     planes = x.shape[0] * x.shape[1]
     if (layout == "channels_first" and linear_backward_path(reduction)
@@ -1152,8 +1145,10 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
         return gx
     if layout == "channels_last" and linear_planes_channels_last(reduction, axes, x.shape[0],
                                                                  x.shape[-1]):
+        blocks = buffers.empty((_threads(), LINEAR_PLANES_BLOCK * (
+            math.prod(x.shape[1:4]) + math.prod(grad_out.shape[1:4]))), acc)
         get_kernel(reduction, layout, "backward_linear_planes")(
-            x, grad_out, gx, *_tables(tuple(axes)),
+            x, grad_out, gx, blocks, *_tables(tuple(axes)),
             *_row_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
         return gx
     if layout == "channels_last" and cl_scatter_runs(reduction, x.shape[0], x.shape[-1], axes,
@@ -1189,6 +1184,56 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
         kernel(x, y, grad_out, gx, *_inverse(axes), *_tables(tuple(axes)),
                *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero))
     return gx
+
+
+def _linear_call(reduction: Reduction, layout: str, axes: Sequence[AxisWindows],
+                 prm: np.ndarray, include_pad: bool, override: float | None,
+                 zero: np.generic) -> tuple[Any, tuple] | None:
+    """The row-by-row gradient of a linear reduction over windows the planes share, as
+    :func:`backward` runs it after its earlier paths: ``(kernel, fixed)``, called as
+    ``kernel(x, grad_out, gx, *fixed)``; None where another path applies."""
+    if not (linear_backward_path(reduction) and all(a.planes == 1 for a in axes)):
+        return None
+    if layout == "channels_first":
+        cover = axes[2].exact_cover
+        return (get_kernel(reduction, layout,
+                           "backward_linear_cover" if cover else "backward_linear"),
+                (*_inverse(axes[:2]), *_tables(tuple(axes))[2:], axes[2].interior,
+                 *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero)))
+    if prm.shape[0] == 1:
+        return (get_kernel(reduction, layout, "backward_linear"),
+                (*_inverse(axes), _tables(tuple(axes))[3],
+                 *_divisors(axes, include_pad, override, zero), zero, for_kernel(prm, zero)))
+    return None
+
+
+def bound_linear_backward(reduction: Reduction, layout: str, x: np.ndarray,
+                          grad_out: np.ndarray, axes: Sequence[AxisWindows], prm: np.ndarray,
+                          include_pad: bool = True, override: float | None = None
+                          ) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """Where :func:`backward` of these arguments runs the row-by-row kernel of a linear
+    reduction (a sum, a mean, over windows the planes share): that kernel bound to all but
+    ``x``, ``grad_out`` and the gradient, as a function of ``(x, grad_out)`` (C-contiguous,
+    of these shapes and dtypes) that returns the gradient (``api.pool_grad`` keeps it for
+    repeated calls: packing the kernel's other 13 arguments cost 26 us a call); else None."""
+    acc = reduction.acc_dtype(x.dtype)
+    zero = acc.type(0)
+    if (layout == "channels_first" and _tiles_pay_grad(reduction, x, axes, prm)) or (
+            _whole_plane(axes) and global_backward_path(reduction)):
+        return None
+    linear = _linear_call(reduction, layout, axes, prm, include_pad, override, zero)
+    if linear is None or grad_out.dtype != acc:
+        return None
+    kernel, fixed = linear
+    gx = buffers.empty(x.shape, acc)
+    bound = kernel.bind((x, grad_out, gx, *fixed), 3)
+
+    def run(xw: np.ndarray, gy: np.ndarray) -> np.ndarray:
+        out = buffers.empty(x.shape, acc)
+        bound(xw, gy, out)
+        return out
+
+    return run
 
 
 SAMPLING_MIN_TASKS_PER_THREAD = 4

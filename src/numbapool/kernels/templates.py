@@ -1556,8 +1556,9 @@ number of rows (one, for all planes, or one a plane: ``cpu._row_divisors``)."""
 
 LINEAR_PLANES_BLOCK = 16
 """The channels a task of the channels-last ``backward_linear_planes`` owns: it computes
-their planes one after another into a scratch block (channels first), then writes the block
-into the sample's gradient, ``LINEAR_PLANES_BLOCK`` contiguous channels a position."""
+their planes one after another into a scratch block (channels first: ``blocks``, a row of
+``LINEAR_PLANES_BLOCK`` planes for each part of the run), then writes the block into the
+sample's gradient, ``LINEAR_PLANES_BLOCK`` contiguous channels a position."""
 
 _LINEAR_PLANES_ARGS = ["x", "gy", "gx", "g0", "g1", "g2", "dk", "dv0", "dv1", "dv2",
                        "override", "zero", "prm"]
@@ -1591,41 +1592,68 @@ def _cf_backward_linear_planes(red: Reduction) -> str:
 
 def _cl_backward_linear_planes(red: Reduction) -> str:
     """Channels last, the kernel of :func:`_cf_backward_linear_planes`: one task per sample
-    and block of :data:`LINEAR_PLANES_BLOCK` channels, whose planes it computes one after
-    another into a scratch block laid out channels first (the output gradients read at a
-    stride of ``C``), then writes into the gradient, the block's channels of a position
-    together.  No transposes of the gradients (a channels-last call ran the channels-first
-    kernel between them).  ``x`` is never read."""
-    src = f"def kernel({', '.join(_LINEAR_PLANES_ARGS)}):\n"
+    and block of :data:`LINEAR_PLANES_BLOCK` channels.  It copies the block's output
+    gradients into a scratch row a channel, computes the channels' planes one after another
+    into a scratch block laid out channels first, then writes the block into the gradient,
+    the block's channels of a position together; both copies move square blocks of the
+    vector width through registers (:func:`numbapool.kernels.transpose.block`).  No
+    transposes of whole arrays (a channels-last call ran the channels-first kernel between
+    them).  ``x`` is never read.  (Reading each channel's output gradients at a stride of
+    ``C`` instead of copying them first, alternating in one process: (8, 56, 56, 64) 1.73
+    against 1.55 ms, (8, 112, 112, 32) 3.02 against 2.60, (4, 16, 56, 56, 64) 11.3 against
+    9.3.)"""
+    args = _LINEAR_PLANES_ARGS[:3] + ["blocks"] + _LINEAR_PLANES_ARGS[3:]
+    src = f"def kernel({', '.join(args)}):\n"
     src += _block(_cl_shapes("gy", ("gx", "gy")), 1)
     src += _block(f"""
         P0 = g0.shape[0]
         P1 = g1.shape[0]
         P2 = g2.shape[0]
         plane = S0 * S1 * S2
+        oplane = O0 * O1 * O2
         CB = {LINEAR_PLANES_BLOCK}
         NB = (C + CB - 1) // CB
     """, 1) + _block(_SETUP, 1)
-    src += _chunks("x.shape[0] * NB", False, dedent(_LINEAR_PLANES_SCRATCH)
-                   + "blk = np.empty(CB * plane, dtype=sdt)\n", "t")
+    src += _chunks("x.shape[0] * NB", False, _LINEAR_PLANES_SCRATCH, "t")
+    # (the scratch block from the caller, one row a part, in warm memory: a block of large
+    # planes allocated on every call page-faults)
+    src = src.replace("    for t in range(", """    size = CB * (plane + oplane)
+    if part < blocks.shape[0]:
+        blk = blocks[part, :CB * plane]
+        gyb = blocks[part, CB * plane:size]
+    else:
+        blk = np.empty(CB * plane, dtype=sdt)
+        gyb = np.empty(CB * oplane, dtype=sdt)
+    L = _tlanes(blk)
+    for t in range(""", 1)
+    # (the output gradients of the task's channels first copied channel by channel, through
+    # registers as the block is written out below, so that each channel reads its own rows)
     src += _block("""
         n = t // NB
         c0 = (t % NB) * CB
         cb = min(CB, C - c0)
+        gb0 = n * oplane * C + c0
+        whole = oplane - oplane % L if cb == CB else 0
+        for i0 in range(0, whole, L):
+            for cl0 in range(0, CB, L):
+                _tblock(gyf, gb0 + i0 * C + cl0, C, gyb, cl0 * oplane + i0, oplane)
+        for i in range(whole, oplane):
+            g = gyf[gb0 + i * C:gb0 + i * C + cb]
+            for cl in range(cb):
+                gyb[cl * oplane + i] = g[cl]
         for cl in range(cb):
             c = c0 + cl
             pl = n * C + c
             xb = cl * plane
     """, 2)
-    body = (_LINEAR_PLANE.replace("DST", "blk").replace("PN", "n")
-            .replace("GY_ROW", "gyf[gb * C + c:(gb + O2) * C:C]"))
+    body = (_LINEAR_PLANE.replace("DST", "blk").replace("PN", "cl")
+            .replace("GY_ROW", "gyb[gb:gb + O2]"))
     src += _block(body, 3)
     # (square blocks of the register width, transposed through registers where the task
     # holds CB channels; element by element, reading the block's rows by gathers, this loop
     # took 0.7 of the 1.9 ms of fractional average pooling's gradient of (8, 56, 56, 64)
     # float32 at output ratio 0.7, then 1.45-1.49 ms in all)
     return src + _block("""
-        L = _tlanes(blk)
         whole = plane - plane % L if cb == CB else 0
         ob = n * plane * C + c0
         for i0 in range(0, whole, L):
