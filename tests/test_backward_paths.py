@@ -106,6 +106,12 @@ def test_channels_last_global_grad(name, opts, shape, keepdims):
     ("sum", dict(kernel_size=2), "backward_linear_cover"),
     ("avg", dict(kernel_size=(3, 2), stride=(2, 2)), "backward_linear_cover"),
     ("adaptive_avg", dict(output_size=(4, 3)), "backward_linear"),
+    # (stride 1 along the rows: the interior spread by a shifted add a tap)
+    ("avg", dict(kernel_size=3, stride=1, padding=1), "backward_linear"),
+    ("sum", dict(kernel_size=(2, 3), stride=1, dilation=(1, 2), padding=(0, 2)),
+     "backward_linear"),
+    ("avg", dict(kernel_size=(2, 1), stride=(2, 1)), "backward_linear_cover"),
+    ("avg", dict(kernel_size=(3, 2), stride=(1, 3)), "backward_linear"),  # (the table)
 ])
 @pytest.mark.parametrize("planes", [(1, 3), (2, 5)])
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
@@ -139,6 +145,28 @@ def test_linear_backward_is_not_taken_otherwise(monkeypatch, name, opts, layout)
     asked.clear()
     numbapool.pool_grad(name, x, gy, layout=layout, **opts)
     assert not any(v.startswith("backward_linear") for v in asked)
+
+
+@pytest.mark.parametrize("shape, kw, variant", [
+    ((1, 2, 7, 6), dict(kernel_size=3, stride=1, dilation=2), "backward_linear_cover"),
+    ((1, 1, 3, 6), dict(kernel_size=(1, 3), stride=1, dilation=(1, 2)),
+     "backward_linear_cover"),
+    ((2, 3, 5, 4), dict(kernel_size=(1, 2), stride=1, dilation=(1, 2)),
+     "backward_linear_cover"),
+    ((2, 3, 5, 3), dict(kernel_size=(2, 3), stride=1), "backward_linear_cover"),
+    ((2, 3, 5, 7), dict(kernel_size=(1, 2), stride=1, dilation=(1, 2)), "backward_linear"),
+])
+def test_linear_backward_at_stride_one_with_dilation(monkeypatch, shape, kw, variant):
+    """Windows at stride 1 whose dilated taps cover a row once (each tap's shifted copy of
+    the row assigns its own elements, none zeroed first) or overlap (they add)."""
+    asked = kernels_asked(monkeypatch)
+    x = np.random.default_rng(0).standard_normal(shape)
+    gy = np.random.default_rng(1).standard_normal(numbapool.pool("avg", x, **kw).shape)
+    del asked[:]
+    got = numbapool.pool_grad("avg", x, gy, **kw)
+    assert asked == [variant]
+    np.testing.assert_allclose(got, ref_pool_grad("avg", x, gy, **kw), rtol=1e-12,
+                               atol=1e-12)
 
 
 @settings(max_examples=80, deadline=None)

@@ -450,6 +450,25 @@ def test_repeated_linear_gradient(monkeypatch, layout, name, kw):
     assert len(api._KNOWN_GRADS) == 3
 
 
+def test_kept_linear_gradient_keeps_no_input_alive(monkeypatch):
+    """The kept plan of a mean's gradient holds no reference to the first call's x (nor to
+    its gradient): the caller's arrays are freed when the caller drops them."""
+    import gc
+    import weakref
+
+    from numbapool import api
+
+    monkeypatch.setattr(api, "_KNOWN_GRADS", {})
+    x = np.ones((2, 3, 8, 8), np.float32)
+    gy = np.ones((2, 3, 4, 4), np.float32)
+    gx = numbapool.pool_grad("avg", x, gy, 2)
+    assert len(api._KNOWN_GRADS) == 1 and float(gx.sum()) == 2 * 3 * 16
+    refs = weakref.ref(x), weakref.ref(gy), weakref.ref(gx)
+    del x, gy, gx
+    gc.collect()
+    assert all(r() is None for r in refs)
+
+
 class _GivenStarts(numbapool.WindowRule):
     """Windows of 2 taps along both axes, window ``o`` starting at ``2 * o + jitter[n, c,
     axis]``: ``jitter``, an ``(N, C, 2)`` array of 0s and 1s, is a data option (the call's

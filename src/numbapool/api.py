@@ -772,7 +772,8 @@ divisor_override, output_size, keepdims, **params
     else:
         gy = check_grad_output(grad_output, call)
         run = None
-        if key is not None and call.pooler.deterministic and call.layout == call.kernel_layout:
+        if (key is not None and key not in _KNOWN_GRADS and call.pooler.deterministic
+                and call.layout == call.kernel_layout):
             # (a sum's or mean's row-by-row kernel, bound: kept for repeated calls)
             run = cpu.bound_linear_backward(call.reduction, call.kernel_layout, call.work, gy,
                                             call.axes, call.prm, call.include_pad,

@@ -1225,11 +1225,11 @@ def bound_linear_backward(reduction: Reduction, layout: str, x: np.ndarray,
     if linear is None or grad_out.dtype != acc:
         return None
     kernel, fixed = linear
-    gx = buffers.empty(x.shape, acc)
-    bound = kernel.bind((x, grad_out, gx, *fixed), 3)
+    shape = x.shape  # (not x: the kept function must not keep the caller's array alive)
+    bound = kernel.bind((x, grad_out, np.empty(shape, acc), *fixed), 3)
 
     def run(xw: np.ndarray, gy: np.ndarray) -> np.ndarray:
-        out = buffers.empty(x.shape, acc)
+        out = buffers.empty(shape, acc)
         bound(xw, gy, out)
         return out
 

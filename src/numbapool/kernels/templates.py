@@ -1410,9 +1410,10 @@ def _cf_backward_linear(red: Reduction, cover: bool = False) -> str:
         lo = geo[0]
         hi = geo[1]
         p2 = geo[3]
-        # (interior windows of 2 or 3 taps at stride 2: spread by the pair loops below)
+        # (interior windows of 2 or 3 taps at stride 2: spread by the pair loops below; at
+        # stride 1, by a shifted add of the row a tap)
         pairs = geo[2] == 2 and d2 == 1 and (K2 == 2 or K2 == 3) and hi > lo
-        if not pairs:
+        if not (pairs or geo[2] == 1):
             lo = 0
             hi = 0
     """, 1)
@@ -1443,8 +1444,8 @@ def _cf_backward_linear(red: Reduction, cover: bool = False) -> str:
     """, 2)
     if not cover:  # (the elements the interior's pairs do not assign)
         src += _block("""
-            e0 = 2 * lo - p2 if hi > lo else S2
-            e1 = 2 * hi - p2 if hi > lo else S2
+            e0 = 2 * lo - p2 if pairs else S2
+            e1 = 2 * hi - p2 if pairs else S2
             for i2 in range(e0):
                 gxf[numba.uint64(xb + i2)] = zero
             for i2 in range(e1, S2):
@@ -1457,16 +1458,21 @@ def _cf_backward_linear(red: Reduction, cover: bool = False) -> str:
     # other window adds to them (a third tap: each even element takes the previous window's
     # too); the other windows through the table, one element at a time.  (Avg, measured
     # against the table loop: (1, 16, 3000, 2000) 2x2 54 -> 27-33 ms; (32, 128, 4096)
-    # 3/s2/p1 14.5 -> 5.2 ms; (8, 64, 56, 56) 3/s2/p1 1.63 -> 0.95 ms.)
+    # 3/s2/p1 14.5 -> 5.2 ms; (8, 64, 56, 56) 3/s2/p1 1.63 -> 0.95 ms.)  At stride 1 the
+    # interior's windows start at consecutive elements: each tap adds the row, shifted, in
+    # one vectorised loop (the table loop's adds into neighbouring elements wait on each
+    # other's stores: avg of (8, 64, 56, 56) float32, alternating in one process, 2x2/s1
+    # 4.3 -> 2.2 ms, 3x3/s1/p1 5.0 -> 2.3 ms).
+    first = "=" if cover else "+="
     return src + _block(f"""
-        if hi > lo and K2 == 2:
+        if pairs and K2 == 2:
             c = gxf[xb + 2 * lo - p2:xb + S2]
             ri = row[lo:hi]
             for j in range(hi - lo):
                 v = ri[j]
                 c[2 * j] = v
                 c[2 * j + 1] = v
-        elif hi > lo:  # (3 taps: an even element also takes the window before's last tap)
+        elif pairs:  # (3 taps: an even element also takes the window before's last tap)
             m = hi - lo
             c = gxf[xb + 2 * lo - p2:xb + S2]
             ri = row[lo:hi]
@@ -1479,6 +1485,15 @@ def _cf_backward_linear(red: Reduction, cover: bool = False) -> str:
                 cn[2 * j] = v + ri[j]
                 cn[2 * j + 1] = v
             c[2 * m] += ri[m - 1]
+        elif hi > lo:  # (stride 1)
+            c = gxf[xb + lo - p2:xb + S2]
+            ri = row[lo:hi]
+            for j in range(hi - lo):
+                c[j] {first} ri[j]
+            for k2 in range(1, K2):  # (with cover, one window: each tap its own element)
+                ck = c[k2 * d2:]
+                for j in range(hi - lo):
+                    ck[j] {first} ri[j]
         for o2 in range(O2):
             if lo <= o2 < hi:
                 continue
@@ -1545,14 +1560,15 @@ _LINEAR_PLANE = """
 """The gradient of a linear reduction over one plane's windows (``backward_linear_planes``,
 both layouts), into the flat ``DST`` from ``xb`` on (zeroed first), laid out channels first;
 ``GY_ROW`` reads the output gradients of the output row ``(o0, o1)`` of plane ``pl``,
-channel ``c`` (its first at ``gb``, whose ``PN`` is the plane, or the sample in
-channels-last gradients).  Each output row spreads its weighted gradients along
-the last axis into a scratch row ``r`` of ``S2`` values, then adds that row into each input
-row of its windows' first two axes (contiguous, vectorised loops).  Where every window along
-the last axis of the plane has all its ``K2`` taps (fractional windows do), a window adds its
-gradient at its start only, and ``r`` is spread by ``K2 - 1`` shifted adds into ``s``;
-otherwise each window adds into each of its taps.  Each divisor table is read by its own
-number of rows (one, for all planes, or one a plane: ``cpu._row_divisors``)."""
+channel ``c`` (its first at ``gb``, whose ``PN`` is the plane, or in channels-last
+gradients the channel's row ``cl`` of the task's copy of its output gradients).  Each output
+row spreads its weighted gradients along the last axis into a scratch row ``r`` of ``S2``
+values, then adds that row into each input row of its windows' first two axes (contiguous,
+vectorised loops).  Where every window along the last axis of the plane has all its ``K2``
+taps (fractional windows do), a window adds its gradient at its start only, and ``r`` is
+spread by ``K2 - 1`` shifted adds into ``s``; otherwise each window adds into each of its
+taps.  Each divisor table is read by its own number of rows (one, for all planes, or one a
+plane: ``cpu._row_divisors``)."""
 
 LINEAR_PLANES_BLOCK = 16
 """The channels a task of the channels-last ``backward_linear_planes`` owns: it computes
