@@ -1186,13 +1186,18 @@ def backward(reduction: Reduction, layout: str, x: np.ndarray, grad_out: np.ndar
     return gx
 
 
+def _shared_linear(reduction: Reduction, axes: Sequence[AxisWindows]) -> bool:
+    """A linear reduction (a sum, a mean) over windows every plane shares."""
+    return linear_backward_path(reduction) and all(a.planes == 1 for a in axes)
+
+
 def _linear_call(reduction: Reduction, layout: str, axes: Sequence[AxisWindows],
                  prm: np.ndarray, include_pad: bool, override: float | None,
                  zero: np.generic) -> tuple[Any, tuple] | None:
     """The row-by-row gradient of a linear reduction over windows the planes share, as
     :func:`backward` runs it after its earlier paths: ``(kernel, fixed)``, called as
     ``kernel(x, grad_out, gx, *fixed)``; None where another path applies."""
-    if not (linear_backward_path(reduction) and all(a.planes == 1 for a in axes)):
+    if not _shared_linear(reduction, axes):
         return None
     if layout == "channels_first":
         cover = axes[2].exact_cover
@@ -1216,11 +1221,12 @@ def bound_linear_backward(reduction: Reduction, layout: str, x: np.ndarray,
     ``x``, ``grad_out`` and the gradient, as a function of ``(x, grad_out)`` (C-contiguous,
     of these shapes and dtypes) that returns the gradient (``api.pool_grad`` keeps it for
     repeated calls: packing the kernel's other 13 arguments cost 26 us a call); else None."""
-    acc = reduction.acc_dtype(x.dtype)
-    zero = acc.type(0)
-    if (layout == "channels_first" and _tiles_pay_grad(reduction, x, axes, prm)) or (
+    if not _shared_linear(reduction, axes) or (  # (the cheap test first: most calls end)
+            layout == "channels_first" and _tiles_pay_grad(reduction, x, axes, prm)) or (
             _whole_plane(axes) and global_backward_path(reduction)):
         return None
+    acc = reduction.acc_dtype(x.dtype)
+    zero = acc.type(0)
     linear = _linear_call(reduction, layout, axes, prm, include_pad, override, zero)
     if linear is None or grad_out.dtype != acc:
         return None

@@ -1612,7 +1612,7 @@ def _cl_backward_linear_planes(red: Reduction) -> str:
     gradients into a scratch row a channel, computes the channels' planes one after another
     into a scratch block laid out channels first, then writes the block into the gradient,
     the block's channels of a position together; both copies move square blocks of the
-    vector width through registers (:func:`numbapool.kernels.transpose.block`).  No
+    vector width through registers (:func:`numbapool.kernels.transpose.transpose_region`).  No
     transposes of whole arrays (a channels-last call ran the channels-first kernel between
     them).  ``x`` is never read.  (Reading each channel's output gradients at a stride of
     ``C`` instead of copying them first, alternating in one process: (8, 56, 56, 64) 1.73
@@ -1640,7 +1640,6 @@ def _cl_backward_linear_planes(red: Reduction) -> str:
     else:
         blk = np.empty(CB * plane, dtype=sdt)
         gyb = np.empty(CB * oplane, dtype=sdt)
-    L = _tlanes(blk)
     for t in range(""", 1)
     # (the output gradients of the task's channels first copied channel by channel, through
     # registers as the block is written out below, so that each channel reads its own rows)
@@ -1648,15 +1647,7 @@ def _cl_backward_linear_planes(red: Reduction) -> str:
         n = t // NB
         c0 = (t % NB) * CB
         cb = min(CB, C - c0)
-        gb0 = n * oplane * C + c0
-        whole = oplane - oplane % L if cb == CB else 0
-        for i0 in range(0, whole, L):
-            for cl0 in range(0, CB, L):
-                _tblock(gyf, gb0 + i0 * C + cl0, C, gyb, cl0 * oplane + i0, oplane)
-        for i in range(whole, oplane):
-            g = gyf[gb0 + i * C:gb0 + i * C + cb]
-            for cl in range(cb):
-                gyb[cl * oplane + i] = g[cl]
+        _tregion(gyf, n * oplane * C + c0, C, gyb, 0, oplane, oplane, cb)
         for cl in range(cb):
             c = c0 + cl
             pl = n * C + c
@@ -1665,21 +1656,10 @@ def _cl_backward_linear_planes(red: Reduction) -> str:
     body = (_LINEAR_PLANE.replace("DST", "blk").replace("PN", "cl")
             .replace("GY_ROW", "gyb[gb:gb + O2]"))
     src += _block(body, 3)
-    # (square blocks of the register width, transposed through registers where the task
-    # holds CB channels; element by element, reading the block's rows by gathers, this loop
-    # took 0.7 of the 1.9 ms of fractional average pooling's gradient of (8, 56, 56, 64)
-    # float32 at output ratio 0.7, then 1.45-1.49 ms in all)
-    return src + _block("""
-        whole = plane - plane % L if cb == CB else 0
-        ob = n * plane * C + c0
-        for i0 in range(0, whole, L):
-            for cl0 in range(0, CB, L):
-                _tblock(blk, cl0 * plane + i0, plane, gxf, ob + i0 * C + cl0, C)
-        for i in range(whole, plane):
-            d = gxf[ob + i * C:ob + i * C + cb]
-            for cl in range(cb):
-                d[cl] = blk[cl * plane + i]
-    """, 2)
+    # (the block written out through registers; element by element, reading the block's
+    # rows by gathers, this copy took 0.7 of the 1.9 ms of fractional average pooling's
+    # gradient of (8, 56, 56, 64) float32 at output ratio 0.7, then 1.45-1.49 ms in all)
+    return src + _block("_tregion(blk, 0, plane, gxf, n * plane * C + c0, C, cb, plane)", 2)
 
 
 def _stats(level: int, cf: bool) -> str:

@@ -34,8 +34,8 @@ except RuntimeError:  # (not known on this platform)
 """The width of the blocks' vectors: a block has as many rows as a vector has elements (a
 512-bit block on a machine with 256-bit vectors would not fit its 16 registers)."""
 
-__all__ = ["IMPORTS", "TILE", "TILE_TO_FIRST", "USES", "block", "block_lanes",
-           "to_channels_last", "to_channels_first"]
+__all__ = ["IMPORTS", "TILE", "TILE_TO_FIRST", "USES", "to_channels_last",
+           "to_channels_first", "transpose_region"]
 
 TILE = 256
 TILE_TO_FIRST = 64
@@ -210,29 +210,39 @@ def to_channels_first(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
     return out
 
 
-block = _block
-"""The register-block transpose, for generated kernels (:data:`IMPORTS`)."""
-
 
 @numba.njit(inline="always")
-def block_lanes(a):
-    """The rows (and columns) of a :func:`block` of ``a``'s elements."""
-    return VECTOR_BYTES // a.itemsize
-
+def transpose_region(src, src_at, src_stride, dst, dst_at, dst_stride, rows, cols):
+    """``dst[dst_at + j * dst_stride + i] = src[src_at + i * src_stride + j]`` for ``i``
+    below ``rows`` and ``j`` below ``cols`` (1-D arrays of one 4- or 8-byte element type,
+    unchecked), for generated kernels (:data:`IMPORTS`): the square blocks of a vector's
+    width through registers (:func:`_block`), row blocks outer, then the edges the blocks
+    leave element by element."""
+    lanes = VECTOR_BYTES // src.itemsize
+    whole_rows = rows - rows % lanes
+    whole_cols = cols - cols % lanes
+    for i in range(0, whole_rows, lanes):
+        for j in range(0, whole_cols, lanes):
+            _block(src, src_at + i * src_stride + j, src_stride,
+                   dst, dst_at + j * dst_stride + i, dst_stride)
+    for i in range(rows):
+        for j in range(whole_cols if i < whole_rows else 0, cols):
+            dst[numba.uint64(dst_at + j * dst_stride + i)] = src[
+                numba.uint64(src_at + i * src_stride + j)]
 
 def _imports() -> str:
     from hashlib import sha256
     from pathlib import Path
 
     digest = sha256(Path(__file__).read_bytes()).hexdigest()[:16]
-    return ("from numbapool.kernels.transpose import block as _tblock, "
-            f"block_lanes as _tlanes  # transpose.py {digest}\n")
+    return ("from numbapool.kernels.transpose import transpose_region as _tregion"
+            f"  # transpose.py {digest}\n")
 
 
 IMPORTS = _imports()
-"""The line that binds :func:`block` and :func:`block_lanes` in a generated kernel's module
-that transposes blocks (see :mod:`numbapool.kernels.codegen`), with a hash of this file: the
+"""The line that binds :func:`transpose_region` in a generated kernel's module that
+transposes blocks (see :mod:`numbapool.kernels.codegen`), with a hash of this file: the
 kernel's cache key covers the code it inlines from here."""
 
-USES = "_tblock("
+USES = "_tregion("
 """What a kernel's source calls if it transposes blocks (it then needs :data:`IMPORTS`)."""
