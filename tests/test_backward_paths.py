@@ -4,13 +4,16 @@ scatter by value (first element equal to the result; the last NaN for a NaN resu
 reductions (sum, avg) over shared windows run row by row; smooth non-linear ones (lp, gem)
 with enough channels and rows run their channels-last kernels between transposes."""
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import numbapool
+from numbapool.builtin.reductions import sum_init, sum_merge, sum_take
 from numbapool.kernels.cpu import SCATTER_MIN_PLANES, VIA_CHANNELS_LAST_MIN_CHANNELS
+from numbapool.kernels.templates import LINEAR_WEIGHTS_MAX
 from reference import ref_pool, ref_pool_grad
 from spies import kernel_layouts_asked, kernels_asked
 
@@ -167,6 +170,92 @@ def test_linear_backward_at_stride_one_with_dilation(monkeypatch, shape, kw, var
     assert asked == [variant]
     np.testing.assert_allclose(got, ref_pool_grad("avg", x, gy, **kw), rtol=1e-12,
                                atol=1e-12)
+
+
+@pytest.mark.parametrize("length, table", [(LINEAR_WEIGHTS_MAX, True),
+                                           (LINEAR_WEIGHTS_MAX + 1, False)])
+def test_linear_backward_weights_table_and_beyond(monkeypatch, length, table):
+    """The channels-first row-by-row gradient of a mean makes its windows' weights once a
+    part where an output plane has at most LINEAR_WEIGHTS_MAX windows, else for each row
+    it gathers: the same values either side of the bound (1-D, 3/s1/p1 so that the windows
+    at the ends have 2 taps, the others 3)."""
+    asked = kernels_asked(monkeypatch)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1, 2, length))
+    opts = dict(kernel_size=3, stride=1, padding=1, count_include_pad=False)
+    gy = rng.standard_normal((1, 2, length))
+    del asked[:]
+    got = numbapool.pool_grad("avg", x, gy, **opts)
+    assert asked == ["backward_linear"]
+    want = np.zeros_like(x)  # (each window's gradient over its taps, as a NumPy sum)
+    w = gy / np.r_[2.0, np.full(length - 2, 3.0), 2.0]
+    want[..., :-1] += w[..., 1:]
+    want += w
+    want[..., 1:] += w[..., :-1]
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    if table:  # (and the reference on a short stretch of it)
+        short = x[..., :40].copy()
+        np.testing.assert_allclose(
+            numbapool.pool_grad("avg", short, gy[..., :40], **opts),
+            ref_pool_grad("avg", short, gy[..., :40], **opts), rtol=1e-12, atol=1e-12)
+
+
+def test_linear_backward_weights_table_in_volumes(monkeypatch):
+    """The table of weights holds every output row of a volume's plane, by its place along
+    the first two axes (windows clipped at each end of each axis divide differently)."""
+    asked = kernels_asked(monkeypatch)
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((2, 3, 5, 6, 7))
+    opts = dict(kernel_size=3, stride=1, padding=1, count_include_pad=False)
+    gy = rng.standard_normal(x.shape)
+    del asked[:]
+    got = numbapool.pool_grad("avg", x, gy, **opts)
+    assert asked == ["backward_linear"]
+    np.testing.assert_allclose(got, ref_pool_grad("avg", x, gy, **opts), rtol=1e-12,
+                               atol=1e-12)
+
+
+@numba.njit(cache=True)
+def _scaled_mean_finish(acc, div, prm):
+    return acc * prm[0] / div
+
+
+@numba.njit(cache=True)
+def _scaled_mean_grad(v, tap, y, acc, div, prm):
+    return prm[0] / div
+
+
+SCALED_MEAN = numbapool.Streaming(
+    "scaled_mean_test", init=sum_init, take=sum_take, finish=_scaled_mean_finish,
+    grad=_scaled_mean_grad, uses_divisor=True, grad_uses_input=False, grad_uses_output=False,
+    grad_uses_acc=False, merge=sum_merge, uses_tap=False)
+
+
+@pytest.fixture
+def scaled_mean():
+    pooler = numbapool.register(numbapool.Pooler(
+        "scaled_mean_test", numbapool.Sliding(), SCALED_MEAN, "test only",
+        parameters=(numbapool.Param("s", 1.0, "scale", per_channel=True),)))
+    yield pooler.name
+    numbapool.unregister(pooler.name)
+
+
+@pytest.mark.parametrize("scale", [[2.0], [0.5, -3.0, 4.0]])
+def test_linear_backward_with_a_parameter_per_channel(monkeypatch, scaled_mean, scale):
+    """A linear reduction whose weight reads a parameter of each channel and the divisor:
+    the weights' table serves calls with one row of parameters; one a channel computes them
+    row by row.  Both give each channel's mean gradient times its scale."""
+    asked = kernels_asked(monkeypatch)
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 3, 9, 8))
+    opts = dict(kernel_size=3, stride=1, padding=1)
+    gy = rng.standard_normal(numbapool.pool("avg", x, **opts).shape)
+    s = np.array(scale * (3 // len(scale)))
+    del asked[:]
+    got = numbapool.pool_grad(scaled_mean, x, gy, s=s if len(scale) > 1 else scale[0], **opts)
+    assert asked == ["backward_linear"]
+    want = ref_pool_grad("avg", x, gy, **opts) * s[None, :, None, None]
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 @settings(max_examples=80, deadline=None)
