@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import numbapool
-from numbapool.builtin.reductions import sum_init, sum_merge, sum_take
+from numbapool.builtin.reductions import avg_finish, sum_init, sum_merge, sum_take
 from numbapool.kernels.cpu import SCATTER_MIN_PLANES, VIA_CHANNELS_LAST_MIN_CHANNELS
 from numbapool.kernels.templates import LINEAR_WEIGHTS_MAX
 from reference import ref_pool, ref_pool_grad
@@ -181,9 +181,9 @@ def test_linear_backward_weights_table_and_beyond(monkeypatch, length, table):
     at the ends have 2 taps, the others 3)."""
     asked = kernels_asked(monkeypatch)
     rng = np.random.default_rng(11)
-    x = rng.standard_normal((1, 2, length))
+    x = rng.standard_normal((1, 8, length))  # (8 rows: a part has a plane's row, to 8 parts)
     opts = dict(kernel_size=3, stride=1, padding=1, count_include_pad=False)
-    gy = rng.standard_normal((1, 2, length))
+    gy = rng.standard_normal((1, 8, length))
     del asked[:]
     got = numbapool.pool_grad("avg", x, gy, **opts)
     assert asked == ["backward_linear"]
@@ -213,6 +213,50 @@ def test_linear_backward_weights_table_in_volumes(monkeypatch):
     assert asked == ["backward_linear"]
     np.testing.assert_allclose(got, ref_pool_grad("avg", x, gy, **opts), rtol=1e-12,
                                atol=1e-12)
+
+
+def test_linear_backward_weights_keep_their_precision(monkeypatch):
+    """float32: each element's gradient is its window's float32 output gradient times the
+    mean's weight, 1 / 3 in float64, rounded once to float32 (the table holds the weights in
+    the type the reduction's grad gives them, not the gradient's).  Windows of 3 rows that
+    cover the input once, so that no sum intervenes."""
+    asked = kernels_asked(monkeypatch)
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((2, 4, 9, 8)).astype(np.float32)
+    opts = dict(kernel_size=(3, 1), stride=(3, 1))
+    gy = rng.standard_normal((2, 4, 3, 8)).astype(np.float32)
+    del asked[:]
+    got = numbapool.pool_grad("avg", x, gy, **opts)
+    assert asked == ["backward_linear_cover"]
+    want = np.repeat((gy.astype(np.float64) * (1.0 / 3.0)).astype(np.float32), 3, axis=2)
+    np.testing.assert_array_equal(got, want)
+
+
+@numba.njit(cache=True)
+def _checked_mean_grad(v, tap, y, acc, div, prm):
+    if div < 1.0:  # (the library's promise: MAX_DIVISOR)
+        raise ValueError("a divisor below 1")
+    return 1.0 / div
+
+
+CHECKED_MEAN = numbapool.Streaming(
+    "checked_mean_test", init=sum_init, take=sum_take, finish=avg_finish,
+    grad=_checked_mean_grad, uses_divisor=True, grad_uses_input=False,
+    grad_uses_output=False, grad_uses_acc=False, merge=sum_merge, uses_tap=False)
+
+
+def test_linear_backward_gives_grad_only_divisors_of_one_or_more():
+    """A reduction may rely on its divisors being at least 1 (without an override): the
+    weights' table is typed without a call with another."""
+    pooler = numbapool.register(numbapool.Pooler(
+        "checked_mean_test", numbapool.Sliding(), CHECKED_MEAN, "test only"))
+    try:
+        x = np.random.default_rng(15).standard_normal((2, 3, 8, 8))
+        gy = np.ones((2, 3, 4, 4))
+        got = numbapool.pool_grad(pooler.name, x, gy, kernel_size=2, stride=2)
+    finally:
+        numbapool.unregister(pooler.name)
+    np.testing.assert_array_equal(got, np.full(x.shape, 0.25))
 
 
 @numba.njit(cache=True)

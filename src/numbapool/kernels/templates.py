@@ -1394,9 +1394,11 @@ def linear_backward_path(red: Reduction) -> bool:
 LINEAR_WEIGHTS_MAX = 32768
 """The most windows of an output plane whose weights the channels-first row-by-row gradient
 of a linear reduction (:func:`_cf_backward_linear`) makes once a part, in a table, rather
-than once for every input row that reads them: a mean's ``1 / div`` was a division per
-element of every output row gathered (avg of (8, 64, 56, 56) float32, 2x2/s1, 1.68 ms
-against 1.10 with ``divisor_override``, which makes one weight a row)."""
+than once for every input row that reads them (and only where the part reads at least as
+many output rows as a plane has: a part of a few rows would make more weights than it
+reads).  A mean's ``1 / div`` was a division per element of every output row gathered (avg
+of (8, 64, 56, 56) float32, 2x2/s1, 1.68 ms against 1.10 with ``divisor_override``, which
+makes one weight a row)."""
 
 
 def _cf_backward_linear(red: Reduction, cover: bool = False) -> str:
@@ -1429,16 +1431,22 @@ def _cf_backward_linear(red: Reduction, cover: bool = False) -> str:
     table = red.uses_divisor
     src += _block(f"""
         # (the windows' weights, made once a part where one row of parameters serves every
-        # plane and an output plane has at most {LINEAR_WEIGHTS_MAX} of them; their type is
-        # that of the weight of a divisor, of the type of override)
-        wt_dt = np.asarray(_grad(zero, 0, zero, zero, override, _row(prm, 0))).dtype
+        # plane, an output plane has at most {LINEAR_WEIGHTS_MAX} of them and the part
+        # gathers at least as many output rows as a plane has; their type is that of the
+        # weight of a divisor of 1, the smallest a reduction's grad is given)
+        wt_dt = np.asarray(_grad(zero, 0, zero, zero, np.ones(1, dtype=dv2.dtype)[0],
+                                 _row(prm, 0))).dtype
         tab = (override <= 0.0 and _rows(prm) == 1
-               and O0 * O1 * O2 <= {LINEAR_WEIGHTS_MAX})
+               and O0 * O1 * O2 <= {LINEAR_WEIGHTS_MAX}
+               and x.shape[0] * C * S0 * S1 >= parts * O0 * O1)
     """, 1) if table else ""
     src += _chunks("x.shape[0] * C * S0 * S1", False, "row = np.empty(O2, dtype=sdt)" + (
         "\nwt = np.empty(O0 * O1 * O2 if tab else 0, dtype=wt_dt)" if table else ""), "r")
     if table:
-        src = src.replace(f"    for r in {_part('NT')}:", _block("""
+        loop = f"    for r in {_part('NT')}:"
+        if loop not in src:
+            raise AssertionError("the task loop of _chunks moved: the table would be unfilled")
+        src = src.replace(loop, _block("""
         if tab:
             pr = _row(prm, 0)
             for o0 in range(O0):
@@ -1447,7 +1455,7 @@ def _cf_backward_linear(red: Reduction, cover: bool = False) -> str:
                     wb = (o0 * O1 + o1) * O2
                     for o2 in range(O2):
                         wt[wb + o2] = _grad(zero, 0, zero, zero, d01 * dv2[0, o2], pr)
-        """, 1) + f"    for r in {_part('NT')}:", 1)
+        """, 1) + loop, 1)
     src += _block("""
         i1 = r % S1
         t = r // S1
