@@ -334,14 +334,16 @@ def _part(tasks: str) -> str:
     return f"range({tasks} * part // parts, {tasks} * (part + 1) // parts)"
 
 
-def _chunks(tasks: str, sel: bool, scratch: str, task: str) -> str:
+def _chunks(tasks: str, sel: bool, scratch: str, task: str, before: str = "") -> str:
     """The head of a kernel's task loop, from level 1: :data:`_TASKS`, the ``scratch``
-    lines of the run, and the loop over the run's tasks, numbered ``task``.  Write the task
-    body after it at level 2.  Scratch arrays (``name = np.empty(...)`` or ``np.zeros``)
-    are views that own nothing (:func:`_unowned_scratch`)."""
+    lines of the run, the lines ``before`` that the run runs once before its tasks, and the
+    loop over the run's tasks, numbered ``task``.  Write the task body after it at level 2.
+    Scratch arrays (``name = np.empty(...)`` or ``np.zeros``) are views that own nothing
+    (:func:`_unowned_scratch`)."""
     return (_block(_TASKS.format(tasks=tasks,
                                  dtype="x.dtype" if sel else "np.asarray(zero).dtype"), 1)
             + (_block(_unowned_scratch(scratch), 1) if scratch else "")
+            + (_block(before, 1) if before else "")
             + _block(f"for {task} in {_part('NT')}:", 1))
 
 
@@ -1441,22 +1443,24 @@ def _cf_backward_linear(red: Reduction, cover: bool = False) -> str:
                and x.shape[0] * C * S0 * S1 >= parts * O0 * O1)
     """, 1) if table else ""
     src += _chunks("x.shape[0] * C * S0 * S1", False, "row = np.empty(O2, dtype=sdt)" + (
-        "\nwt = np.empty(O0 * O1 * O2 if tab else 0, dtype=wt_dt)" if table else ""), "r")
-    if table:
-        loop = f"    for r in {_part('NT')}:"
-        if loop not in src:
-            raise AssertionError("the task loop of _chunks moved: the table would be unfilled")
-        src = src.replace(loop, _block("""
-        if tab:
-            pr = _row(prm, 0)
-            for o0 in range(O0):
-                for o1 in range(O1):
-                    d01 = dv0[0, o0] * dv1[0, o1]
-                    wb = (o0 * O1 + o1) * O2
+        "\nwt = np.empty(O0 * O1 * O2 if tab else 0, dtype=wt_dt)" if table else ""), "r",
+        before="""
+            if tab:
+                pr = _row(prm, 0)
+                for o0 in range(O0):
+                    for o1 in range(O1):
+                        d01 = dv0[0, o0] * dv1[0, o1]
+                        wb = (o0 * O1 + o1) * O2
+                        for o2 in range(O2):
+                            wt[wb + o2] = _grad(zero, 0, zero, zero, d01 * dv2[0, o2], pr)
+        """ if table else "")
+    # (the rows of the weights' table, where it is made)
+    tabled = """
+                elif tab:
+                    wr = wt[(o0 * O1 + o1) * O2:(o0 * O1 + o1 + 1) * O2]
                     for o2 in range(O2):
-                        wt[wb + o2] = _grad(zero, 0, zero, zero, d01 * dv2[0, o2], pr)
-        """, 1) + loop, 1)
-    src += _block("""
+                        row[o2] += gyf[numba.uint64(ob + o2)] * wr[o2]""" if table else ""
+    src += _block(f"""
         i1 = r % S1
         t = r // S1
         i0 = t % S0
@@ -1472,11 +1476,7 @@ def _cf_backward_linear(red: Reduction, cover: bool = False) -> str:
                 if override > 0.0:
                     w = _grad(zero, 0, zero, zero, override, pr)
                     for o2 in range(O2):
-                        row[o2] += gyf[numba.uint64(ob + o2)] * w
-                elif TABLE:
-                    wr = wt[(o0 * O1 + o1) * O2:(o0 * O1 + o1 + 1) * O2]
-                    for o2 in range(O2):
-                        row[o2] += gyf[numba.uint64(ob + o2)] * wr[o2]
+                        row[o2] += gyf[numba.uint64(ob + o2)] * w{tabled}
                 else:
                     d01 = dv0[0, o0] * dv1[0, o1]
                     for o2 in range(O2):
@@ -1484,12 +1484,6 @@ def _cf_backward_linear(red: Reduction, cover: bool = False) -> str:
                             zero, 0, zero, zero, d01 * dv2[0, o2], pr)
         xb = r * S2
     """, 2)
-    taken = "elif TABLE:\n"  # (the table's rows, where it is made)
-    at = src.index(taken)
-    if table:
-        src = src.replace(taken, "elif tab:\n")
-    else:
-        src = src[:at] + src[src.index("else:", at):]
     if not cover:  # (the elements the interior's pairs do not assign)
         src += _block("""
             e0 = 2 * lo - p2 if pairs else S2
@@ -1678,17 +1672,17 @@ def _cl_backward_linear_planes(red: Reduction) -> str:
         CB = {LINEAR_PLANES_BLOCK}
         NB = (C + CB - 1) // CB
     """, 1) + _block(_SETUP, 1)
-    src += _chunks("x.shape[0] * NB", False, _LINEAR_PLANES_SCRATCH, "t")
     # (the scratch block from the caller, one row a part, in warm memory: a block of large
     # planes allocated on every call page-faults)
-    src = src.replace("    for t in range(", """    size = CB * (plane + oplane)
-    if part < blocks.shape[0]:
-        blk = blocks[part, :CB * plane]
-        gyb = blocks[part, CB * plane:size]
-    else:
-        blk = np.empty(CB * plane, dtype=sdt)
-        gyb = np.empty(CB * oplane, dtype=sdt)
-    for t in range(""", 1)
+    src += _chunks("x.shape[0] * NB", False, _LINEAR_PLANES_SCRATCH, "t", before="""
+        size = CB * (plane + oplane)
+        if part < blocks.shape[0]:
+            blk = blocks[part, :CB * plane]
+            gyb = blocks[part, CB * plane:size]
+        else:
+            blk = np.empty(CB * plane, dtype=sdt)
+            gyb = np.empty(CB * oplane, dtype=sdt)
+    """)
     # (the output gradients of the task's channels first copied channel by channel, through
     # registers as the block is written out below, so that each channel reads its own rows)
     src += _block("""
